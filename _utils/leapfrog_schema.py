@@ -1,0 +1,196 @@
+"""The schema of a cluster's leapfrog pillar, and its validator.
+
+A cluster lives in the master's pillar under ``leapfrog:clusters:<name>``;
+``pillar_examples/cluster.sls`` shows every key. ``validate`` collects every problem (it does
+not stop at the first) and returns the cluster config with defaults filled in, or raises
+``PillarInvalid`` whose ``problems`` name each key, what is wrong and where the example is.
+"""
+import copy
+import re
+
+import leapfrog_errors
+
+EXAMPLE = "pillar_examples/cluster.sls"
+
+# OpenStack releases in order; skip-level (SLURP) hops go from one .1 release to the next.
+RELEASES = ["2024.1", "2024.2", "2025.1", "2025.2", "2026.1", "2026.2"]
+STRATEGIES = ["rolling", "fast_forward"]
+SERVER_POLICIES = ["skip", "migrate", "force"]
+ROLES = ["controller", "compute", "database", "haproxy", "hypervisor"]
+_BATCH = re.compile(r"^([1-9][0-9]*)%?$")
+
+
+class Field:
+    """One pillar key: its type, whether it is required, its default and extra checks."""
+
+    def __init__(self, kind, required=True, default=None, doc="", keys=None, items=None,
+                 choices=None, check=None):
+        self.kind = kind
+        self.required = required
+        self.default = default
+        self.doc = doc
+        self.keys = keys or {}
+        self.items = items
+        self.choices = choices
+        self.check = check
+
+
+def _release(value):
+    if value not in RELEASES:
+        return f"unknown release {value!r}; known: {', '.join(RELEASES)}"
+    return None
+
+
+def _batch(value):
+    if isinstance(value, bool) or not _BATCH.match(str(value)):
+        return f"expected a host count (e.g. 2) or a percentage (e.g. '25%'), got {value!r}"
+    return None
+
+
+def _path(value):
+    """A path lists every release from current to target, each hop a valid upgrade."""
+    bad = [r for r in value if r not in RELEASES]
+    if bad:
+        return f"unknown release(s) {', '.join(map(repr, bad))}; known: {', '.join(RELEASES)}"
+    if len(value) < 2:
+        return "needs at least two releases (the current one and the target)"
+    for old, new in zip(value, value[1:]):
+        step = RELEASES.index(new) - RELEASES.index(old)
+        slurp = step == 2 and old.endswith(".1")
+        if step != 1 and not slurp:
+            return (f"hop {old} -> {new} is not an upgrade OpenStack supports "
+                    "(next release, or .1 to the next .1)")
+    return None
+
+
+SCHEMA = {
+    "releases": Field(dict, doc="where the cloud is and where it goes", keys={
+        "current": Field(str, check=_release, doc="release running now"),
+        "target": Field(str, check=_release, doc="release to reach"),
+        "path": Field(list, items=Field(str), check=_path,
+                      doc="every release from current to target, in order"),
+        "strategy": Field(str, required=False, default="rolling", choices=STRATEGIES),
+        "venvs": Field(dict, required=False, default={},
+                       doc="release -> virtualenv prefix on the nodes"),
+    }),
+    "roles": Field(dict, doc="role -> compound target (e.g. I@nova:compute)", keys={
+        role: Field(str, doc=f"compound target of the {role} nodes") for role in ROLES
+    }),
+    "haproxy": Field(dict, keys={
+        "socket": Field(str, doc="admin socket: a unix path or host:port"),
+        "vip": Field(str, doc="address the API frontends listen on"),
+        "timeout": Field(int, required=False, default=5),
+        "drain_timeout": Field(int, required=False, default=300),
+    }),
+    "database": Field(dict, keys={
+        "host": Field(str),
+        "port": Field(int, required=False, default=3306),
+        "socket": Field(str, required=False, default=""),
+        "user": Field(str),
+        "password": Field(str, doc="read on the database minion only; never logged"),
+        "databases": Field(list, items=Field(str)),
+    }),
+    "vms": Field(dict, keys={
+        "image": Field(str, doc="qcow2 base image of the new OS"),
+        "os": Field(dict, doc="OS grains the rebuilt VMs must report", keys={
+            "os": Field(str),
+            "oscodename": Field(str),
+        }),
+        "redeploy_sls": Field(str, doc="SLS that deploys a controller"),
+        "nodes": Field(dict, doc="node id -> {hypervisor, domain}"),
+    }),
+    "backups": Field(dict, keys={
+        "dir": Field(str),
+        "keep": Field(int, required=False, default=3),
+    }),
+    "approval": Field(dict, required=False, default={}, keys={
+        "expiry": Field(int, required=False, default=7200, doc="seconds"),
+    }),
+    "data_plane": Field(dict, keys={
+        "canary": Field(str, required=False, default="",
+                        doc="list, glob or compound target upgraded first"),
+        "batch": Field((int, str), required=False, default=1, check=_batch),
+        "pause": Field(int, required=False, default=30, doc="seconds between restarts"),
+        "servers": Field(str, required=False, default="skip", choices=SERVER_POLICIES),
+    }),
+}
+
+_TYPE_NAMES = {dict: "a mapping", list: "a list", str: "a string", int: "an integer"}
+
+
+def _type_name(kind):
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(_TYPE_NAMES[k] for k in kinds)
+
+
+def _is(value, kind):
+    if isinstance(value, bool):  # YAML "yes" is not a port number
+        return False
+    return isinstance(value, kind)
+
+
+def _check(value, field, where, problems):
+    """Validate ``value`` against ``field``; return it with defaults filled in."""
+    if not _is(value, field.kind):
+        problems.append(f"{where}: expected {_type_name(field.kind)}, got "
+                        f"{type(value).__name__} {value!r}")
+        return value
+    if field.choices and value not in field.choices:
+        problems.append(f"{where}: {value!r} is not one of {', '.join(field.choices)}")
+    if field.check:
+        reason = field.check(value)
+        if reason:
+            problems.append(f"{where}: {reason}")
+    if field.items and isinstance(value, list):
+        value = [_check(v, field.items, f"{where}[{i}]", problems) for i, v in enumerate(value)]
+    if field.keys and isinstance(value, dict):
+        value = _check_keys(value, field.keys, where, problems)
+    return value
+
+
+def _check_keys(mapping, keys, where, problems):
+    out = dict(mapping)
+    for name, field in keys.items():
+        key = f"{where}:{name}"
+        if name not in mapping or mapping[name] is None:
+            if field.required:
+                what = f" ({field.doc})" if field.doc else ""
+                problems.append(f"{key}: missing{what}; add it as shown in {EXAMPLE}")
+            else:
+                out[name] = copy.deepcopy(field.default)
+                if field.keys:
+                    out[name] = _check_keys(out[name], field.keys, key, problems)
+            continue
+        out[name] = _check(mapping[name], field, key, problems)
+    return out
+
+
+def _cross_checks(config, where, problems):
+    releases = config.get("releases")
+    if not isinstance(releases, dict):
+        return
+    path = releases.get("path")
+    if isinstance(path, list) and len(path) >= 2:
+        if releases.get("current") not in (None, path[0]):
+            problems.append(f"{where}:releases:path: starts at {path[0]} but releases:current "
+                            f"is {releases.get('current')}")
+        if releases.get("target") not in (None, path[-1]):
+            problems.append(f"{where}:releases:path: ends at {path[-1]} but releases:target "
+                            f"is {releases.get('target')}")
+
+
+def validate(config, cluster):
+    """Validate one cluster's config; return it with defaults, or raise ``PillarInvalid``.
+
+    ``config`` is the value of ``leapfrog:clusters:<cluster>``.
+    """
+    where = f"leapfrog:clusters:{cluster}"
+    problems = []
+    if not isinstance(config, dict):
+        raise leapfrog_errors.PillarInvalid(
+            [f"{where}: expected a mapping, got {type(config).__name__}; see {EXAMPLE}"])
+    checked = _check_keys(config, SCHEMA, where, problems)
+    _cross_checks(checked, where, problems)
+    if problems:
+        raise leapfrog_errors.PillarInvalid(problems)
+    return checked

@@ -1,0 +1,43 @@
+{#- The lab cluster. LEAPFROG_LAB_DIR is the lab's private run directory (set by lab/). #}
+{%- set run = salt['environ.get']('LEAPFROG_LAB_DIR', '/var/lib/leapfrog-lab') %}
+leapfrog:
+  clusters:
+    lab:
+      releases:
+        current: "2024.1"
+        target: "2026.1"
+        path: ["2024.1", "2025.1", "2026.1"]
+        strategy: rolling
+        venvs:
+          "2024.1": {{ run }}/venvs/2024.1
+          "2025.1": {{ run }}/venvs/2025.1
+          "2026.1": {{ run }}/venvs/2026.1
+      roles:
+        controller: "I@nova:controller"
+        compute: "I@nova:compute"
+        database: "I@mysql:server"
+        haproxy: "I@haproxy:proxy"
+        hypervisor: "G@roles:kvm"
+      haproxy:
+        socket: {{ run }}/haproxy/admin.sock
+        vip: 127.0.1.100
+      database:
+        host: 127.0.1.12
+        socket: {{ run }}/mariadb/mysqld.sock
+        user: root
+        password: lab-db-secret
+        databases: [nova_api, nova, nova_cell0, keystone, placement, glance]
+      vms:
+        image: {{ run }}/images/trixie.qcow2
+        os: {os: Debian, oscodename: trixie}
+        redeploy_sls: lab.controller
+        nodes:
+          ctl01: {hypervisor: kvm01, domain: ctl01}
+          ctl02: {hypervisor: kvm01, domain: ctl02}
+          ctl03: {hypervisor: kvm01, domain: ctl03}
+      backups:
+        dir: {{ run }}/backups
+      data_plane:
+        canary: cmp01
+        batch: 1
+        pause: 5

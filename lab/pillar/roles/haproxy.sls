@@ -1,0 +1,2 @@
+haproxy:
+  proxy: {enabled: true}

@@ -1,0 +1,2 @@
+libvirt:
+  server: {enabled: true}

@@ -1,0 +1,15 @@
+# The lab cluster's pillar, as a real cluster would carry it: the master (cfg01) holds the
+# leapfrog cluster config; every node gets the pillar of its role.
+base:
+  'cfg01*':
+    - leapfrog.lab
+  'kvm*':
+    - roles.hypervisor
+  'dbs*':
+    - roles.database
+  'prx*':
+    - roles.haproxy
+  'ctl*':
+    - roles.controller
+  'cmp*':
+    - roles.compute

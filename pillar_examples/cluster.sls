@@ -1,0 +1,52 @@
+# leapfrog cluster pillar: put it in the salt-master's own pillar (the top file entry that
+# matches the master's id, e.g. 'cfg01_master' or 'cfg01' when the master config sets id).
+# One entry per cluster under leapfrog:clusters; the orchestrations take pillar='{"cluster": NAME}'.
+# Validate with: salt-run leapfrog.validate cluster=prod1
+leapfrog:
+  clusters:
+    prod1:
+      releases:
+        current: "2024.1"            # release the cloud runs now
+        target: "2026.1"             # release to reach
+        path: ["2024.1", "2025.1", "2026.1"]   # every hop in order (.1 -> next .1 is SLURP)
+        strategy: rolling            # rolling (API up, hop by hop) | fast_forward (API closed)
+        venvs:                       # optional: release -> virtualenv prefix on the nodes
+          "2024.1": /opt/openstack/2024.1
+          "2025.1": /opt/openstack/2025.1
+          "2026.1": /opt/openstack/2026.1
+      roles:                         # role -> compound target (pillar I@, grain G@, lists L@)
+        controller: "I@nova:controller"
+        compute: "I@nova:compute"
+        database: "I@mysql:server"
+        haproxy: "I@haproxy:proxy"
+        hypervisor: "G@roles:kvm"
+      haproxy:
+        socket: /run/haproxy/admin.sock   # admin socket: unix path or host:port
+        vip: 10.0.0.10                    # address the API frontends listen on
+        timeout: 5                        # optional: socket timeout, seconds
+        drain_timeout: 300                # optional: wait for sessions to end, seconds
+      database:
+        host: 10.0.0.20
+        port: 3306                        # optional
+        socket: ""                        # optional: unix socket on the database node
+        user: root
+        password: CHANGE_ME               # read on the database minion only; never logged
+        databases: [nova_api, nova, nova_cell0, keystone, placement, glance]
+      vms:
+        image: /var/lib/libvirt/images/trixie-base.qcow2   # new OS image (qcow2) for rebuilds
+        os: {os: Debian, oscodename: trixie}               # grains the rebuilt VMs must show
+        redeploy_sls: openstack.controller                 # SLS that deploys a controller
+        nodes:                                             # node id -> where its VM lives
+          ctl01: {hypervisor: kvm01, domain: ctl01}
+          ctl02: {hypervisor: kvm01, domain: ctl02}
+          ctl03: {hypervisor: kvm02, domain: ctl03}
+      backups:
+        dir: /var/backups/leapfrog
+        keep: 3                           # optional: backups kept per node/database
+      approval:
+        expiry: 7200                      # optional: seconds an approval wait lasts
+      data_plane:
+        canary: "cmp001*"                 # optional: list, glob or compound upgraded first
+        batch: "25%"                      # optional: hosts per batch, count or percentage
+        pause: 30                         # optional: seconds between compute restarts
+        servers: skip                     # optional: hosts with servers: skip | migrate | force

@@ -1,0 +1,25 @@
+"""Shared test set-up: tier markers by folder, and the repo's helpers on sys.path."""
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# leapfrog's shared helpers are plain top-level modules (leapfrog_*), as in both install modes.
+sys.path.insert(0, os.path.join(REPO, "_utils"))
+sys.path.insert(0, REPO)
+
+TIERS = ("unit", "functional", "integration")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        parts = os.path.relpath(str(item.fspath), REPO).split(os.sep)
+        for tier in TIERS:
+            if tier in parts:
+                item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return REPO

@@ -1,0 +1,98 @@
+"""The cluster pillar schema: the documented example is valid; each mistake is named."""
+import copy
+import os
+
+import pytest
+import yaml
+
+import leapfrog_errors
+import leapfrog_schema
+from tests.conftest import REPO
+
+
+@pytest.fixture
+def example():
+    with open(os.path.join(REPO, leapfrog_schema.EXAMPLE)) as handle:
+        return yaml.safe_load(handle)["leapfrog"]["clusters"]["prod1"]
+
+
+def problems_of(config):
+    with pytest.raises(leapfrog_errors.PillarInvalid) as info:
+        leapfrog_schema.validate(config, "prod1")
+    return info.value.problems
+
+
+def test_example_is_valid(example):
+    checked = leapfrog_schema.validate(example, "prod1")
+    assert checked["releases"]["path"] == ["2024.1", "2025.1", "2026.1"]
+    assert checked["roles"]["compute"] == "I@nova:compute"
+
+
+def test_defaults_are_filled(example):
+    del example["approval"]
+    del example["data_plane"]["batch"]
+    checked = leapfrog_schema.validate(example, "prod1")
+    assert checked["approval"]["expiry"] == 7200
+    assert checked["data_plane"]["batch"] == 1
+
+
+def test_missing_key_names_the_key_and_the_example(example):
+    del example["database"]["host"]
+    assert problems_of(example) == [
+        "leapfrog:clusters:prod1:database:host: missing; add it as shown in "
+        "pillar_examples/cluster.sls"
+    ]
+
+
+def test_every_problem_is_reported_once(example):
+    broken = copy.deepcopy(example)
+    del broken["roles"]["compute"]
+    broken["database"]["port"] = "3306x"
+    broken["releases"]["strategy"] = "yolo"
+    broken["data_plane"]["batch"] = "-3"
+    found = problems_of(broken)
+    assert len(found) == 4, found
+    assert any("roles:compute: missing" in p for p in found)
+    assert any("database:port: expected an integer, got str '3306x'" in p for p in found)
+    assert any("'yolo' is not one of rolling, fast_forward" in p for p in found)
+    assert any("data_plane:batch: expected a host count" in p for p in found)
+
+
+def test_unknown_release_and_unsupported_hop(example):
+    example["releases"]["path"] = ["2024.1", "2026.1"]
+    found = problems_of(example)
+    assert found == ["leapfrog:clusters:prod1:releases:path: hop 2024.1 -> 2026.1 is not an "
+                     "upgrade OpenStack supports (next release, or .1 to the next .1)"]
+    example["releases"]["path"] = ["2024.1", "2025.7"]
+    example["releases"]["target"] = "2025.7"
+    found = problems_of(example)
+    assert any("unknown release '2025.7'" in p for p in found)
+
+
+def test_path_must_match_current_and_target(example):
+    example["releases"]["current"] = "2025.1"
+    assert problems_of(example) == [
+        "leapfrog:clusters:prod1:releases:path: starts at 2024.1 but releases:current is 2025.1"
+    ]
+
+
+def test_yaml_boolean_is_not_an_integer(example):
+    example["haproxy"]["timeout"] = True
+    assert "haproxy:timeout: expected an integer, got bool True" in problems_of(example)[0]
+
+
+def test_not_a_mapping():
+    assert problems_of(["a"]) == [
+        "leapfrog:clusters:prod1: expected a mapping, got list; see pillar_examples/cluster.sls"
+    ]
+
+
+def test_error_text_lists_each_problem(example):
+    del example["vms"]
+    del example["backups"]
+    with pytest.raises(leapfrog_errors.PillarInvalid) as info:
+        leapfrog_schema.validate(example, "prod1")
+    text = str(info.value)
+    assert "2 problem(s)" in text
+    assert "  - leapfrog:clusters:prod1:vms: missing" in text
+    assert "  - leapfrog:clusters:prod1:backups: missing" in text
