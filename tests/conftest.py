@@ -23,3 +23,12 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def repo_root():
     return REPO
+
+# Each lab part's fixtures live in their own plugin module (one owner per file).
+pytest_plugins = [
+    "tests.fixtures.mariadb",
+    "tests.fixtures.openstack",
+    "tests.fixtures.haproxy",
+    "tests.fixtures.libvirt",
+    "tests.fixtures.salt",
+]
