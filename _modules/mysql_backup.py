@@ -1,0 +1,1099 @@
+"""Back up, verify, restore and clone MariaDB/MySQL databases; the DB pre-checks of an upgrade.
+
+A backup is one folder ``<backup_dir>/<id>`` holding one compressed ``mariadb-dump
+--single-transaction`` file per database (``<db>.sql.zst``, or ``.sql.gz`` without zstd) and
+``manifest.json``: the databases, their charset, size, per-table row counts and
+``CHECKSUM TABLE`` values, the server version and each file's size and sha256. A backup is
+written under ``<id>.partial`` and renamed when complete, so a listed backup is a whole one.
+
+Connection: function arguments ``host``, ``port``, ``socket``, ``user``, ``password``, else
+pillar ``leapfrog:database`` (the same keys as ``database`` in pillar_examples/cluster.sls);
+a non-empty ``socket`` wins over host/port. The password reaches the CLIs only through a
+0600 ``--defaults-extra-file`` removed afterwards: never a command line, a return or a log.
+
+Backup folder: ``backup_dir`` argument, else pillar ``leapfrog:backups:dir`` + ``/mysql``,
+else ``/var/backups/leapfrog/mysql``. ``prune`` keeps ``keep`` (else
+``leapfrog:backups:keep``, else 3) backups.
+
+Row counts and checksums are taken in one consistent snapshot just before the dump; they
+describe the dump exactly when nothing writes to the databases in between (stop the writers,
+or compare ``restore``'s ``differences`` knowing they ran).
+"""
+import contextlib
+import datetime
+import gzip
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+
+import leapfrog_cmd
+import leapfrog_errors
+
+try:
+    import pymysql
+
+    HAS_PYMYSQL = True
+except ImportError:  # pragma: no cover - __virtual__ reports it
+    HAS_PYMYSQL = False
+
+import salt.utils.data
+import salt.utils.path
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "mysql_backup"
+__func_alias__ = {"list_": "list"}
+
+DEFAULT_BACKUP_ROOT = "/var/backups/leapfrog"
+DEFAULT_KEEP = 3
+DEFAULT_SUFFIX = "_upgrade"
+SPACE_MARGIN = 16 * 1024 * 1024
+CHUNK = 1024 * 1024
+CONNECTION_KEYS = ("host", "port", "socket", "user", "password")
+_IDENT = re.compile(r"^[A-Za-z0-9_$][A-Za-z0-9_$-]{0,63}$")
+_LABEL = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_UTF8 = ("utf8", "utf8mb3", "utf8mb4")
+MANIFEST = "manifest.json"
+FORMAT = 1
+
+
+class DatabaseUnreachable(leapfrog_errors.LeapfrogError):
+    """The server does not answer (refused, timeout, no socket)."""
+
+
+class AccessDenied(leapfrog_errors.LeapfrogError):
+    """The server refused the user or password."""
+
+
+class UnknownDatabase(leapfrog_errors.LeapfrogError):
+    """A database named in the call does not exist (on the server or in the backup)."""
+
+
+class DatabaseExists(leapfrog_errors.LeapfrogError):
+    """A restore or clone target exists and ``force`` was not given."""
+
+
+class NotEnoughSpace(leapfrog_errors.LeapfrogError):
+    """Free space is below what the operation needs (checked before it starts)."""
+
+
+class BackupCorrupt(leapfrog_errors.LeapfrogError):
+    """A backup's files do not match its manifest, or do not decompress."""
+
+
+class BackupNotFound(leapfrog_errors.LeapfrogError):
+    """No backup with that id (or no backup at all) under the backup folder."""
+
+
+def _binary(*names):
+    for name in names:
+        found = salt.utils.path.which(name)
+        if found:
+            return found
+    return None
+
+
+def __virtual__():
+    if not HAS_PYMYSQL:
+        return (False, "mysql_backup: PyMySQL is not installed (pip install PyMySQL)")
+    if not _binary("mariadb-dump", "mysqldump"):
+        return (False, "mysql_backup: neither mariadb-dump nor mysqldump is installed "
+                       "(install mariadb-client)")
+    if not _binary("mariadb", "mysql"):
+        return (False, "mysql_backup: neither the mariadb nor the mysql client is installed "
+                       "(install mariadb-client)")
+    return __virtualname__
+
+
+def _pillar(key, default=None):
+    """Read pillar from ``__pillar__`` itself: Salt 3008's ``pillar.get`` hands modules masked
+    values ("**********") unless ``unmask=True``, which Salt 3007 does not know."""
+    value = salt.utils.data.traverse_dict_and_list(__pillar__ or {}, key, None)
+    return default if value is None else value
+
+
+# --- connection ------------------------------------------------------------------------------
+def _connection(kwargs):
+    """Merge connection arguments over pillar ``leapfrog:database``; reject unknown ones."""
+    extra = sorted(k for k in kwargs if not k.startswith("__") and k not in CONNECTION_KEYS)
+    if extra:
+        raise leapfrog_errors.LeapfrogError(
+            f"mysql_backup: unknown argument(s) {', '.join(extra)}; connection arguments are "
+            f"{', '.join(CONNECTION_KEYS)}"
+        )
+    pillar = _pillar("leapfrog:database", {}) or {}
+    params = {}
+    for key in CONNECTION_KEYS:
+        value = kwargs.get(key)
+        params[key] = value if value not in (None, "") else pillar.get(key)
+    params["host"] = params["host"] or "localhost"
+    params["port"] = int(params["port"] or 3306)
+    params["user"] = params["user"] or "root"
+    params["password"] = "" if params["password"] is None else str(params["password"])
+    params["socket"] = params["socket"] or ""
+    return params
+
+
+def _where(params):
+    if params["socket"]:
+        return f"socket {params['socket']}"
+    return f"{params['host']}:{params['port']}"
+
+
+def _scrub(text, params):
+    text = str(text)
+    if params.get("password"):
+        text = text.replace(params["password"], "******")
+    return " ".join(text.split())
+
+
+def _connect(params, database=None):
+    """Open a PyMySQL connection; failures become one-line errors without the password."""
+    kwargs = {
+        "user": params["user"],
+        "password": params["password"],
+        "database": database,
+        "autocommit": True,
+        "charset": "utf8mb4",
+        "connect_timeout": 10,
+    }
+    if params["socket"]:
+        kwargs["unix_socket"] = params["socket"]
+    else:
+        kwargs["host"] = params["host"]
+        kwargs["port"] = params["port"]
+    try:
+        return pymysql.connect(**kwargs)
+    except pymysql.err.OperationalError as exc:
+        code = exc.args[0] if exc.args else None
+        where = _where(params)
+        if code in (1045, 1044, 1698):
+            raise AccessDenied(
+                f"MariaDB at {where} refused user '{params['user']}' (wrong user or password; "
+                "the password is not shown): fix leapfrog:database:user/password"
+            ) from None
+        if code == 1049:
+            raise UnknownDatabase(
+                f"unknown database '{database}' on {where}: check the name"
+            ) from None
+        reason = _scrub(exc.args[1] if len(exc.args) > 1 else exc, params)
+        raise DatabaseUnreachable(
+            f"MariaDB at {where} is unreachable ({reason}): start it or fix "
+            "leapfrog:database host/port/socket"
+        ) from None
+    except (OSError, pymysql.err.MySQLError) as exc:
+        raise DatabaseUnreachable(
+            f"MariaDB at {_where(params)} is unreachable ({_scrub(exc, params)}): start it or "
+            "fix leapfrog:database host/port/socket"
+        ) from None
+
+
+def _option_value(value):
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@contextlib.contextmanager
+def _defaults_file(params):
+    """A 0600 client option file with the credentials, removed on exit."""
+    folder = tempfile.mkdtemp(prefix="leapfrog-mysql-")
+    path = os.path.join(folder, "client.cnf")
+    lines = ["[client]", f"user = {_option_value(params['user'])}",
+             f"password = {_option_value(params['password'])}"]
+    if params["socket"]:
+        lines += ["host = localhost", f"socket = {_option_value(params['socket'])}",
+                  "protocol = SOCKET"]
+    else:
+        lines += [f"host = {_option_value(params['host'])}", f"port = {params['port']}",
+                  "protocol = TCP"]
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(argv, params, **kwargs):
+    """leapfrog_cmd.run with the password scrubbed from any error text."""
+    try:
+        return leapfrog_cmd.run(__salt__["cmd.run_all"], argv, **kwargs)
+    except leapfrog_errors.CommandFailed as exc:
+        raise leapfrog_errors.CommandFailed(_scrub(exc, params)) from None
+
+
+# --- small helpers ---------------------------------------------------------------------------
+def _names(value, what="databases"):
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",")]
+    names = [str(v) for v in value if str(v).strip()]
+    bad = [n for n in names if not _IDENT.match(n)]
+    if bad:
+        raise leapfrog_errors.LeapfrogError(
+            f"invalid {what} name(s) {', '.join(repr(b) for b in bad)}: use letters, digits, "
+            "_ $ - (64 at most, not starting with -)"
+        )
+    return names
+
+
+def _databases(databases):
+    names = _names(databases)
+    if not names:
+        names = _names(_pillar("leapfrog:database:databases", []))
+    if not names:
+        raise leapfrog_errors.LeapfrogError(
+            "no databases named: pass databases=nova,nova_api or set "
+            "leapfrog:database:databases in pillar"
+        )
+    return list(dict.fromkeys(names))
+
+
+def _q(name):
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _backup_root(backup_dir):
+    if backup_dir:
+        return os.path.abspath(backup_dir)
+    root = _pillar("leapfrog:backups:dir", "") or DEFAULT_BACKUP_ROOT
+    return os.path.join(root, "mysql")
+
+
+def _human(size):
+    size = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"  # pragma: no cover
+
+
+def _free_bytes(path):
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    return shutil.disk_usage(probe).free
+
+
+def _require_space(path, needed, what, fix):
+    free = _free_bytes(path)
+    if free < needed:
+        raise NotEnoughSpace(
+            f"not enough free space in {path} for {what}: {_human(needed)} needed, "
+            f"{_human(free)} free; {fix}"
+        )
+    return free
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _compression(requested):
+    if requested in (None, ""):
+        return "zstd" if _binary("zstd") else "gzip"
+    if requested not in ("zstd", "gzip"):
+        raise leapfrog_errors.LeapfrogError(
+            f"unknown compression {requested!r}: use zstd or gzip"
+        )
+    if requested == "zstd" and not _binary("zstd"):
+        raise leapfrog_errors.LeapfrogError("compression zstd asked but zstd is not installed: "
+                                            "install zstd or use compression=gzip")
+    return requested
+
+
+def _compress(raw, compression, params):
+    if compression == "zstd":
+        out = raw + ".zst"
+        _run([_binary("zstd"), "-q", "--rm", "-3", "-T0", raw, "-o", out], params)
+        return out
+    out = raw + ".gz"
+    with open(raw, "rb") as src, gzip.open(out, "wb", compresslevel=6) as dst:
+        shutil.copyfileobj(src, dst, CHUNK)
+    os.unlink(raw)
+    return out
+
+
+def _decompress(path, raw, compression, params):
+    if compression == "zstd":
+        _run([_binary("zstd"), "-d", "-q", "-f", path, "-o", raw], params)
+    else:
+        with gzip.open(path, "rb") as src, open(raw, "wb") as dst:
+            shutil.copyfileobj(src, dst, CHUNK)
+    os.chmod(raw, 0o600)
+
+
+def _test_decompress(path, compression):
+    """None when the file decompresses cleanly, else the reason."""
+    if compression == "zstd":
+        result = __salt__["cmd.run_all"]([_binary("zstd"), "-t", "-q", path],
+                                         python_shell=False, ignore_retcode=True,
+                                         output_loglevel="debug")
+        if result["retcode"] != 0:
+            return leapfrog_cmd.tail(result.get("stderr"), 1) or f"zstd -t exited {result['retcode']}"
+        return None
+    try:
+        with gzip.open(path, "rb") as src:
+            while src.read(CHUNK):
+                pass
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+# --- what the server holds -------------------------------------------------------------------
+def _existing(conn):
+    with conn.cursor() as cur:
+        cur.execute("SHOW DATABASES")
+        return [row[0] for row in cur.fetchall()]
+
+
+def _require_databases(conn, names, params):
+    existing = _existing(conn)
+    missing = [n for n in names if n not in existing]
+    if missing:
+        user_dbs = [d for d in existing
+                    if d not in ("information_schema", "mysql", "performance_schema", "sys")]
+        raise UnknownDatabase(
+            f"unknown database(s) {', '.join(missing)} on {_where(params)} "
+            f"(existing: {', '.join(user_dbs) or 'none'}): fix the names or "
+            "leapfrog:database:databases"
+        )
+
+
+def _schema(conn, database):
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM "
+            "information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (database,))
+        charset, collation = cur.fetchone()
+        cur.execute(
+            "SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = %s", (database,))
+        size = int(cur.fetchone()[0])
+    return {"charset": charset, "collation": collation, "size_bytes": size}
+
+
+def _tables(conn, database):
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND "
+            "TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME", (database,))
+        return [row[0] for row in cur.fetchall()]
+
+
+def _table_stats(conn, database):
+    """{table: {"rows": n, "checksum": c}} for every base table of ``database``."""
+    tables = _tables(conn, database)
+    stats = {}
+    if not tables:
+        return stats
+    with conn.cursor() as cur:
+        for table in tables:
+            cur.execute(f"SELECT COUNT(*) FROM {_q(database)}.{_q(table)}")
+            stats[table] = {"rows": int(cur.fetchone()[0])}
+        cur.execute("CHECKSUM TABLE " + ", ".join(f"{_q(database)}.{_q(t)}" for t in tables))
+        for name, checksum in cur.fetchall():
+            table = name.split(".", 1)[1]
+            if table in stats:
+                stats[table]["checksum"] = None if checksum is None else int(checksum)
+    return stats
+
+
+def _snapshot_stats(conn, databases):
+    """Row counts and checksums of several databases in one consistent read view."""
+    with conn.cursor() as cur:
+        cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+    try:
+        return {db: _table_stats(conn, db) for db in databases}
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("COMMIT")
+
+
+def _differences(expected, found):
+    """Readable lines for tables whose rows/checksum differ (``expected`` vs ``found``)."""
+    lines = []
+    for table in sorted(set(expected) | set(found)):
+        if table not in found:
+            lines.append(f"{table}: missing")
+        elif table not in expected:
+            lines.append(f"{table}: not expected")
+        elif expected[table] != found[table]:
+            exp, got = expected[table], found[table]
+            lines.append(
+                f"{table}: rows {exp.get('rows')} -> {got.get('rows')}, checksum "
+                f"{exp.get('checksum')} -> {got.get('checksum')}"
+            )
+    return lines
+
+
+def _datadir_space(conn, needed, what):
+    """Check the server's datadir when it is on this host (a local socket or loopback)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@datadir")
+        datadir = cur.fetchone()[0]
+    if datadir and os.path.isdir(datadir):
+        _require_space(datadir, needed, what,
+                       "free space on the database server's disk first")
+
+
+# --- dump / load -----------------------------------------------------------------------------
+def _dump(params, database, raw):
+    with _defaults_file(params) as cnf:
+        _run([
+            _binary("mariadb-dump", "mysqldump"), f"--defaults-extra-file={cnf}",
+            "--single-transaction", "--quick", "--routines", "--triggers", "--hex-blob",
+            "--default-character-set=utf8mb4", f"--result-file={raw}", database,
+        ], params)
+    os.chmod(raw, 0o600)
+
+
+def _load(params, database, raw):
+    """Load a plain SQL dump into ``database`` with the client's SOURCE command.
+
+    SOURCE exits 0 after a failed statement unless ``--abort-source-on-error`` (MariaDB's
+    client) is given, so an ``ERROR`` line on stderr is treated as a failure too.
+    """
+    client = _binary("mariadb", "mysql")
+    with _defaults_file(params) as cnf:
+        argv = [client, f"--defaults-extra-file={cnf}", "--default-character-set=utf8mb4",
+                "--batch"]
+        if os.path.basename(client) == "mariadb":
+            argv.append("--abort-source-on-error")
+        argv += [f"--database={database}", f"--execute=SOURCE {raw}"]
+        result = _run(argv, params)
+    errors = [line for line in (result.get("stderr") or "").splitlines()
+              if line.startswith("ERROR")]
+    if errors:
+        raise leapfrog_errors.CommandFailed(
+            f"{os.path.basename(client)} failed loading {database}: {_scrub(errors[0], params)}")
+
+
+def _create(conn, database, charset, collation, force):
+    for word in (charset, collation):
+        if not re.match(r"^[A-Za-z0-9_]{1,64}$", str(word)):
+            raise leapfrog_errors.LeapfrogError(
+                f"invalid charset/collation {word!r} for {database}: check the manifest")
+    with conn.cursor() as cur:
+        if force:
+            cur.execute(f"DROP DATABASE IF EXISTS {_q(database)}")
+        cur.execute(
+            f"CREATE DATABASE {_q(database)} CHARACTER SET {charset} COLLATE {collation}")
+
+
+def _drop(conn, database):
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {_q(database)}")
+
+
+# --- manifests -------------------------------------------------------------------------------
+def _manifest_path(root, backup_id):
+    return os.path.join(root, backup_id, MANIFEST)
+
+
+def _read_manifest(root, backup_id):
+    path = _manifest_path(root, backup_id)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    except FileNotFoundError:
+        raise BackupNotFound(f"backup {backup_id} has no manifest in {root}: it is not a "
+                             "complete mysql_backup backup") from None
+    except ValueError as exc:
+        raise BackupCorrupt(f"backup {backup_id}: manifest.json is unreadable ({exc}); "
+                            "take a new backup") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("databases"), dict):
+        raise BackupCorrupt(f"backup {backup_id}: manifest.json has no databases; take a new "
+                            "backup")
+    return manifest
+
+
+def _backup_ids(root):
+    if not os.path.isdir(root):
+        return []
+    return sorted(
+        name for name in os.listdir(root)
+        if not name.endswith(".partial") and os.path.isfile(_manifest_path(root, name))
+    )
+
+
+def _resolve(root, backup_id):
+    ids = _backup_ids(root)
+    if backup_id in (None, "", "latest"):
+        if not ids:
+            raise BackupNotFound(f"no backup in {root}: take one with mysql_backup.backup")
+        return ids[-1]
+    backup_id = str(backup_id)
+    if backup_id not in ids:
+        raise BackupNotFound(
+            f"no backup {backup_id} in {root} (have: {', '.join(ids[-5:]) or 'none'})"
+        )
+    return backup_id
+
+
+def _summary(manifest, root):
+    return {
+        "id": manifest["id"],
+        "path": os.path.join(root, manifest["id"]),
+        "label": manifest.get("label"),
+        "created": manifest.get("created"),
+        "server_version": manifest.get("server_version"),
+        "databases": sorted(manifest["databases"]),
+        "bytes": sum(d.get("bytes", 0) for d in manifest["databases"].values()),
+    }
+
+
+# --- public: backup --------------------------------------------------------------------------
+def backup(databases=None, backup_dir=None, label=None, compression=None, **connection):
+    """
+    Back up databases consistently (``mariadb-dump --single-transaction``, one compressed
+    file per database) into a new folder under the backup folder, with a manifest.
+
+    Refuses before starting when a database does not exist or when the free space under
+    the backup folder is below the databases' size.
+
+    databases
+        list or comma-separated names; default pillar ``leapfrog:database:databases``
+    backup_dir
+        folder holding the backups; default pillar ``leapfrog:backups:dir`` + ``/mysql``
+    label
+        a word stored in the manifest and the folder name (e.g. ``pre-2025.1``)
+    compression
+        ``zstd`` (default when installed) or ``gzip``
+    host, port, socket, user, password
+        connection; default pillar ``leapfrog:database``
+
+    Returns the id, path and per database the file, its sha256, bytes, tables and rows.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt dbs01 mysql_backup.backup databases=nova,nova_api label=pre-upgrade
+    """
+    started = time.monotonic()
+    params = _connection(connection)
+    names = _databases(databases)
+    compression = _compression(compression)
+    if label is not None and not _LABEL.match(str(label)):
+        raise leapfrog_errors.LeapfrogError(
+            f"invalid label {label!r}: use letters, digits, _ . - (64 at most)")
+    root = _backup_root(backup_dir)
+    with _connect(params) as conn:
+        _require_databases(conn, names, params)
+        with conn.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            server_version = cur.fetchone()[0]
+        schemas = {db: _schema(conn, db) for db in names}
+        needed = sum(s["size_bytes"] for s in schemas.values()) + SPACE_MARGIN
+        _require_space(root, needed, f"a backup of {', '.join(names)}",
+                       "free space there or point leapfrog:backups:dir to a larger disk")
+        stats = _snapshot_stats(conn, names)
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    backup_id = now.strftime("%Y%m%dT%H%M%S") + f".{now.microsecond // 1000:03d}Z"
+    if label:
+        backup_id += f"-{label}"
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    partial = os.path.join(root, backup_id + ".partial")
+    os.makedirs(partial, mode=0o700)
+    manifest = {
+        "format": FORMAT,
+        "id": backup_id,
+        "label": label,
+        "created": now.isoformat(timespec="seconds"),
+        "server_version": server_version,
+        "source": _where(params),
+        "tool": os.path.basename(_binary("mariadb-dump", "mysqldump")),
+        "compression": compression,
+        "stats_note": "rows and CHECKSUM TABLE taken in one snapshot just before the dump",
+        "databases": {},
+    }
+    try:
+        for db in names:
+            raw = os.path.join(partial, f"{db}.sql")
+            log.info("mysql_backup: dumping %s into %s", db, partial)
+            _dump(params, db, raw)
+            raw_bytes = os.path.getsize(raw)
+            path = _compress(raw, compression, params)
+            os.chmod(path, 0o600)
+            manifest["databases"][db] = {
+                **schemas[db],
+                "file": os.path.basename(path),
+                "bytes": os.path.getsize(path),
+                "raw_bytes": raw_bytes,
+                "sha256": _sha256(path),
+                "tables": stats[db],
+            }
+        tmp = os.path.join(partial, MANIFEST + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=1, sort_keys=True)
+        os.rename(tmp, os.path.join(partial, MANIFEST))
+        final = os.path.join(root, backup_id)
+        os.rename(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    result = _summary(manifest, root)
+    result["databases"] = {
+        db: {
+            "file": os.path.join(final, info["file"]),
+            "sha256": info["sha256"],
+            "bytes": info["bytes"],
+            "tables": len(info["tables"]),
+            "rows": sum(t["rows"] for t in info["tables"].values()),
+        }
+        for db, info in manifest["databases"].items()
+    }
+    result["seconds"] = round(time.monotonic() - started, 2)
+    return result
+
+
+# --- public: verify / list / prune -----------------------------------------------------------
+def verify(backup_id="latest", backup_dir=None):
+    """
+    Verify a backup: every file's sha256 against the manifest and a full decompression test.
+
+    Raises one line naming each broken file when the backup is corrupt; returns
+    ``{"id", "valid": True, "databases": {db: {"sha256", "bytes"}}}`` otherwise.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt dbs01 mysql_backup.verify latest
+        salt dbs01 mysql_backup.verify 20261122T003000.123Z-pre-upgrade
+    """
+    root = _backup_root(backup_dir)
+    backup_id = _resolve(root, backup_id)
+    manifest = _read_manifest(root, backup_id)
+    folder = os.path.join(root, backup_id)
+    compression = manifest.get("compression", "gzip")
+    problems = []
+    checked = {}
+    for db, info in sorted(manifest["databases"].items()):
+        path = os.path.join(folder, info.get("file", ""))
+        if not info.get("file") or not os.path.isfile(path):
+            problems.append(f"{info.get('file') or db}: missing")
+            continue
+        size = os.path.getsize(path)
+        digest = _sha256(path)
+        if digest != info.get("sha256"):
+            problems.append(
+                f"{info['file']}: sha256 {digest[:12]}... != manifest "
+                f"{str(info.get('sha256'))[:12]}... ({size} bytes, manifest {info.get('bytes')})"
+            )
+            continue
+        reason = _test_decompress(path, compression)
+        if reason:
+            problems.append(f"{info['file']}: does not decompress ({reason})")
+            continue
+        checked[db] = {"sha256": digest, "bytes": size}
+    if problems:
+        raise BackupCorrupt(
+            f"backup {backup_id} is corrupt: {'; '.join(problems)}; do not restore it, take a "
+            "new backup (mysql_backup.backup)"
+        )
+    return {"id": backup_id, "valid": True, "path": folder, "databases": checked}
+
+
+def list_(backup_dir=None):
+    """
+    List the complete backups, oldest first: id, label, created, databases, bytes.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt dbs01 mysql_backup.list
+    """
+    root = _backup_root(backup_dir)
+    out = []
+    for backup_id in _backup_ids(root):
+        try:
+            out.append(_summary(_read_manifest(root, backup_id), root))
+        except leapfrog_errors.LeapfrogError as exc:
+            out.append({"id": backup_id, "path": os.path.join(root, backup_id),
+                        "error": str(exc)})
+    return out
+
+
+def show(backup_id="latest", backup_dir=None):
+    """
+    Return a backup's manifest (databases, tables with rows and checksums, files, sha256).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt dbs01 mysql_backup.show latest
+    """
+    root = _backup_root(backup_dir)
+    return _read_manifest(root, _resolve(root, backup_id))
+
+
+def prune(keep=None, backup_dir=None):
+    """
+    Remove the oldest complete backups, keeping the newest ``keep`` (default pillar
+    ``leapfrog:backups:keep``, else 3). Folders without a manifest are never touched.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt dbs01 mysql_backup.prune keep=2
+    """
+    if keep is None:
+        keep = _pillar("leapfrog:backups:keep", DEFAULT_KEEP)
+    try:
+        keep = int(keep)
+    except (TypeError, ValueError):
+        keep = -1
+    if keep < 1:
+        raise leapfrog_errors.LeapfrogError(
+            "keep must be a whole number >= 1 (prune never removes every backup)")
+    root = _backup_root(backup_dir)
+    ids = _backup_ids(root)
+    removed = ids[:-keep] if len(ids) > keep else []
+    for backup_id in removed:
+        log.info("mysql_backup: pruning %s", backup_id)
+        shutil.rmtree(os.path.join(root, backup_id))
+    return {"kept": ids[len(removed):], "removed": removed}
+
+
+# --- public: restore / clone -----------------------------------------------------------------
+def _targets(names, target, suffix):
+    if target and len(names) != 1:
+        raise leapfrog_errors.LeapfrogError(
+            "target names one database: pass exactly one database with target=, or use "
+            "suffix= for several")
+    if target:
+        return {names[0]: _names([target], "target")[0]}
+    suffix = suffix or ""
+    if suffix:
+        _names([f"x{suffix}"], "suffix")
+    return {name: _names([name + suffix], "target")[0] for name in names}
+
+
+def _refuse_existing(conn, targets, force, params):
+    existing = set(_existing(conn))
+    clash = [t for t in targets.values() if t in existing]
+    if clash and not force:
+        raise DatabaseExists(
+            f"database(s) {', '.join(clash)} already exist on {_where(params)}: pass "
+            "force=True to replace them, or choose another target/suffix"
+        )
+    return clash
+
+
+def restore(backup_id="latest", databases=None, target=None, suffix=None, force=False,
+            backup_dir=None, **connection):
+    """
+    Restore databases from a verified backup, into the same name or another one.
+
+    The backup is verified first (sha256 and decompression); a corrupt backup is refused.
+    An existing target database is refused unless ``force=True`` (it is then dropped and
+    recreated). After loading, the restored tables' row counts and checksums are compared
+    with the manifest and returned (``matches_manifest``, ``differences``).
+
+    backup_id
+        an id from ``mysql_backup.list`` or ``latest``
+    databases
+        databases of the backup to restore (default: all of it)
+    target
+        restore the (single) database under this name
+    suffix
+        restore every database as ``<name><suffix>``
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt dbs01 mysql_backup.restore latest databases=nova force=True
+        salt dbs01 mysql_backup.restore 20261122T003000.123Z databases=nova target=nova_check
+    """
+    params = _connection(connection)
+    root = _backup_root(backup_dir)
+    backup_id = _resolve(root, backup_id)
+    manifest = _read_manifest(root, backup_id)
+    names = _names(databases) or sorted(manifest["databases"])
+    missing = [n for n in names if n not in manifest["databases"]]
+    if missing:
+        raise UnknownDatabase(
+            f"database(s) {', '.join(missing)} not in backup {backup_id} (it holds: "
+            f"{', '.join(sorted(manifest['databases']))})"
+        )
+    targets = _targets(names, target, suffix)
+    verify(backup_id, backup_dir=root)
+    folder = os.path.join(root, backup_id)
+    compression = manifest.get("compression", "gzip")
+    results = {}
+    with _connect(params) as conn:
+        _refuse_existing(conn, targets, force, params)
+        largest = max(manifest["databases"][n].get("raw_bytes", 0) for n in names)
+        _require_space(folder, largest + SPACE_MARGIN, "decompressing the dump",
+                       "free space in the backup folder")
+        _datadir_space(conn, sum(manifest["databases"][n].get("size_bytes", 0) for n in names)
+                       + SPACE_MARGIN, f"restoring {', '.join(names)}")
+        for name in names:
+            info = manifest["databases"][name]
+            dest = targets[name]
+            started = time.monotonic()
+            workdir = tempfile.mkdtemp(prefix=".restore-", dir=folder)
+            try:
+                raw = os.path.join(workdir, f"{name}.sql")
+                _decompress(os.path.join(folder, info["file"]), raw, compression, params)
+                _create(conn, dest, info.get("charset", "utf8mb4"),
+                        info.get("collation", "utf8mb4_general_ci"), force)
+                log.info("mysql_backup: restoring %s from %s into %s", name, backup_id, dest)
+                _load(params, dest, raw)
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+            found = _table_stats(conn, dest)
+            diff = _differences(info["tables"], found)
+            if diff:
+                log.warning("mysql_backup: %s restored into %s differs from the manifest: %s",
+                            name, dest, "; ".join(diff))
+            results[name] = {
+                "target": dest,
+                "tables": len(found),
+                "rows": sum(t["rows"] for t in found.values()),
+                "matches_manifest": not diff,
+                "differences": diff,
+                "seconds": round(time.monotonic() - started, 2),
+            }
+    return {"id": backup_id, "databases": results}
+
+
+def clone(databases=None, suffix=DEFAULT_SUFFIX, force=False, **connection):
+    """
+    Clone databases to ``<name><suffix>`` (default ``_upgrade``) on the same server, for an
+    upgrade rehearsal: a consistent dump loaded into the new name, same charset/collation.
+
+    An existing clone is refused unless ``force=True``. Returns per database the clone's
+    name, tables, rows and whether its checksums equal the source's.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt dbs01 mysql_backup.clone databases=nova,nova_api,nova_cell0
+        salt dbs01 mysql_backup.clone nova suffix=_rehearsal force=True
+    """
+    params = _connection(connection)
+    names = _databases(databases)
+    if not suffix:
+        raise leapfrog_errors.LeapfrogError("clone needs a non-empty suffix (e.g. _upgrade)")
+    targets = _targets(names, None, suffix)
+    results = {}
+    with _connect(params) as conn:
+        _require_databases(conn, names, params)
+        _refuse_existing(conn, targets, force, params)
+        schemas = {db: _schema(conn, db) for db in names}
+        total = sum(s["size_bytes"] for s in schemas.values())
+        tmp_root = tempfile.gettempdir()
+        _require_space(tmp_root, max(s["size_bytes"] for s in schemas.values()) + SPACE_MARGIN,
+                       "the clone's temporary dump", "free space in the temporary folder")
+        _datadir_space(conn, total + SPACE_MARGIN, f"clones of {', '.join(names)}")
+        for name in names:
+            started = time.monotonic()
+            source_stats = _snapshot_stats(conn, [name])[name]
+            workdir = tempfile.mkdtemp(prefix="leapfrog-clone-", dir=tmp_root)
+            try:
+                raw = os.path.join(workdir, f"{name}.sql")
+                _dump(params, name, raw)
+                _create(conn, targets[name], schemas[name]["charset"],
+                        schemas[name]["collation"], force)
+                log.info("mysql_backup: cloning %s into %s", name, targets[name])
+                _load(params, targets[name], raw)
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+            found = _table_stats(conn, targets[name])
+            diff = _differences(source_stats, found)
+            results[name] = {
+                "target": targets[name],
+                "tables": len(found),
+                "rows": sum(t["rows"] for t in found.values()),
+                "identical": not diff,
+                "differences": diff,
+                "seconds": round(time.monotonic() - started, 2),
+            }
+    return results
+
+
+def drop_clone(databases=None, suffix=DEFAULT_SUFFIX, **connection):
+    """
+    Drop the clones ``<name><suffix>`` made by ``clone``. Only names ending with the
+    suffix are dropped; the suffix must start with ``_``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt dbs01 mysql_backup.drop_clone databases=nova,nova_api
+    """
+    params = _connection(connection)
+    names = _databases(databases)
+    if not suffix or not str(suffix).startswith("_"):
+        raise leapfrog_errors.LeapfrogError(
+            f"drop_clone needs a suffix starting with _ (got {suffix!r}): it only drops clones")
+    targets = _targets(names, None, suffix)
+    with _connect(params) as conn:
+        existing = set(_existing(conn))
+        dropped = [t for t in targets.values() if t in existing]
+        for name in dropped:
+            _drop(conn, name)
+    return {"dropped": dropped, "absent": [t for t in targets.values() if t not in dropped]}
+
+
+def checksums(databases=None, **connection):
+    """
+    Return per database and table the row count and ``CHECKSUM TABLE`` value, read in one
+    consistent snapshot (what a backup's manifest records).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt dbs01 mysql_backup.checksums nova,nova_api
+    """
+    params = _connection(connection)
+    names = _databases(databases)
+    with _connect(params) as conn:
+        _require_databases(conn, names, params)
+        return _snapshot_stats(conn, names)
+
+
+def exists(databases=None, **connection):
+    """
+    Return ``{name: True|False}``: which of the databases exist on the server.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt dbs01 mysql_backup.exists nova_upgrade,nova_api_upgrade
+    """
+    params = _connection(connection)
+    names = _names(databases)
+    with _connect(params) as conn:
+        existing = set(_existing(conn))
+    return {name: name in existing for name in names}
+
+
+# --- public: pre-checks ----------------------------------------------------------------------
+def precheck(databases=None, archive_threshold=1000, **connection):
+    """
+    Find what breaks upgrades in the databases, without changing anything:
+
+    - tables and columns whose charset is not utf8/utf8mb4 (e.g. latin1)
+    - nova ``compute_nodes`` rows with ``host`` NULL (they become duplicate hypervisors)
+    - soft-deleted rows (``deleted != 0``) per table; at ``archive_threshold`` or more in a
+      database, archiving them first is advised
+
+    Returns ``{"ok", "problems": [one line each, with the fix], "charset", "null_compute_hosts",
+    "soft_deleted"}``; every problem is collected (it does not stop at the first).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt dbs01 mysql_backup.precheck databases=nova,nova_api,nova_cell0
+    """
+    params = _connection(connection)
+    names = _databases(databases)
+    threshold = int(archive_threshold)
+    problems = []
+    charset = []
+    null_hosts = {}
+    soft_deleted = {}
+    with _connect(params) as conn:
+        _require_databases(conn, names, params)
+        with conn.cursor() as cur:
+            marks = ", ".join(["%s"] * len(names))
+            cur.execute(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_COLLATION FROM information_schema.TABLES "
+                f"WHERE TABLE_SCHEMA IN ({marks}) AND TABLE_TYPE = 'BASE TABLE' "
+                "ORDER BY TABLE_SCHEMA, TABLE_NAME", names)
+            table_rows = cur.fetchall()
+            cur.execute(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, CHARACTER_SET_NAME FROM "
+                f"information_schema.COLUMNS WHERE TABLE_SCHEMA IN ({marks}) AND "
+                "CHARACTER_SET_NAME IS NOT NULL ORDER BY TABLE_SCHEMA, TABLE_NAME, "
+                "ORDINAL_POSITION", names)
+            column_rows = cur.fetchall()
+            cur.execute(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "
+                f"WHERE TABLE_SCHEMA IN ({marks}) AND COLUMN_NAME IN ('deleted', 'host')", names)
+            special = {}
+            for schema, table, column in cur.fetchall():
+                special.setdefault((schema, table), set()).add(column)
+        bad_columns = {}
+        for schema, table, column, cset in column_rows:
+            if cset.lower() not in _UTF8:
+                bad_columns.setdefault((schema, table), []).append(f"{column} ({cset})")
+        for schema, table, collation in table_rows:
+            cset = (collation or "").split("_", 1)[0].lower()
+            columns = bad_columns.get((schema, table), [])
+            if (collation and cset not in _UTF8) or columns:
+                charset.append({"database": schema, "table": table, "collation": collation,
+                                "columns": columns})
+        if charset:
+            listed = ", ".join(f"{c['database']}.{c['table']} ({c['collation']})"
+                               for c in charset[:10])
+            more = f" and {len(charset) - 10} more" if len(charset) > 10 else ""
+            problems.append(
+                f"{len(charset)} table(s) not in utf8/utf8mb4: {listed}{more}; convert them "
+                "(ALTER TABLE ... CONVERT TO CHARACTER SET utf8mb4) before the upgrade"
+            )
+        with conn.cursor() as cur:
+            for (schema, table), columns in sorted(special.items()):
+                if table == "compute_nodes" and "host" in columns:
+                    where = "host IS NULL" + (" AND deleted = 0" if "deleted" in columns else "")
+                    cur.execute(f"SELECT COUNT(*) FROM {_q(schema)}.{_q(table)} WHERE {where}")
+                    count = int(cur.fetchone()[0])
+                    null_hosts[schema] = count
+                    if count:
+                        problems.append(
+                            f"{schema}.compute_nodes has {count} row(s) with host NULL: they "
+                            "show up as duplicate hypervisors; set host from the service "
+                            "record or delete the stale rows before the upgrade"
+                        )
+                if "deleted" in columns:
+                    cur.execute(
+                        f"SELECT COUNT(*) FROM {_q(schema)}.{_q(table)} WHERE deleted != 0")
+                    count = int(cur.fetchone()[0])
+                    if count:
+                        soft_deleted.setdefault(schema, {})[table] = count
+        for schema, tables in sorted(soft_deleted.items()):
+            total = sum(tables.values())
+            if total >= threshold:
+                top = ", ".join(f"{t} {n}" for t, n in
+                                sorted(tables.items(), key=lambda kv: -kv[1])[:5])
+                problems.append(
+                    f"{schema} holds {total} soft-deleted row(s) ({top}): archive them first "
+                    "(nova-manage db archive_deleted_rows --until-complete, then db purge) to "
+                    "shorten the migrations and the backup"
+                )
+    return {
+        "ok": not problems,
+        "problems": problems,
+        "charset": charset,
+        "null_compute_hosts": null_hosts,
+        "soft_deleted": soft_deleted,
+    }
