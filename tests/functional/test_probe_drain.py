@@ -1,0 +1,99 @@
+"""Done-when: under continuous load through haproxy, a drained restart loses no request and
+the same restart without drain loses some (real haproxy 2.6, stand-in API servers)."""
+import time
+
+import pytest
+
+import leapfrog_probe
+from tests.loader import load
+
+haproxy_admin = load("modules", "haproxy_admin")
+
+LOAD = {"concurrency": 8, "duration": 40, "interval": 0.02, "timeout": 5}
+
+
+@pytest.fixture
+def configure_loader_modules(haproxy_lab):
+    pillar = {"leapfrog": {"haproxy": {"socket": haproxy_lab.socket, "timeout": 5,
+                                       "drain_timeout": 20, "ready_timeout": 15}}}
+
+    def pillar_get(key, default=None):
+        data = pillar
+        for part in key.split(":"):
+            if not isinstance(data, dict) or part not in data:
+                return default
+            data = data[part]
+        return data
+
+    return {haproxy_admin: {"__salt__": {"pillar.get": pillar_get}}}
+
+
+def _wait_up(server, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        statuses = {be: r["status"] for be, r in haproxy_admin.server_status(server).items()}
+        if all(s == "UP" for s in statuses.values()):
+            return statuses
+        time.sleep(0.1)
+    raise AssertionError(f"{server} not UP: {statuses}")
+
+
+def _restart(lab, server, drain):
+    """One maintenance cycle of ``server`` under load; returns the probe summary."""
+    with leapfrog_probe.Probe(lab.urls(), **LOAD) as probe:
+        time.sleep(1.0)
+        if drain:
+            drained = haproxy_admin.drain(server)
+            assert sorted(drained["backends"]) == ["keystone", "nova", "placement"]
+        lab.backends[server].stop()
+        time.sleep(0.5)
+        lab.backends[server].start()
+        if drain:
+            haproxy_admin.ready(server)
+        else:
+            _wait_up(server)
+        time.sleep(1.0)
+    summary = probe.summary()
+    print(f"\n{'with' if drain else 'WITHOUT'} drain: {summary['requests']} requests, "
+          f"{summary['failures']} failed, longest outage {summary['longest_outage']}s, "
+          f"statuses {summary['statuses']}, errors {summary['errors']}")
+    return summary
+
+
+def test_drained_restart_loses_nothing_and_plain_restart_loses_some(haproxy_lab):
+    with_drain = _restart(haproxy_lab, "ctl01", drain=True)
+    without = _restart(haproxy_lab, "ctl02", drain=False)
+    # both numbers, side by side: the drain is what makes the difference
+    assert with_drain["requests"] > 200 and without["requests"] > 200
+    assert with_drain["failures"] == 0, with_drain
+    assert without["failures"] > 0, without
+    assert with_drain["longest_outage"] == 0.0
+    assert without["longest_outage"] > 0.0
+    # every API kept answering through the drained cycle
+    assert all(v["failures"] == 0 and v["requests"] > 50 for v in with_drain["per_url"].values())
+
+
+def test_probe_stops_by_itself_and_keeps_a_timeline(haproxy_lab):
+    started = time.monotonic()
+    summary = leapfrog_probe.run(haproxy_lab.urls(), concurrency=4, duration=1.5, interval=0.01)
+    took = time.monotonic() - started
+    assert took < 4
+    assert summary["failures"] == 0 and summary["requests"] > 20
+    assert [slot["second"] for slot in summary["timeline"]] == [0, 1]
+    assert sum(s["ok"] for s in summary["timeline"]) == summary["requests"]
+
+    summary = leapfrog_probe.run(haproxy_lab.url("nova"), concurrency=3, duration=30,
+                                 max_requests=25)
+    assert summary["requests"] == 25
+
+
+def test_probe_counts_an_outage_when_haproxy_is_gone(haproxy_lab):
+    with leapfrog_probe.Probe(haproxy_lab.urls(), concurrency=4, duration=20,
+                              interval=0.02) as probe:
+        time.sleep(0.5)
+        haproxy_lab.proxy.stop()
+        time.sleep(1.0)
+    summary = probe.summary()
+    assert summary["ok"] > 0 and summary["failures"] > 0
+    assert 0.5 <= summary["longest_outage"] <= 3.0
+    assert "ConnectionRefusedError" in summary["errors"]
