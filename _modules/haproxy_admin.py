@@ -135,7 +135,7 @@ def _seconds(value, pillar_key, default, what):
     return value
 
 
-def check_name(name, what="name"):
+def _check_name(name, what="name"):
     """Raise ``NameRefused`` unless ``name`` is a plain haproxy name ([A-Za-z0-9._-], 1-128)."""
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise NameRefused(
@@ -153,7 +153,7 @@ def _backend_list(backends):
         raise NameRefused(f"backends must be a list or a comma-separated string, got {backends!r}")
     out = []
     for name in backends:
-        check_name(name, "backend")
+        _check_name(name, "backend")
         if name not in out:
             out.append(name)
     return out
@@ -252,8 +252,8 @@ def _require_admin(address, timeout):
 
 
 def _set(backend, server, state, address, timeout):
-    check_name(backend, "backend")
-    check_name(server, "server")
+    _check_name(backend, "backend")
+    _check_name(server, "server")
     if state not in STATES:
         raise HAProxyError(f"unknown server state {state!r}; one of {', '.join(STATES)}")
     answer = _send(f"set server {backend}/{server} state {state}", address, timeout).strip()
@@ -280,7 +280,7 @@ def _typed(field, value):
         return value
 
 
-def parse_stat(text, full=False):
+def _parse_stat(text, full=False):
     """Parse ``show stat`` CSV into a list of typed records (``backend``/``server`` keys)."""
     lines = text.splitlines()
     if not lines or not lines[0].startswith("# "):
@@ -305,7 +305,7 @@ def parse_stat(text, full=False):
 def _servers_by_backend(address, timeout):
     """Return ``{backend: {server: record}}`` for every server haproxy has."""
     out = {}
-    for record in parse_stat(_send("show stat", address, timeout)):
+    for record in _parse_stat(_send("show stat", address, timeout)):
         if record["kind"] == "backend":
             out.setdefault(record["backend"], {})
         elif record["kind"] == "server":
@@ -315,7 +315,7 @@ def _servers_by_backend(address, timeout):
 
 def _locate(server, backends, address, timeout):
     """Return ``{backend: record}`` for ``server`` (checked names; unknown ones refused)."""
-    check_name(server, "server")
+    _check_name(server, "server")
     wanted = _backend_list(backends)
     table = _servers_by_backend(address, timeout)
     if wanted is None:
@@ -355,7 +355,7 @@ def stats(socket=None, timeout=None, full=False):
         salt prx01 haproxy_admin.stats socket=127.0.0.1:9999 full=True
     """
     address, timeout = _config(socket, timeout)
-    return parse_stat(_send("show stat", address, timeout), full=full)
+    return _parse_stat(_send("show stat", address, timeout), full=full)
 
 
 def servers(backend=None, socket=None, timeout=None):
@@ -371,7 +371,7 @@ def servers(backend=None, socket=None, timeout=None):
     address, timeout = _config(socket, timeout)
     table = _servers_by_backend(address, timeout)
     if backend is not None:
-        check_name(backend, "backend")
+        _check_name(backend, "backend")
         if backend not in table:
             raise UnknownName(f"unknown haproxy backend {backend!r} (known: "
                               f"{', '.join(sorted(table)) or 'none'})")
@@ -420,7 +420,7 @@ def server_status(server, backends=None, socket=None, timeout=None):
         salt prx01 haproxy_admin.server_status ctl01 backends=keystone,nova_api
     """
     _backend_list(backends)
-    check_name(server, "server")
+    _check_name(server, "server")
     address, timeout = _config(socket, timeout)
     return _locate(server, backends, address, timeout)
 
@@ -456,7 +456,7 @@ def set_state(server, state, backends=None, socket=None, timeout=None):
     if state not in STATES:
         raise HAProxyError(f"unknown server state {state!r}; one of {', '.join(STATES)}")
     _backend_list(backends)
-    check_name(server, "server")
+    _check_name(server, "server")
     address, timeout = _config(socket, timeout)
     where = _locate(server, backends, address, timeout)
     _require_admin(address, timeout)
@@ -493,7 +493,7 @@ def drain(server, backends=None, timeout=None, poll=0.5, on_timeout="fail", sock
     if on_timeout not in ("fail", "maint"):
         raise HAProxyError(f"on_timeout must be 'fail' or 'maint', got {on_timeout!r}")
     _backend_list(backends)
-    check_name(server, "server")
+    _check_name(server, "server")
     address, stimeout = _config(socket, socket_timeout)
     limit = _seconds(timeout, "drain_timeout", DEFAULT_DRAIN_TIMEOUT, "drain timeout")
     poll = max(_seconds(poll, "drain_poll", 0.5, "poll interval"), 0.05)
@@ -580,7 +580,7 @@ def ready(server, backends=None, timeout=None, poll=0.2, socket=None, socket_tim
         salt prx01 haproxy_admin.ready ctl01 backends=nova_api timeout=60
     """
     _backend_list(backends)
-    check_name(server, "server")
+    _check_name(server, "server")
     address, stimeout = _config(socket, socket_timeout)
     limit = _seconds(timeout, "ready_timeout", DEFAULT_READY_TIMEOUT, "ready timeout")
     poll = max(_seconds(poll, "ready_poll", 0.2, "poll interval"), 0.05)
