@@ -1084,7 +1084,7 @@ def precheck(databases=None, archive_threshold=1000, **connection):
             total = sum(tables.values())
             if total >= threshold:
                 top = ", ".join(f"{t} {n}" for t, n in
-                                sorted(tables.items(), key=lambda kv: -kv[1])[:5])
+                                sorted(tables.items(), key=lambda kv: (-kv[1], kv[0]))[:5])
                 problems.append(
                     f"{schema} holds {total} soft-deleted row(s) ({top}): archive them first "
                     "(nova-manage db archive_deleted_rows --until-complete, then db purge) to "
