@@ -609,9 +609,14 @@ def backup(databases=None, backup_dir=None, label=None, compression=None, **conn
     backup_id = now.strftime("%Y%m%dT%H%M%S") + f".{now.microsecond // 1000:03d}Z"
     if label:
         backup_id += f"-{label}"
-    os.makedirs(root, mode=0o700, exist_ok=True)
     partial = os.path.join(root, backup_id + ".partial")
-    os.makedirs(partial, mode=0o700)
+    try:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        os.makedirs(partial, mode=0o700)
+    except OSError as exc:
+        raise leapfrog_errors.LeapfrogError(
+            f"cannot create the backup folder {partial}: {exc.strerror}; fix "
+            "leapfrog:backups:dir or its permissions") from None
     manifest = {
         "format": FORMAT,
         "id": backup_id,

@@ -363,3 +363,11 @@ def test_every_public_function_has_a_cli_example():
     assert "backup" in public and "list_" in public
     for name in public:
         assert "CLI Example:" in (getattr(mb, name).__doc__ or ""), name
+
+
+def test_masked_pillar_of_salt_3008_gives_plain_values(monkeypatch):
+    secret = pytest.importorskip("salt.utils.secret")
+    monkeypatch.setattr(mb, "__pillar__", secret.hide(PILLAR), raising=False)
+    params = mb._connection({})
+    assert params["password"] == SECRET and params["port"] == 3307
+    assert mb._databases(None) == ["nova", "nova_api"]
