@@ -1,0 +1,549 @@
+"""
+Verify an OpenStack cloud's APIs the way an operator does, through keystone.
+
+Keystone v3 password authentication (with ``requests``), then the checks an operator runs
+after an upgrade step: service and endpoint list, image list, flavor list, compute service
+list (every enabled service up; the compute API's version), hypervisor list, server list,
+network list, volume list (and placement). Each check gives ``pass``/``fail``/``skip``, its
+latency and a short reason; a service the cloud's catalog does not have is skipped, not
+failed. ``wait`` retries until every check passes or a timeout runs out.
+
+Configuration (arguments win over pillar; keep the password in pillar, not on a command
+line)::
+
+    leapfrog:
+      verify:
+        auth_url: http://10.0.0.10:5000/v3
+        username: admin
+        password: secret                  # never logged, never returned
+        project_name: admin
+        user_domain_name: Default         # optional
+        project_domain_name: Default      # optional
+        region_name: RegionOne            # optional
+        interface: public                 # optional: public | internal | admin
+        timeout: 10                       # optional: per request, seconds
+        verify_tls: true                  # optional (or a CA bundle path)
+        all_tenants: true                 # optional: list every project's servers/volumes
+        checks: [services, endpoints, images, flavors, compute_services, hypervisors,
+                 servers, networks, volumes, placement]   # optional: which checks run
+"""
+import logging
+import time
+import urllib.parse
+
+import leapfrog_errors
+
+try:
+    import requests
+
+    HAS_REQUESTS = True
+except ImportError:  # pragma: no cover - requests is a dependency of leapfrog and of salt
+    HAS_REQUESTS = False
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "openstack_verify"
+
+PILLAR_KEY = "leapfrog:verify"
+CHECKS = ("services", "endpoints", "images", "flavors", "compute_services", "hypervisors",
+          "servers", "networks", "volumes", "placement")
+# check -> service types that serve it, in order of preference
+SERVICE_TYPES = {
+    "services": ("identity",),
+    "endpoints": ("identity",),
+    "images": ("image",),
+    "flavors": ("compute",),
+    "compute_services": ("compute",),
+    "hypervisors": ("compute",),
+    "servers": ("compute",),
+    "networks": ("network",),
+    "volumes": ("block-storage", "volumev3", "volume"),
+    "placement": ("placement",),
+}
+SECRET_KEYS = ("password", "token")
+LIST_LIMIT = 1000
+
+
+class VerifyError(leapfrog_errors.LeapfrogError):
+    """Verification could not run (bad configuration) or did not become healthy in time."""
+
+
+class _CheckFailed(Exception):
+    """One check failed; the message is its short reason."""
+
+
+def __virtual__():
+    if not HAS_REQUESTS:
+        return (False, "openstack_verify needs the python 'requests' library")
+    return __virtualname__
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+def _pillar():
+    getter = (globals().get("__salt__") or {}).get("pillar.get")
+    value = getter(PILLAR_KEY, {}) if getter else {}
+    return value if isinstance(value, dict) else {}
+
+
+def _settings(overrides):
+    conf = dict(_pillar())
+    conf.update({k: v for k, v in overrides.items() if v is not None})
+    missing = [key for key in ("auth_url", "username", "password", "project_name")
+               if not conf.get(key)]
+    if missing:
+        raise VerifyError(
+            f"openstack_verify needs {', '.join(missing)}: set them under the pillar key "
+            f"{PILLAR_KEY} (or pass them as arguments)")
+    conf.setdefault("user_domain_name", "Default")
+    conf.setdefault("project_domain_name", "Default")
+    conf.setdefault("interface", "public")
+    conf.setdefault("all_tenants", True)
+    try:
+        conf["timeout"] = float(conf.get("timeout") or 10)
+    except (TypeError, ValueError):
+        raise VerifyError(f"timeout must be a number of seconds, got {conf.get('timeout')!r}")
+    conf["checks"] = _check_list(conf.get("checks"))
+    verify = conf.get("verify_tls", True)
+    conf["verify_tls"] = verify if isinstance(verify, str) else bool(verify)
+    return conf
+
+
+def _check_list(checks):
+    if checks in (None, "", []):
+        return list(CHECKS)
+    if isinstance(checks, str):
+        checks = [part.strip() for part in checks.split(",") if part.strip()]
+    elif isinstance(checks, dict):  # {name: true/false}
+        checks = [name for name, enabled in checks.items() if enabled]
+    unknown = [name for name in checks if name not in CHECKS]
+    if unknown:
+        raise VerifyError(f"unknown check(s) {', '.join(map(str, unknown))}; known: {', '.join(CHECKS)}")
+    return [name for name in CHECKS if name in checks]
+
+
+def _v3(auth_url):
+    url = auth_url.rstrip("/")
+    return url if url.endswith("/v3") else url + "/v3"
+
+
+def _short(exc, url):
+    """A short reason for a request failure, never carrying headers or bodies we sent."""
+    where = urllib.parse.urlsplit(url).netloc
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return f"connection to {where} timed out"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"{where} did not answer in time"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"TLS error talking to {where}"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = str(exc)
+        if "refused" in text.lower():
+            return f"connection refused by {where}"
+        return f"cannot connect to {where}"
+    return f"{type(exc).__name__} talking to {where}"
+
+
+def _error_text(response):
+    """The API's own error message, shortened (OpenStack APIs put it in JSON)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return (response.text or "").strip().splitlines()[0][:120] if response.text else ""
+    if isinstance(body, dict):
+        for value in body.values():
+            if isinstance(value, dict) and "message" in value:
+                return str(value["message"])[:120]
+        if "message" in body:
+            return str(body["message"])[:120]
+    return ""
+
+
+# -- the session -----------------------------------------------------------------------------
+
+class _Session:
+    """A keystone-authenticated session: the token stays inside, never returned or logged."""
+
+    def __init__(self, conf):
+        self.conf = conf
+        self.http = requests.Session()
+        self.http.verify = conf["verify_tls"]
+        self.http.headers["User-Agent"] = "leapfrog-openstack-verify"
+        self.catalog = []
+        self._token = None
+
+    def close(self):
+        self.http.close()
+        self._token = None
+
+    def authenticate(self):
+        conf = self.conf
+        url = _v3(conf["auth_url"]) + "/auth/tokens"
+        body = {"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": conf["username"], "domain": {"name": conf["user_domain_name"]},
+                "password": conf["password"]}}},
+            "scope": {"project": {"name": conf["project_name"],
+                                  "domain": {"name": conf["project_domain_name"]}}},
+        }}
+        log.debug("keystone: POST %s as %s", url, conf["username"])
+        try:
+            response = self.http.post(url, json=body, timeout=conf["timeout"])
+        except requests.exceptions.RequestException as exc:
+            raise _CheckFailed(f"keystone: {_short(exc, url)}") from None
+        if response.status_code == 401:
+            raise _CheckFailed(f"keystone refused the credentials of {conf['username']} "
+                               f"(HTTP 401): wrong user, password or project")
+        if response.status_code != 201:
+            raise _CheckFailed(f"keystone: HTTP {response.status_code} from POST {url}"
+                               f"{': ' + _error_text(response) if _error_text(response) else ''}")
+        token = response.headers.get("X-Subject-Token")
+        if not token:
+            raise _CheckFailed("keystone answered without an X-Subject-Token header")
+        try:
+            self.catalog = response.json()["token"].get("catalog") or []
+        except (ValueError, KeyError, AttributeError):
+            raise _CheckFailed("keystone's token answer is not the JSON of a v3 token")
+        self._token = token
+        self.http.headers["X-Auth-Token"] = token
+
+    def endpoint(self, types):
+        """Return ``(service_type, url)`` for the first of ``types`` in the catalog.
+
+        ``None`` when none of the types is in the catalog (the check is skipped); raises when
+        the service is there without an endpoint of the configured interface/region.
+        """
+        interface, region = self.conf["interface"], self.conf.get("region_name")
+        for wanted in types:
+            for service in self.catalog:
+                if service.get("type") != wanted:
+                    continue
+                for endpoint in service.get("endpoints") or []:
+                    if endpoint.get("interface") != interface:
+                        continue
+                    if region and region not in (endpoint.get("region_id"), endpoint.get("region")):
+                        continue
+                    return wanted, endpoint["url"].rstrip("/")
+                raise _CheckFailed(
+                    f"the catalog has a {wanted} service but no {interface} endpoint"
+                    + (f" in region {region}" if region else ""))
+        return None
+
+    def get(self, url, params=None, expect=(200,)):
+        try:
+            response = self.http.get(url, params=params, timeout=self.conf["timeout"])
+        except requests.exceptions.RequestException as exc:
+            raise _CheckFailed(_short(exc, url)) from None
+        log.debug("openstack_verify: GET %s -> %s", url, response.status_code)
+        if response.status_code not in expect:
+            path = urllib.parse.urlsplit(url).path
+            detail = _error_text(response)
+            raise _CheckFailed(f"HTTP {response.status_code} from GET {path}"
+                               + (f": {detail}" if detail else ""))
+        try:
+            return response.json()
+        except ValueError:
+            raise _CheckFailed(f"GET {urllib.parse.urlsplit(url).path} did not answer JSON")
+
+
+def _join(base, path):
+    return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+def _image_base(url):
+    return url if url.rstrip("/").endswith("/v2") else _join(url, "v2")
+
+
+def _network_base(url):
+    return url if url.rstrip("/").endswith("/v2.0") else _join(url, "v2.0")
+
+
+def _identity_base(session):
+    found = session.endpoint(SERVICE_TYPES["services"])
+    return _v3(found[1]) if found else _v3(session.conf["auth_url"])
+
+
+# -- the checks: each returns (reason, detail) or raises _CheckFailed ---------------------------
+
+def _check_services(session, base):
+    services = session.get(_join(_identity_base(session), "services")).get("services", [])
+    types = sorted({s.get("type") for s in services if s.get("enabled", True)})
+    return f"{len(services)} services", {"count": len(services), "types": types}
+
+
+def _check_endpoints(session, base):
+    endpoints = session.get(_join(_identity_base(session), "endpoints")).get("endpoints", [])
+    wanted = session.conf["interface"]
+    mine = [e for e in endpoints if e.get("interface") == wanted]
+    if not mine:
+        raise _CheckFailed(f"no {wanted} endpoint among {len(endpoints)}")
+    return f"{len(endpoints)} endpoints", {"count": len(endpoints), wanted: len(mine)}
+
+
+def _check_images(session, base):
+    images = session.get(_join(_image_base(base), "images"),
+                         params={"limit": LIST_LIMIT}).get("images", [])
+    return f"{len(images)} images", {"count": len(images)}
+
+
+def _check_flavors(session, base):
+    flavors = session.get(_join(base, "flavors")).get("flavors", [])
+    return f"{len(flavors)} flavors", {"count": len(flavors)}
+
+
+def _compute_version(session, base):
+    try:
+        found = session.get(base).get("version") or {}
+    except _CheckFailed:
+        return None
+    return {"id": found.get("id"), "version": found.get("version"),
+            "min_version": found.get("min_version")}
+
+
+def _check_compute_services(session, base):
+    services = session.get(_join(base, "os-services")).get("services", [])
+    if not services:
+        raise _CheckFailed("nova lists no compute services")
+    rows = [{"binary": s.get("binary"), "host": s.get("host"), "zone": s.get("zone"),
+             "status": s.get("status"), "state": s.get("state"),
+             "updated_at": s.get("updated_at")} for s in services]
+    down = [r for r in rows if r["status"] != "disabled" and r["state"] != "up"]
+    detail = {"count": len(rows), "services": rows, "api": _compute_version(session, base)}
+    if down:
+        names = ", ".join(f"{r['binary']} on {r['host']}" for r in down)
+        raise _CheckFailed(f"{len(down)} of {len(rows)} compute services down: {names}", detail)
+    versions = detail["api"] or {}
+    api = f", compute API {versions.get('version')}" if versions.get("version") else ""
+    return f"{len(rows)} compute services up{api}", detail
+
+
+def _check_hypervisors(session, base):
+    hypervisors = session.get(_join(base, "os-hypervisors")).get("hypervisors", [])
+    down = [h.get("hypervisor_hostname") for h in hypervisors
+            if h.get("status", "enabled") == "enabled" and h.get("state", "up") != "up"]
+    detail = {"count": len(hypervisors), "down": down}
+    if down:
+        raise _CheckFailed(f"hypervisor(s) down: {', '.join(map(str, down))}", detail)
+    return f"{len(hypervisors)} hypervisors", detail
+
+
+def _check_servers(session, base):
+    params = {"limit": LIST_LIMIT}
+    if session.conf["all_tenants"]:
+        params["all_tenants"] = "True"
+    servers = session.get(_join(base, "servers/detail"), params=params).get("servers", [])
+    by_status = {}
+    for server in servers:
+        by_status[server.get("status")] = by_status.get(server.get("status"), 0) + 1
+    return f"{len(servers)} servers", {"count": len(servers), "status": by_status}
+
+
+def _check_networks(session, base):
+    networks = session.get(_join(_network_base(base), "networks")).get("networks", [])
+    return f"{len(networks)} networks", {"count": len(networks)}
+
+
+def _check_volumes(session, base):
+    params = {"limit": LIST_LIMIT}
+    if session.conf["all_tenants"]:
+        params["all_tenants"] = "True"
+    volumes = session.get(_join(base, "volumes"), params=params).get("volumes", [])
+    return f"{len(volumes)} volumes", {"count": len(volumes)}
+
+
+def _check_placement(session, base):
+    versions = session.get(base).get("versions") or []
+    found = [v.get("max_version") for v in versions if v.get("max_version")]
+    return (f"placement API {found[0]}" if found else "placement answers"), {"versions": found}
+
+
+_RUNNERS = {name: globals()[f"_check_{name}"] for name in CHECKS}
+
+
+def _run_check(session, name):
+    started = time.monotonic()
+    result = {"result": "fail", "latency": 0.0, "reason": ""}
+    try:
+        found = session.endpoint(SERVICE_TYPES[name])
+        if found is None and name not in ("services", "endpoints"):
+            result.update(result="skip", reason=f"no {'/'.join(SERVICE_TYPES[name])} service "
+                                                "in the catalog")
+            return result
+        reason, detail = _RUNNERS[name](session, found[1] if found else None)
+        result.update(result="pass", reason=reason, detail=detail)
+    except _CheckFailed as exc:
+        result["reason"] = str(exc.args[0])
+        if len(exc.args) > 1:
+            result["detail"] = exc.args[1]
+    except Exception as exc:  # a check must report, not crash the whole verification
+        log.debug("openstack_verify: check %s crashed", name, exc_info=True)
+        result["reason"] = f"unexpected {type(exc).__name__} in check {name}"
+    finally:
+        result["latency"] = round(time.monotonic() - started, 4)
+    return result
+
+
+def _verify(conf):
+    started = time.monotonic()
+    session = _Session(conf)
+    report = {"healthy": False, "auth_url": conf["auth_url"], "user": conf["username"],
+              "project": conf["project_name"], "checks": {}}
+    try:
+        auth_started = time.monotonic()
+        try:
+            session.authenticate()
+            report["auth"] = {"result": "pass", "reason": "token issued",
+                              "latency": round(time.monotonic() - auth_started, 4),
+                              "catalog": sorted({s.get("type") for s in session.catalog})}
+        except _CheckFailed as exc:
+            report["auth"] = {"result": "fail", "reason": str(exc),
+                              "latency": round(time.monotonic() - auth_started, 4)}
+            for name in conf["checks"]:
+                report["checks"][name] = {"result": "fail", "latency": 0.0,
+                                          "reason": "not run: keystone authentication failed"}
+        else:
+            for name in conf["checks"]:
+                report["checks"][name] = _run_check(session, name)
+    finally:
+        session.close()
+    results = report["checks"]
+    report["passed"] = [n for n in conf["checks"] if results[n]["result"] == "pass"]
+    report["failed"] = [n for n in conf["checks"] if results[n]["result"] == "fail"]
+    report["skipped"] = [n for n in conf["checks"] if results[n]["result"] == "skip"]
+    report["healthy"] = report["auth"]["result"] == "pass" and not report["failed"]
+    report["seconds"] = round(time.monotonic() - started, 3)
+    report["summary"] = _summary_line(report)
+    return report
+
+
+def _summary_line(report):
+    if report["auth"]["result"] != "pass":
+        return f"unhealthy: {report['auth']['reason']}"
+    if not report["failed"]:
+        skipped = f", {len(report['skipped'])} skipped" if report["skipped"] else ""
+        return f"healthy: {len(report['passed'])} checks passed{skipped}"
+    reasons = "; ".join(f"{n}: {report['checks'][n]['reason']}" for n in report["failed"])
+    return f"unhealthy: {reasons}"
+
+
+def _set_retcode(healthy):
+    context = globals().get("__context__")
+    if isinstance(context, dict) and not healthy:
+        context["retcode"] = 1
+
+
+# -- public functions --------------------------------------------------------------------------
+
+def check(checks=None, auth_url=None, username=None, password=None, project_name=None,
+          user_domain_name=None, project_domain_name=None, region_name=None, interface=None,
+          timeout=None, verify_tls=None, all_tenants=None):
+    """
+    Authenticate against keystone and run the API checks; return a report::
+
+        {"healthy": bool, "summary": "...", "auth": {"result", "latency", "reason"},
+         "checks": {name: {"result": "pass"|"fail"|"skip", "latency": s, "reason": "..."}},
+         "passed": [...], "failed": [...], "skipped": [...]}
+
+    ``checks`` (list or comma-separated; default pillar ``leapfrog:verify:checks`` or all):
+    services, endpoints, images, flavors, compute_services, hypervisors, servers, networks,
+    volumes, placement. A service missing from the catalog is skipped. The credentials come
+    from the pillar ``leapfrog:verify`` (arguments override it); the password and the token
+    are never logged or returned. An unhealthy cloud sets the job's retcode to 1.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 openstack_verify.check
+        salt ctl01 openstack_verify.check checks=compute_services,hypervisors
+    """
+    conf = _settings({
+        "checks": checks, "auth_url": auth_url, "username": username, "password": password,
+        "project_name": project_name, "user_domain_name": user_domain_name,
+        "project_domain_name": project_domain_name, "region_name": region_name,
+        "interface": interface, "timeout": timeout, "verify_tls": verify_tls,
+        "all_tenants": all_tenants,
+    })
+    report = _verify(conf)
+    _set_retcode(report["healthy"])
+    return report
+
+
+def wait(timeout=300, interval=5, checks=None, **kwargs):
+    """
+    Run ``check`` until the cloud is healthy or ``timeout`` seconds have passed (used after
+    a restart). Returns the healthy report with ``attempts`` and ``waited``; raises an error
+    with the last failing reasons on timeout. Takes the same arguments as ``check``, except
+    that the per-request timeout is called ``timeout_request`` here.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 openstack_verify.wait timeout=600 interval=10
+    """
+    kwargs = {k: v for k, v in kwargs.items() if not k.startswith("__")}
+    unknown = set(kwargs) - {"auth_url", "username", "password", "project_name",
+                             "user_domain_name", "project_domain_name", "region_name",
+                             "interface", "timeout_request", "verify_tls", "all_tenants"}
+    if unknown:
+        raise VerifyError(f"openstack_verify.wait: unknown argument(s) {', '.join(sorted(unknown))}")
+    if "timeout_request" in kwargs:
+        kwargs["timeout"] = kwargs.pop("timeout_request")
+    try:
+        limit, pause = float(timeout), max(float(interval), 0.1)
+    except (TypeError, ValueError):
+        raise VerifyError("timeout and interval must be numbers of seconds")
+    conf = _settings(dict(kwargs, checks=checks))
+    started = time.monotonic()
+    attempts = 0
+    while True:
+        attempts += 1
+        report = _verify(conf)
+        waited = round(time.monotonic() - started, 3)
+        if report["healthy"]:
+            report.update(attempts=attempts, waited=waited)
+            return report
+        if waited + pause > limit:
+            _set_retcode(False)
+            raise VerifyError(
+                f"OpenStack APIs not healthy after {waited:.0f}s ({attempts} attempt(s)): "
+                f"{report['summary'].split(': ', 1)[-1]}")
+        log.info("openstack_verify.wait: attempt %d %s", attempts, report["summary"])
+        time.sleep(pause)
+
+
+def catalog(auth_url=None, username=None, password=None, project_name=None,
+            user_domain_name=None, project_domain_name=None, interface=None, timeout=None,
+            verify_tls=None):
+    """
+    Return the service catalog keystone gives these credentials (type -> endpoint URLs of
+    every interface), without the token.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 openstack_verify.catalog
+    """
+    conf = _settings({
+        "auth_url": auth_url, "username": username, "password": password,
+        "project_name": project_name, "user_domain_name": user_domain_name,
+        "project_domain_name": project_domain_name, "interface": interface,
+        "timeout": timeout, "verify_tls": verify_tls,
+    })
+    session = _Session(conf)
+    try:
+        try:
+            session.authenticate()
+        except _CheckFailed as exc:
+            raise VerifyError(str(exc))
+        out = {}
+        for service in session.catalog:
+            entry = out.setdefault(service.get("type"), {})
+            for endpoint in service.get("endpoints") or []:
+                entry[f"{endpoint.get('region_id') or endpoint.get('region')}/"
+                      f"{endpoint.get('interface')}"] = endpoint.get("url")
+        return out
+    finally:
+        session.close()
