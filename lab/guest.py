@@ -35,7 +35,7 @@ import uuid
 from xml.sax.saxutils import escape
 
 CACHE = os.environ.get("LEAPFROG_CACHE", "/var/cache/leapfrog")
-BUILD_VERSION = "1"  # bump to rebuild cached artefacts after changing this file
+BUILD_VERSION = "3"  # bump to rebuild cached artefacts after changing this file
 
 RELEASES = {
     "bookworm": {"ID": "debian", "NAME": "Debian GNU/Linux", "VERSION_ID": "12",
@@ -91,18 +91,22 @@ for dev in /dev/sr0 /dev/sr1; do
   fi
 done
 hostname "$host"
-echo "LEAPFROG-GUEST os=${codename:-unknown} boot=$boot marker=$(cat /mnt/leapfrog/marker) seed=${seed:-none} host=$host"
 ev=""
 for d in /sys/class/input/event*; do
   grep -q "Power Button" $d/device/name 2>/dev/null && ev=/dev/input/${d##*/}
 done
 if [ -n "$ev" ]; then
-  dd if=$ev of=/dev/null bs=24 count=1 2>/dev/null
-  echo "LEAPFROG-GUEST power button: shutting down"
-  sync
-  umount /mnt
-  poweroff -f
+  # listen before saying ready: a shutdown request right after the ready line is not lost
+  (
+    dd if=$ev of=/dev/null bs=24 count=1 2>/dev/null
+    echo "LEAPFROG-GUEST power button: shutting down"
+    sync
+    umount /mnt
+    poweroff -f
+  ) &
+  usleep 200000
 fi
+echo "LEAPFROG-GUEST os=${codename:-unknown} boot=$boot marker=$(cat /mnt/leapfrog/marker) seed=${seed:-none} host=$host"
 while true; do sleep 3600; done
 """
 

@@ -1,0 +1,956 @@
+"""
+qcow2 backups of libvirt domains, their verification and restore, and rebuilding a domain
+from a new OS image with a cloud-init NoCloud seed. Runs on the hypervisor minion.
+
+Configuration (``config.get``: minion config, grains or pillar; arguments win):
+
+- ``leapfrog:libvirt:uri`` (else saltext-virt's ``virt:connection:uri``, else
+  ``qemu:///system``): the libvirt connection.
+- ``leapfrog:backups:dir``: where backups go, one folder per domain, one sub-folder per
+  backup (``<dir>/<domain>/<YYYYmmddTHHMMSSZ>[-<tag>]``) holding the disk copies,
+  ``domain.xml`` and ``manifest.json``. A backup is written under ``<name>.partial`` and
+  renamed when complete, so a half-written backup is never listed or restored.
+- ``leapfrog:backups:keep`` (default 3): backups ``prune`` keeps per domain.
+- ``leapfrog:backups:headroom`` (bytes, default 64 MiB): free space left over after a backup.
+- ``leapfrog:vms:shutdown_timeout`` (seconds, default 120): graceful ACPI shutdown wait
+  before the domain is destroyed.
+
+Offline backups shut the domain down (ACPI power button, then destroy after the timeout),
+copy each disk with ``cp --sparse=always --reflink=auto`` (a reflink clone where the
+filesystem supports it) or, for a disk with a backing chain, flatten it with
+``qemu-img convert``; live backups use libvirt's push backup (``backup-begin``), which is
+crash-consistent. The free space is checked before anything is stopped.
+"""
+import datetime
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+
+import leapfrog_cmd
+import leapfrog_errors
+
+try:
+    import libvirt
+
+    HAS_LIBVIRT = True
+except ImportError:  # pragma: no cover - checked by __virtual__
+    libvirt = None
+    HAS_LIBVIRT = False
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "vm_backup"
+__func_alias__ = {"list_": "list"}
+
+MANIFEST = "manifest.json"
+DOMAIN_XML = "domain.xml"
+FORMAT_VERSION = 1
+METADATA_NS = "https://leapfrog.invalid/xmlns/vm/1"
+DEFAULT_KEEP = 3
+DEFAULT_HEADROOM = 64 * 1024 * 1024
+DEFAULT_SHUTDOWN_TIMEOUT = 120
+CHUNK = 4 * 1024 * 1024
+ACPI_REPEAT = 10  # seconds between power-button presses while waiting
+
+ET.register_namespace("leapfrog", METADATA_NS)
+
+
+class DomainNotFound(leapfrog_errors.LeapfrogError):
+    """No domain of that name on this hypervisor."""
+
+
+class DomainRunning(leapfrog_errors.LeapfrogError):
+    """The domain runs and the operation needs it stopped."""
+
+
+class NotEnoughSpace(leapfrog_errors.LeapfrogError):
+    """The backup directory's filesystem cannot hold the backup."""
+
+
+class BackupInvalid(leapfrog_errors.LeapfrogError):
+    """A backup is missing, incomplete, corrupt or does not match its manifest.
+
+    ``problems`` holds one readable line per problem.
+    """
+
+    def __init__(self, backup, problems):
+        self.backup = backup
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"backup {backup} failed verification: {len(self.problems)} "
+                         f"problem(s)\n{lines}")
+
+
+def __virtual__():
+    if not HAS_LIBVIRT:
+        return False, "vm_backup: the libvirt Python bindings (libvirt-python) are not installed"
+    if not shutil.which("qemu-img"):
+        return False, "vm_backup: qemu-img is not installed (Debian package qemu-utils)"
+    return __virtualname__
+
+
+# -- configuration ------------------------------------------------------------------------
+def _config(key, default=None):
+    value = __salt__["config.get"](key, None)
+    return default if value in (None, "") else value
+
+
+def _uri(uri=None):
+    return uri or _config("leapfrog:libvirt:uri") or _config("virt:connection:uri") \
+        or "qemu:///system"
+
+
+def _backup_dir(backup_dir=None):
+    path = backup_dir or _config("leapfrog:backups:dir")
+    if not path:
+        raise leapfrog_errors.LeapfrogError(
+            "no backup directory: set pillar leapfrog:backups:dir (or pass backup_dir=)")
+    return os.path.abspath(path)
+
+
+def _cmd(argv, ok_codes=(0,), timeout=None):
+    return leapfrog_cmd.run(__salt__["cmd.run_all"], argv, ok_codes=ok_codes, timeout=timeout)
+
+
+class _Conn:
+    """``with _Conn(uri) as conn``: a libvirt connection, closed after use."""
+
+    def __init__(self, uri):
+        self.uri = uri
+        self.conn = None
+
+    def __enter__(self):
+        try:
+            self.conn = libvirt.open(self.uri)
+        except libvirt.libvirtError as exc:
+            raise leapfrog_errors.LeapfrogError(f"cannot connect to libvirt at {self.uri}: {exc}")
+        return self.conn
+
+    def __exit__(self, *exc):
+        try:
+            self.conn.close()
+        except libvirt.libvirtError:
+            pass
+        return False
+
+
+def _lookup(conn, domain, missing_ok=False):
+    try:
+        return conn.lookupByName(domain)
+    except libvirt.libvirtError:
+        if missing_ok:
+            return None
+        raise DomainNotFound(f"domain {domain!r} is not defined on {conn.getURI()}")
+
+
+# -- domain XML ---------------------------------------------------------------------------
+def _disks(xml):
+    """Split a domain's disks into those leapfrog copies and those it skips (with why)."""
+    root = ET.fromstring(xml)
+    disks, skipped = [], []
+    for disk in root.findall("./devices/disk"):
+        target = disk.find("target")
+        dev = target.get("dev") if target is not None else "?"
+        source = disk.find("source")
+        path = source.get("file") if source is not None else None
+        driver = disk.find("driver")
+        fmt = driver.get("type", "raw") if driver is not None else "raw"
+        if disk.get("device", "disk") != "disk":
+            skipped.append({"target": dev, "path": path, "reason": disk.get("device")})
+        elif disk.find("readonly") is not None:
+            skipped.append({"target": dev, "path": path, "reason": "readonly"})
+        elif disk.get("type", "file") != "file" or not path:
+            skipped.append({"target": dev, "path": path,
+                            "reason": f"disk type {disk.get('type')} is not a file"})
+        else:
+            disks.append({"target": dev, "source": path, "format": fmt})
+    return disks, skipped
+
+
+def _metadata(xml):
+    """leapfrog's metadata of a domain: os release and image it was built from."""
+    root = ET.fromstring(xml)
+    node = root.find(f"./metadata/{{{METADATA_NS}}}vm")
+    if node is None:
+        return {}
+    return {child.tag.split("}", 1)[1]: (child.text or None) for child in node}
+
+
+def _set_metadata(root, **values):
+    metadata = root.find("metadata")
+    if metadata is None:
+        metadata = ET.Element("metadata")
+        root.insert(2, metadata)
+    node = metadata.find(f"{{{METADATA_NS}}}vm")
+    if node is not None:
+        metadata.remove(node)
+    node = ET.SubElement(metadata, f"{{{METADATA_NS}}}vm")
+    for key, value in values.items():
+        ET.SubElement(node, f"{{{METADATA_NS}}}{key}").text = value or ""
+
+
+# -- files --------------------------------------------------------------------------------
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _image_info(path, chain=False):
+    argv = ["qemu-img", "info", "--output=json", "-U"]
+    if chain:
+        argv.append("--backing-chain")
+    return json.loads(_cmd(argv + [path])["stdout"])
+
+
+def _copy(src, dst):
+    """Sparse copy, a reflink clone where the filesystem supports it."""
+    _cmd(["cp", "--sparse=always", "--reflink=auto", src, dst])
+
+
+def _free_bytes(path):
+    probe = path
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    st = os.statvfs(probe)
+    return st.f_bavail * st.f_frsize
+
+
+def _reflink_supported(directory):
+    """Whether ``cp --reflink=always`` works inside ``directory``."""
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".reflink-") as tmp:
+        src = os.path.join(tmp, "a")
+        with open(src, "wb") as handle:
+            handle.write(b"x")
+        result = __salt__["cmd.run_all"](["cp", "--reflink=always", src, os.path.join(tmp, "b")],
+                                         python_shell=False, ignore_retcode=True,
+                                         output_loglevel="quiet")
+        return result["retcode"] == 0
+
+
+def _write_json(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def _resolve(backup, backup_dir=None, domain=None):
+    """A backup id (``<domain>/<name>``), ``latest`` (with domain) or a path -> its folder."""
+    if backup == "latest":
+        if not domain:
+            raise leapfrog_errors.LeapfrogError("backup='latest' needs the domain")
+        found = list_(domain=domain, backup_dir=backup_dir)
+        if not found:
+            raise BackupInvalid(f"{domain}/latest", [f"no backup of {domain!r} exists"])
+        return found[0]["path"]
+    if os.path.isabs(backup):
+        return backup
+    return os.path.join(_backup_dir(backup_dir), backup)
+
+
+def _backup_id(path):
+    return "/".join(path.rstrip("/").split("/")[-2:])
+
+
+def _load_manifest(path):
+    try:
+        with open(os.path.join(path, MANIFEST)) as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise BackupInvalid(_backup_id(path), [f"{path} has no {MANIFEST} (missing or incomplete)"])
+    except ValueError as exc:
+        raise BackupInvalid(_backup_id(path), [f"{MANIFEST} is not valid JSON: {exc}"])
+
+
+# -- domain life cycle ----------------------------------------------------------------------
+def _shutdown(dom, timeout):
+    """ACPI power button, wait up to ``timeout`` s, then destroy. Returns how it stopped."""
+    if not dom.isActive():
+        return "already stopped"
+    try:
+        dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+    except libvirt.libvirtError as exc:
+        log.warning("vm_backup: ACPI shutdown of %s failed (%s); destroying it", dom.name(), exc)
+    deadline = time.monotonic() + float(timeout)
+    press = time.monotonic() + ACPI_REPEAT
+    while time.monotonic() < deadline:
+        if not dom.isActive():
+            return "acpi shutdown"
+        if time.monotonic() > press:  # a guest still booting may have missed the press
+            press = time.monotonic() + ACPI_REPEAT
+            try:
+                dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+            except libvirt.libvirtError:
+                pass
+        time.sleep(0.2)
+    if dom.isActive():
+        log.warning("vm_backup: %s ignored ACPI shutdown for %ss; destroying it",
+                    dom.name(), timeout)
+        dom.destroy()
+    return "destroyed after timeout"
+
+
+def _required_bytes(disks):
+    """Upper bound of the space the copies take: the allocated bytes of every chain."""
+    return sum(d["chain_actual_size"] for d in disks)
+
+
+def _describe_disks(disks):
+    for disk in disks:
+        chain = _image_info(disk["source"], chain=True)
+        disk["virtual_size"] = chain[0]["virtual-size"]
+        disk["backing_chain"] = [
+            {"filename": c["filename"], "format": c.get("format"),
+             "actual_size": c.get("actual-size")}
+            for c in chain
+        ]
+        disk["chain_actual_size"] = sum(c.get("actual-size") or 0 for c in chain)
+    return disks
+
+
+# -- public: read-only ----------------------------------------------------------------------
+def info(domain, uri=None):
+    """
+    Describe a domain as leapfrog sees it: state, disks (copied / skipped), the OS release
+    and image recorded in its leapfrog metadata.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt kvm01 vm_backup.info ctl01
+    """
+    with _Conn(_uri(uri)) as conn:
+        dom = _lookup(conn, domain)
+        xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        disks, skipped = _disks(xml)
+        meta = _metadata(xml)
+        return {
+            "domain": domain,
+            "uuid": dom.UUIDString(),
+            "active": bool(dom.isActive()),
+            "disks": disks,
+            "skipped": skipped,
+            "os_release": meta.get("os"),
+            "image": meta.get("image"),
+        }
+
+
+def manifest(backup, backup_dir=None, domain=None):
+    """
+    Return the manifest of a backup (id ``<domain>/<name>``, ``latest`` with ``domain``, or
+    a path), without verifying it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt kvm01 vm_backup.manifest latest domain=ctl01
+    """
+    return _load_manifest(_resolve(backup, backup_dir, domain))
+
+
+def start(domain, uri=None):
+    """
+    Start a defined domain (no-op when it runs). Returns whether it was started.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt kvm01 vm_backup.start ctl01
+    """
+    with _Conn(_uri(uri)) as conn:
+        dom = _lookup(conn, domain)
+        if dom.isActive():
+            return {"domain": domain, "started": False}
+        dom.create()
+        return {"domain": domain, "started": True}
+
+
+def stop(domain, timeout=None, uri=None):
+    """
+    Stop a domain: ACPI shutdown, destroyed after ``timeout`` s (pillar
+    ``leapfrog:vms:shutdown_timeout``, default 120). Returns how it stopped.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt kvm01 vm_backup.stop ctl01 timeout=60
+    """
+    timeout = timeout if timeout is not None else _config(
+        "leapfrog:vms:shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
+    with _Conn(_uri(uri)) as conn:
+        return {"domain": domain, "stopped": _shutdown(_lookup(conn, domain), timeout)}
+
+
+def list_(domain=None, backup_dir=None):
+    """
+    List complete backups (those with a manifest), newest first, optionally of one domain.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt kvm01 vm_backup.list
+        salt kvm01 vm_backup.list domain=ctl01
+    """
+    root = _backup_dir(backup_dir)
+    out = []
+    if not os.path.isdir(root):
+        return out
+    domains = [domain] if domain else sorted(os.listdir(root))
+    for name in domains:
+        folder = os.path.join(root, name)
+        if not os.path.isdir(folder):
+            continue
+        for entry in os.listdir(folder):
+            path = os.path.join(folder, entry)
+            if entry.endswith(".partial") or not os.path.isfile(os.path.join(path, MANIFEST)):
+                continue
+            try:
+                manifest = _load_manifest(path)
+            except BackupInvalid:
+                continue
+            out.append({
+                "id": f"{name}/{entry}",
+                "path": path,
+                "domain": manifest.get("domain"),
+                "created": manifest.get("created"),
+                "mode": manifest.get("mode"),
+                "tag": manifest.get("tag"),
+                "os_release": manifest.get("os_release"),
+                "bytes": sum(d.get("actual_size") or 0 for d in manifest.get("disks", [])),
+            })
+    out.sort(key=lambda b: (b["created"] or "", b["id"]), reverse=True)
+    return out
+
+
+def verify(backup, backup_dir=None, domain=None):
+    """
+    Verify a backup: every disk passes ``qemu-img check`` and its sha256 matches the
+    manifest, and the domain XML is present. Raises ``BackupInvalid`` listing every problem;
+    returns the manifest's summary when the backup is sound.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt kvm01 vm_backup.verify ctl01/20260101T120000Z
+        salt kvm01 vm_backup.verify latest domain=ctl01
+    """
+    path = _resolve(backup, backup_dir, domain)
+    ident = _backup_id(path)
+    manifest = _load_manifest(path)
+    problems = []
+    if not manifest.get("disks"):
+        problems.append("manifest lists no disk")
+    if not os.path.isfile(os.path.join(path, DOMAIN_XML)):
+        problems.append(f"{DOMAIN_XML} is missing")
+    checked = []
+    for disk in manifest.get("disks", []):
+        file = os.path.join(path, disk["file"])
+        if not os.path.isfile(file):
+            problems.append(f"{disk['target']}: {disk['file']} is missing")
+            continue
+        fmt = disk.get("backup_format", "qcow2")
+        result = {"retcode": 0}
+        if fmt == "qcow2":  # raw images have nothing qemu-img can check
+            result = _cmd(["qemu-img", "check", "--output=json", "-f", fmt, file],
+                          ok_codes=(0, 1, 2, 3))
+        if result["retcode"] in (1, 2):
+            detail = leapfrog_cmd.tail(result.get("stderr") or result.get("stdout"), 3)
+            problems.append(f"{disk['target']}: qemu-img check found "
+                            f"{'corruption' if result['retcode'] == 2 else 'an error'}: {detail}")
+        sha = _sha256(file)
+        if sha != disk.get("sha256"):
+            problems.append(f"{disk['target']}: sha256 {sha} differs from the manifest's "
+                            f"{disk.get('sha256')}")
+        checked.append({"target": disk["target"], "sha256": sha})
+    if problems:
+        raise BackupInvalid(ident, problems)
+    return {
+        "backup": ident,
+        "path": path,
+        "domain": manifest.get("domain"),
+        "created": manifest.get("created"),
+        "os_release": manifest.get("os_release"),
+        "verified": True,
+        "disks": checked,
+    }
+
+
+# -- public: backup ---------------------------------------------------------------------------
+def backup(domain, mode="offline", tag=None, restart=True, timeout=None, os_release=None,
+           uri=None, backup_dir=None):
+    """
+    Back up every disk of ``domain`` plus its XML into the backup directory, with a JSON
+    manifest (disks, virtual/actual sizes, backing chain, sha256, domain XML, OS release).
+
+    mode
+        ``offline`` (default): graceful ACPI shutdown (``timeout`` s, pillar
+        ``leapfrog:vms:shutdown_timeout``), then destroy; copy; start the domain again if it
+        was running and ``restart`` is true (pass ``restart=False`` when the domain must stay
+        down, e.g. before a rebuild). ``live``: libvirt push backup of the running domain
+        (crash-consistent); a stopped domain is copied as in offline mode.
+    tag
+        Free text kept in the manifest and the folder name (e.g. an upgrade run id).
+    os_release
+        The OS release the guest runs (default: the domain's leapfrog metadata).
+
+    The free space is checked before the domain is stopped; a failure leaves no backup.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt kvm01 vm_backup.backup ctl01
+        salt kvm01 vm_backup.backup ctl01 mode=live tag=run42
+    """
+    if mode not in ("offline", "live"):
+        raise leapfrog_errors.LeapfrogError(f"mode must be 'offline' or 'live', got {mode!r}")
+    root = _backup_dir(backup_dir)
+    timeout = timeout if timeout is not None else _config(
+        "leapfrog:vms:shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
+    headroom = int(_config("leapfrog:backups:headroom", DEFAULT_HEADROOM))
+    started = time.monotonic()
+    with _Conn(_uri(uri)) as conn:
+        dom = _lookup(conn, domain)
+        xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        disks, skipped = _disks(xml)
+        if not disks:
+            raise leapfrog_errors.LeapfrogError(f"domain {domain!r} has no file disk to back up")
+        _describe_disks(disks)
+        need = _required_bytes(disks) + headroom
+        free = _free_bytes(root)
+        if free < need:
+            raise NotEnoughSpace(
+                f"not enough space for a backup of {domain!r} in {root}: {free} bytes free, "
+                f"{need} needed (disks' allocated bytes + {headroom} headroom); "
+                "nothing was stopped")
+        now = datetime.datetime.now(datetime.timezone.utc)
+        name = now.strftime("%Y%m%dT%H%M%S%fZ") + (f"-{tag}" if tag else "")
+        final = os.path.join(root, domain, name)
+        partial = final + ".partial"
+        os.makedirs(partial, mode=0o700)
+        was_running = bool(dom.isActive())
+        live = mode == "live" and was_running
+        stopped = None
+        try:
+            if was_running and not live:
+                stopped = _shutdown(dom, timeout)
+            copy_started = time.monotonic()
+            if live:
+                _live_copy(dom, disks, skipped, partial)
+            else:
+                for disk in disks:
+                    if len(disk["backing_chain"]) > 1 or disk["format"] == "qcow2":
+                        disk["backup_format"] = "qcow2"
+                    else:
+                        disk["backup_format"] = disk["format"]
+                    disk["file"] = f"{disk['target']}.{disk['backup_format']}"
+                    dst = os.path.join(partial, disk["file"])
+                    if len(disk["backing_chain"]) > 1:
+                        disk["method"] = "qemu-img convert (backing chain flattened)"
+                        _cmd(["qemu-img", "convert", "-f", disk["format"], "-O", "qcow2",
+                              disk["source"], dst])
+                    else:
+                        disk["method"] = "cp --sparse=always --reflink=auto"
+                        _copy(disk["source"], dst)
+            copy_seconds = time.monotonic() - copy_started
+            for disk in disks:
+                file = os.path.join(partial, disk["file"])
+                copy_info = _image_info(file)
+                disk["actual_size"] = copy_info.get("actual-size")
+                disk["sha256"] = _sha256(file)
+                disk.pop("chain_actual_size", None)
+            with open(os.path.join(partial, DOMAIN_XML), "w") as handle:
+                handle.write(xml)
+            manifest = {
+                "format": FORMAT_VERSION,
+                "domain": domain,
+                "uuid": dom.UUIDString(),
+                "created": now.isoformat(),
+                "mode": "live" if live else "offline",
+                "tag": tag,
+                "was_running": was_running,
+                "stopped": stopped,
+                "os_release": os_release or _metadata(xml).get("os"),
+                "image": _metadata(xml).get("image"),
+                "reflink": _reflink_supported(partial) if not live else False,
+                "disks": disks,
+                "skipped": skipped,
+                "domain_xml": xml,
+                "copy_seconds": round(copy_seconds, 3),
+            }
+            _write_json(os.path.join(partial, MANIFEST), manifest)
+            os.rename(partial, final)
+        except Exception:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        finally:
+            if was_running and not live and restart and not dom.isActive():
+                dom.create()
+    total = sum(d["virtual_size"] for d in disks)
+    return {
+        "backup": f"{domain}/{name}",
+        "path": final,
+        "mode": manifest["mode"],
+        "stopped": stopped,
+        "restarted": bool(was_running and not live and restart),
+        "disks": [{k: d.get(k) for k in ("target", "source", "file", "virtual_size",
+                                         "actual_size", "sha256", "method")} for d in disks],
+        "skipped": skipped,
+        "os_release": manifest["os_release"],
+        "seconds": round(time.monotonic() - started, 3),
+        "virtual_bytes": total,
+    }
+
+
+def _live_copy(dom, disks, skipped, partial):
+    """libvirt push backup of every copied disk into ``partial``; waits for the job."""
+    root = ET.Element("domainbackup")
+    xdisks = ET.SubElement(root, "disks")
+    for disk in disks:
+        disk["file"] = f"{disk['target']}.qcow2"
+        disk["backup_format"] = "qcow2"
+        disk["method"] = "libvirt push backup (backup-begin)"
+        node = ET.SubElement(xdisks, "disk", name=disk["target"], backup="yes", type="file")
+        ET.SubElement(node, "driver", type="qcow2")
+        ET.SubElement(node, "target", file=os.path.join(partial, disk["file"]))
+    for skip in skipped:
+        ET.SubElement(xdisks, "disk", name=skip["target"], backup="no")
+    try:
+        dom.backupBegin(ET.tostring(root, encoding="unicode"), None, 0)
+    except libvirt.libvirtError as exc:
+        raise leapfrog_errors.LeapfrogError(f"live backup of {dom.name()} did not start: {exc}")
+    while True:
+        job = dom.jobInfo()
+        if job[0] == libvirt.VIR_DOMAIN_JOB_NONE:
+            break
+        time.sleep(0.1)
+    stats = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+    if stats.get("type") != libvirt.VIR_DOMAIN_JOB_COMPLETED:
+        raise leapfrog_errors.LeapfrogError(
+            f"live backup of {dom.name()} failed: {stats.get('errmsg') or stats}")
+
+
+# -- public: restore ---------------------------------------------------------------------------
+def restore(domain, backup, stop=False, start=False, timeout=None, uri=None, backup_dir=None):
+    """
+    Put a verified backup back: its disks at their original paths (checksums verified
+    after the copy) and its domain XML. Refuses a backup that fails ``verify`` and a running
+    domain unless ``stop=True`` (graceful shutdown, then destroy). A domain of the same name
+    with another UUID (e.g. a rebuilt VM) is undefined first; its disks are left in place.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt kvm01 vm_backup.restore ctl01 ctl01/20260101T120000Z start=True
+        salt kvm01 vm_backup.restore ctl01 latest stop=True start=True
+    """
+    started = time.monotonic()
+    checked = verify(backup, backup_dir=backup_dir, domain=domain)
+    path = checked["path"]
+    manifest = _load_manifest(path)
+    if manifest.get("domain") != domain:
+        raise leapfrog_errors.LeapfrogError(
+            f"backup {checked['backup']} is of domain {manifest.get('domain')!r}, not {domain!r}")
+    timeout = timeout if timeout is not None else _config(
+        "leapfrog:vms:shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
+    with _Conn(_uri(uri)) as conn:
+        dom = _lookup(conn, domain, missing_ok=True)
+        stopped = None
+        replaced = None
+        if dom is not None and dom.isActive():
+            if not stop:
+                raise DomainRunning(
+                    f"domain {domain!r} is running: refusing to restore over it; stop it "
+                    "first or pass stop=True")
+            stopped = _shutdown(dom, timeout)
+        restored = []
+        for disk in manifest["disks"]:
+            src = os.path.join(path, disk["file"])
+            dst = disk["source"]
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            tmp = f"{dst}.leapfrog-restore"
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            _copy(src, tmp)
+            sha = _sha256(tmp)
+            if sha != disk["sha256"]:
+                os.unlink(tmp)
+                raise BackupInvalid(checked["backup"], [
+                    f"{disk['target']}: restored copy has sha256 {sha}, manifest says "
+                    f"{disk['sha256']}; {dst} was left untouched"])
+            os.replace(tmp, dst)
+            restored.append({"target": disk["target"], "path": dst, "sha256": sha,
+                             "verified": True})
+        if dom is not None and dom.UUIDString() != manifest.get("uuid"):
+            replaced = {"uuid": dom.UUIDString(),
+                        "disks": [d["source"] for d in _disks(
+                            dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))[0]]}
+            dom.undefine()
+        with open(os.path.join(path, DOMAIN_XML)) as handle:
+            dom = conn.defineXML(handle.read())
+        if start:
+            dom.create()
+        return {
+            "domain": domain,
+            "backup": checked["backup"],
+            "os_release": manifest.get("os_release"),
+            "stopped": stopped,
+            "disks": restored,
+            "replaced": replaced,
+            "started": bool(start),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+
+
+def prune(keep=None, domain=None, backup_dir=None):
+    """
+    Delete all but the newest ``keep`` backups of each domain (default: pillar
+    ``leapfrog:backups:keep``, else 3). Returns what was removed and kept.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt kvm01 vm_backup.prune keep=2
+        salt kvm01 vm_backup.prune keep=1 domain=ctl01
+    """
+    keep = int(keep if keep is not None else _config("leapfrog:backups:keep", DEFAULT_KEEP))
+    if keep < 1:
+        raise leapfrog_errors.LeapfrogError(f"keep must be at least 1, got {keep}")
+    removed, kept = [], []
+    by_domain = {}
+    for item in list_(domain=domain, backup_dir=backup_dir):
+        by_domain.setdefault(item["domain"] or item["id"].split("/")[0], []).append(item)
+    for items in by_domain.values():
+        for index, item in enumerate(items):
+            if index < keep:
+                kept.append(item["id"])
+            else:
+                shutil.rmtree(item["path"])
+                removed.append(item["id"])
+    return {"removed": removed, "kept": kept}
+
+
+# -- public: rebuild on a new OS --------------------------------------------------------------
+def seed(path, minion_id, master, minion_pub, minion_pem, hostname=None, instance_id=None,
+         grains=None):
+    """
+    Write a cloud-init NoCloud seed ISO (volume label ``cidata``) at ``path`` (mode 0600):
+    ``user-data`` configures the salt minion (id, master, the given key pair, optional
+    grains) and ``meta-data`` names the instance. The private key exists only in that file;
+    it is never returned or logged.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt kvm01 vm_backup.seed /var/lib/libvirt/images/ctl01-seed.iso ctl01 10.0.0.5 \\
+            minion_pub="$(cat ctl01.pub)" minion_pem="$(cat ctl01.pem)"
+    """
+    import yaml
+
+    for name, value in (("minion_id", minion_id), ("master", master),
+                        ("minion_pub", minion_pub), ("minion_pem", minion_pem)):
+        if not value or not isinstance(value, str):
+            raise leapfrog_errors.LeapfrogError(f"seed needs {name}")
+    if "PRIVATE KEY" not in minion_pem or "PUBLIC KEY" not in minion_pub:
+        raise leapfrog_errors.LeapfrogError("minion_pem/minion_pub are not PEM keys")
+    hostname = hostname or minion_id
+    instance_id = instance_id or f"{minion_id}-{int(time.time())}"
+    conf = {"id": minion_id, "master": master}
+    salt_minion = {"conf": conf, "public_key": minion_pub, "private_key": minion_pem}
+    if grains:
+        salt_minion["grains"] = dict(grains)
+    user_data = "#cloud-config\n" + yaml.safe_dump(
+        {"hostname": hostname, "fqdn": hostname, "salt_minion": salt_minion},
+        default_flow_style=False, sort_keys=True)
+    meta_data = yaml.safe_dump({"instance-id": instance_id, "local-hostname": hostname},
+                               default_flow_style=False, sort_keys=True)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".seed-", suffix=".iso")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            _write_iso(handle, {"user-data": user_data.encode(), "meta-data": meta_data.encode()})
+        os.replace(tmp, path)
+    except Exception:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return {"path": path, "minion_id": minion_id, "master": master, "hostname": hostname,
+            "instance_id": instance_id, "sha256": _sha256(path)}
+
+
+def _write_iso(handle, files):
+    """An ISO 9660 image (Joliet + Rock Ridge names) labelled cidata, with ``files``."""
+    import io
+
+    import pycdlib
+
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident="cidata")
+    for name, data in files.items():
+        short = name.replace("-", "").upper()[:8]
+        iso.add_fp(io.BytesIO(data), len(data), f"/{short}.;1", rr_name=name,
+                   joliet_path=f"/{name}")
+    iso.write_fp(handle)
+    iso.close()
+
+
+def rebuild(node, image, minion_pub=None, minion_pem=None, master=None, seed_iso=None,
+            domain=None, template=None, method="overlay", images_dir=None, os_release=None,
+            grains=None, stop=False, start=True, uri=None):
+    """
+    Replace the domain of ``node`` by a new one booting the OS image ``image`` (a qcow2
+    base): a new disk (``method=overlay``: a qcow2 overlay on the image; ``copy``: a full
+    copy) named ``<domain>-<image name>.qcow2`` beside the old disk (which is kept), and a
+    NoCloud seed (``seed_iso``, or one built by ``seed`` from ``minion_pub``/``minion_pem``/
+    ``master``) attached as a CD-ROM. The domain's other settings come from ``template``
+    (domain XML or a path to one) or from the existing domain. The old domain is undefined,
+    never its disks; a running one is refused unless ``stop=True``: back it up first.
+    The new domain carries leapfrog metadata (image, OS release) that ``info`` reports.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt kvm01 vm_backup.rebuild ctl01 /var/lib/libvirt/images/trixie.qcow2 \\
+            master=10.0.0.5 os_release=trixie minion_pub=... minion_pem=...
+    """
+    domain = domain or node
+    image = os.path.abspath(image)
+    if not os.path.isfile(image):
+        raise leapfrog_errors.LeapfrogError(f"image {image} does not exist")
+    if method not in ("overlay", "copy"):
+        raise leapfrog_errors.LeapfrogError(f"method must be 'overlay' or 'copy', got {method!r}")
+    with _Conn(_uri(uri)) as conn:
+        old = _lookup(conn, domain, missing_ok=True)
+        if template:
+            if not template.lstrip().startswith("<"):
+                with open(template) as handle:
+                    template = handle.read()
+            xml = template
+        elif old is not None:
+            xml = old.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        else:
+            raise DomainNotFound(f"domain {domain!r} is not defined and no template was given")
+        if old is not None and old.isActive() and not stop:
+            raise DomainRunning(f"domain {domain!r} is running: back it up and stop it first, "
+                                "or pass stop=True")
+        root = ET.fromstring(xml)
+        disk_nodes = [d for d in root.findall("./devices/disk")
+                      if d.get("device", "disk") == "disk"]
+        if not disk_nodes:
+            raise leapfrog_errors.LeapfrogError(f"the template of {domain!r} has no disk")
+        first = disk_nodes[0]
+        old_source = first.find("source").get("file") if first.find("source") is not None else None
+        images_dir = images_dir or (os.path.dirname(old_source) if old_source else None)
+        if not images_dir:
+            raise leapfrog_errors.LeapfrogError("pass images_dir: the template's disk has no file")
+        os.makedirs(images_dir, exist_ok=True)
+        stem = os.path.splitext(os.path.basename(image))[0]
+        disk_path = os.path.join(images_dir, f"{domain}-{stem}.qcow2")
+        if old_source and os.path.abspath(old_source) == disk_path:
+            raise leapfrog_errors.LeapfrogError(
+                f"{domain!r} already boots {disk_path}: refusing to overwrite the disk it uses")
+        if seed_iso is None:
+            if not (minion_pub and minion_pem and master):
+                raise leapfrog_errors.LeapfrogError(
+                    "rebuild needs seed_iso, or minion_pub + minion_pem + master to build one")
+            seed_iso = os.path.join(images_dir, f"{domain}-seed.iso")
+            seeded = seed(seed_iso, node, master, minion_pub, minion_pem, grains=grains)
+        else:
+            seeded = {"path": seed_iso}
+        base_format = _image_info(image).get("format", "qcow2")
+        if os.path.exists(disk_path):
+            os.unlink(disk_path)
+        if method == "overlay":
+            _cmd(["qemu-img", "create", "-q", "-f", "qcow2", "-F", base_format, "-b", image,
+                  disk_path])
+        else:
+            _cmd(["qemu-img", "convert", "-f", base_format, "-O", "qcow2", image, disk_path])
+        # the new domain: same settings, new identity, new disk, seed CD-ROM, metadata
+        root.find("name").text = domain
+        for tag in ("uuid",):
+            node_ = root.find(tag)
+            if node_ is not None:
+                root.remove(node_)
+        for child in list(first):
+            if child.tag in ("source", "backingStore"):
+                first.remove(child)
+        driver = first.find("driver")
+        if driver is None:
+            driver = ET.SubElement(first, "driver", name="qemu")
+        driver.set("type", "qcow2")
+        first.insert(1, ET.Element("source", file=disk_path))
+        _attach_seed(root, seed_iso)
+        _set_metadata(root, os=os_release or "", image=image)
+        new_xml = ET.tostring(root, encoding="unicode")
+        replaced = None
+        if old is not None:
+            if old.isActive():
+                _shutdown(old, _config("leapfrog:vms:shutdown_timeout",
+                                       DEFAULT_SHUTDOWN_TIMEOUT))
+            replaced = {"uuid": old.UUIDString(), "disks": [
+                d["source"] for d in _disks(old.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))[0]]}
+            old.undefine()
+        try:
+            dom = conn.defineXML(new_xml)
+        except libvirt.libvirtError as exc:
+            raise leapfrog_errors.LeapfrogError(f"defining the rebuilt {domain!r} failed: {exc}")
+        if start:
+            dom.create()
+        return {
+            "domain": domain,
+            "node": node,
+            "uuid": dom.UUIDString(),
+            "image": image,
+            "method": method,
+            "disk": disk_path,
+            "seed": seeded,
+            "os_release": os_release,
+            "replaced": replaced,
+            "started": bool(start),
+        }
+
+
+def _attach_seed(root, seed_iso):
+    devices = root.find("devices")
+    for disk in devices.findall("disk"):
+        if disk.get("device") == "cdrom":
+            for child in list(disk):
+                if child.tag == "source":
+                    disk.remove(child)
+            disk.insert(1, ET.Element("source", file=seed_iso))
+            return
+    machine = (root.find("./os/type").get("machine") or "") if root.find("./os/type") is not None \
+        else ""
+    bus = "sata" if "q35" in machine else "ide"
+    used = {t.get("dev") for t in root.findall("./devices/disk/target")}
+    prefix = "sd" if bus == "sata" else "hd"
+    dev = next(f"{prefix}{c}" for c in "cdefghij" if f"{prefix}{c}" not in used)
+    cdrom = ET.Element("disk", type="file", device="cdrom")
+    ET.SubElement(cdrom, "driver", name="qemu", type="raw")
+    ET.SubElement(cdrom, "source", file=seed_iso)
+    ET.SubElement(cdrom, "target", dev=dev, bus=bus)
+    ET.SubElement(cdrom, "readonly")
+    index = list(devices).index(devices.findall("disk")[-1]) + 1
+    devices.insert(index, cdrom)

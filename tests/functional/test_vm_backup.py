@@ -1,0 +1,253 @@
+"""Done-when for vm_backup on a real private libvirtd with real TCG guests (lab/).
+
+One module-scoped domain ``ctl01`` boots the tiny bookworm guest; the tests run in file
+order: refusals first (no space, running domain), then a live backup, then the round trip
+backup -> rebuild from the trixie image -> restore, then corrupted/truncated backups, then
+list/prune and the states. The guest's console line (``LEAPFROG-GUEST os=... boot=N
+marker=...``) is what the tests read: the marker is a UUID the guest wrote to its disk on
+first boot.
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pycdlib
+import pytest
+import salt.config
+from saltfactories.utils.functional import Loaders
+
+from lab import guest
+from tests.conftest import REPO
+
+DOMAIN = "ctl01"
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _keypair():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    pub = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return pub, pem
+
+
+@pytest.fixture(scope="module")
+def work(libvirt_lab):
+    path = tempfile.mkdtemp(prefix="vmb-", dir=libvirt_lab.run_dir)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def loaders(libvirt_lab, work):
+    opts = salt.config.minion_config(None)
+    opts.update({
+        "root_dir": work, "cachedir": os.path.join(work, "cache"),
+        "pki_dir": os.path.join(work, "pki"), "file_client": "local",
+        "module_dirs": [os.path.join(REPO, "_modules")],
+        "states_dirs": [os.path.join(REPO, "_states")],
+        "pillar": {"leapfrog": {
+            "libvirt": {"uri": libvirt_lab.uri},
+            "backups": {"dir": os.path.join(work, "backups"), "keep": 2},
+            "vms": {"shutdown_timeout": 30},
+        }},
+    })
+    return Loaders(opts)
+
+
+@pytest.fixture(scope="module")
+def vm(loaders):
+    return loaders.modules.vm_backup
+
+
+@pytest.fixture(scope="module")
+def node(libvirt_lab, guest_images, work):
+    """ctl01: a copy of the bookworm base disk, booted once (its marker is chosen)."""
+    images = os.path.join(work, "images")
+    os.makedirs(images)
+    disk = guest.copy_image(guest_images["images"]["bookworm"], os.path.join(images, "ctl01.qcow2"))
+    console = os.path.join(work, "ctl01.console")
+    xml = guest.domain_xml(DOMAIN, disk, console, guest_images["kernel"], guest_images["initrd"],
+                           os_release="bookworm",
+                           image=guest_images["images"]["bookworm"])
+    conn = libvirt_lab.connect()
+    dom = conn.defineXML(xml)
+    started = time.monotonic()
+    dom.create()
+    first = guest.wait_ready(console, 1, timeout=90)
+    boot_seconds = time.monotonic() - started
+    print(f"\n[vm_backup] guest ready in {boot_seconds:.1f}s: {first}")
+    state = {"conn": conn, "disk": disk, "console": console, "images": images,
+             "marker": first["marker"], "lines": 1, "boot_seconds": boot_seconds}
+    yield state
+    libvirt_lab.cleanup_domains()
+    conn.close()
+
+
+def _dom(node):
+    return node["conn"].lookupByName(DOMAIN)
+
+
+def _next_line(node, timeout=90):
+    node["lines"] += 1
+    return guest.wait_ready(node["console"], node["lines"], timeout=timeout)
+
+
+def test_backup_refuses_before_stopping_when_space_is_short(vm, node, work):
+    small = os.path.join(work, "small")
+    os.makedirs(small)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", small], check=True)
+    try:
+        with pytest.raises(Exception) as info:
+            vm.backup(DOMAIN, backup_dir=small)
+        assert "not enough space" in str(info.value)
+        assert "nothing was stopped" in str(info.value)
+        assert _dom(node).isActive()
+        assert os.listdir(small) == [] or not any(
+            os.listdir(os.path.join(small, d)) for d in os.listdir(small))
+    finally:
+        subprocess.run(["umount", small], check=True)
+    assert guest.console_lines(node["console"])[-1]["boot"] == "1"  # never rebooted
+
+
+def test_live_backup_keeps_domain_running_and_verifies(vm, node):
+    result = vm.backup(DOMAIN, mode="live", tag="live")
+    assert result["mode"] == "live"
+    assert _dom(node).isActive()
+    checked = vm.verify(result["backup"])
+    assert checked["verified"] is True
+    with open(os.path.join(result["path"], "manifest.json")) as handle:
+        manifest = json.load(handle)
+    assert manifest["os_release"] == "bookworm"
+    assert manifest["disks"][0]["virtual_size"] == 256 * 1024 * 1024
+    assert "<domain" in manifest["domain_xml"]
+    node["live_backup"] = result["backup"]
+
+
+def test_offline_restore_refuses_running_domain(vm, node):
+    with pytest.raises(Exception) as info:
+        vm.restore(DOMAIN, node["live_backup"])
+    assert "is running: refusing to restore" in str(info.value)
+    assert _dom(node).isActive()
+
+
+def test_backup_rebuild_restore_round_trip(vm, node, guest_images):
+    # offline backup: ACPI shutdown, copy, leave it down for the rebuild
+    backup = vm.backup(DOMAIN, restart=False, tag="pre-upgrade")
+    assert backup["stopped"] == "acpi shutdown"
+    assert not _dom(node).isActive()
+    assert vm.verify(backup["backup"])["verified"] is True
+    node["backup"] = backup["backup"]
+    print(f"[vm_backup] offline backup {backup['seconds']}s")
+
+    # rebuild from the trixie image with a seed carrying a fresh key pair
+    pub, pem = _keypair()
+    rebuilt = vm.rebuild(DOMAIN, guest_images["images"]["trixie"], minion_pub=pub,
+                         minion_pem=pem, master="127.0.1.10", os_release="trixie")
+    assert "minion_pem" not in json.dumps(rebuilt) and "PRIVATE" not in json.dumps(rebuilt)
+    seed = rebuilt["seed"]["path"]
+    assert os.stat(seed).st_mode & 0o777 == 0o600
+    iso = pycdlib.PyCdlib()
+    iso.open(seed)
+    assert iso.pvd.volume_identifier.decode().strip() == "cidata"
+    import io
+
+    data = io.BytesIO()
+    iso.get_file_from_iso_fp(data, rr_path="/user-data")
+    iso.close()
+    user_data = data.getvalue().decode()
+    assert user_data.startswith("#cloud-config")
+    assert "id: ctl01" in user_data and "master: 127.0.1.10" in user_data
+    assert pem.strip().splitlines()[1] in user_data
+    line = _next_line(node)
+    assert line["os"] == "trixie"
+    assert line["marker"] != node["marker"]
+    assert line["seed"] == rebuilt["seed"]["instance_id"]
+    assert line["host"] == "ctl01"
+    assert vm.info(DOMAIN)["image"] == guest_images["images"]["trixie"]
+
+    # restore the old VM: the rebuilt domain is stopped and replaced
+    restored = vm.restore(DOMAIN, node["backup"], stop=True, start=True)
+    assert restored["stopped"] == "acpi shutdown"
+    assert restored["replaced"]["uuid"] == rebuilt["uuid"]
+    with open(os.path.join(vm.verify(node["backup"])["path"], "manifest.json")) as handle:
+        manifest = json.load(handle)
+    assert restored["disks"][0]["sha256"] == manifest["disks"][0]["sha256"]
+    line = _next_line(node)
+    assert line["os"] == "bookworm"
+    assert line["marker"] == node["marker"]
+    assert line["boot"] == "2"
+    # the restored disk is the backed-up one, bit for bit (before this boot wrote to it)
+    assert restored["disks"][0]["path"] == node["disk"]
+    print(f"[vm_backup] restore {restored['seconds']}s")
+
+
+def _clone(vm, backup, suffix):
+    src = vm.verify(backup)["path"]
+    dst = f"{src}-{suffix}"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_corrupted_and_truncated_backups_are_refused(vm, node):
+    corrupt = _clone(vm, node["backup"], "corrupt")
+    disk = os.path.join(corrupt, "vda.qcow2")
+    with open(disk, "r+b") as handle:  # flip bytes inside the guest data
+        size = os.path.getsize(disk)
+        handle.seek(size // 2)
+        block = handle.read(4096)
+        handle.seek(size // 2)
+        handle.write(bytes(b ^ 0xFF for b in block))
+    truncated = _clone(vm, node["backup"], "truncated")
+    tdisk = os.path.join(truncated, "vda.qcow2")
+    os.truncate(tdisk, os.path.getsize(tdisk) // 3)
+
+    running_disk_sha = _sha256(node["disk"])
+    for path, words in ((corrupt, ["sha256"]), (truncated, ["sha256", "qemu-img check"])):
+        with pytest.raises(Exception) as info:
+            vm.verify(path)
+        for word in words:
+            assert word in str(info.value), str(info.value)
+        with pytest.raises(Exception) as info:
+            vm.restore(DOMAIN, path, stop=True, start=True)
+        assert "failed verification" in str(info.value)
+    assert _dom(node).isActive()  # refused before anything was stopped
+    assert _sha256(node["disk"]) == running_disk_sha
+    for path in (corrupt, truncated):
+        shutil.rmtree(path)
+
+
+def test_list_and_prune(vm, node):
+    listed = vm.list(domain=DOMAIN)
+    assert [b["tag"] for b in listed] == ["pre-upgrade", "live"]
+    assert listed[0]["os_release"] == "bookworm"
+    pruned = vm.prune(keep=1)
+    assert pruned["removed"] == [node["live_backup"]]
+    assert [b["id"] for b in vm.list()] == [node["backup"]]
+
+
+def test_present_state_is_idempotent_and_test_safe(loaders, node):
+    states = loaders.states.vm_backup
+    ret = states.present(DOMAIN, tag="pre-upgrade")
+    assert ret["result"] is True and ret["changes"] == {}
+    ret = states.present(DOMAIN, tag="run2", mode="live", test=True)
+    assert ret["result"] is None and ret["comment"].startswith("Would")
+    assert len(loaders.modules.vm_backup.list(domain=DOMAIN)) == 1
+    ret = states.present(DOMAIN, tag="run2", mode="live")
+    assert ret["result"] is True and ret["changes"]["new"].endswith("-run2")
+    assert _dom(node).isActive()
