@@ -532,9 +532,15 @@ def _backup_ids(root):
     )
 
 
-def _resolve(root, backup_id):
+def _resolve(root, backup_id, label=None):
+    """The backup id to use: ``backup_id``, or the newest (with ``label``) for ``latest``."""
     ids = _backup_ids(root)
     if backup_id in (None, "", "latest"):
+        if label is not None:
+            ids = [i for i in ids if _label_of(root, i) == str(label)]
+            if not ids:
+                raise BackupNotFound(f"no backup labelled {label} in {root}: take one with "
+                                     f"mysql_backup.backup label={label}")
         if not ids:
             raise BackupNotFound(f"no backup in {root}: take one with mysql_backup.backup")
         return ids[-1]
@@ -544,6 +550,13 @@ def _resolve(root, backup_id):
             f"no backup {backup_id} in {root} (have: {', '.join(ids[-5:]) or 'none'})"
         )
     return backup_id
+
+
+def _label_of(root, backup_id):
+    try:
+        return _read_manifest(root, backup_id).get("label")
+    except leapfrog_errors.LeapfrogError:
+        return None
 
 
 def _summary(manifest, root):
@@ -670,7 +683,7 @@ def backup(databases=None, backup_dir=None, label=None, compression=None, **conn
 
 
 # --- public: verify / list / prune -----------------------------------------------------------
-def verify(backup_id="latest", backup_dir=None):
+def verify(backup_id="latest", backup_dir=None, label=None):
     """
     Verify a backup: every file's sha256 against the manifest and a full decompression test.
 
@@ -682,10 +695,11 @@ def verify(backup_id="latest", backup_dir=None):
     .. code-block:: bash
 
         salt dbs01 mysql_backup.verify latest
+        salt dbs01 mysql_backup.verify label=pre-upgrade-run42
         salt dbs01 mysql_backup.verify 20261122T003000.123Z-pre-upgrade
     """
     root = _backup_root(backup_dir)
-    backup_id = _resolve(root, backup_id)
+    backup_id = _resolve(root, backup_id, label)
     manifest = _read_manifest(root, backup_id)
     folder = os.path.join(root, backup_id)
     compression = manifest.get("compression", "gzip")
@@ -717,28 +731,32 @@ def verify(backup_id="latest", backup_dir=None):
     return {"id": backup_id, "valid": True, "path": folder, "databases": checked}
 
 
-def list_(backup_dir=None):
+def list_(backup_dir=None, label=None):
     """
-    List the complete backups, oldest first: id, label, created, databases, bytes.
+    List the complete backups, oldest first: id, label, created, databases, bytes
+    (only those labelled ``label`` when given).
 
     CLI Example:
 
     .. code-block:: bash
 
         salt dbs01 mysql_backup.list
+        salt dbs01 mysql_backup.list label=pre-upgrade-run42
     """
     root = _backup_root(backup_dir)
     out = []
     for backup_id in _backup_ids(root):
         try:
-            out.append(_summary(_read_manifest(root, backup_id), root))
+            item = _summary(_read_manifest(root, backup_id), root)
         except leapfrog_errors.LeapfrogError as exc:
-            out.append({"id": backup_id, "path": os.path.join(root, backup_id),
-                        "error": str(exc)})
+            item = {"id": backup_id, "path": os.path.join(root, backup_id), "label": None,
+                    "error": str(exc)}
+        if label is None or item.get("label") == str(label):
+            out.append(item)
     return out
 
 
-def show(backup_id="latest", backup_dir=None):
+def show(backup_id="latest", backup_dir=None, label=None):
     """
     Return a backup's manifest (databases, tables with rows and checksums, files, sha256).
 
@@ -749,7 +767,7 @@ def show(backup_id="latest", backup_dir=None):
         salt dbs01 mysql_backup.show latest
     """
     root = _backup_root(backup_dir)
-    return _read_manifest(root, _resolve(root, backup_id))
+    return _read_manifest(root, _resolve(root, backup_id, label))
 
 
 def prune(keep=None, backup_dir=None):
@@ -807,7 +825,7 @@ def _refuse_existing(conn, targets, force, params):
 
 
 def restore(backup_id="latest", databases=None, target=None, suffix=None, force=False,
-            backup_dir=None, **connection):
+            backup_dir=None, label=None, **connection):
     """
     Restore databases from a verified backup, into the same name or another one.
 
@@ -818,6 +836,8 @@ def restore(backup_id="latest", databases=None, target=None, suffix=None, force=
 
     backup_id
         an id from ``mysql_backup.list`` or ``latest``
+    label
+        with ``latest``: the newest backup with this label (e.g. this run's)
     databases
         databases of the backup to restore (default: all of it)
     target
@@ -830,11 +850,12 @@ def restore(backup_id="latest", databases=None, target=None, suffix=None, force=
     .. code-block:: bash
 
         salt dbs01 mysql_backup.restore latest databases=nova force=True
+        salt dbs01 mysql_backup.restore label=pre-upgrade-run42 force=True
         salt dbs01 mysql_backup.restore 20261122T003000.123Z databases=nova target=nova_check
     """
     params = _connection(connection)
     root = _backup_root(backup_dir)
-    backup_id = _resolve(root, backup_id)
+    backup_id = _resolve(root, backup_id, label)
     manifest = _read_manifest(root, backup_id)
     names = _names(databases) or sorted(manifest["databases"])
     missing = [n for n in names if n not in manifest["databases"]]

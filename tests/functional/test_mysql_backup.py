@@ -333,6 +333,7 @@ def test_states_present_cloned_and_clone_absent(env):
     assert ret["result"] is True and ret["changes"]["new"]["id"].endswith("-pre-upgrade")
     again = present("pre-upgrade", databases=[API])
     assert again["result"] is True and again["changes"] == {}
+    assert fn(env, "verify")(label="pre-upgrade")["id"] == ret["changes"]["new"]["id"]
 
     cloned = env["states"]["mysql_backup.cloned"]
     assert cloned(API)["changes"]["new"]["clone"] == f"{API}_upgrade"

@@ -371,3 +371,23 @@ def test_masked_pillar_of_salt_3008_gives_plain_values(monkeypatch):
     params = mb._connection({})
     assert params["password"] == SECRET and params["port"] == 3307
     assert mb._databases(None) == ["nova", "nova_api"]
+
+
+def test_latest_with_a_label_picks_the_newest_of_that_label(tmp_path):
+    make_backup(tmp_path, "20261122T000000.000Z-run1", label="run1")
+    make_backup(tmp_path, "20261122T000001.000Z-run1", label="run1")
+    make_backup(tmp_path, "20261122T000002.000Z-run2", label="run2")
+    assert mb.verify(label="run1", backup_dir=str(tmp_path))["id"] == "20261122T000001.000Z-run1"
+    assert [b["id"] for b in mb.list_(backup_dir=str(tmp_path), label="run2")] == [
+        "20261122T000002.000Z-run2"]
+    with pytest.raises(mb.BackupNotFound, match="no backup labelled run3 in .*label=run3"):
+        mb.show(label="run3", backup_dir=str(tmp_path))
+
+
+def test_restore_targets():
+    assert mb._targets(["nova", "nova_api"], None, "_check") == {
+        "nova": "nova_check", "nova_api": "nova_api_check"}
+    assert mb._targets(["nova"], "nova_old", None) == {"nova": "nova_old"}
+    assert mb._targets(["nova"], None, None) == {"nova": "nova"}
+    with pytest.raises(leapfrog_errors.LeapfrogError, match="invalid suffix"):
+        mb._targets(["nova"], None, "; drop")
