@@ -25,6 +25,8 @@ import re
 import socket as _socket
 import time
 
+import salt.utils.data
+
 import leapfrog_errors
 
 log = logging.getLogger(__name__)
@@ -98,10 +100,11 @@ def __virtual__():
 # -- configuration and names ---------------------------------------------------------------
 
 def _pillar(key, default=None):
-    getter = (globals().get("__salt__") or {}).get("pillar.get")
-    if getter is None:
-        return default
-    return getter(f"{PILLAR_KEY}:{key}", default)
+    """Read ``leapfrog:haproxy:<key>`` from ``__pillar__`` itself: Salt 3008's ``pillar.get``
+    hands modules masked values ("**********") unless ``unmask=True``, unknown to 3007."""
+    pillar = globals().get("__pillar__") or {}
+    value = salt.utils.data.traverse_dict_and_list(pillar, f"{PILLAR_KEY}:{key}", None)
+    return default if value is None else value
 
 
 def _config(socket=None, timeout=None):

@@ -31,6 +31,8 @@ import logging
 import time
 import urllib.parse
 
+import salt.utils.data
+
 import leapfrog_errors
 
 try:
@@ -81,9 +83,11 @@ def __virtual__():
 # -- configuration ---------------------------------------------------------------------------
 
 def _pillar():
-    getter = (globals().get("__salt__") or {}).get("pillar.get")
-    value = getter(PILLAR_KEY, {}) if getter else {}
-    return value if isinstance(value, dict) else {}
+    """``leapfrog:verify`` from ``__pillar__`` itself: Salt 3008's ``pillar.get`` hands modules
+    masked values ("**********") unless ``unmask=True``, which Salt 3007 does not know."""
+    pillar = globals().get("__pillar__") or {}
+    value = salt.utils.data.traverse_dict_and_list(pillar, PILLAR_KEY, None)
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def _settings(overrides):

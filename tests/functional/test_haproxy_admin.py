@@ -12,24 +12,16 @@ haproxy_server = load("states", "haproxy_server")
 PILLAR = {}
 
 
-def pillar_get(key, default=None):
-    data = PILLAR
-    for part in key.split(":"):
-        if not isinstance(data, dict) or part not in data:
-            return default
-        data = data[part]
-    return data
-
 
 @pytest.fixture
 def configure_loader_modules(haproxy_lab):
     PILLAR.clear()
     PILLAR["leapfrog"] = {"haproxy": {"socket": haproxy_lab.socket, "timeout": 5}}
-    funcs = {"pillar.get": pillar_get}
+    funcs = {}
     for name in ("server_status", "drain", "ready"):
         funcs[f"haproxy_admin.{name}"] = getattr(haproxy_admin, name)
     return {
-        haproxy_admin: {"__salt__": {"pillar.get": pillar_get}},
+        haproxy_admin: {"__pillar__": PILLAR},
         haproxy_server: {"__salt__": funcs, "__opts__": {"test": False}},
     }
 

@@ -15,14 +15,6 @@ PILLAR = {}
 CONTEXT = {}
 
 
-def pillar_get(key, default=None):
-    data = PILLAR
-    for part in key.split(":"):
-        if not isinstance(data, dict) or part not in data:
-            return default
-        data = data[part]
-    return data
-
 
 @pytest.fixture
 def cloud():
@@ -39,7 +31,7 @@ def cloud():
 @pytest.fixture
 def configure_loader_modules():
     CONTEXT.clear()
-    return {verify: {"__salt__": {"pillar.get": pillar_get}, "__context__": CONTEXT}}
+    return {verify: {"__pillar__": PILLAR, "__context__": CONTEXT}}
 
 
 def no_secret(report, caplog):
