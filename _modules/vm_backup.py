@@ -21,6 +21,7 @@ filesystem supports it) or, for a disk with a backing chain, flatten it with
 ``qemu-img convert``; live backups use libvirt's push backup (``backup-begin``), which is
 crash-consistent. The free space is checked before anything is stopped.
 """
+import concurrent.futures
 import datetime
 import hashlib
 import json
@@ -451,6 +452,20 @@ def verify(backup, backup_dir=None, domain=None):
         salt kvm01 vm_backup.verify latest domain=ctl01
     """
     path = _resolve(backup, backup_dir, domain)
+    manifest, checked = _verify_path(path)
+    return {
+        "backup": _backup_id(path),
+        "path": path,
+        "domain": manifest.get("domain"),
+        "created": manifest.get("created"),
+        "os_release": manifest.get("os_release"),
+        "verified": True,
+        "disks": checked,
+    }
+
+
+def _verify_path(path, shas=None):
+    """Check a backup folder; ``shas`` may hold sha256s already computed (target -> hex)."""
     ident = _backup_id(path)
     manifest = _load_manifest(path)
     problems = []
@@ -473,22 +488,14 @@ def verify(backup, backup_dir=None, domain=None):
             detail = leapfrog_cmd.tail(result.get("stderr") or result.get("stdout"), 3)
             problems.append(f"{disk['target']}: qemu-img check found "
                             f"{'corruption' if result['retcode'] == 2 else 'an error'}: {detail}")
-        sha = _sha256(file)
+        sha = (shas or {}).get(disk["target"]) or _sha256(file)
         if sha != disk.get("sha256"):
             problems.append(f"{disk['target']}: sha256 {sha} differs from the manifest's "
                             f"{disk.get('sha256')}")
         checked.append({"target": disk["target"], "sha256": sha})
     if problems:
         raise BackupInvalid(ident, problems)
-    return {
-        "backup": ident,
-        "path": path,
-        "domain": manifest.get("domain"),
-        "created": manifest.get("created"),
-        "os_release": manifest.get("os_release"),
-        "verified": True,
-        "disks": checked,
-    }
+    return manifest, checked
 
 
 # -- public: backup ---------------------------------------------------------------------------
@@ -566,14 +573,19 @@ def backup(domain, mode="offline", tag=None, restart=True, timeout=None, os_rele
                         _cmd(["qemu-img", "convert", "-f", disk["format"], "-O", "qcow2",
                               disk["source"], dst])
                     else:
+                        # the source is quiescent: hash it on the other core while cp copies
                         disk["method"] = "cp --sparse=always --reflink=auto"
-                        _copy(disk["source"], dst)
+                        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                            hashing = pool.submit(_sha256, disk["source"])
+                            _copy(disk["source"], dst)
+                            disk["sha256"] = hashing.result()
             copy_seconds = time.monotonic() - copy_started
             for disk in disks:
                 file = os.path.join(partial, disk["file"])
                 copy_info = _image_info(file)
                 disk["actual_size"] = copy_info.get("actual-size")
-                disk["sha256"] = _sha256(file)
+                if not disk.get("sha256"):
+                    disk["sha256"] = _sha256(file)
                 disk.pop("chain_actual_size", None)
             with open(os.path.join(partial, DOMAIN_XML), "w") as handle:
                 handle.write(xml)
@@ -649,10 +661,13 @@ def _live_copy(dom, disks, skipped, partial):
 # -- public: restore ---------------------------------------------------------------------------
 def restore(domain, backup, stop=False, start=False, timeout=None, uri=None, backup_dir=None):
     """
-    Put a verified backup back: its disks at their original paths (checksums verified
-    after the copy) and its domain XML. Refuses a backup that fails ``verify`` and a running
-    domain unless ``stop=True`` (graceful shutdown, then destroy). A domain of the same name
-    with another UUID (e.g. a rebuilt VM) is undefined first; its disks are left in place.
+    Put a backup back: its disks at their original paths and its domain XML, then start the
+    domain if ``start``. Refuses a running domain unless ``stop=True`` (graceful shutdown,
+    then destroy), and a backup that fails ``verify``. The disks are first copied beside
+    their targets while the backup is verified, and each copy's sha256 is checked against
+    the manifest; only then is the domain stopped and are the copies renamed into place, so a
+    refused restore changes nothing and the downtime is short. A domain of the same name with
+    another UUID (e.g. a rebuilt VM) is undefined; its disks are left in place.
 
     CLI Example:
 
@@ -662,42 +677,65 @@ def restore(domain, backup, stop=False, start=False, timeout=None, uri=None, bac
         salt kvm01 vm_backup.restore ctl01 latest stop=True start=True
     """
     started = time.monotonic()
-    checked = verify(backup, backup_dir=backup_dir, domain=domain)
-    path = checked["path"]
+    path = _resolve(backup, backup_dir, domain)
+    ident = _backup_id(path)
     manifest = _load_manifest(path)
     if manifest.get("domain") != domain:
         raise leapfrog_errors.LeapfrogError(
-            f"backup {checked['backup']} is of domain {manifest.get('domain')!r}, not {domain!r}")
+            f"backup {ident} is of domain {manifest.get('domain')!r}, not {domain!r}")
     timeout = timeout if timeout is not None else _config(
         "leapfrog:vms:shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
+    headroom = int(_config("leapfrog:backups:headroom", DEFAULT_HEADROOM))
     with _Conn(_uri(uri)) as conn:
         dom = _lookup(conn, domain, missing_ok=True)
-        stopped = None
+        running = dom is not None and dom.isActive()
+        if running and not stop:
+            raise DomainRunning(
+                f"domain {domain!r} is running: refusing to restore over it; stop it "
+                "first or pass stop=True")
+        disks = [d for d in manifest.get("disks", [])
+                 if os.path.isfile(os.path.join(path, d.get("file", "")))]
+        need = {}
+        for disk in disks:
+            folder = os.path.dirname(disk["source"])
+            os.makedirs(folder, exist_ok=True)
+            need[folder] = need.get(folder, 0) + os.path.getsize(os.path.join(path, disk["file"]))
+        for folder, size in need.items():
+            free = _free_bytes(folder)
+            if free < size + headroom:
+                raise NotEnoughSpace(f"not enough space in {folder} to restore {ident}: {free} "
+                                     f"bytes free, {size + headroom} needed; nothing was changed")
+        tmps = {}
+        try:
+            # copy beside the targets while the backup's checksums are computed
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                hashing = {d["target"]: pool.submit(_sha256, os.path.join(path, d["file"]))
+                           for d in disks}
+                for disk in disks:
+                    tmp = f"{disk['source']}.leapfrog-restore"
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+                    tmps[disk["target"]] = tmp
+                    _copy(os.path.join(path, disk["file"]), tmp)
+                shas = {target: future.result() for target, future in hashing.items()}
+            _verify_path(path, shas)
+            restored = []
+            for disk in disks:
+                sha = _sha256(tmps[disk["target"]])
+                if sha != disk["sha256"]:
+                    raise BackupInvalid(ident, [
+                        f"{disk['target']}: the copy for {disk['source']} has sha256 {sha}, "
+                        f"the manifest says {disk['sha256']}; nothing was changed"])
+                restored.append({"target": disk["target"], "path": disk["source"],
+                                 "sha256": sha, "verified": True})
+            stopped = _shutdown(dom, timeout) if running else None
+            for disk in disks:
+                os.replace(tmps.pop(disk["target"]), disk["source"])
+        finally:
+            for tmp in tmps.values():
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
         replaced = None
-        if dom is not None and dom.isActive():
-            if not stop:
-                raise DomainRunning(
-                    f"domain {domain!r} is running: refusing to restore over it; stop it "
-                    "first or pass stop=True")
-            stopped = _shutdown(dom, timeout)
-        restored = []
-        for disk in manifest["disks"]:
-            src = os.path.join(path, disk["file"])
-            dst = disk["source"]
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            tmp = f"{dst}.leapfrog-restore"
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            _copy(src, tmp)
-            sha = _sha256(tmp)
-            if sha != disk["sha256"]:
-                os.unlink(tmp)
-                raise BackupInvalid(checked["backup"], [
-                    f"{disk['target']}: restored copy has sha256 {sha}, manifest says "
-                    f"{disk['sha256']}; {dst} was left untouched"])
-            os.replace(tmp, dst)
-            restored.append({"target": disk["target"], "path": dst, "sha256": sha,
-                             "verified": True})
         if dom is not None and dom.UUIDString() != manifest.get("uuid"):
             replaced = {"uuid": dom.UUIDString(),
                         "disks": [d["source"] for d in _disks(
@@ -709,7 +747,7 @@ def restore(domain, backup, stop=False, start=False, timeout=None, uri=None, bac
             dom.create()
         return {
             "domain": domain,
-            "backup": checked["backup"],
+            "backup": ident,
             "os_release": manifest.get("os_release"),
             "stopped": stopped,
             "disks": restored,

@@ -29,6 +29,8 @@ import datetime
 import hashlib
 import os
 
+from salt.exceptions import CommandExecutionError
+
 __virtualname__ = "vm_backup"
 
 
@@ -95,10 +97,14 @@ def present(name, tag=None, max_age=None, mode="offline", restart=True, timeout=
         ret["comment"] = f"Would {what}"
         ret["changes"] = {"old": None, "new": f"a new {mode} backup of {name}"}
         return ret
-    made = __salt__["vm_backup.backup"](name, mode=mode, tag=tag, restart=restart,
-                                        timeout=timeout, os_release=os_release, uri=uri,
-                                        backup_dir=backup_dir)
-    __salt__["vm_backup.verify"](made["backup"], backup_dir=backup_dir)
+    try:
+        made = __salt__["vm_backup.backup"](name, mode=mode, tag=tag, restart=restart,
+                                            timeout=timeout, os_release=os_release, uri=uri,
+                                            backup_dir=backup_dir)
+        __salt__["vm_backup.verify"](made["backup"], backup_dir=backup_dir)
+    except CommandExecutionError as exc:
+        ret["comment"] = f"Backup of {name} failed: {exc}"
+        return ret
     found, _ = _find(name, tag, max_age, backup_dir)
     if not found or found["id"] != made["backup"]:
         ret["comment"] = f"Backup {made['backup']} was taken but is not found as expected"
@@ -151,11 +157,15 @@ def runs_image(name, image, node=None, os_release=None, master=None, minion_pub=
         ret["comment"] = f"Would rebuild domain {name} from {image}"
         ret["changes"] = {"old": old, "new": {"image": image, "active": True}}
         return ret
-    __salt__["vm_backup.rebuild"](node or name, image, minion_pub=minion_pub,
-                                  minion_pem=minion_pem, master=master, seed_iso=seed_iso,
-                                  domain=name, template=template, method=method,
-                                  images_dir=images_dir, os_release=os_release, grains=grains,
-                                  stop=stop, start=True, uri=uri)
+    try:
+        __salt__["vm_backup.rebuild"](node or name, image, minion_pub=minion_pub,
+                                      minion_pem=minion_pem, master=master, seed_iso=seed_iso,
+                                      domain=name, template=template, method=method,
+                                      images_dir=images_dir, os_release=os_release,
+                                      grains=grains, stop=stop, start=True, uri=uri)
+    except CommandExecutionError as exc:
+        ret["comment"] = f"Rebuild of {name} from {image} failed: {exc}"
+        return ret
     now = _current(name, uri)
     if not now or now.get("image") != image or not now["active"]:
         ret["comment"] = f"Rebuilt {name} but it does not run {image}: {now}"
@@ -182,7 +192,11 @@ def restored(name, backup, stop=False, start=True, uri=None, backup_dir=None):
     a defined domain with the backup's UUID counts as restored once it runs.
     """
     ret = _ret(name)
-    checked = __salt__["vm_backup.verify"](backup, backup_dir=backup_dir, domain=name)
+    try:
+        checked = __salt__["vm_backup.verify"](backup, backup_dir=backup_dir, domain=name)
+    except CommandExecutionError as exc:
+        ret["comment"] = f"Backup {backup} of {name} is not usable: {exc}"
+        return ret
     manifest_disks = {d["target"]: d["sha256"] for d in checked["disks"]}
     manifest = __salt__["vm_backup.manifest"](backup, backup_dir=backup_dir, domain=name)
     current = _current(name, uri)
@@ -204,11 +218,15 @@ def restored(name, backup, stop=False, start=True, uri=None, backup_dir=None):
         ret["comment"] = f"Would restore {name} from backup {checked['backup']}"
         ret["changes"] = {"old": old, "new": new}
         return ret
-    if same:
-        __salt__["vm_backup.start"](name, uri=uri)
-    else:
-        __salt__["vm_backup.restore"](name, checked["backup"], stop=stop, start=start, uri=uri,
-                                      backup_dir=backup_dir)
+    try:
+        if same:
+            __salt__["vm_backup.start"](name, uri=uri)
+        else:
+            __salt__["vm_backup.restore"](name, checked["backup"], stop=stop, start=start,
+                                          uri=uri, backup_dir=backup_dir)
+    except CommandExecutionError as exc:
+        ret["comment"] = f"Restore of {name} from {checked['backup']} failed: {exc}"
+        return ret
     now = _current(name, uri)
     if not now or now["uuid"] != manifest["uuid"] or (start and not now["active"]):
         ret["comment"] = f"Restore of {name} from {checked['backup']} did not take: {now}"

@@ -181,6 +181,14 @@ def test_backup_rebuild_restore_round_trip(vm, node, guest_images):
     assert line["host"] == "ctl01"
     assert vm.info(DOMAIN)["image"] == guest_images["images"]["trixie"]
 
+    # the rebuilt VM's disk is an overlay: a live backup flattens its chain
+    after = vm.backup(DOMAIN, mode="live", tag="rebuilt")
+    manifest = vm.manifest(after["backup"])
+    assert manifest["os_release"] == "trixie"
+    assert len(manifest["disks"][0]["backing_chain"]) == 2
+    assert vm.verify(after["backup"])["verified"] is True
+    node["rebuilt_backup"] = after["backup"]
+
     # restore the old VM: the rebuilt domain is stopped and replaced
     restored = vm.restore(DOMAIN, node["backup"], stop=True, start=True)
     assert restored["stopped"] == "acpi shutdown"
@@ -234,20 +242,44 @@ def test_corrupted_and_truncated_backups_are_refused(vm, node):
 
 def test_list_and_prune(vm, node):
     listed = vm.list(domain=DOMAIN)
-    assert [b["tag"] for b in listed] == ["pre-upgrade", "live"]
-    assert listed[0]["os_release"] == "bookworm"
-    pruned = vm.prune(keep=1)
+    assert [b["tag"] for b in listed] == ["rebuilt", "pre-upgrade", "live"]
+    assert [b["os_release"] for b in listed] == ["trixie", "bookworm", "bookworm"]
+    pruned = vm.prune()  # pillar leapfrog:backups:keep = 2
     assert pruned["removed"] == [node["live_backup"]]
-    assert [b["id"] for b in vm.list()] == [node["backup"]]
+    pruned = vm.prune(keep=1)
+    assert pruned["removed"] == [node["backup"]]
+    assert [b["id"] for b in vm.list()] == [node["rebuilt_backup"]]
+    node["backup"] = node["rebuilt_backup"]
 
 
 def test_present_state_is_idempotent_and_test_safe(loaders, node):
     states = loaders.states.vm_backup
-    ret = states.present(DOMAIN, tag="pre-upgrade")
-    assert ret["result"] is True and ret["changes"] == {}
+    ret = states.present(DOMAIN, tag="rebuilt")
+    assert ret["result"] is True and ret["changes"] == {}, ret
     ret = states.present(DOMAIN, tag="run2", mode="live", test=True)
-    assert ret["result"] is None and ret["comment"].startswith("Would")
+    assert ret["result"] is None and ret["comment"].startswith("Would"), ret
     assert len(loaders.modules.vm_backup.list(domain=DOMAIN)) == 1
     ret = states.present(DOMAIN, tag="run2", mode="live")
-    assert ret["result"] is True and ret["changes"]["new"].endswith("-run2")
+    assert ret["result"] is True and ret["changes"]["new"].endswith("-run2"), ret
+    node["run2"] = ret["changes"]["new"]
+    ret = states.present(DOMAIN, tag="run2", mode="live")
+    assert ret["result"] is True and ret["changes"] == {}, ret
+    assert _dom(node).isActive()
+
+
+def test_runs_image_and_restored_states_report_no_change_when_true(loaders, node,
+                                                                    guest_images):
+    states = loaders.states.vm_backup
+    bookworm, trixie = guest_images["images"]["bookworm"], guest_images["images"]["trixie"]
+    ret = states.runs_image(DOMAIN, image=bookworm)
+    assert ret["result"] is True and ret["changes"] == {}, ret
+    ret = states.runs_image(DOMAIN, image=trixie, test=True)
+    assert ret["result"] is None and ret["comment"] == f"Would rebuild domain {DOMAIN} from {trixie}"
+    assert ret["changes"]["old"]["image"] == bookworm
+    ret = states.runs_image(DOMAIN, image=trixie)  # running: refused without stop=True
+    assert ret["result"] is False and "is running" in ret["comment"], ret
+    ret = states.restored(DOMAIN, backup=node["run2"])
+    assert ret["result"] is True and ret["changes"] == {}, ret
+    ret = states.restored(DOMAIN, backup=node["backup"], test=True)  # the rebuilt VM's backup
+    assert ret["result"] is None and ret["comment"].startswith("Would restore"), ret
     assert _dom(node).isActive()
