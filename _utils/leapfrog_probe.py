@@ -29,6 +29,9 @@ MAX_CONCURRENCY = 64
 MAX_REQUESTS = 1_000_000
 
 
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
 class ProbeRefused(leapfrog_errors.LeapfrogError):
     """The probe was asked to target something other than loopback, or with bad limits."""
 
@@ -63,7 +66,7 @@ class Probe:
     """A bounded load loop; use as a context manager or ``start()``/``stop()``."""
 
     def __init__(self, urls, concurrency=4, duration=60.0, max_requests=None, timeout=5.0,
-                 interval=0.0, ok_status=range(200, 400)):
+                 interval=0.0, ok_status=range(200, 400), keepalive=False):
         if isinstance(urls, str):
             urls = [urls]
         if not urls:
@@ -81,6 +84,9 @@ class Probe:
         self.timeout = float(timeout)
         self.interval = float(interval)
         self.ok_status = ok_status
+        # keepalive: each client keeps its connections open between requests (as API clients
+        # with a requests.Session do); otherwise one connection per request
+        self.keepalive = bool(keepalive)
         self.records = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -141,37 +147,63 @@ class Probe:
             return next(self._next)
 
     def _client(self):
+        connections = {}
+        try:
+            while True:
+                index = self._take()
+                if index is None:
+                    return
+                self._one(index, connections)
+                if self.interval and self._stop.wait(self.interval):
+                    return
+        finally:
+            for conn in connections.values():
+                conn.close()
+
+    def _one(self, index, connections):
+        url, (scheme, host, port, path) = self.targets[index]
+        began = time.time()
+        t0 = time.monotonic()
+        status, error = None, None
+        headers = {"User-Agent": "leapfrog-probe"}
+        if not self.keepalive:
+            headers["Connection"] = "close"
+        conn = connections.pop(index, None)
+        reused = conn is not None
         while True:
-            index = self._take()
-            if index is None:
-                return
-            url, (scheme, host, port, path) = self.targets[index]
-            began = time.time()
-            t0 = time.monotonic()
-            status, error = None, None
-            conn_class = (http.client.HTTPSConnection if scheme == "https"
-                          else http.client.HTTPConnection)
-            conn = conn_class(host, port, timeout=self.timeout)
+            if conn is None:
+                conn_class = (http.client.HTTPSConnection if scheme == "https"
+                              else http.client.HTTPConnection)
+                conn = conn_class(host, port, timeout=self.timeout)
             try:
-                conn.request("GET", path, headers={"Connection": "close",
-                                                   "User-Agent": "leapfrog-probe"})
+                conn.request("GET", path, headers=headers)
                 response = conn.getresponse()
                 response.read()
                 status = response.status
+                if self.keepalive and not response.will_close:
+                    connections[index] = conn
+                    conn = None
+            except _STALE as exc:
+                conn.close()
+                conn = None
+                if reused:  # an idle kept-alive connection the proxy had closed: retry once
+                    reused = False      # on a new one, as HTTP clients do (RFC 9112 9.3.1)
+                    continue
+                error = f"{type(exc).__name__}: {exc}"[:200]
             except Exception as exc:  # every failure is a data point, not a crash
                 error = f"{type(exc).__name__}: {exc}"[:200]
             finally:
-                conn.close()
-            latency = time.monotonic() - t0
-            ok = status is not None and status in self.ok_status
-            record = {"t": began, "offset": round(t0 - self._t0, 4), "url": url,
-                      "status": status, "ok": ok, "latency": round(latency, 4)}
-            if error:
-                record["error"] = error
-            with self._lock:
-                self.records.append(record)
-            if self.interval and not self._stop.wait(self.interval):
-                continue
+                if conn is not None and index not in connections:
+                    conn.close()
+            break
+        latency = time.monotonic() - t0
+        ok = status is not None and status in self.ok_status
+        record = {"t": began, "offset": round(t0 - self._t0, 4), "url": url,
+                  "status": status, "ok": ok, "latency": round(latency, 4)}
+        if error:
+            record["error"] = error
+        with self._lock:
+            self.records.append(record)
 
     # -- results -----------------------------------------------------------------------
     def summary(self):
@@ -246,9 +278,10 @@ def summarize(records, urls=None):
     }
 
 
-def run(urls, concurrency=4, duration=10.0, max_requests=None, timeout=5.0, interval=0.0):
+def run(urls, concurrency=4, duration=10.0, max_requests=None, timeout=5.0, interval=0.0,
+        keepalive=False):
     """Run a probe to completion (blocking) and return its summary."""
     probe = Probe(urls, concurrency=concurrency, duration=duration, max_requests=max_requests,
-                  timeout=timeout, interval=interval)
+                  timeout=timeout, interval=interval, keepalive=keepalive)
     probe.start()
     return probe.wait()

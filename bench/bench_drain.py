@@ -1,6 +1,6 @@
 """Benchmark: requests lost when an API server restarts behind haproxy, with and without drain.
 
-    python bench/bench_drain.py [--cycles 3] [--clients 8] [--gap 3] [--servers 2]
+    python bench/bench_drain.py [--cycles 3] [--clients 8] [--gap 3] [--servers 2] [--keepalive]
 
 Starts a private haproxy 2.6 (lab.haproxy) with three API frontends (keystone, nova,
 placement) and stand-in API servers (lab.http_backend, 50 ms per request), keeps the
@@ -51,7 +51,8 @@ def cycle(admin, proxy, backend, drain, args):
     urls = [proxy.frontend_url(api) + "/" for api in APIS]
     timings = {}
     with leapfrog_probe.Probe(urls, concurrency=args.clients, duration=120,
-                              interval=args.interval, timeout=10) as probe:
+                              interval=args.interval, timeout=10,
+                              keepalive=args.keepalive) as probe:
         time.sleep(1.0)
         if drain:
             started = time.monotonic()
@@ -81,6 +82,8 @@ def main(argv=None):
     parser.add_argument("--gap", type=float, default=3.0, help="seconds a server stays down")
     parser.add_argument("--servers", type=int, default=2, help="API servers per backend")
     parser.add_argument("--delay", type=float, default=0.05, help="seconds per request")
+    parser.add_argument("--keepalive", action="store_true",
+                        help="probe clients keep their connections open")
     args = parser.parse_args(argv)
 
     admin = load_haproxy_admin()

@@ -67,6 +67,18 @@ def test_drained_restart_loses_nothing_and_plain_restart_loses_some(haproxy_lab)
     assert all(v["failures"] == 0 and v["requests"] > 50 for v in with_drain["per_url"].values())
 
 
+def test_drained_restart_loses_nothing_for_keepalive_clients(haproxy_lab):
+    """API clients keep their connections to the VIP open: haproxy still balances each
+    request, so a drained server gets none of them."""
+    global LOAD
+    saved, LOAD = LOAD, dict(LOAD, keepalive=True)
+    try:
+        summary = _restart(haproxy_lab, "ctl02", drain=True)
+    finally:
+        LOAD = saved
+    assert summary["requests"] > 200 and summary["failures"] == 0, summary
+
+
 def test_probe_stops_by_itself_and_keeps_a_timeline(haproxy_lab):
     started = time.monotonic()
     summary = leapfrog_probe.run(haproxy_lab.urls(), concurrency=4, duration=1.5, interval=0.01)
