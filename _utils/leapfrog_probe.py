@@ -13,11 +13,14 @@ Loopback only: any URL whose host is not a literal 127.0.0.0/8 (or ::1) address,
         ... drain, restart, ready ...
     print(probe.summary()["failures"])
 
-or, blocking: ``leapfrog_probe.run(urls, duration=10)`` returns the summary.
+or, blocking: ``leapfrog_probe.run(urls, duration=10)`` returns the summary; or in its own
+process beside a long operation: ``python -m leapfrog_probe --duration 3600 --out F.json URL...``
+(stops by itself, or on SIGTERM, and writes the summary).
 """
 import http.client
 import ipaddress
 import itertools
+import os
 import threading
 import time
 import urllib.parse
@@ -285,3 +288,58 @@ def run(urls, concurrency=4, duration=10.0, max_requests=None, timeout=5.0, inte
                   timeout=timeout, interval=interval, keepalive=keepalive)
     probe.start()
     return probe.wait()
+
+
+def main(argv=None):
+    """``python -m leapfrog_probe [options] URL...``: run a probe in its own process.
+
+    Prints (or writes with ``--out``) the summary as JSON when it stops by itself or on
+    SIGTERM/SIGINT — so an orchestration or a benchmark can run it beside a long operation
+    and read the figure afterwards.
+    """
+    import argparse
+    import json
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m leapfrog_probe",
+                                     description="Bounded availability probe (loopback only).")
+    parser.add_argument("urls", nargs="+", metavar="URL")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--max-requests", type=int, default=None)
+    parser.add_argument("--timeout", type=float, default=5.0)
+    parser.add_argument("--interval", type=float, default=0.05)
+    parser.add_argument("--keepalive", action="store_true")
+    parser.add_argument("--records", action="store_true", help="include every request")
+    parser.add_argument("--out", help="write the JSON summary to this file")
+    args = parser.parse_args(argv)
+    try:
+        probe = Probe(args.urls, concurrency=args.concurrency, duration=args.duration,
+                      max_requests=args.max_requests, timeout=args.timeout,
+                      interval=args.interval, keepalive=args.keepalive)
+    except ProbeRefused as exc:
+        parser.exit(2, f"{exc}\n")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    probe.start()
+    while probe.running and not stop.wait(0.1):
+        pass
+    summary = probe.stop()
+    summary["urls"] = args.urls
+    summary["started"], summary["ended"] = probe.started, probe.ended
+    if args.records:
+        summary["records"] = sorted(probe.records, key=lambda r: r["offset"])
+    text = json.dumps(summary, indent=2)
+    if args.out:
+        tmp = args.out + ".tmp"
+        with open(tmp, "w") as handle:
+            handle.write(text + "\n")
+        os.replace(tmp, args.out)
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -108,3 +108,28 @@ def test_probe_as_context_manager_records_refused_connections(tiny_server):
     assert out["ok"] == 0 and out["failures"] > 3
     assert out["errors"] == {"ConnectionRefusedError": out["failures"]}
     assert out["longest_outage"] > 0.2
+
+
+def test_probe_runs_as_its_own_process_and_stops_on_sigterm(tiny_server, tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "probe.json"
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "_utils"))
+    proc = subprocess.Popen([sys.executable, "-m", "leapfrog_probe", "--duration", "60",
+                             "--concurrency", "2", "--interval", "0.01", "--out", str(out),
+                             tiny_server + "/"], env=env)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    summary = json.loads(out.read_text())
+    assert summary["requests"] > 10 and summary["failures"] == 0
+    assert summary["urls"] == [tiny_server + "/"]
+    refused = subprocess.run([sys.executable, "-m", "leapfrog_probe", "http://10.1.1.1/"],
+                             env=env, capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2 and "not a loopback address" in refused.stderr
