@@ -431,9 +431,13 @@ def _summary_line(report):
 
 
 def _set_retcode(healthy):
-    context = globals().get("__context__")
-    if isinstance(context, dict) and not healthy:
-        context["retcode"] = 1
+    """An unhealthy cloud fails the job (salt-call exit code, orchestration step)."""
+    if healthy:
+        return
+    try:
+        __context__["retcode"] = 1  # a loader context object, not a plain dict, under Salt
+    except NameError:  # imported outside Salt's loader
+        pass
 
 
 # -- public functions --------------------------------------------------------------------------
