@@ -1,6 +1,5 @@
 """A fake haproxy admin socket that records every byte it receives (the socket spy)."""
 import os
-import socket
 import socketserver
 import threading
 

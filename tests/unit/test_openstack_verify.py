@@ -1,7 +1,6 @@
 """openstack_verify against a fake keystone/nova/glance/placement on a real local HTTP server."""
 import json
 import logging
-import socket
 import time
 
 import pytest
