@@ -23,8 +23,8 @@ def cloud():
 
 
 @pytest.fixture
-def minion(haproxy_lab, cloud, short_tmp):
-    base = os.path.join(short_tmp, "minion")
+def minion(haproxy_lab, cloud, haproxy_tmp):
+    base = os.path.join(haproxy_tmp, "minion")
     root = os.path.join(base, "root")
     for sub in ("pillar", "files"):
         os.makedirs(os.path.join(base, sub))

@@ -10,11 +10,11 @@ from tests.conftest import REPO
 
 
 @pytest.fixture
-def salt_env(haproxy_lab, short_tmp):
+def salt_env(haproxy_lab, haproxy_tmp):
     opts = salt.config.minion_config(None)
     opts.update({
         "file_client": "local",
-        "cachedir": os.path.join(short_tmp, "cache"),
+        "cachedir": os.path.join(haproxy_tmp, "cache"),
         "module_dirs": [os.path.join(REPO, "_modules")],
         "states_dirs": [os.path.join(REPO, "_states")],
         "grains": {"id": "prx01"},
