@@ -3,6 +3,8 @@
 The ``leapfrog`` runner collects this from every node of a cluster to build the inventory.
 """
 
+import salt.utils.data
+
 __virtualname__ = "leapfrog"
 
 VERSION = "0.1.0"
@@ -52,7 +54,8 @@ def node_info():
     """
     services = {}
     for key in ROLE_KEYS:
-        value = __salt__["pillar.get"](key, None)
+        # __pillar__, not pillar.get: Salt 3008 masks pillar.get values inside modules.
+        value = salt.utils.data.traverse_dict_and_list(__pillar__, key, None)
         if value is not None:
             services[key] = value.get("version") if isinstance(value, dict) else None
     releases = sorted({v for v in services.values() if v})

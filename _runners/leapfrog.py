@@ -24,8 +24,10 @@ def __virtual__():
 
 
 def _fail(result):
+    """Mark the call failed: the retcode in __context__ stops an orchestration, the one in
+    the return makes ``salt-run`` exit non-zero."""
     __context__["retcode"] = 1
-    return result
+    return {**result, "retcode": 1}
 
 
 def _load(cluster, pillar):

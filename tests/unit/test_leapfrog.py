@@ -19,18 +19,10 @@ def configure_loader_modules():
         module: {
             "__grains__": {"id": "cmp01", "roles": ["cmp"], "os": "Debian",
                            "oscodename": "bookworm"},
-            "__salt__": {"pillar.get": lambda key, default=None: _get(pillar, key, default)},
+            "__pillar__": pillar,
         },
         runner: {"__opts__": {"id": "cfg01"}, "__context__": {}},
     }
-
-
-def _get(data, key, default):
-    for part in key.split(":"):
-        if not isinstance(data, dict) or part not in data:
-            return default
-        data = data[part]
-    return data
 
 
 def test_node_info_reports_roles_os_and_release():
