@@ -56,6 +56,8 @@ SCHEMAS = ("api", "main")
 MASK = "****"
 ANY_RC = range(-255, 256)
 CELL0_UUID = "00000000-0000-0000-0000-000000000000"
+DB_RETRIES = 2
+DB_RETRY_INTERVAL = 1
 
 
 def __virtual__():
@@ -313,8 +315,10 @@ class _Conn:
         lines = ["[DEFAULT]"]
         if self.transport_url:
             lines.append(f"transport_url = {_oslo_escape(self.transport_url)}")
-        lines += ["", "[api_database]", f"connection = {_oslo_escape(self.urls['api'])}",
-                  "", "[database]", f"connection = {_oslo_escape(self.urls['main'])}", ""]
+        # Fail fast on an unreachable server: oslo.db retries 10 times 10 s apart by default.
+        retries = [f"max_retries = {DB_RETRIES}", f"retry_interval = {DB_RETRY_INTERVAL}"]
+        lines += ["", "[api_database]", f"connection = {_oslo_escape(self.urls['api'])}", *retries,
+                  "", "[database]", f"connection = {_oslo_escape(self.urls['main'])}", *retries, ""]
         return "\n".join(lines)
 
     @contextlib.contextmanager
@@ -380,13 +384,25 @@ _ERROR_LINE = re.compile(r"error|exception|can't|cannot|failed|refused|denied|no
                          re.I)
 
 
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Failure|Exit)\b:?")
+_NOISE_LINE = re.compile(r"^\(Background on this error|^\^+$|^~+$")
+
+
 def _error_line(result, conn):
-    lines = [l.strip() for l in ((result.get("stderr") or "") + "\n" + (result.get("stdout") or "")).splitlines()
-             if l.strip()]
-    stderr = [l.strip() for l in (result.get("stderr") or "").splitlines() if l.strip()]
-    pick = next((l for l in reversed(stderr) if _ERROR_LINE.search(l)), None)
-    if pick is None:
-        pick = next((l for l in reversed(lines) if _ERROR_LINE.search(l)), lines[-1] if lines else "no output")
+    """The one line that says what went wrong: the exception of a traceback, else the last
+    line that reads like an error, else the last line."""
+    def clean(text):
+        return [l.strip() for l in (text or "").splitlines()
+                if l.strip() and not _NOISE_LINE.match(l.strip())]
+
+    stderr, stdout = clean(result.get("stderr")), clean(result.get("stdout"))
+    for lines, pattern in ((stderr, _EXCEPTION_LINE), (stderr, _ERROR_LINE),
+                           (stdout, _ERROR_LINE)):
+        pick = next((l for l in reversed(lines) if pattern.search(l)), None)
+        if pick:
+            break
+    else:
+        pick = (stderr or stdout or ["no output"])[-1]
     return conn.scrub(pick)
 
 
@@ -888,8 +904,8 @@ def _hop(nova, conn, cell, via, online, max_count, discover):
         if not any(c["name"] == cell for c in before):
             mapped.append(_create_cell(nova, conn, cell, via=via))
         after = _cells(nova, conn, via) if mapped else before
-        steps.append({"step": "cell mapping", "before": sorted(str(c["name"]) for c in before),
-                      "after": sorted(str(c["name"]) for c in after), "ran": bool(mapped),
+        steps.append({"step": "cell mapping", "cells_before": [str(c["name"]) for c in before],
+                      "cells_after": [str(c["name"]) for c in after], "ran": bool(mapped),
                       "seconds": round(sum(m.get("seconds", 0) for m in mapped), 2)})
     steps.append(_sync(nova, conn, "main", None, via))
     if online:
@@ -981,13 +997,13 @@ def _check_path(novas, conn, via):
     return last
 
 
-def _passed(nova, conn, via, final):
+def _passed(nova, conn, via, final, current=None):
     """Why a hop is already behind the databases (a later hop's sync ran), else None.
 
     Chains only grow from release to release, so the last hop's chain orders every revision.
     """
     heads = _chains(nova)
-    current = _revisions(nova, conn, via)
+    current = current if current is not None else _revisions(nova, conn, via)
     for schema, rev in current.items():
         key = "api" if schema == "api" else "main"
         chain = final[key]
@@ -1016,22 +1032,29 @@ def staged_pending(path=None, cell="cell1", **kwargs):
     novas = [_nova(opts, str(release)) for release in path]
     conn = _Conn(opts)
     via = opts.get("via", "auto")
-    _check_path(novas, conn, via)
+    final = _check_path(novas, conn, via)
     current = _revisions(novas[0], conn, via)
+    missing = []
+    if cell:
+        cells = _cells(novas[0], conn, via) if current.get("api") else []
+        if not any(c["uuid"] == CELL0_UUID for c in cells):
+            missing.append("cell0")
+            if "cell0" in conn.urls and HAS_PYMYSQL and via != "nova-manage":
+                # staged_sync maps cell0 before db sync, which then upgrades it too
+                current["cell0"] = _sql_revision(conn, "cell0")
+        if not any(c["name"] == cell for c in cells):
+            missing.append(cell)
     hops = []
     for nova in novas:
+        passed = _passed(nova, conn, via, final, current)
+        if passed:
+            hops.append({"release": nova.release, "pending": {}, "skipped": passed})
+            continue
         plan = _pending_for(nova, conn, current=dict(current))
         hops.append({"release": nova.release, "pending": plan["pending"]})
         for schema, revs in plan["pending"].items():
             if revs:
                 current[schema] = revs[-1]
-    missing = []
-    if cell:
-        cells = _cells(novas[0], conn, via)
-        if not any(c["uuid"] == CELL0_UUID for c in cells):
-            missing.append("cell0")
-        if not any(c["name"] == cell for c in cells):
-            missing.append(cell)
     return {"path": [n.release for n in novas], "hops": hops, "cells_to_map": missing,
             "revisions": current}
 
