@@ -212,8 +212,18 @@ def _image_info(path, chain=False):
 
 
 def _copy(src, dst):
-    """Sparse copy, a reflink clone where the filesystem supports it."""
+    """Sparse copy, a reflink clone where the filesystem supports it; flushed to disk."""
     _cmd(["cp", "--sparse=always", "--reflink=auto", src, dst])
+    _fsync(dst)
+
+
+def _fsync(path):
+    """Flush a file (or a directory's entries) to disk: a backup must survive a crash."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _free_bytes(path):
@@ -242,6 +252,8 @@ def _write_json(path, data):
     with open(tmp, "w") as handle:
         json.dump(data, handle, indent=2, sort_keys=True)
         handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 
@@ -579,6 +591,8 @@ def backup(domain, mode="offline", tag=None, restart=True, timeout=None, os_rele
                             hashing = pool.submit(_sha256, disk["source"])
                             _copy(disk["source"], dst)
                             disk["sha256"] = hashing.result()
+            for disk in disks:
+                _fsync(os.path.join(partial, disk["file"]))
             copy_seconds = time.monotonic() - copy_started
             for disk in disks:
                 file = os.path.join(partial, disk["file"])
@@ -607,7 +621,9 @@ def backup(domain, mode="offline", tag=None, restart=True, timeout=None, os_rele
                 "copy_seconds": round(copy_seconds, 3),
             }
             _write_json(os.path.join(partial, MANIFEST), manifest)
+            _fsync(partial)
             os.rename(partial, final)
+            _fsync(os.path.dirname(final))
         except Exception:
             shutil.rmtree(partial, ignore_errors=True)
             raise
@@ -706,6 +722,8 @@ def restore(domain, backup, stop=False, start=False, timeout=None, uri=None, bac
                 raise NotEnoughSpace(f"not enough space in {folder} to restore {ident}: {free} "
                                      f"bytes free, {size + headroom} needed; nothing was changed")
         tmps = {}
+        phases = {}
+        mark = time.monotonic()
         try:
             # copy beside the targets while the backup's checksums are computed
             with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
@@ -717,8 +735,11 @@ def restore(domain, backup, stop=False, start=False, timeout=None, uri=None, bac
                         os.unlink(tmp)
                     tmps[disk["target"]] = tmp
                     _copy(os.path.join(path, disk["file"]), tmp)
+                phases["copy"] = round(time.monotonic() - mark, 3)
                 shas = {target: future.result() for target, future in hashing.items()}
+            phases["hash backup"] = round(time.monotonic() - mark, 3)
             _verify_path(path, shas)
+            phases["verify"] = round(time.monotonic() - mark, 3)
             restored = []
             for disk in disks:
                 sha = _sha256(tmps[disk["target"]])
@@ -728,9 +749,12 @@ def restore(domain, backup, stop=False, start=False, timeout=None, uri=None, bac
                         f"the manifest says {disk['sha256']}; nothing was changed"])
                 restored.append({"target": disk["target"], "path": disk["source"],
                                  "sha256": sha, "verified": True})
+            phases["hash copies"] = round(time.monotonic() - mark, 3)
             stopped = _shutdown(dom, timeout) if running else None
+            phases["stop"] = round(time.monotonic() - mark, 3)
             for disk in disks:
                 os.replace(tmps.pop(disk["target"]), disk["source"])
+                _fsync(os.path.dirname(disk["source"]))
         finally:
             for tmp in tmps.values():
                 if os.path.exists(tmp):
@@ -754,6 +778,7 @@ def restore(domain, backup, stop=False, start=False, timeout=None, uri=None, bac
             "replaced": replaced,
             "started": bool(start),
             "seconds": round(time.monotonic() - started, 3),
+            "phases": phases,
         }
 
 
