@@ -1,0 +1,376 @@
+"""vm_backup execution module: loader dunders, fake libvirt connections, real qemu-img/cp."""
+import io
+import json
+import os
+import subprocess
+
+import pycdlib
+import pytest
+
+import leapfrog_errors
+from tests.loader import load
+
+vm_backup = load("modules", "vm_backup")
+
+DOMAIN_XML = """<domain type='qemu'>
+  <name>ctl01</name>
+  <uuid>11111111-2222-3333-4444-555555555555</uuid>
+  <memory unit='MiB'>192</memory>
+  <os><type arch='x86_64' machine='pc'>hvm</type><kernel>/k</kernel></os>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{disk}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='file' device='cdrom'>
+      <source file='/old-seed.iso'/>
+      <target dev='hdc' bus='ide'/>
+      <readonly/>
+    </disk>
+    <disk type='file' device='disk'>
+      <source file='/shared.img'/>
+      <target dev='vdb' bus='virtio'/>
+      <readonly/>
+    </disk>
+    <disk type='network' device='disk'>
+      <source protocol='rbd' name='pool/img'/>
+      <target dev='vdc' bus='virtio'/>
+    </disk>
+  </devices>
+</domain>"""
+
+
+def run_all(argv, python_shell=False, env=None, stdin=None, cwd=None, timeout=None,
+            output_loglevel=None, ignore_retcode=False):
+    assert python_shell is False and isinstance(argv, list)
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    return {"retcode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+
+
+def make_config(values):
+    def get(key, default=None):
+        data = values
+        for part in key.split(":"):
+            if not isinstance(data, dict) or part not in data:
+                return default
+            data = data[part]
+        return data
+
+    return get
+
+
+@pytest.fixture
+def backup_root(tmp_path):
+    return str(tmp_path / "backups")
+
+
+@pytest.fixture
+def configure_loader_modules(backup_root):
+    config = {"leapfrog": {"backups": {"dir": backup_root, "keep": 2, "headroom": 0},
+                           "libvirt": {"uri": "test:///fake"}}}
+    return {vm_backup: {"__salt__": {"cmd.run_all": run_all,
+                                     "config.get": make_config(config)}}}
+
+
+class FakeDom:
+    def __init__(self, xml, active=False, uuid="11111111-2222-3333-4444-555555555555"):
+        self.xml = xml
+        self.active = active
+        self.uuid = uuid
+        self.calls = []
+
+    def name(self):
+        return "ctl01"
+
+    def XMLDesc(self, flags=0):
+        return self.xml
+
+    def isActive(self):
+        return self.active
+
+    def UUIDString(self):
+        return self.uuid
+
+    def shutdownFlags(self, flags):
+        self.calls.append("shutdown")
+        self.active = False
+
+    def destroy(self):
+        self.calls.append("destroy")
+        self.active = False
+
+    def undefine(self):
+        self.calls.append("undefine")
+
+    def create(self):
+        self.calls.append("create")
+        self.active = True
+
+
+class FakeConn:
+    def __init__(self, dom=None):
+        self.dom = dom
+        self.defined = []
+
+    def lookupByName(self, name):
+        if self.dom is None:
+            raise vm_backup.libvirt.libvirtError("not found")
+        return self.dom
+
+    def defineXML(self, xml):
+        self.defined.append(xml)
+        return FakeDom(xml, uuid="99999999-2222-3333-4444-555555555555")
+
+    def getURI(self):
+        return "test:///fake"
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def fake_libvirt(monkeypatch):
+    holder = {}
+
+    def install(conn):
+        holder["conn"] = conn
+        monkeypatch.setattr(vm_backup.libvirt, "open", lambda uri: conn)
+        return conn
+
+    return install
+
+
+def qcow2(path, data=b"leapfrog", size="16M"):
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), size], check=True)
+    subprocess.run(["qemu-io", "-c", f"write -P 0x5a 0 {len(data) * 4096}", str(path)],
+                   check=True, capture_output=True)
+    return str(path)
+
+
+def test_virtual_names_what_is_missing(monkeypatch):
+    assert vm_backup.__virtual__() == "vm_backup"
+    monkeypatch.setattr(vm_backup, "HAS_LIBVIRT", False)
+    ok, why = vm_backup.__virtual__()
+    assert ok is False and "libvirt-python" in why
+    monkeypatch.setattr(vm_backup, "HAS_LIBVIRT", True)
+    monkeypatch.setattr(vm_backup.shutil, "which", lambda name: None)
+    ok, why = vm_backup.__virtual__()
+    assert ok is False and "qemu-utils" in why
+
+
+def test_disks_copies_file_disks_and_says_why_it_skips_others():
+    disks, skipped = vm_backup._disks(DOMAIN_XML.format(disk="/vm/ctl01.qcow2"))
+    assert disks == [{"target": "vda", "source": "/vm/ctl01.qcow2", "format": "qcow2"}]
+    assert [(s["target"], s["reason"]) for s in skipped] == [
+        ("hdc", "cdrom"), ("vdb", "readonly"), ("vdc", "disk type network is not a file")]
+
+
+def test_backup_dir_must_be_configured():
+    vm_backup.__salt__["config.get"] = make_config({})
+    with pytest.raises(leapfrog_errors.LeapfrogError) as info:
+        vm_backup.list_()
+    assert "leapfrog:backups:dir" in str(info.value)
+
+
+def test_backup_refuses_before_stopping_when_space_is_short(tmp_path, fake_libvirt, monkeypatch):
+    disk = qcow2(tmp_path / "ctl01.qcow2")
+    dom = FakeDom(DOMAIN_XML.format(disk=disk), active=True)
+    fake_libvirt(FakeConn(dom))
+    monkeypatch.setattr(vm_backup, "_free_bytes", lambda path: 1024)
+    with pytest.raises(vm_backup.NotEnoughSpace) as info:
+        vm_backup.backup("ctl01")
+    assert "1024 bytes free" in str(info.value) and "nothing was stopped" in str(info.value)
+    assert dom.calls == [] and dom.active
+
+
+def test_offline_backup_writes_manifest_and_restarts(tmp_path, fake_libvirt, backup_root):
+    disk = qcow2(tmp_path / "ctl01.qcow2")
+    dom = FakeDom(DOMAIN_XML.format(disk=disk), active=True)
+    fake_libvirt(FakeConn(dom))
+    result = vm_backup.backup("ctl01", tag="run1", os_release="bookworm")
+    assert dom.calls == ["shutdown", "create"]
+    assert result["stopped"] == "acpi shutdown" and result["restarted"] is True
+    assert result["backup"].startswith("ctl01/") and result["backup"].endswith("-run1")
+    with open(os.path.join(result["path"], "manifest.json")) as handle:
+        manifest = json.load(handle)
+    (vda,) = manifest["disks"]
+    assert vda["virtual_size"] == 16 * 1024 * 1024
+    assert vda["sha256"] == vm_backup._sha256(os.path.join(result["path"], "vda.qcow2"))
+    assert vda["backing_chain"][0]["filename"] == disk
+    assert manifest["os_release"] == "bookworm" and manifest["mode"] == "offline"
+    assert [s["target"] for s in manifest["skipped"]] == ["hdc", "vdb", "vdc"]
+    assert manifest["domain_xml"].startswith("<domain")
+    assert not [p for p in os.listdir(os.path.join(backup_root, "ctl01")) if p.endswith(".partial")]
+    assert vm_backup.verify(result["backup"])["verified"] is True
+
+
+def test_overlay_is_flattened(tmp_path, fake_libvirt):
+    base = qcow2(tmp_path / "base.qcow2")
+    disk = str(tmp_path / "ctl01.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, disk],
+                   check=True)
+    fake_libvirt(FakeConn(FakeDom(DOMAIN_XML.format(disk=disk))))
+    result = vm_backup.backup("ctl01")
+    manifest = vm_backup.manifest(result["backup"])
+    assert len(manifest["disks"][0]["backing_chain"]) == 2
+    assert manifest["disks"][0]["method"].startswith("qemu-img convert")
+    info = json.loads(subprocess.run(
+        ["qemu-img", "info", "--output=json", os.path.join(result["path"], "vda.qcow2")],
+        capture_output=True, text=True, check=True).stdout)
+    assert "backing-filename" not in info
+
+
+def _backup(tmp_path, fake_libvirt):
+    disk = qcow2(tmp_path / "ctl01.qcow2")
+    dom = FakeDom(DOMAIN_XML.format(disk=disk))
+    conn = fake_libvirt(FakeConn(dom))
+    return disk, dom, conn, vm_backup.backup("ctl01")
+
+
+def test_verify_reports_corruption_and_truncation(tmp_path, fake_libvirt):
+    _, _, _, made = _backup(tmp_path, fake_libvirt)
+    copy = os.path.join(made["path"], "vda.qcow2")
+    with open(copy, "r+b") as handle:
+        handle.seek(os.path.getsize(copy) - 4096)
+        handle.write(b"\xff" * 16)
+    with pytest.raises(vm_backup.BackupInvalid) as info:
+        vm_backup.verify(made["backup"])
+    assert "sha256" in str(info.value)
+    os.truncate(copy, 1000)
+    with pytest.raises(vm_backup.BackupInvalid) as info:
+        vm_backup.verify(made["backup"])
+    assert len(info.value.problems) == 2  # qemu-img check and the checksum
+    os.unlink(os.path.join(made["path"], "manifest.json"))
+    with pytest.raises(vm_backup.BackupInvalid) as info:
+        vm_backup.verify(made["path"])
+    assert "no manifest.json" in str(info.value)
+
+
+def test_restore_refuses_a_running_domain_and_a_bad_backup(tmp_path, fake_libvirt):
+    disk, dom, conn, made = _backup(tmp_path, fake_libvirt)
+    before = vm_backup._sha256(disk)
+    dom.active = True
+    with pytest.raises(vm_backup.DomainRunning):
+        vm_backup.restore("ctl01", made["backup"])
+    with open(os.path.join(made["path"], "vda.qcow2"), "r+b") as handle:
+        handle.seek(300000)
+        handle.write(b"rot")
+    with pytest.raises(vm_backup.BackupInvalid):
+        vm_backup.restore("ctl01", made["backup"], stop=True)
+    assert dom.calls == [] and dom.active  # refused before stopping anything
+    assert vm_backup._sha256(disk) == before
+    assert not os.path.exists(disk + ".leapfrog-restore")
+
+
+def test_restore_puts_disk_and_xml_back(tmp_path, fake_libvirt):
+    disk, dom, conn, made = _backup(tmp_path, fake_libvirt)
+    with open(disk, "r+b") as handle:  # the guest changed its disk since
+        handle.seek(200000)
+        handle.write(b"new data")
+    dom.uuid = "rebuilt0-2222-3333-4444-555555555555"
+    dom.active = True
+    result = vm_backup.restore("ctl01", "latest", stop=True, start=True)
+    assert result["disks"][0]["sha256"] == vm_backup.manifest(made["backup"])["disks"][0]["sha256"]
+    assert vm_backup._sha256(disk) == result["disks"][0]["sha256"]
+    assert result["replaced"]["uuid"] == "rebuilt0-2222-3333-4444-555555555555"
+    assert dom.calls == ["shutdown", "undefine"]
+    assert conn.defined and "<name>ctl01</name>" in conn.defined[0]
+    assert result["started"] is True
+
+
+def test_list_and_prune_keep_newest(tmp_path, backup_root):
+    for stamp in ("20260101T000000Z", "20260102T000000Z", "20260103T000000Z"):
+        folder = os.path.join(backup_root, "ctl01", stamp)
+        os.makedirs(folder)
+        with open(os.path.join(folder, "manifest.json"), "w") as handle:
+            json.dump({"domain": "ctl01", "created": stamp, "disks": []}, handle)
+    os.makedirs(os.path.join(backup_root, "ctl01", "20260104T000000Z.partial"))
+    assert [b["id"] for b in vm_backup.list_()] == [
+        "ctl01/20260103T000000Z", "ctl01/20260102T000000Z", "ctl01/20260101T000000Z"]
+    result = vm_backup.prune()  # config keep: 2
+    assert result == {"removed": ["ctl01/20260101T000000Z"],
+                      "kept": ["ctl01/20260103T000000Z", "ctl01/20260102T000000Z"]}
+    with pytest.raises(leapfrog_errors.LeapfrogError):
+        vm_backup.prune(keep=0)
+
+
+def keypair():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    pub = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return pub, pem
+
+
+def read_iso(path, name):
+    iso = pycdlib.PyCdlib()
+    iso.open(path)
+    out = io.BytesIO()
+    iso.get_file_from_iso_fp(out, rr_path=f"/{name}")
+    label = iso.pvd.volume_identifier.decode().strip()
+    iso.close()
+    return label, out.getvalue().decode()
+
+
+def test_seed_is_a_cidata_iso_readable_only_by_root(tmp_path):
+    import yaml
+
+    pub, pem = keypair()
+    path = str(tmp_path / "seed.iso")
+    result = vm_backup.seed(path, "ctl01", "10.0.0.5", pub, pem, instance_id="ctl01-1",
+                            grains={"roles": ["ctl"]})
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert "PRIVATE" not in json.dumps(result)
+    label, user_data = read_iso(path, "user-data")
+    assert label == "cidata" and user_data.startswith("#cloud-config\n")
+    config = yaml.safe_load(user_data)
+    assert config["salt_minion"]["conf"] == {"id": "ctl01", "master": "10.0.0.5"}
+    assert config["salt_minion"]["private_key"] == pem
+    assert config["salt_minion"]["public_key"] == pub
+    assert config["salt_minion"]["grains"] == {"roles": ["ctl"]}
+    _, meta = read_iso(path, "meta-data")
+    assert yaml.safe_load(meta) == {"instance-id": "ctl01-1", "local-hostname": "ctl01"}
+    with pytest.raises(leapfrog_errors.LeapfrogError):
+        vm_backup.seed(path, "ctl01", "10.0.0.5", pub, "not a key")
+
+
+def test_rebuild_defines_a_new_domain_from_the_image(tmp_path, fake_libvirt):
+    old_disk = qcow2(tmp_path / "ctl01.qcow2")
+    image = qcow2(tmp_path / "trixie.qcow2")
+    dom = FakeDom(DOMAIN_XML.format(disk=old_disk))
+    conn = fake_libvirt(FakeConn(dom))
+    pub, pem = keypair()
+    result = vm_backup.rebuild("ctl01", image, minion_pub=pub, minion_pem=pem,
+                               master="10.0.0.5", os_release="trixie")
+    new_disk = str(tmp_path / "ctl01-trixie.qcow2")
+    assert result["disk"] == new_disk and os.path.exists(old_disk)
+    assert result["replaced"]["uuid"] == dom.uuid and dom.calls == ["undefine"]
+    assert "PRIVATE" not in json.dumps(result)
+    chain = json.loads(subprocess.run(["qemu-img", "info", "--output=json", new_disk],
+                                      capture_output=True, text=True, check=True).stdout)
+    assert chain["backing-filename"] == image
+    (xml,) = conn.defined
+    assert "<uuid>" not in xml
+    assert f"<source file=\"{new_disk}\" />" in xml
+    assert f"<source file=\"{tmp_path}/ctl01-seed.iso\" />" in xml
+    assert vm_backup._metadata(xml) == {"os": "trixie", "image": image}
+
+
+def test_rebuild_refuses_a_running_domain(tmp_path, fake_libvirt):
+    image = qcow2(tmp_path / "trixie.qcow2")
+    dom = FakeDom(DOMAIN_XML.format(disk=str(tmp_path / "ctl01.qcow2")), active=True)
+    fake_libvirt(FakeConn(dom))
+    with pytest.raises(vm_backup.DomainRunning):
+        vm_backup.rebuild("ctl01", image, seed_iso="/seed.iso")
+    assert dom.calls == []
+
+
+def test_every_public_function_has_a_cli_example():
+    for name in ("info", "list_", "manifest", "start", "stop", "verify", "backup", "restore",
+                 "prune", "seed", "rebuild"):
+        assert "CLI Example:" in getattr(vm_backup, name).__doc__, name
