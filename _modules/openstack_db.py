@@ -1,0 +1,346 @@
+"""
+Database schema syncs of keystone, placement and glance, from a release's virtualenv.
+
+One small generic module: ``service`` names the tool (``keystone-manage``,
+``placement-manage``, ``glance-manage``) and the config section its connection goes in. The
+venv comes from ``release`` (pillar ``leapfrog:releases:venvs:<release>``), ``venv`` or
+``binary``; the database from pillar ``leapfrog:database`` (host, port, socket, user,
+password) and ``database`` (default: the service's name), or ``config_file`` (used as is).
+The connection is written to a 0600 config file in a private temporary directory removed
+after the call: the password is never on a command line, in a return or in a log.
+
+Revisions are read from the database's ``alembic_version`` table (PyMySQL).
+"""
+import configparser
+import contextlib
+import glob
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+import urllib.parse
+
+import salt.utils.data
+
+import leapfrog_cmd
+import leapfrog_errors
+
+try:
+    import pymysql
+
+    HAS_PYMYSQL = True
+except ImportError:  # pragma: no cover - depends on the minion
+    HAS_PYMYSQL = False
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "openstack_db"
+
+MASK = "****"
+ANY_RC = range(-255, 256)
+DB_KEYS = ("host", "port", "socket", "user", "password")
+OPTION_KEYS = DB_KEYS + ("release", "venv", "binary", "venvs", "config_file", "database")
+
+# service -> its tool, config section, and the argv of each stage ("check" maps exit codes to
+# the next step the tool asks for).
+SERVICES = {
+    "keystone": {
+        "tool": "keystone-manage", "section": "database", "package": "keystone",
+        "stages": {"sync": ["db_sync"], "expand": ["db_sync", "--expand"],
+                   "migrate": ["db_sync", "--migrate"], "contract": ["db_sync", "--contract"]},
+        "check": (["db_sync", "--check"], {0: None, 2: "expand", 3: "migrate", 4: "contract"}),
+    },
+    "glance": {
+        "tool": "glance-manage", "section": "database", "package": "glance",
+        "stages": {"sync": ["db", "sync"], "expand": ["db", "expand"],
+                   "migrate": ["db", "migrate"], "contract": ["db", "contract"]},
+        "check": (["db", "check"], {0: None, 3: "expand", 4: "migrate", 5: "contract"}),
+    },
+    "placement": {
+        "tool": "placement-manage", "section": "placement_database", "package": "placement",
+        "stages": {"sync": ["db", "sync"]},
+        "check": None,  # placement's chain is linear: compared with its migration files
+    },
+}
+ROLLING = ("expand", "migrate", "contract")
+
+
+class OpenstackDbError(leapfrog_errors.LeapfrogError):
+    """A service DB request is wrong or its tool failed (one line)."""
+
+
+def __virtual__():
+    if "cmd.run_all" not in __salt__:  # pragma: no cover
+        return (False, "openstack_db needs cmd.run_all")
+    return __virtualname__
+
+
+def _pillar(key, default=None):
+    # __pillar__ (plain values); Salt 3008's pillar.get masks them unless unmask=True.
+    return salt.utils.data.traverse_dict_and_list(__pillar__, key, default)
+
+
+def mask_url(text):
+    """Replace passwords in URLs (``scheme://user:secret@``) with ``****``."""
+    return re.sub(r"(//[^:/@\s]*):[^@\s]*@", rf"\1:{MASK}@", str(text))
+
+
+class _Call:
+    """Everything one call needs: the service, its tool, the database and the secrets."""
+
+    def __init__(self, service, kwargs):
+        if service not in SERVICES:
+            raise OpenstackDbError(f"unknown service {service}; known: {', '.join(SERVICES)}")
+        self.service = service
+        self.spec = SERVICES[service]
+        opts = {}
+        for key, value in kwargs.items():
+            if key.startswith("__"):
+                continue
+            if key not in OPTION_KEYS:
+                raise OpenstackDbError(f"unknown option {key}")
+            opts[key] = value
+        self.tool, self.venv = self._tool(opts)
+        db = dict(_pillar("leapfrog:database", {}) or {})
+        for key in DB_KEYS:
+            setattr(self, key, opts[key] if opts.get(key) not in (None, "") else db.get(key))
+        self.database = opts.get("database") or service
+        self.config_file = opts.get("config_file")
+        if self.config_file:
+            self.url = self._url_from_config()
+        elif not (self.socket or self.host):
+            raise OpenstackDbError(
+                "no database: give host or socket (call or pillar leapfrog:database) or config_file")
+        else:
+            self.url = self._url()
+        self.secrets = [s for s in {self.password, urllib.parse.quote(str(self.password or ""), safe="")} if s]
+
+    def _tool(self, opts):
+        tool = self.spec["tool"]
+        if opts.get("binary"):
+            path = opts["binary"]
+            if not os.access(path, os.X_OK):
+                raise OpenstackDbError(f"{path} is not an executable {tool}")
+            return path, None
+        venv = opts.get("venv")
+        release = opts.get("release")
+        if not venv:
+            if not release:
+                raise OpenstackDbError("name a release (pillar leapfrog:releases:venvs), a venv or a binary")
+            venvs = dict(_pillar("leapfrog:releases:venvs", {}) or {})
+            venvs.update(opts.get("venvs") or {})
+            venvs = {str(k): v for k, v in venvs.items()}
+            if str(release) not in venvs:
+                raise OpenstackDbError(
+                    f"unknown release {release}: not in pillar leapfrog:releases:venvs "
+                    f"(known: {', '.join(sorted(venvs)) or 'none'})")
+            venv = venvs[str(release)]
+        if not os.path.isdir(venv):
+            raise OpenstackDbError(f"venv {venv} does not exist")
+        path = os.path.join(venv, "bin", tool)
+        if not os.access(path, os.X_OK):
+            raise OpenstackDbError(f"venv {venv} has no bin/{tool}: {self.service} is not installed there")
+        return path, venv
+
+    def _url(self):
+        user = urllib.parse.quote(str(self.user or "root"), safe="")
+        auth = user + (":" + urllib.parse.quote(str(self.password), safe="") if self.password else "")
+        query = {"charset": "utf8"}
+        if self.socket:
+            host, query["unix_socket"] = "localhost", self.socket
+        else:
+            host = f"{self.host}:{self.port}" if self.port else str(self.host)
+        return f"mysql+pymysql://{auth}@{host}/{self.database}?{urllib.parse.urlencode(query, safe='/')}"
+
+    def _url_from_config(self):
+        if not os.path.isfile(self.config_file):
+            raise OpenstackDbError(f"config file {self.config_file} does not exist")
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        parser.read(self.config_file)
+        section = self.spec["section"]
+        if not parser.has_option(section, "connection"):
+            raise OpenstackDbError(f"{self.config_file} has no [{section}] connection")
+        url = parser.get(section, "connection")
+        self.password = urllib.parse.unquote(urllib.parse.urlsplit(url).password or "") or None
+        return url
+
+    def scrub(self, text):
+        text = str(text)
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        return mask_url(text)
+
+    @contextlib.contextmanager
+    def config(self):
+        if self.config_file:
+            yield self.config_file
+            return
+        tmpdir = tempfile.mkdtemp(prefix=f"leapfrog-{self.service}-")
+        try:
+            path = os.path.join(tmpdir, f"{self.service}.conf")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(f"[{self.spec['section']}]\n"
+                             f"connection = {self.url.replace('$', '$$')}\n"
+                             "max_retries = 2\nretry_interval = 1\n")
+            yield path
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+    def run(self, args, ok=(0,)):
+        started = time.monotonic()
+        with self.config() as path:
+            argv = [self.tool, "--config-file", path, *args]
+            result = dict(leapfrog_cmd.run(__salt__["cmd.run_all"], argv, ok_codes=ANY_RC,
+                                           env={"PYTHONWARNINGS": "ignore"}))
+        result["seconds"] = round(time.monotonic() - started, 2)
+        result["stdout"] = self.scrub(result.get("stdout") or "")
+        result["stderr"] = self.scrub(result.get("stderr") or "")
+        if result["retcode"] not in ok:
+            raise OpenstackDbError(
+                f"{os.path.basename(self.tool)} {' '.join(args)} exited {result['retcode']}: "
+                f"{_error_line(result)}")
+        return result
+
+    def revisions(self):
+        """Rows of the database's alembic_version (sorted), None when it has none."""
+        if not HAS_PYMYSQL:
+            raise OpenstackDbError("reading revisions needs PyMySQL on the minion")
+        parts = urllib.parse.urlsplit(self.url)
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        kwargs = {"user": urllib.parse.unquote(parts.username or "root"),
+                  "password": urllib.parse.unquote(parts.password or ""),
+                  "database": parts.path.lstrip("/"), "connect_timeout": 10}
+        if query.get("unix_socket"):
+            kwargs["unix_socket"] = query["unix_socket"]
+        else:
+            kwargs["host"], kwargs["port"] = parts.hostname or "localhost", parts.port or 3306
+        try:
+            conn = pymysql.connect(**kwargs)
+        except pymysql.MySQLError as exc:
+            where = kwargs.get("unix_socket") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+            raise OpenstackDbError(
+                f"cannot connect to database {kwargs['database']} at {where}: {self.scrub(exc)}"
+            ) from None
+        with contextlib.closing(conn), conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = "
+                        "DATABASE() AND table_name = 'alembic_version'")
+            if not cur.fetchone()[0]:
+                return None
+            cur.execute("SELECT version_num FROM alembic_version")
+            rows = sorted(r[0] for r in cur.fetchall())
+        return rows or None
+
+    def package_dir(self):
+        if not self.venv:
+            return None
+        found = glob.glob(os.path.join(self.venv, "lib", "python3*", "site-packages",
+                                       self.spec["package"]))
+        return found[0] if found else None
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Failure)\b:?")
+_ERROR_LINE = re.compile(r"error|exception|can't|cannot|failed|refused|denied|not found|invalid", re.I)
+
+
+def _error_line(result):
+    def clean(text):
+        return [l.strip() for l in (text or "").splitlines()
+                if l.strip() and not l.strip().startswith("(Background on this error")]
+
+    stderr, stdout = clean(result.get("stderr")), clean(result.get("stdout"))
+    for lines, pattern in ((stderr, _EXCEPTION_LINE), (stderr, _ERROR_LINE), (stdout, _ERROR_LINE)):
+        pick = next((l for l in reversed(lines) if pattern.search(l)), None)
+        if pick:
+            return pick
+    return (stderr or stdout or ["no output"])[-1]
+
+
+def _placement_head(call):
+    package = call.package_dir()
+    if not package:
+        return None
+    links = {}
+    for path in glob.glob(os.path.join(package, "db", "sqlalchemy", "alembic", "versions", "*.py")):
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        rev = re.search(r"^revision\s*=\s*['\"](\w+)['\"]", text, re.M)
+        down = re.search(r"^down_revision\s*=\s*(?:None|['\"](\w+)['\"])", text, re.M)
+        if rev and down:
+            links[rev.group(1)] = down.group(1)
+    heads = set(links) - set(links.values())
+    return sorted(heads) or None
+
+
+def version(service, **kwargs):
+    """
+    Return the service database's alembic revisions (the rows of ``alembic_version``, sorted;
+    keystone keeps one per branch), or None before its first sync.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 openstack_db.version keystone release=2026.1
+    """
+    return _Call(service, kwargs).revisions()
+
+
+def check(service, **kwargs):
+    """
+    Say whether the service database is up to date with the release's code and, if not, the
+    next step (``expand``, ``migrate``, ``contract`` or ``sync``), using the tool's own check
+    (keystone ``db_sync --check``, glance ``db check``) or, for placement, its migration files.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 openstack_db.check glance release=2026.1
+    """
+    call = _Call(service, kwargs)
+    current = call.revisions()
+    if call.spec["check"] is None:
+        heads = _placement_head(call)
+        if heads is None:
+            raise OpenstackDbError(f"cannot read {service}'s migrations (give a venv)")
+        nxt = None if current == heads else "sync"
+        return {"service": service, "current": current, "heads": heads,
+                "up_to_date": nxt is None, "next": nxt}
+    args, codes = call.spec["check"]
+    result = call.run(args, ok=tuple(codes))
+    nxt = codes[result["retcode"]]
+    return {"service": service, "current": current, "up_to_date": nxt is None, "next": nxt,
+            "rc": result["retcode"]}
+
+
+def sync(service, stage="sync", **kwargs):
+    """
+    Run the service's schema sync. ``stage``: ``sync`` (offline, all of it), or for keystone
+    and glance ``expand`` / ``migrate`` / ``contract`` (rolling upgrades), or ``rolling`` for
+    the three in order. Returns the revisions before and after and whether they changed.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 openstack_db.sync keystone stage=expand release=2026.1
+        salt ctl01 openstack_db.sync placement release=2026.1
+    """
+    call = _Call(service, kwargs)
+    stages = list(ROLLING) if stage == "rolling" else [stage]
+    for name in stages:
+        if name not in call.spec["stages"]:
+            raise OpenstackDbError(
+                f"{service} has no stage {name}; it has: {', '.join(call.spec['stages'])}"
+                + (", rolling" if "expand" in call.spec["stages"] else ""))
+    before = call.revisions()
+    ran = []
+    for name in stages:
+        result = call.run(call.spec["stages"][name])
+        ran.append({"stage": name, "seconds": result["seconds"]})
+    after = call.revisions()
+    return {"service": service, "stages": ran, "before": before, "after": after,
+            "changed": before != after}
