@@ -184,7 +184,7 @@ def main(argv=None):
                                                 paths["kernel"], paths["initrd"]))
                 conn.close()
                 seconds, _ = timed(cp_sparse_fsync, rdisk, os.path.join(mnt, "x"))
-                rows.append(("xfs: cp --sparse=always + fsync", seconds,
+                rows.append(("xfs: cp --sparse=always + fsync (reflinks)", seconds,
                              allocated / MIB / seconds, base / seconds))
                 seconds, made = timed(vm2.backup, "bench02")
                 rows.append(("xfs: vm_backup.backup (reflink clone)", seconds,

@@ -314,6 +314,45 @@ def domain_xml(name, disk, console_log, kernel, initrd, seed=None, memory_mib=19
 """
 
 
+def define_node(conn, name, folder, release=OLD, start=True, memory_mib=192, cache=None):
+    """Create ``folder/<name>.qcow2`` (a copy of the release's base disk) and define the
+    node's domain (console in ``folder/<name>.console``); start it if ``start``.
+
+    Returns {"domain", "disk", "console", "xml"}. ``conn`` is a libvirt connection.
+    """
+    paths = ensure(cache)
+    os.makedirs(folder, exist_ok=True)
+    disk = copy_image(paths["images"][release], os.path.join(folder, f"{name}.qcow2"))
+    console = os.path.join(folder, f"{name}.console")
+    xml = domain_xml(name, disk, console, paths["kernel"], paths["initrd"],
+                     memory_mib=memory_mib, os_release=release, image=paths["images"][release])
+    dom = conn.defineXML(xml)
+    if start:
+        dom.create()
+    return {"domain": name, "disk": disk, "console": console, "xml": xml}
+
+
+def read_seed(path):
+    """Read a NoCloud seed ISO (what cloud-init would): {"user_data": dict, "meta_data":
+    dict, "label": str}. The lab's cloud-init stand-in uses it; it needs pycdlib + PyYAML."""
+    import io
+
+    import pycdlib
+    import yaml
+
+    iso = pycdlib.PyCdlib()
+    iso.open(path)
+    try:
+        out = {"label": iso.pvd.volume_identifier.decode().strip()}
+        for name in ("user-data", "meta-data"):
+            data = io.BytesIO()
+            iso.get_file_from_iso_fp(data, rr_path=f"/{name}")
+            out[name.replace("-", "_")] = yaml.safe_load(data.getvalue().decode()) or {}
+    finally:
+        iso.close()
+    return out
+
+
 def console_lines(path):
     """Every LEAPFROG-GUEST line of a console log, parsed, oldest first."""
     if not os.path.exists(path):

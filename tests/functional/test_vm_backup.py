@@ -15,7 +15,6 @@ import subprocess
 import tempfile
 import time
 
-import pycdlib
 import pytest
 import salt.config
 from saltfactories.utils.functional import Loaders
@@ -79,16 +78,10 @@ def vm(loaders):
 def node(libvirt_lab, guest_images, work):
     """ctl01: a copy of the bookworm base disk, booted once (its marker is chosen)."""
     images = os.path.join(work, "images")
-    os.makedirs(images)
-    disk = guest.copy_image(guest_images["images"]["bookworm"], os.path.join(images, "ctl01.qcow2"))
-    console = os.path.join(work, "ctl01.console")
-    xml = guest.domain_xml(DOMAIN, disk, console, guest_images["kernel"], guest_images["initrd"],
-                           os_release="bookworm",
-                           image=guest_images["images"]["bookworm"])
     conn = libvirt_lab.connect()
-    dom = conn.defineXML(xml)
     started = time.monotonic()
-    dom.create()
+    made = guest.define_node(conn, DOMAIN, images, release=guest.OLD)
+    disk, console = made["disk"], made["console"]
     first = guest.wait_ready(console, 1, timeout=90)
     boot_seconds = time.monotonic() - started
     print(f"\n[vm_backup] guest ready in {boot_seconds:.1f}s: {first}")
@@ -162,18 +155,12 @@ def test_backup_rebuild_restore_round_trip(vm, node, guest_images):
     assert "minion_pem" not in json.dumps(rebuilt) and "PRIVATE" not in json.dumps(rebuilt)
     seed = rebuilt["seed"]["path"]
     assert os.stat(seed).st_mode & 0o777 == 0o600
-    iso = pycdlib.PyCdlib()
-    iso.open(seed)
-    assert iso.pvd.volume_identifier.decode().strip() == "cidata"
-    import io
-
-    data = io.BytesIO()
-    iso.get_file_from_iso_fp(data, rr_path="/user-data")
-    iso.close()
-    user_data = data.getvalue().decode()
-    assert user_data.startswith("#cloud-config")
-    assert "id: ctl01" in user_data and "master: 127.0.1.10" in user_data
-    assert pem.strip().splitlines()[1] in user_data
+    read = guest.read_seed(seed)  # what the lab's cloud-init stand-in reads
+    assert read["label"] == "cidata"
+    assert read["user_data"]["salt_minion"]["conf"] == {"id": "ctl01", "master": "127.0.1.10"}
+    assert read["user_data"]["salt_minion"]["private_key"] == pem
+    assert read["user_data"]["salt_minion"]["public_key"] == pub
+    assert read["meta_data"]["instance-id"] == rebuilt["seed"]["instance_id"]
     line = _next_line(node)
     assert line["os"] == "trixie"
     assert line["marker"] != node["marker"]
