@@ -1,6 +1,6 @@
 """Done-when for vm_backup on a real private libvirtd with real TCG guests (lab/).
 
-One module-scoped domain ``ctl01`` boots the tiny bookworm guest; the tests run in file
+One module-scoped domain ``vmb01`` (a controller VM's stand-in) boots the tiny bookworm guest; the tests run in file
 order: refusals first (no space, running domain), then a live backup, then the round trip
 backup -> rebuild from the trixie image -> restore, then corrupted/truncated backups, then
 list/prune and the states. The guest's console line (``LEAPFROG-GUEST os=... boot=N
@@ -22,7 +22,7 @@ from saltfactories.utils.functional import Loaders
 from lab import guest
 from tests.conftest import REPO
 
-DOMAIN = "ctl01"
+DOMAIN = "vmb01"  # its own name: other modules may share the session libvirtd
 
 
 def _sha256(path):
@@ -76,7 +76,7 @@ def vm(loaders):
 
 @pytest.fixture(scope="module")
 def node(libvirt_lab, guest_images, work):
-    """ctl01: a copy of the bookworm base disk, booted once (its marker is chosen)."""
+    """vmb01: a copy of the bookworm base disk, booted once (its marker is chosen)."""
     images = os.path.join(work, "images")
     conn = libvirt_lab.connect()
     started = time.monotonic()
@@ -88,8 +88,13 @@ def node(libvirt_lab, guest_images, work):
     state = {"conn": conn, "disk": disk, "console": console, "images": images,
              "marker": first["marker"], "lines": 1, "boot_seconds": boot_seconds}
     yield state
-    libvirt_lab.cleanup_domains()
-    conn.close()
+    try:
+        dom = conn.lookupByName(DOMAIN)
+        if dom.isActive():
+            dom.destroy()
+        dom.undefine()
+    finally:
+        conn.close()
 
 
 def _dom(node):
@@ -157,7 +162,7 @@ def test_backup_rebuild_restore_round_trip(vm, node, guest_images):
     assert os.stat(seed).st_mode & 0o777 == 0o600
     read = guest.read_seed(seed)  # what the lab's cloud-init stand-in reads
     assert read["label"] == "cidata"
-    assert read["user_data"]["salt_minion"]["conf"] == {"id": "ctl01", "master": "127.0.1.10"}
+    assert read["user_data"]["salt_minion"]["conf"] == {"id": DOMAIN, "master": "127.0.1.10"}
     assert read["user_data"]["salt_minion"]["private_key"] == pem
     assert read["user_data"]["salt_minion"]["public_key"] == pub
     assert read["meta_data"]["instance-id"] == rebuilt["seed"]["instance_id"]
@@ -165,7 +170,7 @@ def test_backup_rebuild_restore_round_trip(vm, node, guest_images):
     assert line["os"] == "trixie"
     assert line["marker"] != node["marker"]
     assert line["seed"] == rebuilt["seed"]["instance_id"]
-    assert line["host"] == "ctl01"
+    assert line["host"] == DOMAIN
     assert vm.info(DOMAIN)["image"] == guest_images["images"]["trixie"]
 
     # the rebuilt VM's disk is an overlay: a live backup flattens its chain
