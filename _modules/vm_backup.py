@@ -880,7 +880,7 @@ def _write_iso(handle, files):
 
 def rebuild(node, image, minion_pub=None, minion_pem=None, master=None, seed_iso=None,
             domain=None, template=None, method="overlay", images_dir=None, os_release=None,
-            grains=None, stop=False, start=True, uri=None):
+            grains=None, stop=False, start=True, backup=None, uri=None, backup_dir=None):
     """
     Replace the domain of ``node`` by a new one booting the OS image ``image`` (a qcow2
     base): a new disk (``method=overlay``: a qcow2 overlay on the image; ``copy``: a full
@@ -890,6 +890,8 @@ def rebuild(node, image, minion_pub=None, minion_pem=None, master=None, seed_iso
     (domain XML or a path to one) or from the existing domain. The old domain is undefined,
     never its disks; a running one is refused unless ``stop=True``: back it up first.
     The new domain carries leapfrog metadata (image, OS release) that ``info`` reports.
+    With ``backup`` (an id, ``latest`` or a path), that backup must be of this domain and
+    pass ``verify`` before anything is replaced.
 
     CLI Example:
 
@@ -904,6 +906,11 @@ def rebuild(node, image, minion_pub=None, minion_pem=None, master=None, seed_iso
         raise leapfrog_errors.LeapfrogError(f"image {image} does not exist")
     if method not in ("overlay", "copy"):
         raise leapfrog_errors.LeapfrogError(f"method must be 'overlay' or 'copy', got {method!r}")
+    if backup is not None:
+        checked = verify(backup, backup_dir=backup_dir, domain=domain)
+        if checked["domain"] != domain:
+            raise leapfrog_errors.LeapfrogError(
+                f"backup {checked['backup']} is of domain {checked['domain']!r}, not {domain!r}")
     with _Conn(_uri(uri)) as conn:
         old = _lookup(conn, domain, missing_ok=True)
         if template:

@@ -126,12 +126,14 @@ def _current(name, uri):
 
 def runs_image(name, image, node=None, os_release=None, master=None, minion_pub=None,
                minion_pem=None, seed_iso=None, template=None, method="overlay",
-               images_dir=None, grains=None, stop=False, uri=None):
+               images_dir=None, grains=None, stop=False, backup=None, uri=None,
+               backup_dir=None):
     """
     Ensure domain ``name`` runs a disk built from ``image`` (its leapfrog metadata names that
     image) and is active; otherwise rebuild it with ``vm_backup.rebuild`` (same arguments;
     ``node`` defaults to ``name``). A domain that runs another image is only replaced when
-    ``stop=True``: take its backup first (``vm_backup.present``).
+    ``stop=True``: take its backup first (``vm_backup.present``) and name it in ``backup``
+    so the rebuild refuses to run unless that backup verifies.
     """
     ret = _ret(name)
     image = os.path.abspath(image)
@@ -162,7 +164,8 @@ def runs_image(name, image, node=None, os_release=None, master=None, minion_pub=
                                       minion_pem=minion_pem, master=master, seed_iso=seed_iso,
                                       domain=name, template=template, method=method,
                                       images_dir=images_dir, os_release=os_release,
-                                      grains=grains, stop=stop, start=True, uri=uri)
+                                      grains=grains, stop=stop, start=True, backup=backup,
+                                      uri=uri, backup_dir=backup_dir)
     except CommandExecutionError as exc:
         ret["comment"] = f"Rebuild of {name} from {image} failed: {exc}"
         return ret

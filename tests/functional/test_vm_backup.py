@@ -156,7 +156,8 @@ def test_backup_rebuild_restore_round_trip(vm, node, guest_images):
     # rebuild from the trixie image with a seed carrying a fresh key pair
     pub, pem = _keypair()
     rebuilt = vm.rebuild(DOMAIN, guest_images["images"]["trixie"], minion_pub=pub,
-                         minion_pem=pem, master="127.0.1.10", os_release="trixie")
+                         minion_pem=pem, master="127.0.1.10", os_release="trixie",
+                         backup=node["backup"])
     assert "minion_pem" not in json.dumps(rebuilt) and "PRIVATE" not in json.dumps(rebuilt)
     seed = rebuilt["seed"]["path"]
     assert os.stat(seed).st_mode & 0o777 == 0o600

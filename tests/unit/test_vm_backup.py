@@ -374,3 +374,14 @@ def test_every_public_function_has_a_cli_example():
     for name in ("info", "list_", "manifest", "start", "stop", "verify", "backup", "restore",
                  "prune", "seed", "rebuild"):
         assert "CLI Example:" in getattr(vm_backup, name).__doc__, name
+
+
+def test_rebuild_requires_a_verified_backup_when_named(tmp_path, fake_libvirt):
+    disk, dom, conn, made = _backup(tmp_path, fake_libvirt)
+    image = qcow2(tmp_path / "trixie.qcow2")
+    with open(os.path.join(made["path"], "vda.qcow2"), "r+b") as handle:
+        handle.seek(300000)
+        handle.write(b"rot")
+    with pytest.raises(vm_backup.BackupInvalid):
+        vm_backup.rebuild("ctl01", image, seed_iso="/seed.iso", backup=made["backup"])
+    assert dom.calls == [] and not conn.defined
