@@ -122,7 +122,11 @@ def _run(argv, **kwargs):
 
 def kernel_package():
     """The versioned linux-image package linux-image-amd64 depends on."""
-    out = _run(["apt-cache", "depends", "linux-image-amd64"]).stdout
+    out = subprocess.run(["apt-cache", "depends", "linux-image-amd64"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True).stdout
+    if "Depends: linux-image-" not in out:  # no package lists yet on a fresh machine
+        _run(["apt-get", "update", "-qq"])
+        out = _run(["apt-cache", "depends", "linux-image-amd64"]).stdout
     match = re.search(r"Depends: (linux-image-\S+)", out)
     if not match:
         raise RuntimeError(f"cannot find the kernel package behind linux-image-amd64: {out}")
