@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -539,6 +540,9 @@ def backup(domain, mode="offline", tag=None, restart=True, timeout=None, os_rele
     """
     if mode not in ("offline", "live"):
         raise leapfrog_errors.LeapfrogError(f"mode must be 'offline' or 'live', got {mode!r}")
+    if tag is not None and not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", str(tag)):
+        raise leapfrog_errors.LeapfrogError(
+            f"tag must be letters, digits, '.', '_' or '-' (at most 64), got {tag!r}")
     root = _backup_dir(backup_dir)
     timeout = timeout if timeout is not None else _config(
         "leapfrog:vms:shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)

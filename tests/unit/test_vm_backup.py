@@ -385,3 +385,11 @@ def test_rebuild_requires_a_verified_backup_when_named(tmp_path, fake_libvirt):
     with pytest.raises(vm_backup.BackupInvalid):
         vm_backup.rebuild("ctl01", image, seed_iso="/seed.iso", backup=made["backup"])
     assert dom.calls == [] and not conn.defined
+
+
+def test_backup_rejects_a_tag_that_is_not_a_plain_name(tmp_path, fake_libvirt):
+    disk = qcow2(tmp_path / "ctl01.qcow2")
+    fake_libvirt(FakeConn(FakeDom(DOMAIN_XML.format(disk=disk))))
+    with pytest.raises(leapfrog_errors.LeapfrogError) as info:
+        vm_backup.backup("ctl01", tag="../../etc")
+    assert "tag must be" in str(info.value)
