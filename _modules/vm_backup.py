@@ -554,7 +554,10 @@ def backup(domain, mode="offline", tag=None, restart=True, timeout=None, os_rele
         disks, skipped = _disks(xml)
         if not disks:
             raise leapfrog_errors.LeapfrogError(f"domain {domain!r} has no file disk to back up")
+        phases = {}
+        mark = time.monotonic()
         _describe_disks(disks)
+        phases["describe"] = round(time.monotonic() - mark, 3)
         need = _required_bytes(disks) + headroom
         free = _free_bytes(root)
         if free < need:
@@ -574,6 +577,7 @@ def backup(domain, mode="offline", tag=None, restart=True, timeout=None, os_rele
             if was_running and not live:
                 stopped = _shutdown(dom, timeout)
             copy_started = time.monotonic()
+            phases["stop"] = round(copy_started - mark, 3)
             if live:
                 _live_copy(dom, disks, skipped, partial)
             else:
@@ -598,6 +602,7 @@ def backup(domain, mode="offline", tag=None, restart=True, timeout=None, os_rele
             for disk in disks:
                 _fsync(os.path.join(partial, disk["file"]))
             copy_seconds = time.monotonic() - copy_started
+            phases["copy+hash+fsync"] = round(time.monotonic() - mark, 3)
             for disk in disks:
                 file = os.path.join(partial, disk["file"])
                 copy_info = _image_info(file)
@@ -628,6 +633,7 @@ def backup(domain, mode="offline", tag=None, restart=True, timeout=None, os_rele
             _fsync(partial)
             os.rename(partial, final)
             _fsync(os.path.dirname(final))
+            phases["manifest"] = round(time.monotonic() - mark, 3)
         except Exception:
             shutil.rmtree(partial, ignore_errors=True)
             raise
@@ -646,6 +652,7 @@ def backup(domain, mode="offline", tag=None, restart=True, timeout=None, os_rele
         "skipped": skipped,
         "os_release": manifest["os_release"],
         "seconds": round(time.monotonic() - started, 3),
+        "phases": phases,
         "virtual_bytes": total,
     }
 

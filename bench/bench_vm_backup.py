@@ -130,6 +130,7 @@ def main(argv=None):
     lab = Libvirt(tempfile.mkdtemp(prefix="lfbv-", dir="/tmp"))
     paths = guest.ensure()
     rows = []
+    phases = []
     try:
         lab.up()
         images = os.path.join(work, "images")
@@ -156,6 +157,7 @@ def main(argv=None):
             times.setdefault("sha256 of the disk alone (hashlib)", []).append(seconds)
             seconds, made = timed(vm.backup, "bench01")
             times.setdefault("vm_backup.backup", []).append(seconds)
+            phases.append(made["phases"])
             seconds, _ = timed(vm.verify, made["backup"])
             times.setdefault("vm_backup.verify", []).append(seconds)
             seconds, _ = timed(cp_sparse_fsync, made["path"] + "/vda.qcow2",
@@ -209,6 +211,9 @@ def main(argv=None):
     for name, seconds, rate, ratio in rows:
         print(f"{name:42} {seconds:8.2f} {rate:8.0f} {ratio:6.2f}")
     print(f"reflink path: {why}")
+    print("backup phases (cumulative seconds, each run):")
+    for item in phases:
+        print("  " + ", ".join(f"{k} {v:.2f}" for k, v in item.items()))
     return 0
 
 
