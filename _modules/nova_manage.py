@@ -270,6 +270,7 @@ class _Conn:
                                or f"{self.database}_cell0")
         self.transport_url = opts.get("transport_url") or nova.get("transport_url")
         self.urls = {}
+        self._pool = {}
         if self.config_file:
             self._read_config()
         elif not (self.socket or self.host):
@@ -337,25 +338,48 @@ class _Conn:
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
-    def connect(self, schema, database=None):
-        """PyMySQL connection to one of the nova databases (``api``, ``main``, ``cell0``)."""
+    def query(self, schema, sql, args=(), database=None):
+        """Rows of ``sql`` run in one of the nova databases (``api``, ``main``, ``cell0``, or
+        ``database`` on ``schema``'s server). One PyMySQL connection per server is kept for
+        the life of this object (a staged sync asks for revisions dozens of times)."""
         parts = urllib.parse.urlsplit(self.urls[schema])
         query = dict(urllib.parse.parse_qsl(parts.query))
         kwargs = {"user": urllib.parse.unquote(parts.username or "root"),
-                  "password": urllib.parse.unquote(parts.password or ""),
-                  "database": database or parts.path.lstrip("/"), "connect_timeout": 10}
+                  "password": urllib.parse.unquote(parts.password or ""), "connect_timeout": 10}
         if query.get("unix_socket"):
             kwargs["unix_socket"] = query["unix_socket"]
         else:
             kwargs["host"] = parts.hostname or "localhost"
             kwargs["port"] = parts.port or 3306
+        name = database or parts.path.lstrip("/")
+        where = kwargs.get("unix_socket") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        key = (where, kwargs["user"])
         try:
-            return pymysql.connect(**kwargs)
+            db = self._pool.get(key)
+            if db is None:
+                db = self._pool[key] = pymysql.connect(**kwargs)
+            with db.cursor() as cur:
+                cur.execute(f"USE `{name}`")
+                cur.execute(sql, args)
+                rows = cur.fetchall()
+            db.commit()  # end the read snapshot: the next call sees nova-manage's changes
+            return rows
         except pymysql.MySQLError as exc:
-            where = kwargs.get("unix_socket") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+            self._pool.pop(key, None)
             raise NovaManageError(
-                f"cannot connect to database {kwargs['database']} at {where}: {self.scrub(exc)}"
+                f"cannot connect to database {name} at {where}: {self.scrub(exc)}"
             ) from None
+
+    def close(self):
+        for db in self._pool.values():
+            try:
+                db.close()
+            except Exception:  # pylint: disable=broad-except
+                pass
+        self._pool.clear()
+
+    def __del__(self):
+        self.close()
 
 
 def _oslo_escape(value):
@@ -438,16 +462,17 @@ def _setup(kwargs, release=None):
 # revisions
 
 
+def _has_table(conn, schema, table, database=None):
+    rows = conn.query(schema, "SELECT COUNT(*) FROM information_schema.tables WHERE "
+                              "table_schema = DATABASE() AND table_name = %s", (table,), database)
+    return bool(rows[0][0])
+
+
 def _sql_revision(conn, schema, database=None):
-    with contextlib.closing(conn.connect(schema, database)) as db:
-        with db.cursor() as cur:
-            cur.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = "
-                        "DATABASE() AND table_name = 'alembic_version'")
-            if not cur.fetchone()[0]:
-                return None
-            cur.execute("SELECT version_num FROM alembic_version")
-            rows = [r[0] for r in cur.fetchall()]
-    return rows[0] if rows else None
+    if not _has_table(conn, schema, "alembic_version", database):
+        return None
+    rows = conn.query(schema, "SELECT version_num FROM alembic_version", (), database)
+    return rows[0][0] if rows else None
 
 
 def _cli_revision(nova, conn, schema):
@@ -467,14 +492,11 @@ def _revision(nova, conn, schema, via="auto"):
 
 def _cell0_database(conn):
     """Name of the database cell0's mapping points at, or None when cell0 is not mapped."""
-    with contextlib.closing(conn.connect("api")) as db:
-        with db.cursor() as cur:
-            cur.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = "
-                        "DATABASE() AND table_name = 'cell_mappings'")
-            if not cur.fetchone()[0]:
-                return None
-            cur.execute("SELECT database_connection FROM cell_mappings WHERE uuid = %s", (CELL0_UUID,))
-            row = cur.fetchone()
+    if not _has_table(conn, "api", "cell_mappings"):
+        return None
+    rows = conn.query("api", "SELECT database_connection FROM cell_mappings WHERE uuid = %s",
+                      (CELL0_UUID,))
+    row = rows[0] if rows else None
     if not row or not row[0]:
         return None
     return urllib.parse.urlsplit(row[0]).path.lstrip("/") or None
@@ -726,11 +748,8 @@ def _online(nova, conn, max_count=None, max_batches=1000):
 
 
 def _sql_cells(conn):
-    with contextlib.closing(conn.connect("api")) as db:
-        with db.cursor() as cur:
-            cur.execute("SELECT name, uuid, transport_url, database_connection, disabled "
-                        "FROM cell_mappings ORDER BY id")
-            rows = cur.fetchall()
+    rows = conn.query("api", "SELECT name, uuid, transport_url, database_connection, disabled "
+                             "FROM cell_mappings ORDER BY id")
     return [{"name": r[0], "uuid": r[1], "transport_url": mask_url(r[2] or ""),
              "database_connection": mask_url(r[3] or ""), "disabled": bool(r[4])} for r in rows]
 
