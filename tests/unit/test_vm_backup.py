@@ -393,3 +393,20 @@ def test_backup_rejects_a_tag_that_is_not_a_plain_name(tmp_path, fake_libvirt):
     with pytest.raises(leapfrog_errors.LeapfrogError) as info:
         vm_backup.backup("ctl01", tag="../../etc")
     assert "tag must be" in str(info.value)
+
+
+def test_restore_defines_a_domain_that_no_longer_exists(tmp_path, fake_libvirt):
+    disk, dom, conn, made = _backup(tmp_path, fake_libvirt)
+    os.unlink(disk)  # e.g. a failed rebuild removed the old VM entirely
+    conn.dom = None
+    result = vm_backup.restore("ctl01", made["backup"], start=True)
+    assert result["replaced"] is None and result["stopped"] is None
+    assert vm_backup._sha256(disk) == result["disks"][0]["sha256"]
+    assert len(conn.defined) == 1
+
+
+def test_restore_refuses_a_backup_of_another_domain(tmp_path, fake_libvirt):
+    _, _, _, made = _backup(tmp_path, fake_libvirt)
+    with pytest.raises(leapfrog_errors.LeapfrogError) as info:
+        vm_backup.restore("ctl02", made["backup"])
+    assert "is of domain 'ctl01', not 'ctl02'" in str(info.value)
