@@ -1,0 +1,82 @@
+"""Process helpers every lab starter shares: free ports, pid files, stop by PID."""
+import os
+import signal
+import socket
+import time
+
+
+def free_port(address="127.0.0.1"):
+    """Return a TCP port that is free on ``address`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((address, 0))
+        return sock.getsockname()[1]
+
+
+def read_pid(pid_file):
+    """Return the PID in ``pid_file``, or None when the file is missing or empty."""
+    try:
+        with open(pid_file) as handle:
+            text = handle.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def pid_alive(pid):
+    """True when ``pid`` runs and is not a zombie."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def alive(pid_file):
+    """True when the process named by ``pid_file`` runs."""
+    return pid_alive(read_pid(pid_file))
+
+
+def wait_for(predicate, timeout, what, interval=0.2):
+    """Poll ``predicate`` until true; raise TimeoutError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready after {timeout} s")
+        time.sleep(interval)
+
+
+def stop_pid(pid, timeout=20):
+    """TERM ``pid``, wait up to ``timeout`` s, then KILL it. Returns True if it was running."""
+    if not pid_alive(pid):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        while pid_alive(pid):
+            time.sleep(0.05)
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    return True
+
+
+def stop(pid_file, timeout=20):
+    """Stop the process named by ``pid_file`` (see ``stop_pid``) and remove the file."""
+    stopped = stop_pid(read_pid(pid_file), timeout)
+    try:
+        os.unlink(pid_file)
+    except OSError:
+        pass
+    return stopped
