@@ -1,0 +1,601 @@
+"""A real OpenStack cloud of one release on one machine, composed from the lab's starters.
+
+One controller (keystone, placement, glance, nova-api behind haproxy on the VIP, plus
+nova-conductor and nova-scheduler) and N computes (nova-compute, fake driver
+``fake.FakeDriverWithoutFakeNodes``: a stable node UUID kept in its state_path, so a compute
+survives a restart, also from the next release's venv). MariaDB, RabbitMQ and haproxy are
+the lab's own starters (a MariaDB may be shared: the cloud's databases carry a prefix). There
+is no real neutron: lab/neutron_stub.py answers empty lists behind the ``network`` endpoint.
+
+    cloud = OpenStackCloud("/tmp/lf-os", release="2024.1", computes=2)
+    cloud.start()          # DBs + syncs, keystone bootstrap, registration, services, cells,
+                           # hosts discovered, an image, a flavor, servers ACTIVE
+    cloud.auth             # {"auth_url", "username", "password", "project_name", ...}
+    cloud.api("GET", "compute", "/os-hypervisors")   # admin-token request through the VIP
+    cloud.restart_compute("cmp01", release="2025.1")
+    cloud.stop()           # every process it started, by PID; its databases dropped
+
+Registration uses plain ``requests`` against keystone in this process (the CLI costs ~4 s a
+call). Endpoints (public, internal, admin) all point at the haproxy VIP.
+"""
+import concurrent.futures
+import json
+import os
+import secrets
+import shutil
+import time
+import urllib.parse
+
+import requests
+
+from lab.haproxy import HAProxy
+from lab.neutron_stub import NeutronStub
+from lab.openstack_service import OpenStackService, ServiceError
+from lab.rabbitmq import RabbitMQ
+
+VIP = "127.0.1.100"
+REGION = "RegionOne"
+CONTROLLER = ("ctl01", "127.0.1.21")
+# frontend name -> (service kind on the controller, keystone service type, name, URL path)
+FRONTENDS = {
+    "keystone": ("keystone", "identity", "keystone", "/v3"),
+    "placement": ("placement", "placement", "placement", ""),
+    "glance": ("glance", "image", "glance", ""),
+    "nova": ("nova-api", "compute", "nova", "/v2.1"),
+    "neutron": (None, "network", "neutron", ""),
+}
+SERVICE_USERS = ("nova", "placement", "glance")
+DATABASES = ("keystone", "placement", "glance", "nova_api", "nova", "nova_cell0")
+# nova service versions (nova/objects/service.py) per release
+SERVICE_VERSION = {"2024.1": 67, "2025.1": 68, "2026.1": 72}
+NOVA_MICROVERSION = "2.79"
+
+
+class CloudError(RuntimeError):
+    """The lab cloud could not reach the asked state."""
+
+
+def _rss_of(obj):
+    try:
+        return obj.rss_kb()
+    except Exception:  # pylint: disable=broad-except
+        return 0
+
+
+class OpenStackCloud:
+    """The composition; see the module docstring. ``timings`` records each phase in seconds."""
+
+    def __init__(self, run_dir, release="2024.1", computes=2, mariadb=None, db_prefix="lfos",
+                 vip=VIP, controller=CONTROLLER, servers=3, log=None):
+        self.run_dir = os.path.abspath(run_dir)
+        self.release = str(release)
+        self.vip = vip
+        self.controller_id, self.controller_address = controller
+        self.compute_hosts = [(f"cmp{i:02d}", f"127.0.1.{30 + i}") for i in range(1, computes + 1)]
+        self.server_count = servers
+        self._own_db = mariadb is None
+        self.mariadb = mariadb
+        self.db_prefix = db_prefix
+        self.rabbitmq = None
+        self.haproxy = None
+        self.neutron = None
+        self.admin_password = secrets.token_urlsafe(16)
+        self.passwords = {user: secrets.token_urlsafe(16) for user in SERVICE_USERS}
+        self.controller = {}     # kind -> OpenStackService
+        self.computes = {}       # host -> OpenStackService
+        self.timings = {}
+        self.ids = {}            # image, flavor, servers
+        self._token = None
+        self._token_expires = 0
+        self._log = log or (lambda line: None)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def log(self, line):
+        self._log(f"[openstack_cloud] {line}")
+
+    def _phase(self, name, started):
+        self.timings[name] = round(time.monotonic() - started, 1)
+        self.log(f"{name}: {self.timings[name]} s")
+
+    def db_name(self, name):
+        return f"{self.db_prefix}_{name}"
+
+    def db_url(self, name):
+        password = urllib.parse.quote(self.mariadb.root_password, safe="")
+        return (f"mysql+pymysql://root:{password}@localhost/{self.db_name(name)}"
+                f"?unix_socket={self.mariadb.socket}&charset=utf8")
+
+    def frontend_url(self, name):
+        return self.haproxy.frontend_url(name) + FRONTENDS[name][3]
+
+    @property
+    def auth_url(self):
+        return self.frontend_url("keystone")
+
+    @property
+    def auth(self):
+        """Admin credentials (what openstack_verify.check and an rc file take)."""
+        return {"auth_url": self.auth_url, "username": "admin", "password": self.admin_password,
+                "project_name": "admin", "user_domain_name": "Default",
+                "project_domain_name": "Default", "region_name": REGION}
+
+    def settings(self):
+        return {
+            "db": {name: self.db_url(name) for name in DATABASES},
+            "transport_url": self.rabbitmq.transport_url(),
+            "auth_url": self.auth_url,
+            "region": REGION,
+            "passwords": dict(self.passwords),
+        }
+
+    def write_rc(self, path):
+        """An openrc file (0600) for the ``openstack`` CLI through the VIP."""
+        auth = self.auth
+        text = "".join(f"export {key}={value}\n" for key, value in (
+            ("OS_AUTH_URL", auth["auth_url"]), ("OS_USERNAME", "admin"),
+            ("OS_PASSWORD", auth["password"]), ("OS_PROJECT_NAME", "admin"),
+            ("OS_USER_DOMAIN_NAME", "Default"), ("OS_PROJECT_DOMAIN_NAME", "Default"),
+            ("OS_REGION_NAME", REGION), ("OS_IDENTITY_API_VERSION", "3"),
+            ("OS_INTERFACE", "public")))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        return path
+
+    # -- keystone/REST -------------------------------------------------------------------------
+    def token(self, refresh=False):
+        if self._token and not refresh and time.monotonic() < self._token_expires:
+            return self._token
+        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "domain": {"name": "Default"}, "password": self.admin_password}}},
+            "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}
+        response = requests.post(self.auth_url + "/auth/tokens", json=body, timeout=30)
+        if response.status_code != 201:
+            raise CloudError(f"keystone: HTTP {response.status_code} issuing the admin token")
+        self._token = response.headers["X-Subject-Token"]
+        self._token_expires = time.monotonic() + 1800
+        return self._token
+
+    def api(self, method, service, path, expect=(200, 201, 202, 204), **kwargs):
+        """A request with the admin token to a frontend (keystone, nova, placement, glance,
+        neutron) through the VIP; returns the decoded JSON (or None)."""
+        url = self.frontend_url(service) + path
+        headers = {"X-Auth-Token": self.token(), **kwargs.pop("headers", {})}
+        if service == "nova":
+            headers.setdefault("OpenStack-API-Version", f"compute {NOVA_MICROVERSION}")
+        if service == "placement":
+            headers.setdefault("OpenStack-API-Version", "placement 1.6")
+        response = requests.request(method, url, headers=headers, timeout=60, **kwargs)
+        if response.status_code not in expect:
+            raise CloudError(f"{method} {service}{path}: HTTP {response.status_code}: "
+                             f"{response.text[:300]}")
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
+    # -- starting -------------------------------------------------------------------------------
+    def _service(self, kind, host, address, release=None):
+        return OpenStackService(kind, release or self.release,
+                                os.path.join(self.run_dir, f"{host}-{kind.replace('nova-', 'n')}"),
+                                address, host=host, settings=None)
+
+    def start(self):
+        """Bring the whole cloud up at ``release``, seeded; return self."""
+        overall = time.monotonic()
+        os.makedirs(self.run_dir, exist_ok=True)
+        os.chmod(self.run_dir, 0o700)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=3)
+        try:
+            self._start(pool)
+        except BaseException:
+            self.stop(remove=False)  # keep the logs: the caller removes run_dir
+            raise
+        finally:
+            pool.shutdown(wait=True)
+        self._phase("total", overall)
+        return self
+
+    def _start(self, pool):
+        started = time.monotonic()
+        self.rabbitmq = RabbitMQ(os.path.join(self.run_dir, "mq"))
+        rabbit = pool.submit(self.rabbitmq.start)
+        if self._own_db:
+            from lab.mariadb import MariaDB  # pylint: disable=import-outside-toplevel
+
+            self.mariadb = MariaDB(os.path.join(self.run_dir, "db"))
+            self.mariadb.start()
+        self._create_databases()
+        # ports are known now: the neutron stand-in and haproxy can start before the APIs
+        for kind in ("keystone", "placement", "glance", "nova-api", "nova-conductor",
+                     "nova-scheduler"):
+            self.controller[kind] = self._service(kind, self.controller_id,
+                                                  self.controller_address)
+        for host, address in self.compute_hosts:
+            self.computes[host] = self._service("nova-compute", host, address)
+        self.neutron = NeutronStub(os.path.join(self.run_dir, "neutron"),
+                                   self.controller_address)
+        self.neutron.start()
+        frontends = {}
+        for name, (kind, *_rest) in FRONTENDS.items():
+            port = self.controller[kind].port if kind else self.neutron.port
+            frontends[name] = {"bind": f"{self.vip}:0",
+                               "servers": {self.controller_id: f"{self.controller_address}:{port}"}}
+        self.haproxy = HAProxy(os.path.join(self.run_dir, "hx"), frontends)
+        self.haproxy.start()
+        rabbit.result()
+        self._phase("infrastructure", started)
+        settings = self.settings()
+        for service in [*self.controller.values(), *self.computes.values()]:
+            service.settings = settings
+
+        started = time.monotonic()
+        nova_db = pool.submit(self._sync_nova)
+        others = pool.submit(self._sync_others)
+        self._bootstrap_keystone()
+        self._phase("keystone up", started)
+        self._register()
+        others.result()
+        self._phase("keystone+placement+glance synced, registered", started)
+        # placement and glance start while nova's schema is still being created
+        apis = [self.controller[k] for k in ("placement", "glance")]
+        for service in apis:
+            service.start(wait=False)
+        nova_db.result()
+        self._phase("databases synced", started)
+        nova = [self.controller[k] for k in ("nova-api", "nova-conductor", "nova-scheduler")]
+        for service in nova:
+            service.start(wait=False)
+        for service in apis + nova:
+            service.wait_healthy()
+        for name in ("placement", "glance", "nova"):  # haproxy marks them up (rise 2)
+            self.wait_url(self.frontend_url(name), 30)
+        self._phase("controller up", started)
+
+        started = time.monotonic()
+        for service in self.computes.values():
+            service.start(wait=False)
+        for service in self.computes.values():
+            service.wait_healthy()
+        self.wait_computes_up(list(self.computes))
+        self.discover_hosts()
+        self.wait_hypervisors(list(self.computes))
+        self._phase("computes up and discovered", started)
+
+        started = time.monotonic()
+        self._seed()
+        self._phase("image, flavor, servers ACTIVE", started)
+
+    def _create_databases(self):
+        with self.mariadb.connect() as conn, conn.cursor() as cur:
+            for name in DATABASES:
+                cur.execute(f"DROP DATABASE IF EXISTS `{self.db_name(name)}`")
+                cur.execute(f"CREATE DATABASE `{self.db_name(name)}` CHARACTER SET utf8mb4")
+
+    def _drop_databases(self):
+        with self.mariadb.connect() as conn, conn.cursor() as cur:
+            for name in DATABASES:
+                cur.execute(f"DROP DATABASE IF EXISTS `{self.db_name(name)}`")
+
+    def _sync_nova(self):
+        conductor = self.controller["nova-conductor"]
+        conductor.manage("api_db", "sync")
+        conductor.manage("cell_v2", "map_cell0", "--database_connection",
+                         self.db_url("nova_cell0"))
+        conductor.manage("cell_v2", "create_cell", "--name", "cell1")
+        conductor.manage("db", "sync")
+
+    def _sync_others(self):
+        self.controller["placement"].manage("db", "sync")
+        self.controller["glance"].manage("db_sync")
+
+    def _bootstrap_keystone(self):
+        keystone = self.controller["keystone"]
+        keystone.manage("db_sync")
+        keystone.manage("fernet_setup", "--keystone-user", "root", "--keystone-group", "root")
+        keystone.manage("credential_setup", "--keystone-user", "root", "--keystone-group", "root")
+        url = self.auth_url
+        keystone.manage("bootstrap", "--bootstrap-username", "admin",
+                        "--bootstrap-project-name", "admin",
+                        "--bootstrap-admin-url", url, "--bootstrap-public-url", url,
+                        "--bootstrap-internal-url", url, "--bootstrap-region-id", REGION,
+                        extra_env={"OS_BOOTSTRAP_PASSWORD": self.admin_password})
+        keystone.start()
+        self.wait_url(self.auth_url, 120)
+
+    def wait_url(self, url, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(url, timeout=5).status_code < 500:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise CloudError(f"{url} did not answer within {timeout}s")
+
+    def _find(self, collection, path, name, key=None):
+        found = self.api("GET", "keystone", f"{path}?name={urllib.parse.quote(name)}")
+        items = found.get(key or collection) or []
+        return items[0]["id"] if items else None
+
+    def _register(self):
+        """Project service, service users (admin role), services and endpoints at the VIP."""
+        started = time.monotonic()
+        project = self._find("projects", "/projects", "service") or self.api(
+            "POST", "keystone", "/projects",
+            json={"project": {"name": "service", "domain_id": "default"}})["project"]["id"]
+        admin_role = self._find("roles", "/roles", "admin")
+        service_role = self._find("roles", "/roles", "service") or self.api(
+            "POST", "keystone", "/roles", json={"role": {"name": "service"}})["role"]["id"]
+        for user in SERVICE_USERS:
+            user_id = self._find("users", "/users", user) or self.api(
+                "POST", "keystone", "/users", json={"user": {
+                    "name": user, "domain_id": "default",
+                    "password": self.passwords[user]}})["user"]["id"]
+            for role in (admin_role, service_role):
+                self.api("PUT", "keystone", f"/projects/{project}/users/{user_id}/roles/{role}")
+        for name, (_kind, stype, sname, _path) in FRONTENDS.items():
+            if stype == "identity":
+                continue
+            service_id = self.api("POST", "keystone", "/services", json={
+                "service": {"type": stype, "name": sname, "enabled": True}})["service"]["id"]
+            for interface in ("public", "internal", "admin"):
+                self.api("POST", "keystone", "/endpoints", json={"endpoint": {
+                    "service_id": service_id, "interface": interface, "region_id": REGION,
+                    "url": self.frontend_url(name), "enabled": True}})
+        self._phase("registration (requests, one process)", started)
+
+    def wait_computes_up(self, hosts, version=None, timeout=180, since=None):
+        """Wait until each host's nova-compute service is up through the API and, if asked,
+        reports ``version`` and a heartbeat (``services.updated_at``, UTC) at or after
+        ``since`` (a datetime from ``db_now()``: proves a restarted process reported)."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            services = self.api("GET", "nova", "/os-services?binary=nova-compute")["services"]
+            state = {s["host"]: s for s in services}
+            last = {h: (state.get(h) or {}).get("state") for h in hosts}
+            ok = all(v == "up" for v in last.values())
+            if ok and (version is not None or since is not None):
+                rows = self.service_rows("nova-compute")
+                last = {h: (last[h], rows.get(h)) for h in hosts}
+                for host in hosts:
+                    row = rows.get(host) or {}
+                    if version is not None and row.get("version") != version:
+                        ok = False
+                    if since is not None and (row.get("updated_at") is None
+                                              or row["updated_at"] < since):
+                        ok = False
+            if ok:
+                return state
+            time.sleep(1)
+        raise CloudError(f"nova-compute on {hosts} not up within {timeout}s: {last}")
+
+    def db_now(self):
+        """The database's UTC time (nova stores naive UTC timestamps)."""
+        with self.mariadb.connect(self.db_name("nova")) as conn, conn.cursor() as cur:
+            cur.execute("SELECT UTC_TIMESTAMP()")
+            return cur.fetchone()[0]
+
+    def service_rows(self, binary):
+        """``{host: {"version", "updated_at", "uuid"}}`` for ``binary`` from the cell DB."""
+        with self.mariadb.connect(self.db_name("nova")) as conn, conn.cursor() as cur:
+            cur.execute("SELECT host, version, updated_at, uuid FROM services "
+                        "WHERE `binary`=%s AND deleted=0", (binary,))
+            return {host: {"version": version, "updated_at": updated, "uuid": uuid}
+                    for host, version, updated, uuid in cur.fetchall()}
+
+    def service_versions(self, binary):
+        """``{host: services.version}`` for ``binary`` read from the cell DB."""
+        return {host: row["version"] for host, row in self.service_rows(binary).items()}
+
+    def compute_nodes(self):
+        """Rows of the cell's compute_nodes table (deleted ones too): the duplicate check."""
+        with self.mariadb.connect(self.db_name("nova")) as conn, conn.cursor() as cur:
+            cur.execute("SELECT host, hypervisor_hostname, uuid, deleted FROM compute_nodes "
+                        "ORDER BY id")
+            return [dict(zip(("host", "hypervisor_hostname", "uuid", "deleted"), row))
+                    for row in cur.fetchall()]
+
+    def resource_providers(self):
+        """``{name: uuid}`` of placement's resource providers."""
+        found = self.api("GET", "placement", "/resource_providers")["resource_providers"]
+        return {rp["name"]: rp["uuid"] for rp in found}
+
+    def discover_hosts(self):
+        self.controller["nova-conductor"].manage("cell_v2", "discover_hosts")
+
+    def hypervisors(self):
+        """``{hypervisor_hostname: {"id", "state", "status"}}`` from the compute API."""
+        found = self.api("GET", "nova", "/os-hypervisors/detail")["hypervisors"]
+        return {h["hypervisor_hostname"]: {"id": h["id"], "state": h["state"],
+                                           "status": h["status"],
+                                           "service_host": (h.get("service") or {}).get("host")}
+                for h in found}
+
+    def wait_hypervisors(self, hosts, timeout=120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.hypervisors()
+            if all(h in found and found[h]["state"] == "up" for h in hosts):
+                return found
+            time.sleep(1)
+        raise CloudError(f"hypervisors {hosts} not listed up within {timeout}s: {found}")
+
+    # -- seed data --------------------------------------------------------------------------------
+    def _seed(self):
+        image = self.api("POST", "glance", "/v2/images", json={
+            "name": "cirros-lab", "disk_format": "raw", "container_format": "bare",
+            "visibility": "public"})
+        self.api("PUT", "glance", f"/v2/images/{image['id']}/file",
+                 headers={"Content-Type": "application/octet-stream"},
+                 data=b"leapfrog lab image\n" * 64)
+        self.ids["image"] = image["id"]
+        flavor = self.api("POST", "nova", "/flavors", json={"flavor": {
+            "name": "m1.lab", "ram": 64, "vcpus": 1, "disk": 1}})["flavor"]
+        self.ids["flavor"] = flavor["id"]
+        hosts = list(self.computes)
+        servers = []
+        for index in range(self.server_count):
+            host = hosts[index % len(hosts)] if index < len(hosts) else hosts[0]
+            servers.append(self.create_server(f"vm{index + 1}", host, wait=False))
+        self.ids["servers"] = [s for s in servers]
+        self.wait_servers(servers)
+
+    def create_server(self, name, host=None, wait=True):
+        """Boot a server (``--nic none``) on ``host`` (None: the scheduler's choice)."""
+        body = {"server": {"name": name, "imageRef": self.ids["image"],
+                           "flavorRef": self.ids["flavor"], "networks": "none"}}
+        if host:
+            body["server"]["availability_zone"] = f"nova:{host}"
+        server_id = self.api("POST", "nova", "/servers", json=body)["server"]["id"]
+        if wait:
+            self.wait_servers([server_id])
+        return server_id
+
+    def servers(self):
+        """``{id: {"name", "status", "host"}}`` of every server."""
+        found = self.api("GET", "nova", "/servers/detail?all_tenants=1")["servers"]
+        return {s["id"]: {"name": s["name"], "status": s["status"],
+                          "host": s.get("OS-EXT-SRV-ATTR:host")} for s in found}
+
+    def wait_servers(self, ids, status="ACTIVE", timeout=120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.servers()
+            states = {i: (found.get(i) or {}).get("status") for i in ids}
+            if any(s == "ERROR" for s in states.values()):
+                raise CloudError(f"server(s) in ERROR: {states}")
+            if all(s == status for s in states.values()):
+                return found
+            time.sleep(1)
+        raise CloudError(f"servers not {status} within {timeout}s: {states}")
+
+    # -- operations used by the tests and the demo ----------------------------------------------
+    def restart_compute(self, host, release=None, timeout=180):
+        """Stop ``host``'s nova-compute and start it again (from ``release``'s venv if given);
+        wait until its service is up and reports that release's service version."""
+        service = self.computes[host]
+        started = time.monotonic()
+        service.stop()
+        since = self.db_now()
+        service.start(release=release)
+        self.wait_computes_up([host], version=SERVICE_VERSION.get(service.release),
+                              since=since, timeout=timeout)
+        self._phase(f"restart {host} at {service.release}", started)
+        return service
+
+    def upgrade_nova_control(self, release):
+        """Stop nova-api/conductor/scheduler, run ``release``'s nova DB syncs (api_db sync,
+        db sync, online data migrations) and start them from ``release``'s venv."""
+        started = time.monotonic()
+        nova = [self.controller[k] for k in ("nova-api", "nova-conductor", "nova-scheduler")]
+        for service in nova:
+            service.stop()
+        conductor = self.controller["nova-conductor"]
+        conductor.release, conductor.venv = str(release), None
+        conductor.write_config()
+        conductor.manage("api_db", "sync")
+        conductor.manage("db", "sync")
+        for service in nova:
+            service.start(release=release, wait=False)
+        for service in nova:
+            service.wait_healthy()
+        conductor.manage("db", "online_data_migrations", ok=(0, 1))
+        self.wait_url(self.frontend_url("nova"), 60)
+        self._phase(f"nova control plane to {release}", started)
+
+    def rss_kb(self):
+        """Resident memory per process group (KiB) and the total."""
+        parts = {f"{s.host}/{s.kind}": _rss_of(s)
+                 for s in [*self.controller.values(), *self.computes.values()]}
+        parts["rabbitmq"] = _rss_of(self.rabbitmq) if self.rabbitmq else 0
+        parts["neutron-stub"] = _rss_of(self.neutron) if self.neutron else 0
+        if self.haproxy and self.haproxy.pid:
+            from lab.openstack_service import rss_kb  # pylint: disable=import-outside-toplevel
+
+            parts["haproxy"] = rss_kb(self.haproxy.pid)
+        if self.mariadb is not None and self._own_db and self.mariadb.pid:
+            from lab.openstack_service import rss_kb  # pylint: disable=import-outside-toplevel
+
+            parts["mariadb"] = rss_kb(self.mariadb.pid)
+        parts["total"] = sum(parts.values())
+        return parts
+
+    def describe(self):
+        return {
+            "release": self.release, "vip": self.vip, "auth_url": self.auth_url,
+            "controller": {k: s.info() for k, s in self.controller.items()},
+            "computes": {h: s.info() for h, s in self.computes.items()},
+            "rabbitmq": self.rabbitmq.info() if self.rabbitmq else None,
+            "haproxy": self.haproxy.describe() if self.haproxy else None,
+            "timings": dict(self.timings),
+        }
+
+    # -- stopping ---------------------------------------------------------------------------------
+    def stop(self, remove=True):
+        """Stop everything this cloud started, by PID (computes first); drop its databases
+        (a shared MariaDB) or stop its own MariaDB; remove ``run_dir`` if ``remove``."""
+        errors = []
+        services = [*self.computes.values(), *[self.controller[k] for k in (
+            "nova-scheduler", "nova-conductor", "nova-api", "glance", "placement", "keystone")
+            if k in self.controller]]
+        # TERM them all at once, then collect: a stop costs at most one timeout overall
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            for future in [pool.submit(s.stop) for s in services]:
+                try:
+                    future.result()
+                except Exception as exc:  # pylint: disable=broad-except
+                    errors.append(str(exc))
+        for part in (self.neutron, self.haproxy, self.rabbitmq):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception as exc:  # pylint: disable=broad-except
+                    errors.append(f"{type(part).__name__}: {exc}")
+        if self.mariadb is not None:
+            try:
+                if self._own_db:
+                    self.mariadb.stop()
+                else:
+                    self._drop_databases()
+            except Exception as exc:  # pylint: disable=broad-except
+                errors.append(f"mariadb: {exc}")
+        if remove:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        if errors:
+            raise CloudError("stop: " + "; ".join(errors))
+
+
+def main(argv=None):
+    """``python -m lab.openstack_cloud up RUN_DIR`` starts a cloud, prints it, and stops it
+    on Ctrl-C (a demo and a timing tool)."""
+    import argparse  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+
+    parser = argparse.ArgumentParser(prog="python -m lab.openstack_cloud")
+    parser.add_argument("run_dir")
+    parser.add_argument("--release", default="2024.1")
+    parser.add_argument("--computes", type=int, default=2)
+    parser.add_argument("--rc", help="write an openrc file here")
+    args = parser.parse_args(argv)
+    cloud = OpenStackCloud(args.run_dir, release=args.release, computes=args.computes,
+                           log=lambda line: print(line, file=sys.stderr, flush=True))
+    cloud.start()
+    if args.rc:
+        cloud.write_rc(args.rc)
+    print(json.dumps({**cloud.describe(), "rss_kb": cloud.rss_kb()}, indent=1), flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cloud.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""A private RabbitMQ for the lab (Debian's rabbitmq-server, no systemd).
+
+Everything lives under ``run_dir``: HOME (the Erlang cookie), the mnesia and log bases, the
+PID files, ``rabbitmq.conf`` (``loopback_users = none``, one listener on ``address``) and an
+empty enabled-plugins file. Its own epmd runs on a private port (started by us, so we know
+its PID); the node's AMQP and distribution ports are chosen free at start. Loopback only.
+
+    mq = RabbitMQ("/tmp/lf-mq")
+    mq.start()                 # rabbitmq-server -detached, wait until AMQP answers
+    mq.transport_url()         # rabbit://guest:guest@127.0.0.1:PORT/
+    mq.stop()                  # TERM the node and its epmd by their own PIDs, KILL on timeout
+
+From a shell: ``python -m lab.rabbitmq up|down|status RUN_DIR``.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from lab.http_backend import free_port, require_loopback
+
+SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+EPMD = "/usr/bin/epmd"
+
+
+class RabbitMQError(RuntimeError):
+    """The lab RabbitMQ could not start or stop."""
+
+
+def _alive(pid):
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _reap(pid):
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _stop_pid(pid, timeout):
+    """TERM ``pid``, wait up to ``timeout`` s, then KILL; True if it was running."""
+    if not _alive(pid):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        _reap(pid)
+        time.sleep(0.1)
+    if _alive(pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _alive(pid):
+            _reap(pid)
+            time.sleep(0.05)
+    _reap(pid)
+    return True
+
+
+class RabbitMQ:
+    """One private RabbitMQ node: ``start()``, ``stop()``, ``running()``, ``transport_url()``.
+
+    Attributes: ``run_dir``, ``address``, ``port`` (AMQP), ``dist_port``, ``epmd_port``,
+    ``nodename``, ``pid`` (the Erlang VM), ``epmd_pid``, ``user``/``password`` (guest/guest,
+    reachable on loopback only).
+    """
+
+    user = "guest"
+    password = "guest"
+
+    def __init__(self, run_dir, address="127.0.0.1", port=None):
+        self.run_dir = os.path.abspath(run_dir)
+        self.address = require_loopback(address)
+        self.port = port
+        self.dist_port = None
+        self.epmd_port = None
+        self.nodename = f"lf{os.getpid()}x{int(time.time() * 1000) % 100000}@localhost"
+        self.home = os.path.join(self.run_dir, "home")
+        self.pid_file = os.path.join(self.run_dir, "rabbit.pid")
+        self.log_dir = os.path.join(self.run_dir, "log")
+        self.state_file = os.path.join(self.run_dir, "state.json")
+        self.pid = None
+        self.epmd_pid = None
+        self.started_seconds = None
+        self._load()
+
+    # -- state on disk so `down` in another process finds the node -------------------------
+    def _load(self):
+        try:
+            with open(self.state_file) as handle:
+                state = json.load(handle)
+        except (OSError, ValueError):
+            return
+        for key in ("port", "dist_port", "epmd_port", "nodename", "pid", "epmd_pid"):
+            if state.get(key) is not None:
+                setattr(self, key, state[key])
+
+    def _save(self):
+        os.makedirs(self.run_dir, exist_ok=True)
+        with open(self.state_file, "w") as handle:
+            json.dump(self.info(), handle, indent=1)
+
+    def info(self):
+        return {"run_dir": self.run_dir, "address": self.address, "port": self.port,
+                "dist_port": self.dist_port, "epmd_port": self.epmd_port,
+                "nodename": self.nodename, "pid": self.pid, "epmd_pid": self.epmd_pid}
+
+    def env(self):
+        """Environment for rabbitmq-server and rabbitmqctl on this node."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
+        env.update({
+            "HOME": self.home,
+            "RABBITMQ_NODENAME": self.nodename,
+            "RABBITMQ_NODE_IP_ADDRESS": self.address,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_MNESIA_BASE": os.path.join(self.run_dir, "mnesia"),
+            "RABBITMQ_LOG_BASE": self.log_dir,
+            "RABBITMQ_PID_FILE": self.pid_file,
+            "RABBITMQ_CONFIG_FILE": os.path.join(self.run_dir, "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": os.path.join(self.run_dir, "advanced.config"),
+            "RABBITMQ_CONF_ENV_FILE": os.path.join(self.run_dir, "rabbitmq-env.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": os.path.join(self.run_dir, "enabled_plugins"),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "+S 1:1 +A 4",
+        })
+        return env
+
+    def transport_url(self, vhost="/"):
+        return f"rabbit://{self.user}:{self.password}@{self.address}:{self.port}{vhost}"
+
+    def running(self):
+        return _alive(self.pid)
+
+    def _amqp_ready(self):
+        """True once the node answers an AMQP protocol header with a Connection.Start."""
+        try:
+            with socket.create_connection((self.address, self.port), timeout=1) as sock:
+                sock.sendall(b"AMQP\x00\x00\x09\x01")
+                data = sock.recv(8)
+                return len(data) >= 7 and data[0] == 1  # frame type METHOD
+        except OSError:
+            return False
+
+    def _write_config(self):
+        for path in (self.run_dir, self.home, self.log_dir, os.path.join(self.run_dir, "mnesia")):
+            os.makedirs(path, exist_ok=True)
+        with open(os.path.join(self.run_dir, "rabbitmq.conf"), "w") as handle:
+            handle.write(f"loopback_users = none\n"
+                         f"listeners.tcp.1 = {self.address}:{self.port}\n"
+                         "log.console = false\nlog.file.level = warning\n")
+        with open(os.path.join(self.run_dir, "advanced.config"), "w") as handle:
+            handle.write("[].\n")
+        with open(os.path.join(self.run_dir, "enabled_plugins"), "w") as handle:
+            handle.write("[].\n")
+        open(os.path.join(self.run_dir, "rabbitmq-env.conf"), "a").close()
+
+    def start(self, timeout=90):
+        """Start the node (and its epmd) unless running; wait until AMQP answers."""
+        if self.running():
+            return self
+        started = time.monotonic()
+        if not self.port:
+            self.port = free_port(self.address)
+        self.dist_port = free_port("127.0.0.1")
+        self.epmd_port = free_port("127.0.0.1")
+        self._write_config()
+        for stale in (self.pid_file,):
+            if os.path.exists(stale):
+                os.unlink(stale)
+        env = self.env()
+        with open(os.path.join(self.run_dir, "epmd.log"), "ab") as log:
+            epmd = subprocess.Popen([EPMD, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
+                                    env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        self.epmd_pid = epmd.pid
+        self._save()
+        with open(os.path.join(self.run_dir, "server.out"), "ab") as log:
+            proc = subprocess.run([SERVER, "-detached"], env=env, cwd=self.run_dir, stdout=log,
+                                  stderr=log, stdin=subprocess.DEVNULL, check=False, timeout=60)
+        if proc.returncode != 0:
+            self.stop()
+            raise RabbitMQError(f"rabbitmq-server -detached exited {proc.returncode}; see "
+                                f"{self.run_dir}/server.out")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pid is None:
+                try:
+                    with open(self.pid_file) as handle:
+                        self.pid = int(handle.read().split()[0])
+                    self._save()
+                except (OSError, ValueError, IndexError):
+                    pass
+            if self.pid and not _alive(self.pid):
+                break
+            if self.pid and self._amqp_ready():
+                self.started_seconds = round(time.monotonic() - started, 2)
+                self._save()
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise RabbitMQError(f"RabbitMQ did not answer on {self.address}:{self.port} within "
+                            f"{timeout}s; see {self.log_dir}")
+
+    def stop(self, timeout=30):
+        """TERM the node by its PID (KILL after ``timeout``), then its epmd."""
+        if self.pid is None and os.path.exists(self.pid_file):
+            try:
+                with open(self.pid_file) as handle:
+                    self.pid = int(handle.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+        _stop_pid(self.pid, timeout)
+        _stop_pid(self.epmd_pid, 5)
+        self.pid = None
+        self.epmd_pid = None
+        if os.path.isdir(self.run_dir):
+            self._save()
+
+    def rss_kb(self):
+        """Resident memory of the node and its epmd, in KiB."""
+        total = 0
+        for pid in (self.pid, self.epmd_pid):
+            try:
+                with open(f"/proc/{pid}/status") as handle:
+                    for line in handle:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1])
+            except (OSError, TypeError):
+                pass
+        return total
+
+    def __repr__(self):
+        return f"RabbitMQ({self.run_dir!r}, {self.address}:{self.port}, pid={self.pid})"
+
+
+def main(argv=None):
+    import argparse  # pylint: disable=import-outside-toplevel
+
+    parser = argparse.ArgumentParser(prog="python -m lab.rabbitmq", description=__doc__.split("\n")[0])
+    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument("run_dir")
+    parser.add_argument("--address", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    mq = RabbitMQ(args.run_dir, address=args.address)
+    try:
+        if args.action == "up":
+            mq.start()
+        elif args.action == "down":
+            mq.stop()
+    except RabbitMQError as exc:
+        print(f"lab.rabbitmq: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({**mq.info(), "running": mq.running(),
+                      "transport_url": mq.transport_url()}, indent=1))
+    return 0 if args.action != "status" or mq.running() else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

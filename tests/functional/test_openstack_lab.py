@@ -1,0 +1,107 @@
+"""The lab's real OpenStack cloud (lab/openstack_cloud.py) at 2024.1, and the fake compute
+surviving a restart on the same host, also from the next release's venv (2025.1).
+
+The compute restart is what the data-plane upgrade depends on: nova-compute with
+``fake.FakeDriverWithoutFakeNodes`` keeps its node UUID in ``state_path/compute_id``, so a
+restarted (or upgraded) compute finds its own compute node record instead of making a
+duplicate hypervisor.
+"""
+import os
+
+import requests
+
+from lab.openstack_cloud import FRONTENDS, SERVICE_VERSION
+
+
+def test_cloud_is_up_at_2024_1_through_the_vip(openstack_cloud):
+    cloud = openstack_cloud
+    services = cloud.api("GET", "keystone", "/services")["services"]
+    assert {s["type"] for s in services} == {"identity", "compute", "placement", "image",
+                                            "network"}
+    endpoints = cloud.api("GET", "keystone", "/endpoints")["endpoints"]
+    assert len(endpoints) == 3 * len(FRONTENDS)
+    assert all(e["url"].startswith(f"http://{cloud.vip}:") for e in endpoints)
+
+    compute = cloud.api("GET", "nova", "/os-services")["services"]
+    assert sorted((s["binary"], s["host"], s["state"]) for s in compute) == [
+        ("nova-compute", "cmp01", "up"), ("nova-compute", "cmp02", "up"),
+        ("nova-conductor", "ctl01", "up"), ("nova-scheduler", "ctl01", "up")]
+    assert set(cloud.service_versions("nova-compute").values()) == {SERVICE_VERSION["2024.1"]}
+
+    hypervisors = cloud.hypervisors()
+    assert sorted(hypervisors) == ["cmp01", "cmp02"]
+    assert all(h["state"] == "up" and h["status"] == "enabled" for h in hypervisors.values())
+    assert cloud.resource_providers() == {name: h["id"] for name, h in hypervisors.items()}
+
+    servers = cloud.servers()
+    assert sorted((s["status"], s["host"]) for s in servers.values()) == [
+        ("ACTIVE", "cmp01"), ("ACTIVE", "cmp01"), ("ACTIVE", "cmp02")]
+    image = cloud.api("GET", "glance", f"/v2/images/{cloud.ids['image']}")
+    assert image["status"] == "active"
+    flavors = cloud.api("GET", "nova", "/flavors")["flavors"]
+    assert [f["name"] for f in flavors] == ["m1.lab"]
+    assert requests.get(cloud.frontend_url("neutron") + "/v2.0/ports",
+                        timeout=5).json() == {"ports": []}
+
+    # every process is one of ours, on its node's loopback address
+    for service in [*cloud.controller.values(), *cloud.computes.values()]:
+        assert service.running() and service.address.startswith("127.0.1.")
+    assert cloud.controller["nova-api"].address == "127.0.1.21"
+
+
+def _compute_id(cloud, host):
+    with open(os.path.join(cloud.computes[host].state_path, "compute_id")) as handle:
+        return handle.read().strip()
+
+
+def _restart_checks(cloud, host, before_hypervisors, before_servers):
+    """What a restarted compute must keep: its hypervisor, node UUID, provider, servers."""
+    hypervisors = cloud.wait_hypervisors([host])
+    assert hypervisors == before_hypervisors
+    assert _compute_id(cloud, host) == before_hypervisors[host]["id"]
+    rows = cloud.compute_nodes()
+    assert sorted((r["host"], r["uuid"], r["deleted"]) for r in rows) == sorted(
+        (name, h["id"], 0) for name, h in before_hypervisors.items())
+    assert cloud.resource_providers() == {n: h["id"] for n, h in before_hypervisors.items()}
+    assert cloud.servers() == before_servers
+    with open(cloud.computes[host].log_path, errors="replace") as handle:
+        log = handle.read()
+    assert "Duplicate compute node record" not in log
+    assert "No local node identity" not in log
+
+
+def test_fake_compute_survives_a_restart(openstack_cloud):
+    cloud = openstack_cloud
+    hypervisors, servers = cloud.hypervisors(), cloud.servers()
+    old_pid = cloud.computes["cmp01"].pid
+
+    cloud.restart_compute("cmp01")
+
+    assert cloud.computes["cmp01"].pid != old_pid
+    _restart_checks(cloud, "cmp01", hypervisors, servers)
+
+
+def test_fake_compute_survives_a_restart_from_the_next_release(openstack_cloud):
+    """Control plane first (nova 2024.1 -> 2025.1: DB syncs, api/conductor/scheduler from
+    the 2025.1 venv), then cmp01 stops and starts from the 2025.1 venv on the same host:
+    same hypervisor and node UUID, no duplicate, servers still there and ACTIVE, and it boots
+    a new server. cmp02 stays at 2024.1 (a 2025.1 control plane accepts it)."""
+    cloud = openstack_cloud
+    hypervisors, servers = cloud.hypervisors(), cloud.servers()
+
+    cloud.upgrade_nova_control("2025.1")
+    cloud.restart_compute("cmp01", release="2025.1")
+
+    compute = cloud.computes["cmp01"]
+    assert compute.release == "2025.1" and "/2025.1/" in compute.argv(
+        "/var/cache/leapfrog/openstack/2025.1")[0]
+    assert cloud.service_versions("nova-compute") == {
+        "cmp01": SERVICE_VERSION["2025.1"], "cmp02": SERVICE_VERSION["2024.1"]}
+    _restart_checks(cloud, "cmp01", hypervisors, servers)
+    on_cmp01 = sorted(s["name"] for s in servers.values() if s["host"] == "cmp01")
+    assert len(on_cmp01) == 2
+
+    new = cloud.create_server("after-upgrade", "cmp01")
+    assert cloud.servers()[new]["status"] == "ACTIVE"
+    assert cloud.servers()[new]["host"] == "cmp01"
+    cloud.api("DELETE", "nova", f"/servers/{new}")
