@@ -4,7 +4,6 @@ Brings up the lab cluster's parts on this machine (today: the salt-master cfg01 
 minions of every node), stops them by their PIDs, and shows what runs.
 """
 import argparse
-import json
 import os
 
 from lab import salt_cluster, topology

@@ -26,7 +26,8 @@ import socket
 import subprocess
 import time
 
-from lab.http_backend import free_port, require_loopback
+from lab.http_backend import require_loopback
+from lab.procs import free_port, pid_alive as _pid_alive
 
 HAPROXY = "/usr/sbin/haproxy"
 
@@ -38,16 +39,6 @@ DEFAULT_TIMEOUTS = {"connect": "2s", "client": "60s", "server": "60s", "queue": 
 def _split(address):
     host, _, port = str(address).rpartition(":")
     return require_loopback(host), int(port or 0)
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class HAProxy:

@@ -30,14 +30,9 @@ import threading
 import time
 import urllib.parse
 
+from lab.procs import free_port, pid_alive as _pid_alive  # noqa: F401 (free_port re-exported)
+
 MAX_SLOW = 120.0
-
-
-def free_port(host="127.0.0.1"):
-    """Return a TCP port free on ``host`` right now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def require_loopback(host):
@@ -129,16 +124,6 @@ def serve(name, addresses, pidfile=None, delay=0.0, verbose=False):
                 os.unlink(pidfile)
             except FileNotFoundError:
                 pass
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _accepts(host, port, timeout=0.2):

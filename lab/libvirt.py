@@ -19,10 +19,11 @@ virtlogd by their pid files.
 """
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
+
+from lab import procs
 
 BIND = {  # private dir (under RUN_DIR/libvirt) -> system path it replaces in the namespace
     "etc": "/etc/libvirt",
@@ -74,27 +75,8 @@ class Libvirt:
                 handle.write(text)
 
     # -- processes -----------------------------------------------------------------------
-    @staticmethod
-    def _read_pid(path):
-        try:
-            with open(path) as handle:
-                return int(handle.read().strip())
-        except (OSError, ValueError):
-            return None
-
-    @staticmethod
-    def _alive(pid):
-        if not pid:
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        try:  # a zombie counts as gone
-            with open(f"/proc/{pid}/stat") as handle:
-                return handle.read().split(") ", 1)[1][0] != "Z"
-        except OSError:
-            return False
+    _read_pid = staticmethod(procs.read_pid)
+    _alive = staticmethod(procs.pid_alive)
 
     def running(self):
         return self._alive(self._read_pid(self.libvirtd_pid))
@@ -184,15 +166,9 @@ libvirtd -d -f {self.dir}/etc/libvirtd.conf -p {self.libvirtd_pid}
             conn.close()
         return names
 
-    def _stop_pid(self, pid, timeout=15):
-        if not self._alive(pid):
-            return
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self._alive(pid):
-            time.sleep(0.1)
-        if self._alive(pid):
-            os.kill(pid, signal.SIGKILL)
+    @staticmethod
+    def _stop_pid(pid, timeout=15):
+        procs.stop_pid(pid, timeout)
 
     def down(self):
         """Remove every domain, then stop libvirtd and virtlogd by their pid files."""

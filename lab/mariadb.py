@@ -19,12 +19,13 @@ import os
 import secrets
 import shutil
 import signal
-import socket as _socket
 import subprocess
 import sys
 import time
 
 import pymysql
+
+from lab.procs import free_port, pid_alive as _pid_alive
 
 SERVER = shutil.which("mariadbd", path="/usr/sbin:/usr/bin:" + os.environ.get("PATH", "")) or "/usr/sbin/mariadbd"
 INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
@@ -33,28 +34,6 @@ UNIX_PATH_MAX = 107
 
 class MariaDBError(RuntimeError):
     """The lab MariaDB could not be installed, started or stopped."""
-
-
-def free_port(address="127.0.0.1"):
-    """Return a TCP port free on ``address`` right now."""
-    with _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM) as sock:
-        sock.bind((address, 0))
-        return sock.getsockname()[1]
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child counts as gone
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def _cmdline(pid):
