@@ -120,7 +120,17 @@ class NeutronStub:
             return False
 
     def running(self):
-        return self._proc is not None and self._proc.poll() is None
+        if self._proc is not None:
+            return self._proc.poll() is None
+        pid = self._pid_from_file()
+        return bool(pid) and os.path.exists(f"/proc/{pid}") and self.healthy()
+
+    def _pid_from_file(self):
+        try:
+            with open(self.pidfile) as handle:
+                return int(handle.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
 
     def start(self, timeout=15):
         if self.running():
@@ -146,7 +156,19 @@ class NeutronStub:
         raise RuntimeError(f"neutron stub not answering on {self.url}")
 
     def stop(self, timeout=5):
-        if self._proc is None:
+        if self._proc is None:  # started by another process: stop by the PID file's PID
+            pid = self._pid_from_file()
+            if pid and self.running():
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+                    try:
+                        os.waitpid(pid, os.WNOHANG)
+                    except ChildProcessError:
+                        pass
+                    time.sleep(0.05)
+            if os.path.exists(self.pidfile):
+                os.unlink(self.pidfile)
             return
         if self._proc.poll() is None:
             self._proc.terminate()
@@ -163,7 +185,8 @@ class NeutronStub:
     def rss_kb(self):
         from lab.openstack_service import rss_kb  # pylint: disable=import-outside-toplevel
 
-        return rss_kb(self.pid) if self.running() else 0
+        pid = self.pid or self._pid_from_file()
+        return rss_kb(pid) if pid and self.running() else 0
 
 
 def main(argv=None):

@@ -36,6 +36,9 @@ from lab.rabbitmq import RabbitMQ
 VIP = "127.0.1.100"
 REGION = "RegionOne"
 CONTROLLER = ("ctl01", "127.0.1.21")
+CONTROLLER_KINDS = ("keystone", "placement", "glance", "nova-api", "nova-conductor",
+                    "nova-scheduler")
+NOVA_CONTROL = ("nova-api", "nova-conductor", "nova-scheduler")
 # frontend name -> (service kind on the controller, keystone service type, name, URL path)
 FRONTENDS = {
     "keystone": ("keystone", "identity", "keystone", "/v3"),
@@ -66,11 +69,14 @@ class OpenStackCloud:
     """The composition; see the module docstring. ``timings`` records each phase in seconds."""
 
     def __init__(self, run_dir, release="2024.1", computes=2, mariadb=None, db_prefix="lfos",
-                 vip=VIP, controller=CONTROLLER, servers=3, log=None):
+                 vip=VIP, controllers=1, servers=3, log=None):
         self.run_dir = os.path.abspath(run_dir)
         self.release = str(release)
         self.vip = vip
-        self.controller_id, self.controller_address = controller
+        # ctl01 127.0.1.21, ctl02 127.0.1.22, ... (lab/topology.py's addresses)
+        self.controller_hosts = [(f"ctl{i:02d}", f"127.0.1.{20 + i}")
+                                 for i in range(1, int(controllers) + 1)]
+        self.controller_id, self.controller_address = self.controller_hosts[0]
         self.compute_hosts = [(f"cmp{i:02d}", f"127.0.1.{30 + i}") for i in range(1, computes + 1)]
         self.server_count = servers
         self._own_db = mariadb is None
@@ -81,7 +87,8 @@ class OpenStackCloud:
         self.neutron = None
         self.admin_password = secrets.token_urlsafe(16)
         self.passwords = {user: secrets.token_urlsafe(16) for user in SERVICE_USERS}
-        self.controller = {}     # kind -> OpenStackService
+        self.controllers = {}    # host -> {kind -> OpenStackService}
+        self.controller = {}     # the first controller's (ctl01) services by kind
         self.computes = {}       # host -> OpenStackService
         self.timings = {}
         self.ids = {}            # image, flavor, servers
@@ -126,6 +133,7 @@ class OpenStackCloud:
             "auth_url": self.auth_url,
             "region": REGION,
             "passwords": dict(self.passwords),
+            "image_dir": os.path.join(self.run_dir, "images"),
         }
 
     def write_rc(self, path):
@@ -196,7 +204,75 @@ class OpenStackCloud:
         finally:
             pool.shutdown(wait=True)
         self._phase("total", overall)
+        self.save()
         return self
+
+    # -- another process (``lab down``) finds the running cloud ----------------------------
+    @property
+    def state_file(self):
+        return os.path.join(self.run_dir, "cloud.json")
+
+    def save(self):
+        """Write ``run_dir/cloud.json`` (0600: it holds the passwords)."""
+        state = {
+            "release": self.release, "vip": self.vip, "controllers": len(self.controller_hosts),
+            "computes": len(self.compute_hosts), "db_prefix": self.db_prefix,
+            "own_db": self._own_db, "admin_password": self.admin_password,
+            "passwords": self.passwords, "ids": self.ids,
+            "compute_releases": {h: s.release for h, s in self.computes.items()},
+            "controller_releases": {h: {k: s.release for k, s in svc.items()}
+                                    for h, svc in self.controllers.items()},
+            "frontends": self.haproxy.frontends if self.haproxy else {},
+            "neutron_port": self.neutron.port if self.neutron else None,
+        }
+        fd = os.open(self.state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(state, handle, indent=1)
+
+    @classmethod
+    def attach(cls, run_dir, mariadb=None, log=None):
+        """The cloud a previous ``start()`` left running in ``run_dir`` (for status/stop from
+        another process). A shared MariaDB must be passed again to drop the databases."""
+        with open(os.path.join(run_dir, "cloud.json")) as handle:
+            state = json.load(handle)
+        cloud = cls(run_dir, release=state["release"], computes=state["computes"],
+                    controllers=state["controllers"], mariadb=mariadb,
+                    db_prefix=state["db_prefix"], vip=state["vip"], log=log)
+        cloud._own_db = state["own_db"]
+        cloud.admin_password = state["admin_password"]
+        cloud.passwords = state["passwords"]
+        cloud.ids = state["ids"]
+        if cloud._own_db:
+            from lab.mariadb import MariaDB  # pylint: disable=import-outside-toplevel
+
+            cloud.mariadb = MariaDB(os.path.join(cloud.run_dir, "db"))
+        cloud.rabbitmq = RabbitMQ(os.path.join(cloud.run_dir, "mq"))
+        cloud.neutron = NeutronStub(os.path.join(cloud.run_dir, "neutron"),
+                                    cloud.controller_address, port=state["neutron_port"])
+        cloud.haproxy = HAProxy(os.path.join(cloud.run_dir, "hx"), state["frontends"])
+        for host, address in cloud.controller_hosts:
+            cloud.controllers[host] = {
+                kind: cloud._service(kind, host, address,
+                                     release=state["controller_releases"][host][kind])
+                for kind in CONTROLLER_KINDS}
+        cloud.controller = cloud.controllers[cloud.controller_id]
+        for host, address in cloud.compute_hosts:
+            cloud.computes[host] = cloud._service("nova-compute", host, address,
+                                                  release=state["compute_releases"][host])
+        settings = cloud.settings() if cloud.mariadb is not None else None
+        for service in cloud.services():
+            service.settings = settings
+        return cloud
+
+    def status(self):
+        """``{"host/kind": {"release", "running", "healthy", "pid"}}`` plus the infrastructure."""
+        out = {f"{s.host}/{s.kind}": {"release": s.release, "running": s.running(),
+                                      "healthy": s.healthy(), "pid": s.pid}
+               for s in self.services()}
+        out["rabbitmq"] = {"running": bool(self.rabbitmq and self.rabbitmq.running())}
+        out["haproxy"] = {"running": bool(self.haproxy and self.haproxy.running())}
+        out["neutron-stub"] = {"running": bool(self.neutron and self.neutron.running())}
+        return out
 
     def _start(self, pool):
         started = time.monotonic()
@@ -209,10 +285,10 @@ class OpenStackCloud:
             self.mariadb.start()
         self._create_databases()
         # ports are known now: the neutron stand-in and haproxy can start before the APIs
-        for kind in ("keystone", "placement", "glance", "nova-api", "nova-conductor",
-                     "nova-scheduler"):
-            self.controller[kind] = self._service(kind, self.controller_id,
-                                                  self.controller_address)
+        for host, address in self.controller_hosts:
+            self.controllers[host] = {kind: self._service(kind, host, address)
+                                      for kind in CONTROLLER_KINDS}
+        self.controller = self.controllers[self.controller_id]
         for host, address in self.compute_hosts:
             self.computes[host] = self._service("nova-compute", host, address)
         self.neutron = NeutronStub(os.path.join(self.run_dir, "neutron"),
@@ -220,15 +296,18 @@ class OpenStackCloud:
         self.neutron.start()
         frontends = {}
         for name, (kind, *_rest) in FRONTENDS.items():
-            port = self.controller[kind].port if kind else self.neutron.port
-            frontends[name] = {"bind": f"{self.vip}:0",
-                               "servers": {self.controller_id: f"{self.controller_address}:{port}"}}
+            if kind:
+                servers = {host: f"{svc[kind].address}:{svc[kind].port}"
+                           for host, svc in self.controllers.items()}
+            else:
+                servers = {self.controller_id: f"{self.controller_address}:{self.neutron.port}"}
+            frontends[name] = {"bind": f"{self.vip}:0", "servers": servers}
         self.haproxy = HAProxy(os.path.join(self.run_dir, "hx"), frontends)
         self.haproxy.start()
         rabbit.result()
         self._phase("infrastructure", started)
         settings = self.settings()
-        for service in [*self.controller.values(), *self.computes.values()]:
+        for service in self.services():
             service.settings = settings
 
         started = time.monotonic()
@@ -240,12 +319,13 @@ class OpenStackCloud:
         others.result()
         self._phase("keystone+placement+glance synced, registered", started)
         # placement and glance start while nova's schema is still being created
-        apis = [self.controller[k] for k in ("placement", "glance")]
+        self._start_other_keystones()
+        apis = [svc[k] for svc in self.controllers.values() for k in ("placement", "glance")]
         for service in apis:
             service.start(wait=False)
         nova_db.result()
         self._phase("databases synced", started)
-        nova = [self.controller[k] for k in ("nova-api", "nova-conductor", "nova-scheduler")]
+        nova = [svc[k] for svc in self.controllers.values() for k in NOVA_CONTROL]
         for service in nova:
             service.start(wait=False)
         for service in apis + nova:
@@ -267,6 +347,26 @@ class OpenStackCloud:
         started = time.monotonic()
         self._seed()
         self._phase("image, flavor, servers ACTIVE", started)
+
+    def services(self):
+        """Every OpenStack service of the cloud (controllers', then computes')."""
+        return [*(s for svc in self.controllers.values() for s in svc.values()),
+                *self.computes.values()]
+
+    def _start_other_keystones(self):
+        """ctl02.. serve keystone with ctl01's fernet and credential keys (one keystone)."""
+        first = self.controller["keystone"]
+        others = [svc["keystone"] for host, svc in self.controllers.items()
+                  if host != self.controller_id]
+        for keystone in others:
+            keystone.write_config()
+            for sub in ("fernet-keys", "credential-keys"):
+                target = os.path.join(keystone.run_dir, sub)
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(os.path.join(first.run_dir, sub), target)
+            keystone.start(wait=False)
+        for keystone in others:
+            keystone.wait_healthy()
 
     def _create_databases(self):
         with self.mariadb.connect() as conn, conn.cursor() as cur:
@@ -486,13 +586,14 @@ class OpenStackCloud:
         self.wait_computes_up([host], version=SERVICE_VERSION.get(service.release),
                               since=since, timeout=timeout)
         self._phase(f"restart {host} at {service.release}", started)
+        self.save()
         return service
 
     def upgrade_nova_control(self, release):
         """Stop nova-api/conductor/scheduler, run ``release``'s nova DB syncs (api_db sync,
         db sync, online data migrations) and start them from ``release``'s venv."""
         started = time.monotonic()
-        nova = [self.controller[k] for k in ("nova-api", "nova-conductor", "nova-scheduler")]
+        nova = [svc[k] for svc in self.controllers.values() for k in NOVA_CONTROL]
         for service in nova:
             service.stop()
         conductor = self.controller["nova-conductor"]
@@ -507,11 +608,11 @@ class OpenStackCloud:
         conductor.manage("db", "online_data_migrations", ok=(0, 1))
         self.wait_url(self.frontend_url("nova"), 60)
         self._phase(f"nova control plane to {release}", started)
+        self.save()
 
     def rss_kb(self):
         """Resident memory per process group (KiB) and the total."""
-        parts = {f"{s.host}/{s.kind}": _rss_of(s)
-                 for s in [*self.controller.values(), *self.computes.values()]}
+        parts = {f"{s.host}/{s.kind}": _rss_of(s) for s in self.services()}
         parts["rabbitmq"] = _rss_of(self.rabbitmq) if self.rabbitmq else 0
         parts["neutron-stub"] = _rss_of(self.neutron) if self.neutron else 0
         if self.haproxy and self.haproxy.pid:
@@ -528,7 +629,8 @@ class OpenStackCloud:
     def describe(self):
         return {
             "release": self.release, "vip": self.vip, "auth_url": self.auth_url,
-            "controller": {k: s.info() for k, s in self.controller.items()},
+            "controllers": {host: {k: s.info() for k, s in svc.items()}
+                            for host, svc in self.controllers.items()},
             "computes": {h: s.info() for h, s in self.computes.items()},
             "rabbitmq": self.rabbitmq.info() if self.rabbitmq else None,
             "haproxy": self.haproxy.describe() if self.haproxy else None,
@@ -540,9 +642,9 @@ class OpenStackCloud:
         """Stop everything this cloud started, by PID (computes first); drop its databases
         (a shared MariaDB) or stop its own MariaDB; remove ``run_dir`` if ``remove``."""
         errors = []
-        services = [*self.computes.values(), *[self.controller[k] for k in (
-            "nova-scheduler", "nova-conductor", "nova-api", "glance", "placement", "keystone")
-            if k in self.controller]]
+        services = [*self.computes.values(),
+                    *(svc[k] for svc in self.controllers.values() for k in reversed(CONTROLLER_KINDS)
+                      if k in svc)]
         # TERM them all at once, then collect: a stop costs at most one timeout overall
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
             for future in [pool.submit(s.stop) for s in services]:
@@ -571,31 +673,47 @@ class OpenStackCloud:
 
 
 def main(argv=None):
-    """``python -m lab.openstack_cloud up RUN_DIR`` starts a cloud, prints it, and stops it
-    on Ctrl-C (a demo and a timing tool)."""
+    """``python -m lab.openstack_cloud up|down|status RUN_DIR``: ``up`` starts a cloud with
+    its own MariaDB, prints it and returns (the services keep running); ``down`` stops
+    everything it started, by PID, and removes RUN_DIR; ``status`` prints each service."""
     import argparse  # pylint: disable=import-outside-toplevel
     import sys  # pylint: disable=import-outside-toplevel
 
     parser = argparse.ArgumentParser(prog="python -m lab.openstack_cloud")
+    parser.add_argument("action", choices=("up", "down", "status"))
     parser.add_argument("run_dir")
     parser.add_argument("--release", default="2024.1")
+    parser.add_argument("--controllers", type=int, default=1)
     parser.add_argument("--computes", type=int, default=2)
-    parser.add_argument("--rc", help="write an openrc file here")
+    parser.add_argument("--rc", help="write an openrc file here (up)")
     args = parser.parse_args(argv)
-    cloud = OpenStackCloud(args.run_dir, release=args.release, computes=args.computes,
-                           log=lambda line: print(line, file=sys.stderr, flush=True))
-    cloud.start()
-    if args.rc:
-        cloud.write_rc(args.rc)
-    print(json.dumps({**cloud.describe(), "rss_kb": cloud.rss_kb()}, indent=1), flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
+
+    def log(line):
+        print(line, file=sys.stderr, flush=True)
+
+    state = os.path.join(args.run_dir, "cloud.json")
+    if args.action == "up":
+        if os.path.exists(state):
+            print(json.dumps(OpenStackCloud.attach(args.run_dir).status(), indent=1))
+            return 0
+        cloud = OpenStackCloud(args.run_dir, release=args.release, computes=args.computes,
+                               controllers=args.controllers, log=log)
+        cloud.start()
+        if args.rc:
+            cloud.write_rc(args.rc)
+        print(json.dumps({**cloud.describe(), "rss_kb": cloud.rss_kb()}, indent=1))
+        return 0
+    if not os.path.exists(state):
+        print(f"no cloud in {args.run_dir}", file=sys.stderr)
+        return 3
+    cloud = OpenStackCloud.attach(args.run_dir, log=log)
+    if args.action == "down":
         cloud.stop()
+        return 0
+    status = cloud.status()
+    print(json.dumps(status, indent=1))
+    return 0 if all(v.get("running") for v in status.values()) else 3
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -206,6 +206,8 @@ def render_config(kind, settings, node_address, host, run_dir, release):
             "fernet_receipts": {"key_repository": os.path.join(run_dir, "fernet-keys")},
             "credential": {"key_repository": os.path.join(run_dir, "credential-keys")},
             "cache": {"enabled": False},
+            # bcrypt's minimum cost: every token issue verifies a password (lab only)
+            "identity": {"password_hash_rounds": 4},
         }
         return {"keystone.conf": _ini(conf)}
     if kind == "placement":
@@ -217,7 +219,8 @@ def render_config(kind, settings, node_address, host, run_dir, release):
         }
         return {"placement.conf": _ini(conf)}
     if kind == "glance":
-        store = os.path.join(run_dir, "images")
+        # one store for every glance of the cloud (a shared filesystem, as in production)
+        store = settings.get("image_dir") or os.path.join(run_dir, "images")
         conf = {
             "DEFAULT": dict(log, enabled_backends="fs:file", workers=1,
                             bind_host=node_address),
@@ -240,8 +243,8 @@ def render_config(kind, settings, node_address, host, run_dir, release):
                         transport_url=settings["transport_url"],
                         compute_driver=COMPUTE_DRIVER, osapi_compute_workers=1,
                         metadata_workers=1, osapi_compute_listen=node_address,
-                        # computes report every 10 s and count as down after 60 s
-                        report_interval=10, service_down_time=60,
+                        # services report every 5 s and count as down after 60 s
+                        report_interval=5, service_down_time=60,
                         heal_instance_info_cache_interval=-1,
                         graceful_shutdown_timeout=5),
         "oslo_concurrency": {"lock_path": os.path.join(run_dir, "lock")},
@@ -358,6 +361,8 @@ class OpenStackService:
                     "fernet-keys", "credential-keys"):
             os.makedirs(os.path.join(self.run_dir, sub), exist_ok=True)
         os.chmod(self.run_dir, 0o700)
+        if self.kind == "glance" and self.settings.get("image_dir"):
+            os.makedirs(self.settings["image_dir"], exist_ok=True)
         files = render_config(self.kind, self.settings, self.address, self.host, self.run_dir,
                               self.release)
         for name, text in files.items():

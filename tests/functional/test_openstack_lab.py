@@ -10,7 +10,7 @@ import os
 
 import requests
 
-from lab.openstack_cloud import FRONTENDS, SERVICE_VERSION
+from lab.openstack_cloud import FRONTENDS, SERVICE_VERSION, OpenStackCloud
 
 
 def test_cloud_is_up_at_2024_1_through_the_vip(openstack_cloud):
@@ -47,6 +47,15 @@ def test_cloud_is_up_at_2024_1_through_the_vip(openstack_cloud):
     for service in [*cloud.controller.values(), *cloud.computes.values()]:
         assert service.running() and service.address.startswith("127.0.1.")
     assert cloud.controller["nova-api"].address == "127.0.1.21"
+    assert len(os.listdir(os.path.join(cloud.run_dir, "images"))) == 1  # glance's file store
+
+    # another process (``lab status``/``down``) finds the same cloud from its run_dir
+    attached = OpenStackCloud.attach(cloud.run_dir, mariadb=cloud.mariadb)
+    status = attached.status()
+    assert all(part["running"] for part in status.values()), status
+    assert {k: v["pid"] for k, v in status.items() if "pid" in v} == {
+        f"{s.host}/{s.kind}": s.pid for s in cloud.services()}
+    assert oct(os.stat(attached.state_file).st_mode & 0o777) == "0o600"
 
 
 def _compute_id(cloud, host):
