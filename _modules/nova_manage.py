@@ -878,7 +878,7 @@ def _discover(nova, conn, cell=None, by_service=False, via="auto"):
     result = _run(nova, conn, args)
     hosts = _HOST_MAPPED.findall(result["stdout"])
     return {"step": "discover_hosts", "hosts": hosts, "changed": bool(hosts),
-            "seconds": result["seconds"]}
+            "output": result["stdout"].strip().splitlines(), "seconds": result["seconds"]}
 
 
 def map_instances(cell="cell1", release=None, max_count=None, max_batches=1000, **kwargs):
@@ -1107,7 +1107,10 @@ def parse_upgrade_check(text):
             continue
         more = _CHECK_MORE.match(line)
         if more and field == "details" and more.group(1):
-            current["details"] = (current["details"] + " " + more.group(1)).strip()
+            # PrettyTable wraps long words (URLs) too: no space where a word was cut
+            text, cont = current["details"], more.group(1)
+            glue = "" if text.endswith(("-", "/")) or cont.startswith((".", "/")) else " "
+            current["details"] = (text + glue + cont).strip()
     for check in checks:
         check["details"] = check["details"] or None
     return checks

@@ -34,9 +34,9 @@ def seed(db, instances=20):
         service_id = cur.lastrowid
         cur.execute("INSERT INTO compute_nodes (created_at, service_id, host, vcpus, memory_mb, "
                     "local_gb, vcpus_used, memory_mb_used, local_gb_used, hypervisor_type, "
-                    "hypervisor_version, cpu_info, hypervisor_hostname, deleted, uuid) VALUES "
+                    "hypervisor_version, cpu_info, hypervisor_hostname, deleted, mapped, uuid) VALUES "
                     "(NOW(), %s, 'cmp01', 8, 16384, 100, 0, 512, 0, 'fake', 1, '{}', 'cmp01', 0, "
-                    "%s)", (service_id, str(uuid.uuid4())))
+                    "0, %s)", (service_id, str(uuid.uuid4())))
         for index in range(instances):
             instance = str(uuid.uuid4())
             cur.execute("INSERT INTO instances (created_at, uuid, host, node, project_id, "

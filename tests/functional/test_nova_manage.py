@@ -35,9 +35,9 @@ def seed(db):
         service_id = cur.lastrowid
         cur.execute("INSERT INTO compute_nodes (created_at, service_id, host, vcpus, memory_mb, "
                     "local_gb, vcpus_used, memory_mb_used, local_gb_used, hypervisor_type, "
-                    "hypervisor_version, cpu_info, hypervisor_hostname, deleted, uuid, "
+                    "hypervisor_version, cpu_info, hypervisor_hostname, deleted, mapped, uuid, "
                     "cpu_allocation_ratio, ram_allocation_ratio, disk_allocation_ratio) VALUES "
-                    "(NOW(), %s, 'cmp01', 8, 16384, 100, 0, 512, 0, 'fake', 1, '{}', 'cmp01', 0, "
+                    "(NOW(), %s, 'cmp01', 8, 16384, 100, 0, 512, 0, 'fake', 1, '{}', 'cmp01', 0, 0, "
                     "%s, NULL, NULL, NULL)", (service_id, str(uuid.uuid4())))
         for index, instance in enumerate(uuids):
             cur.execute("INSERT INTO instances (created_at, uuid, host, node, project_id, "
@@ -283,3 +283,35 @@ def test_binary_path_instead_of_venv(env):
     binary = os.path.join(env["venvs"]["2025.1"], "bin", "nova-manage")
     assert fn(env, "revisions")(binary=binary)[-1] == MAIN_2025_1
     assert fn(env, "versions")(binary=binary)["release"] == "2025.1"
+
+
+def test_upgrade_check_parsed_per_check(env, upgrade):
+    """nova-status of 2026.1 on the upgraded DB: every check parsed. The seeded 2024.1
+    compute (service version 66) is older than 2026.1's minimum (Epoxy, 68): a Failure the
+    pre-checks must surface; placement is not running here: a Failure too."""
+    try:
+        ret = fn(env, "upgrade_check")(release="2026.1")
+    except Exception as exc:  # exit 255: one summary line, then the traceback's tail
+        text = str(exc)
+        assert text.startswith("nova-status upgrade check crashed (exit 255): ")
+        assert env["db"].server.root_password not in text
+        pytest.skip(f"nova-status crashed here: {text.splitlines()[0]}")
+    names = {c["name"]: c for c in ret["checks"]}
+    print(f"\n[nova_manage] upgrade check: {ret['result']} {[(c['name'], c['result']) for c in ret['checks']]}")
+    print(f"[nova_manage] details: {[(c['name'], c['details']) for c in ret['checks'] if c['result'] != 'Success']}")
+    assert names["Older than N-1 computes"]["result"] == "Failure"
+    assert names["Placement API"]["result"] == "Failure"
+    assert "Older than N-1 computes" in ret["failed"]
+    assert ret["code"] == 2 and ret["result"] == "Failure"
+    assert all(c["details"] for c in ret["checks"] if c["result"] == "Failure")
+    assert all(c["result"] in ("Success", "Warning", "Failure") for c in ret["checks"])
+    assert "older than Epoxy" in names["Older than N-1 computes"]["details"]
+    assert "is 66 and the oldest supported service level is 68" in names["Older than N-1 computes"]["details"]
+
+
+def test_discover_hosts_maps_the_seeded_compute(env, upgrade):
+    ret = fn(env, "discover_hosts")(release="2026.1", cell="cell1")
+    assert ret["hosts"] == ["cmp01"] and ret["changed"] is True, ret
+    with env["db"].connect("api") as conn, conn.cursor() as cur:
+        cur.execute("SELECT host FROM host_mappings")
+        assert [r[0] for r in cur.fetchall()] == ["cmp01"]

@@ -528,3 +528,15 @@ def test_upgrade_check_crash_raises_with_traceback_tail(fake):
     assert first == ("nova-status upgrade check crashed (exit 255): keystoneauth1.exceptions."
                      "discovery.DiscoveryFailure: Could not find versioned identity endpoints")
     assert rest[0] == "Traceback (most recent call last):"
+
+
+def test_parse_upgrade_check_joins_wrapped_urls():
+    text = ("| Check: hw_machine_type unset             |\n"
+            "| Result: Warning                           |\n"
+            "| Details: see https://docs.openstack.org/n |\n"
+            "|   ova/latest/admin/hw-machine-            |\n"
+            "|   type.html and https://docs              |\n"
+            "|   .openstack.org/x                        |\n")
+    assert nova_manage.parse_upgrade_check(text)[0]["details"] == (
+        "see https://docs.openstack.org/n ova/latest/admin/hw-machine-type.html and "
+        "https://docs.openstack.org/x")
