@@ -6,12 +6,19 @@ and validates it. A failure sets ``__context__["retcode"] = 1`` so ``salt-run`` 
 non-zero and an orchestration stops at that step.
 """
 import logging
+import os
+import sys
 
 import salt.client
+import salt.utils.event
 import salt.utils.minions
 
 import leapfrog_cluster
 import leapfrog_errors
+import leapfrog_fault
+import leapfrog_journal
+import leapfrog_plan
+import leapfrog_rebuild
 import leapfrog_schema
 
 log = logging.getLogger(__name__)
@@ -32,6 +39,398 @@ def _fail(result):
 
 def _load(cluster, pillar):
     return leapfrog_cluster.load(__opts__, cluster, pillar)
+
+
+# ------------------------------------------------------------------ runner core: journal,
+# lock, events, approval, plan. The journal lives under the master's cachedir
+# (leapfrog/<cluster>/<run>/journal.json), the lock beside it (leapfrog/<cluster>/lock.json).
+def _journal_root():
+    return os.path.join(__opts__["cachedir"], "leapfrog")
+
+
+def _fire(tag, data):
+    """Send ``data`` on the master's event bus under ``tag`` (never secrets)."""
+    with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"],
+                                           listen=False) as event:
+        event.fire_event(data, tag)
+
+
+def _say(line):
+    """A progress line: a ``progress`` event of this runner job (salt-run prints it), and
+    stderr when nothing prints it (runner called from an orchestration)."""
+    event = globals().get("__jid_event__")
+    printed = False
+    if event is not None:
+        try:
+            event.fire_event({"message": line}, "progress")
+            printed = getattr(event, "print_func", None) is not None
+        except (ReferenceError, Exception):  # pylint: disable=broad-except
+            printed = False
+    if not printed:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def _tracker(cluster, run, pillar, test=False, new_run=False):
+    """Load the cluster and build the run's Tracker; returns (name, config, tracker)."""
+    name, config = _load(cluster, pillar)
+    if not run:
+        if not new_run:
+            raise leapfrog_errors.LeapfrogError("name the run: run=<id> (leapfrog.begin "
+                                                "or leapfrog.run_id gives one)")
+        run = leapfrog_journal.new_run_id()
+    stale = (config.get("lock") or {}).get("stale_after", leapfrog_journal.DEFAULT_STALE_AFTER)
+    tracker = leapfrog_journal.Tracker(
+        _journal_root(), name, run, fire=_fire, say=_say, test=bool(test),
+        faults=leapfrog_fault.Faults.from_config(config), stale_after=stale)
+    return name, config, tracker
+
+
+def _step_fail(cluster, run, step, exc):
+    out = {"cluster": cluster, "run": run, "error": str(exc)}
+    if step:
+        out["step"] = step
+    if isinstance(exc, leapfrog_journal.LockBusy):
+        out["running"] = exc.holder.get("run")
+    return _fail(out)
+
+
+def run_id(cluster=None, run=None):
+    """
+    Return ``run`` when given, else a new run id (``YYYYmmdd-HHMMSS-xxxx``, UTC). An
+    orchestration calls it while rendering so all its steps share one id.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.run_id
+    """
+    if run:
+        return leapfrog_journal.check_name("run", str(run))
+    return leapfrog_journal.new_run_id()
+
+
+def begin(cluster=None, run=None, steps=None, orch=None, pillar=None, test=False):
+    """
+    Open a run on a cluster: take the cluster's lock (one run at a time; a second run is
+    refused with the running one's id; a lock whose process is gone or whose heartbeat is
+    older than ``lock:stale_after`` seconds is taken over) and create its journal, or
+    resume it when ``run`` names an earlier run (done steps are not repeated).
+    ``steps`` lists the run's step names (shown as pending by ``leapfrog.status``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.begin cluster=prod1 run=20261122-004100-ab12 steps='[one, two]'
+    """
+    try:
+        name, _, tracker = _tracker(cluster, run, pillar, test, new_run=True)
+        if test:
+            data = tracker.journal.read() or {"steps": []}
+            done = {s["name"] for s in data["steps"] if s["status"] in ("done", "skipped")}
+            lines = [f"run {tracker.run_id} on {name} (test: nothing changes)"] + [
+                f"  {s}: {'done, not repeated' if s in done else 'would run'}"
+                for s in (steps or [])]
+            return {"cluster": name, "run": tracker.run_id, "test": True,
+                    "text": "\n".join(lines)}
+        data = tracker.begin(steps or [], meta={"orch": orch} if orch else None)
+    except leapfrog_errors.LeapfrogError as exc:
+        return _step_fail(cluster, run, None, exc)
+    return {"cluster": name, "run": tracker.run_id, "status": data["status"],
+            "attempt": len(data["attempts"]),
+            "done": [s["name"] for s in data["steps"] if s["status"] == "done"]}
+
+
+def _call_runner(fun, args=None, kwargs=None):
+    """Run another runner function in this process; raise with its output on failure."""
+    import salt.runner  # pylint: disable=import-outside-toplevel
+
+    with salt.runner.RunnerClient(__opts__) as client:
+        out = client.cmd(fun, arg=list(args or []), kwarg=dict(kwargs or {}),
+                         print_event=False, full_return=True)
+    ret = out.get("return") if isinstance(out, dict) else out
+    failed = not out.get("success", True) or out.get("retcode") or (
+        isinstance(ret, dict) and ret.get("retcode")) or (
+        isinstance(ret, str) and ret.startswith(("Exception occurred", "\nPassed invalid")))
+    if failed:
+        raise leapfrog_errors.LeapfrogError(
+            f"{fun} failed: {leapfrog_journal.summarize(ret, 400)}")
+    return ret
+
+
+def step(cluster=None, run=None, step=None, function=None, function_args=None,
+         function_kwargs=None, pillar=None, test=False):
+    """
+    Run the runner function ``function`` (with ``function_args``/``function_kwargs``; not
+    ``arg``/``kwarg``, which ``salt.runner`` states keep for themselves) as step ``step``,
+    once per run: a step done in an earlier attempt of the run returns its recorded result
+    without running again. Records start/end/result in the journal, fires
+    ``leapfrog/<cluster>/<run>/<step>/<status>`` events and progress lines; a failure
+    marks the run failed, releases the lock and sets retcode 1. The test-only fault switch
+    (``testing:fail_at``/``stall_at``) acts at the step's boundaries. ``test=True`` only
+    says what would run.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.step cluster=prod1 run=20261122-004100-ab12 step=inventory function=leapfrog.inventory function_kwargs='{cluster: prod1}'
+    """
+    try:
+        name, _, tracker = _tracker(cluster, run, pillar, test)
+        if not step or not function:
+            raise leapfrog_errors.LeapfrogError("step= and function= are required")
+        result, ran = tracker.run(
+            step, lambda: _call_runner(function, function_args, function_kwargs),
+            describe=function)
+    except leapfrog_errors.LeapfrogError as exc:
+        return _step_fail(cluster, run, step, exc)
+    return {"cluster": name, "run": tracker.run_id, "step": step, "ran": ran,
+            "result": result}
+
+
+def finish(cluster=None, run=None, pillar=None, test=False):
+    """
+    Close a run: refused while a step is failed or running; steps never run are marked
+    skipped; the journal says done, a ``leapfrog/<cluster>/<run>/run/done`` event is fired
+    and the cluster's lock is released.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.finish cluster=prod1 run=20261122-004100-ab12
+    """
+    try:
+        name, _, tracker = _tracker(cluster, run, pillar, test)
+        data = tracker.journal.read()
+        if not data:
+            raise leapfrog_errors.LeapfrogError(f"run {run} of {name} has no journal")
+        open_steps = [s["name"] for s in data["steps"] if s["status"] in ("failed", "running")]
+        if open_steps:
+            raise leapfrog_errors.LeapfrogError(
+                f"run {run} cannot finish: step(s) {', '.join(open_steps)} not done")
+        if test:
+            return {"cluster": name, "run": run, "test": True, "would": "finish the run"}
+        with tracker.journal.edit() as edit:
+            for record in edit["steps"]:
+                if record["status"] == "pending":
+                    record.update(status="skipped", summary="not run by this orchestration")
+        data = tracker.end("done")
+    except leapfrog_errors.LeapfrogError as exc:
+        return _step_fail(cluster, run, None, exc)
+    return {"cluster": name, "run": run, "status": data["status"],
+            "steps": {s["name"]: s["status"] for s in data["steps"]}}
+
+
+def _user():
+    return globals().get("__user__") or os.environ.get("SUDO_USER") or \
+        os.environ.get("USER") or "unknown"
+
+
+def wait_approval(cluster=None, run=None, step="approve_gate", expiry=None, pillar=None,
+                  test=False):
+    """
+    Wait (as step ``step`` of the run) until ``salt-run leapfrog.approve`` approves it:
+    the approval arrives as the event ``leapfrog/<cluster>/<run>/approve`` and is recorded
+    in the journal, so a resumed run does not wait again. After ``expiry`` seconds
+    (default: pillar ``approval:expiry``, 7200) the step fails with retcode 1 and nothing
+    after it runs.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.wait_approval cluster=prod1 run=20261122-004100-ab12 step=approve_canary expiry=600
+    """
+    try:
+        name, config, tracker = _tracker(cluster, run, pillar, test)
+        seconds = float(expiry if expiry is not None else config["approval"]["expiry"])
+        tag = tracker.tag("approve")
+        event = None
+        if not test:
+            event = salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"],
+                                                      listen=True)
+
+        def next_event(timeout):
+            found = event.get_event(wait=timeout, tag=tag, full=True)
+            if found and found.get("tag") == tag:
+                return found.get("data") or {}
+            return None
+
+        def work():
+            tracker.say(f"step {step}: waiting for approval (expires in {seconds:g} s): "
+                        f"salt-run leapfrog.approve cluster={name} run={tracker.run_id}")
+            approval = leapfrog_journal.wait_approval(
+                tracker.journal, step, seconds, next_event,
+                heartbeat=lambda: tracker.lock.heartbeat(tracker.run_id))
+            return {"summary": f"approved by {approval['by']} at {approval['at']}",
+                    "approval": approval}
+
+        try:
+            result, ran = tracker.run(step, work, describe=f"approval, expiry {seconds:g} s",
+                                      kind="approval")
+        finally:
+            if event is not None:
+                event.destroy()
+    except leapfrog_errors.LeapfrogError as exc:
+        return _step_fail(cluster, run, step, exc)
+    return {"cluster": name, "run": tracker.run_id, "step": step, "ran": ran,
+            "result": result}
+
+
+def approve(cluster=None, run=None, step=None):
+    """
+    Approve the step a run waits on (or ``step``, ahead of time): recorded in the run's
+    journal, then announced with the event ``leapfrog/<cluster>/<run>/approve``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.approve cluster=prod1 run=20261122-004100-ab12
+    """
+    try:
+        name, _ = _load(cluster, None)
+        journal = leapfrog_journal.Journal(_journal_root(), name, str(run or ""))
+        data = journal.read()
+        if not data:
+            raise leapfrog_errors.LeapfrogError(f"cluster {name} has no run {run}")
+        gate = step or leapfrog_journal.waiting_gate(journal)
+        if not gate:
+            raise leapfrog_errors.LeapfrogError(
+                f"no step of run {run} waits for approval now; name one with step=")
+        leapfrog_journal.check_name("step", gate)
+        by = _user()
+        leapfrog_journal.record_approval(journal, gate, by)
+        _fire(f"leapfrog/{name}/{journal.run}/approve", {"cluster": name, "run": journal.run,
+                                                        "step": gate, "by": by})
+    except leapfrog_errors.LeapfrogError as exc:
+        return _step_fail(cluster, run, step, exc)
+    return {"cluster": name, "run": journal.run, "approved": gate, "by": by}
+
+
+def status(cluster=None, run=None):
+    """
+    Show where a run stands (the latest one when ``run`` is not given): its status, each
+    step's status, times and result summary, the step it stopped at, the cluster's lock
+    and how to resume.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.status cluster=prod1
+        salt-run leapfrog.status cluster=prod1 run=20261122-004100-ab12
+    """
+    try:
+        name, _ = _load(cluster, None)
+        root = _journal_root()
+        runs = leapfrog_journal.list_runs(root, name)
+        if run:
+            data = leapfrog_journal.Journal(root, name, str(run)).read()
+            if not data:
+                raise leapfrog_errors.LeapfrogError(f"cluster {name} has no run {run}")
+        elif runs:
+            data = runs[0][1]
+        else:
+            return {"cluster": name, "runs": [], "comment": f"no run recorded for {name}"}
+        lock = leapfrog_journal.ClusterLock(root, name).read()
+    except leapfrog_errors.LeapfrogError as exc:
+        return _step_fail(cluster, run, None, exc)
+    steps, lines, stopped = [], [], None
+    for record in data["steps"]:
+        entry = {k: record.get(k) for k in ("name", "status", "started", "ended", "elapsed",
+                                             "attempts", "summary", "error") if record.get(k)
+                 is not None}
+        steps.append(entry)
+        if stopped is None and record["status"] in ("running", "failed", "pending"):
+            stopped = record["name"]
+        took = f" {record['elapsed']:.1f} s" if record.get("elapsed") is not None else ""
+        note = record.get("error") or record.get("summary") or ""
+        lines.append(f"{record['status']:>8} {record['name']}{took}"
+                     + (f"  {note}" if note else ""))
+    out = {"cluster": name, "run": data["run"], "status": data["status"],
+           "created": data["created"], "updated": data["updated"],
+           "attempts": len(data["attempts"]), "steps": steps, "text": "\n".join(lines),
+           "approvals": data.get("approvals", {})}
+    if stopped:
+        out["at_step"] = stopped
+    if data.get("error"):
+        out["error"] = data["error"]
+    if lock:
+        alive = leapfrog_journal.holder_alive(lock)
+        out["lock"] = {"run": lock.get("run"), "pid": lock.get("pid"), "host": lock.get("host"),
+                       "taken_at": lock.get("taken_at"),
+                       "alive": "unknown (other host)" if alive is None else alive}
+    if data["status"] == "failed":
+        orch = (data.get("meta") or {}).get("orch", "<orchestration>")
+        out["resume"] = (f"salt-run state.orch {orch} pillar='{{\"cluster\": \"{name}\", "
+                         f"\"run\": \"{data['run']}\"}}'")
+    if not run:
+        out["runs"] = [{"run": r, "status": d.get("status"), "created": d.get("created")}
+                       for r, d in runs[:10]]
+    return out
+
+
+def _compute_releases(config, computes, timeout):
+    """Compute -> release: from ``computes`` (a release, a mapping, or None = ask the
+    compute role's minions through ``leapfrog.node_info``)."""
+    if isinstance(computes, str):
+        return {"all computes": computes}
+    if isinstance(computes, dict):
+        return {str(k): str(v) for k, v in computes.items()}
+    answers = _ask(config["roles"]["compute"], timeout)
+    found, problems = {}, []
+    for mid, info in sorted(answers.items()):
+        release = info.get("release") if isinstance(info, dict) else None
+        if isinstance(release, str):
+            found[mid] = release
+        else:
+            problems.append(f"compute {mid}: release not known from its pillar ({release!r})")
+    if problems:
+        raise leapfrog_errors.LeapfrogError("; ".join(problems))
+    return found
+
+
+def plan(cluster=None, strategy=None, to=None, control=None, computes=None, pillar=None,
+         timeout=10, test=False):
+    """
+    Print the control-plane plan as a tree (steps, targets, expected impact) and check the
+    strategy (pillar ``releases:strategy``, or ``strategy``): a rolling hop the computes'
+    releases forbid is refused with the reason and the valid alternatives (retcode 1).
+    ``to`` is the control plane's release at the end of the run (default
+    ``releases:target``), ``control`` its release now (default ``releases:current``),
+    ``computes`` a release or ``{node: release}`` (default: asked from the compute role's
+    minions). Changes nothing (``test`` is accepted for orchestrations).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.plan cluster=prod1
+        salt-run leapfrog.plan cluster=prod1 strategy=fast_forward computes=2024.1
+    """
+    try:
+        name, config = _load(cluster, pillar)
+        releases = config["releases"]
+        found = _compute_releases(config, computes, timeout)
+        decision = leapfrog_plan.strategy(
+            releases["path"], strategy or releases["strategy"],
+            control or releases["current"], found, to=to or releases["target"])
+    except leapfrog_plan.Impossible as exc:
+        return _fail({"cluster": cluster, "possible": False, "reason": exc.reason,
+                      "alternatives": exc.alternatives, "text": str(exc)})
+    except leapfrog_errors.LeapfrogError as exc:
+        problems = getattr(exc, "problems", None) or [str(exc)]
+        return _fail({"cluster": cluster, "possible": False, "problems": problems})
+    tree = leapfrog_plan.control_plane(name, config, decision)
+    return {"cluster": name, "possible": True, "strategy": decision["strategy"],
+            "why": decision["why"], "hops": [list(h) for h in decision["hops"]],
+            "computes": found, "steps": tree.names(), "text": tree.render(),
+            "tree": tree.to_dict()}
 
 
 def validate(cluster=None, pillar=None):

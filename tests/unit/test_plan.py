@@ -1,0 +1,180 @@
+"""Plans: the strategy decision (rolling vs fast_forward, refusals with alternatives) and the
+plan tree, golden-tested against tests/unit/golden/ (LEAPFROG_UPDATE_GOLDEN=1 rewrites)."""
+import json
+import os
+
+import pytest
+import yaml
+
+import leapfrog_cluster
+import leapfrog_plan
+import leapfrog_schema
+from tests.conftest import REPO
+from tests.loader import load
+
+GOLDEN = os.path.join(REPO, "tests", "unit", "golden")
+PATH = ["2024.1", "2025.1", "2026.1"]
+
+runner = load("runners", "leapfrog")
+
+
+@pytest.fixture
+def configure_loader_modules():
+    return {runner: {"__opts__": {"id": "cfg01"}, "__context__": {}}}
+
+
+def example_pillar():
+    with open(os.path.join(REPO, "pillar_examples", "cluster.sls")) as handle:
+        return yaml.safe_load(handle)
+
+
+def example_config():
+    return leapfrog_schema.validate(example_pillar()["leapfrog"]["clusters"]["prod1"], "prod1")
+
+
+def golden(name, text):
+    path = os.path.join(GOLDEN, name)
+    if os.environ.get("LEAPFROG_UPDATE_GOLDEN"):
+        with open(path, "w") as handle:
+            handle.write(text + "\n")
+    with open(path) as handle:
+        assert text + "\n" == handle.read(), f"differs from {path}"
+
+
+# ------------------------------------------------------------------------- decisions
+def test_rolling_first_hop_is_possible_with_computes_at_2024_1():
+    decision = leapfrog_plan.strategy(PATH, "rolling", "2024.1", {"cmp01": "2024.1"},
+                                      to="2025.1")
+    assert decision["hops"] == [("2024.1", "2025.1")]
+    assert decision["why"].startswith("rolling: the API stays up")
+
+
+def test_rolling_2024_1_to_2026_1_with_old_computes_is_refused_with_alternatives():
+    with pytest.raises(leapfrog_plan.Impossible) as err:
+        leapfrog_plan.strategy(PATH, "rolling", "2024.1",
+                               {"cmp01": "2024.1", "cmp02": "2024.1"})
+    assert err.value.reason == (
+        "rolling control-plane hop 2025.1 -> 2026.1 is impossible: nova 2026.1 (Gazpacho, "
+        "service version 72) refuses computes older than 2025.1 (Epoxy); found cmp01 "
+        "(2024.1), cmp02 (2024.1). The computes must reach 2025.1 before this hop")
+    assert err.value.alternatives[0].startswith("rolling, one hop now: to=2025.1")
+    assert err.value.alternatives[1].startswith("strategy fast_forward")
+
+
+def test_rolling_second_hop_needs_the_computes_first():
+    with pytest.raises(leapfrog_plan.Impossible) as err:
+        leapfrog_plan.strategy(PATH, "rolling", "2025.1", {"cmp01": "2024.1"})
+    assert err.value.alternatives[0] == (
+        "upgrade the computes to 2025.1 or newer first (orch.upgrade_data_plane), then the "
+        "rolling hop 2025.1 -> 2026.1")
+
+
+def test_rolling_second_hop_once_the_computes_followed():
+    decision = leapfrog_plan.strategy(PATH, "rolling", "2025.1", {"cmp01": "2025.1"})
+    assert decision["hops"] == [("2025.1", "2026.1")]
+
+
+def test_fast_forward_takes_every_hop_and_switches_the_computes():
+    decision = leapfrog_plan.strategy(PATH, "fast_forward", "2024.1", {"cmp01": "2024.1"})
+    assert decision["hops"] == [("2024.1", "2025.1"), ("2025.1", "2026.1")]
+    assert decision["computes_to"] == "2026.1"
+    assert "disable_compute_service_check_for_ffu" in decision["why"]
+
+
+@pytest.mark.parametrize("control, computes, to, message", [
+    ("2023.1", {}, None, "not on the path"),
+    ("2024.1", {"cmp01": "2022.1"}, None, "compute release unknown for cmp01"),
+    ("2024.1", {"cmp01": "2025.1"}, None, "newer release than the control plane"),
+    ("2025.1", {}, "2024.1", "does not downgrade"),
+])
+def test_impossible_inputs_are_refused(control, computes, to, message):
+    with pytest.raises(leapfrog_plan.leapfrog_errors.LeapfrogError, match=message):
+        leapfrog_plan.strategy(PATH, "fast_forward", control, computes, to=to)
+
+
+# ------------------------------------------------------------------------- trees
+def test_step_tree_renders_text_and_json():
+    root = leapfrog_plan.Step("Upgrade", children=[
+        leapfrog_plan.Step("Back up", targets="dbs01", impact="none", name="backup",
+                           children=[leapfrog_plan.Step("nova", name="backup_nova")])])
+    assert root.render() == ("Upgrade\n    Back up [on dbs01] (impact: none)\n"
+                             "        nova")
+    assert root.to_dict() == {"description": "Upgrade", "children": [
+        {"description": "Back up", "name": "backup", "targets": "dbs01", "impact": "none",
+         "children": [{"description": "nova", "name": "backup_nova"}]}]}
+    assert root.names() == ["backup", "backup_nova"]
+
+
+def test_golden_rolling_plan():
+    decision = leapfrog_plan.strategy(PATH, "rolling", "2024.1", {"cmp01": "2024.1"},
+                                      to="2025.1")
+    tree = leapfrog_plan.control_plane("prod1", example_config(), decision)
+    golden("plan_prod1_rolling_2025.1.txt", tree.render())
+    golden("plan_prod1_rolling_2025.1.json", tree.to_json())
+
+
+def test_golden_fast_forward_plan():
+    decision = leapfrog_plan.strategy(PATH, "fast_forward", "2024.1", {"cmp01": "2024.1"})
+    tree = leapfrog_plan.control_plane("prod1", example_config(), decision)
+    golden("plan_prod1_fast_forward_2026.1.txt", tree.render())
+    names = tree.names()
+    assert len(names) == len(set(names)), "journal step names must be unique"
+
+
+def test_golden_refusal():
+    with pytest.raises(leapfrog_plan.Impossible) as err:
+        leapfrog_plan.strategy(PATH, "rolling", "2024.1", {"cmp01": "2024.1"})
+    golden("plan_prod1_rolling_refused.txt", str(err.value))
+
+
+def test_the_recipe_drives_the_tree():
+    recipe = [{"name": "only_{node}", "foreach": "controllers",
+               "description": "touch {node}", "targets": "{node}"}]
+    decision = leapfrog_plan.strategy(PATH, "rolling", "2024.1", {}, to="2025.1")
+    tree = leapfrog_plan.control_plane("prod1", example_config(), decision, recipe=recipe)
+    assert tree.names() == ["only_ctl01", "only_ctl02", "only_ctl03"]
+
+
+def test_nothing_to_do_at_the_target():
+    decision = leapfrog_plan.strategy(PATH, "rolling", "2026.1", {"cmp01": "2026.1"})
+    tree = leapfrog_plan.control_plane("prod1", example_config(), decision)
+    assert tree.render().endswith("Nothing to do: the control plane already runs 2026.1")
+
+
+# ------------------------------------------------------------------------- runner
+def test_runner_plan_prints_the_tree(monkeypatch):
+    monkeypatch.setattr(leapfrog_cluster, "master_pillar", lambda opts: example_pillar())
+    result = runner.plan(cluster="prod1", to="2025.1", computes="2024.1")
+    assert result["possible"] is True
+    assert result["text"].startswith(
+        "Upgrade the control plane of prod1: 2024.1 -> 2025.1 (rolling)")
+    assert "backup_dbs" in result["steps"]
+    assert json.dumps(result["tree"])
+    assert "retcode" not in runner.__context__
+
+
+def test_runner_plan_refuses_with_reason_and_alternatives(monkeypatch):
+    monkeypatch.setattr(leapfrog_cluster, "master_pillar", lambda opts: example_pillar())
+    result = runner.plan(cluster="prod1", computes={"cmp001": "2024.1"})
+    assert result["possible"] is False
+    assert result["retcode"] == 1 and runner.__context__["retcode"] == 1
+    assert "refuses computes older than 2025.1 (Epoxy); found cmp001 (2024.1)" in \
+        result["reason"]
+    assert len(result["alternatives"]) == 2
+
+
+def test_runner_plan_strategy_from_argument(monkeypatch):
+    monkeypatch.setattr(leapfrog_cluster, "master_pillar", lambda opts: example_pillar())
+    result = runner.plan(cluster="prod1", strategy="fast_forward", computes="2024.1")
+    assert result["strategy"] == "fast_forward"
+    assert result["hops"] == [["2024.1", "2025.1"], ["2025.1", "2026.1"]]
+
+
+def test_runner_plan_reads_compute_releases_from_the_inventory(monkeypatch):
+    monkeypatch.setattr(leapfrog_cluster, "master_pillar", lambda opts: example_pillar())
+    monkeypatch.setattr(runner, "_ask", lambda target, timeout: {
+        "cmp001": {"release": "2025.1"}, "cmp002": {"release": "2025.1"}})
+    result = runner.plan(cluster="prod1", control="2025.1")
+    assert result["possible"] is True
+    assert result["computes"] == {"cmp001": "2025.1", "cmp002": "2025.1"}
+    assert result["hops"] == [["2025.1", "2026.1"]]
