@@ -88,7 +88,7 @@ def _release(release):
         return RELEASES[str(release)]
     except KeyError:
         raise VenvError(
-            f"unknown release {release!r}; known: {', '.join(RELEASES)}"
+            f"unknown release {release}; known: {', '.join(RELEASES)}"
         ) from None
 
 
