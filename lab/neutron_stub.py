@@ -27,7 +27,8 @@ import sys
 import time
 import urllib.request
 
-from lab.http_backend import free_port, require_loopback
+from lab.http_backend import require_loopback
+from lab.procs import free_port
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

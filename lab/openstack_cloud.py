@@ -69,7 +69,7 @@ class OpenStackCloud:
     """The composition; see the module docstring. ``timings`` records each phase in seconds."""
 
     def __init__(self, run_dir, release="2024.1", computes=2, mariadb=None, db_prefix="lfos",
-                 vip=VIP, controllers=1, servers=3, log=None):
+                 vip=VIP, controllers=1, servers=3, rabbitmq=None, haproxy=None, log=None):
         self.run_dir = os.path.abspath(run_dir)
         self.release = str(release)
         self.vip = vip
@@ -82,8 +82,12 @@ class OpenStackCloud:
         self._own_db = mariadb is None
         self.mariadb = mariadb
         self.db_prefix = db_prefix
-        self.rabbitmq = None
-        self.haproxy = None
+        # a given RabbitMQ/haproxy (the lab's own) is used, not started or stopped; the
+        # cloud adds its frontends to a given haproxy and reloads it
+        self._own_mq = rabbitmq is None
+        self._own_hx = haproxy is None
+        self.rabbitmq = rabbitmq
+        self.haproxy = haproxy
         self.neutron = None
         self.admin_password = secrets.token_urlsafe(16)
         self.passwords = {user: secrets.token_urlsafe(16) for user in SERVICE_USERS}
@@ -217,12 +221,15 @@ class OpenStackCloud:
         state = {
             "release": self.release, "vip": self.vip, "controllers": len(self.controller_hosts),
             "computes": len(self.compute_hosts), "db_prefix": self.db_prefix,
-            "own_db": self._own_db, "admin_password": self.admin_password,
+            "own_db": self._own_db, "own_mq": self._own_mq, "own_hx": self._own_hx,
+            "admin_password": self.admin_password,
             "passwords": self.passwords, "ids": self.ids,
             "compute_releases": {h: s.release for h, s in self.computes.items()},
             "controller_releases": {h: {k: s.release for k, s in svc.items()}
                                     for h, svc in self.controllers.items()},
             "frontends": self.haproxy.frontends if self.haproxy else {},
+            "haproxy_dir": self.haproxy.run_dir if self.haproxy else None,
+            "rabbitmq_dir": self.rabbitmq.run_dir if self.rabbitmq else None,
             "neutron_port": self.neutron.port if self.neutron else None,
         }
         fd = os.open(self.state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -239,6 +246,8 @@ class OpenStackCloud:
                     controllers=state["controllers"], mariadb=mariadb,
                     db_prefix=state["db_prefix"], vip=state["vip"], log=log)
         cloud._own_db = state["own_db"]
+        cloud._own_mq = state.get("own_mq", True)
+        cloud._own_hx = state.get("own_hx", True)
         cloud.admin_password = state["admin_password"]
         cloud.passwords = state["passwords"]
         cloud.ids = state["ids"]
@@ -246,10 +255,11 @@ class OpenStackCloud:
             from lab.mariadb import MariaDB  # pylint: disable=import-outside-toplevel
 
             cloud.mariadb = MariaDB(os.path.join(cloud.run_dir, "db"))
-        cloud.rabbitmq = RabbitMQ(os.path.join(cloud.run_dir, "mq"))
+        cloud.rabbitmq = RabbitMQ(state.get("rabbitmq_dir") or os.path.join(cloud.run_dir, "mq"))
         cloud.neutron = NeutronStub(os.path.join(cloud.run_dir, "neutron"),
                                     cloud.controller_address, port=state["neutron_port"])
-        cloud.haproxy = HAProxy(os.path.join(cloud.run_dir, "hx"), state["frontends"])
+        cloud.haproxy = HAProxy(state.get("haproxy_dir") or os.path.join(cloud.run_dir, "hx"),
+                                state["frontends"])
         for host, address in cloud.controller_hosts:
             cloud.controllers[host] = {
                 kind: cloud._service(kind, host, address,
@@ -276,7 +286,8 @@ class OpenStackCloud:
 
     def _start(self, pool):
         started = time.monotonic()
-        self.rabbitmq = RabbitMQ(os.path.join(self.run_dir, "mq"))
+        if self._own_mq:
+            self.rabbitmq = RabbitMQ(os.path.join(self.run_dir, "mq"))
         rabbit = pool.submit(self.rabbitmq.start)
         if self._own_db:
             from lab.mariadb import MariaDB  # pylint: disable=import-outside-toplevel
@@ -302,8 +313,13 @@ class OpenStackCloud:
             else:
                 servers = {self.controller_id: f"{self.controller_address}:{self.neutron.port}"}
             frontends[name] = {"bind": f"{self.vip}:0", "servers": servers}
-        self.haproxy = HAProxy(os.path.join(self.run_dir, "hx"), frontends)
-        self.haproxy.start()
+        if self._own_hx:
+            self.haproxy = HAProxy(os.path.join(self.run_dir, "hx"), frontends)
+            self.haproxy.start()
+        else:
+            for name, spec in frontends.items():
+                self.haproxy.add_frontend(name, spec["bind"], spec["servers"])
+            self.haproxy.reload()
         rabbit.result()
         self._phase("infrastructure", started)
         settings = self.settings()
@@ -589,6 +605,29 @@ class OpenStackCloud:
         self.save()
         return service
 
+    def node_services(self, host):
+        """The services of one node (a controller's six, or a compute's nova-compute)."""
+        if host in self.controllers:
+            return list(self.controllers[host].values())
+        if host in self.computes:
+            return [self.computes[host]]
+        raise CloudError(f"no node {host!r} in this cloud")
+
+    def stop_node(self, host):
+        """Stop every service of ``host`` by PID (its VM stopped, in the lab's bridge)."""
+        with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+            list(pool.map(lambda service: service.stop(), self.node_services(host)))
+
+    def start_node(self, host, release=None):
+        """Start every service of ``host`` (from ``release``'s venv if given); wait healthy."""
+        services = self.node_services(host)
+        for service in services:
+            service.start(release=release, wait=False)
+        for service in services:
+            service.wait_healthy()
+        self.save()
+        return services
+
     def upgrade_nova_control(self, release):
         """Stop nova-api/conductor/scheduler, run ``release``'s nova DB syncs (api_db sync,
         db sync, online data migrations) and start them from ``release``'s venv."""
@@ -652,7 +691,8 @@ class OpenStackCloud:
                     future.result()
                 except Exception as exc:  # pylint: disable=broad-except
                     errors.append(str(exc))
-        for part in (self.neutron, self.haproxy, self.rabbitmq):
+        for part in (self.neutron, self.haproxy if self._own_hx else None,
+                     self.rabbitmq if self._own_mq else None):
             if part is not None:
                 try:
                     part.stop()

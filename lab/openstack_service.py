@@ -33,7 +33,8 @@ import time
 import urllib.error
 import urllib.request
 
-from lab.http_backend import free_port, require_loopback
+from lab.http_backend import require_loopback
+from lab.procs import free_port, pid_alive as _alive
 
 APIS = ("keystone", "placement", "nova-api", "glance")
 DAEMONS = ("nova-conductor", "nova-scheduler", "nova-compute")
@@ -106,22 +107,6 @@ def _write_private(path, text):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
-
-
-def _alive(pid):
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def _reap(pid):

@@ -14,13 +14,13 @@ From a shell: ``python -m lab.rabbitmq up|down|status RUN_DIR``.
 """
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 
-from lab.http_backend import free_port, require_loopback
+from lab.http_backend import require_loopback
+from lab.procs import free_port, pid_alive as _alive, stop_pid as _stop_pid
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 EPMD = "/usr/bin/epmd"
@@ -28,54 +28,6 @@ EPMD = "/usr/bin/epmd"
 
 class RabbitMQError(RuntimeError):
     """The lab RabbitMQ could not start or stop."""
-
-
-def _alive(pid):
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _reap(pid):
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-def _stop_pid(pid, timeout):
-    """TERM ``pid``, wait up to ``timeout`` s, then KILL; True if it was running."""
-    if not _alive(pid):
-        return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return True
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
-        _reap(pid)
-        time.sleep(0.1)
-    if _alive(pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and _alive(pid):
-            _reap(pid)
-            time.sleep(0.05)
-    _reap(pid)
-    return True
 
 
 class RabbitMQ:
