@@ -78,7 +78,7 @@ class NovaManageError(leapfrog_errors.LeapfrogError):
 # releases, venvs and binaries
 
 
-def release_of(nova_version):
+def _release_of(nova_version):
     """``29.2.0`` -> ``2024.1`` (two nova majors per year since 29 = 2024.1)."""
     major = int(str(nova_version).split(".")[0])
     return f"{2024 + (major - 29) // 2}.{1 + (major - 29) % 2}"
@@ -129,7 +129,7 @@ def _from_venv(venv, release=None):
     if package is None:
         raise NovaManageError(f"venv {venv} has no nova package")
     version = _dist_version(os.path.dirname(package), "nova")
-    found = release_of(version) if version else None
+    found = _release_of(version) if version else None
     if release and found and found != release:
         raise NovaManageError(f"venv {venv} holds nova {version} ({found}), not {release}")
     return _Nova(manage, os.path.join(venv, "bin", "nova-status"), package, version,
@@ -152,7 +152,7 @@ def _from_binary(binary):
     ])
     package, version = (res["stdout"].strip().splitlines() + ["", ""])[:2]
     return _Nova(binary, os.path.join(os.path.dirname(binary), "nova-status"), package,
-                 version or None, release_of(version) if version else None, None)
+                 version or None, _release_of(version) if version else None, None)
 
 
 def _nova(opts, release=None):
@@ -310,7 +310,7 @@ class _Conn:
         text = str(text)
         for secret in self.secrets:
             text = text.replace(secret, MASK)
-        return mask_url(text)
+        return _mask_url(text)
 
     def config_text(self):
         lines = ["[DEFAULT]"]
@@ -387,7 +387,7 @@ def _oslo_escape(value):
     return str(value).replace("$", "$$")
 
 
-def mask_url(text):
+def _mask_url(text):
     """Replace passwords in URLs (``scheme://user:secret@``) with ``****``."""
     return re.sub(r"(//[^:/@\s]*):[^@\s]*@", rf"\1:{MASK}@", str(text))
 
@@ -677,7 +677,7 @@ def _sync(nova, conn, schema, revision, via="auto", local_cell=False):
 _TABLE_ROW = re.compile(r"^\|(.+)\|\s*$")
 
 
-def parse_table(text):
+def _parse_table(text):
     """Parse a PrettyTable printed by nova-manage into a list of dicts (header -> cell)."""
     rows = [[c.strip() for c in m.group(1).split("|")]
             for m in (_TABLE_ROW.match(l.strip()) for l in text.splitlines()) if m]
@@ -689,7 +689,7 @@ def parse_table(text):
 
 def _parse_migrations(text):
     out = {}
-    for row in parse_table(text):
+    for row in _parse_table(text):
         name = row.get("Migration")
         if name:
             out[name] = {"found": int(row.get("Total Needed") or 0),
@@ -750,24 +750,24 @@ def _online(nova, conn, max_count=None, max_batches=1000):
 def _sql_cells(conn):
     rows = conn.query("api", "SELECT name, uuid, transport_url, database_connection, disabled "
                              "FROM cell_mappings ORDER BY id")
-    return [{"name": r[0], "uuid": r[1], "transport_url": mask_url(r[2] or ""),
-             "database_connection": mask_url(r[3] or ""), "disabled": bool(r[4])} for r in rows]
+    return [{"name": r[0], "uuid": r[1], "transport_url": _mask_url(r[2] or ""),
+             "database_connection": _mask_url(r[3] or ""), "disabled": bool(r[4])} for r in rows]
 
 
-def parse_cells(text):
+def _parse_cells(text):
     """Parse ``nova-manage cell_v2 list_cells`` output into dicts."""
     out = []
-    for row in parse_table(text):
+    for row in _parse_table(text):
         out.append({"name": row.get("Name") or None, "uuid": row.get("UUID"),
-                    "transport_url": mask_url(row.get("Transport URL", "")),
-                    "database_connection": mask_url(row.get("Database Connection", "")),
+                    "transport_url": _mask_url(row.get("Transport URL", "")),
+                    "database_connection": _mask_url(row.get("Database Connection", "")),
                     "disabled": row.get("Disabled") == "True"})
     return out
 
 
 def _cells(nova, conn, via="auto"):
     if via == "nova-manage" or not HAS_PYMYSQL or "api" not in conn.urls:
-        return parse_cells(_run(nova, conn, ["cell_v2", "list_cells"])["stdout"])
+        return _parse_cells(_run(nova, conn, ["cell_v2", "list_cells"])["stdout"])
     return _sql_cells(conn)
 
 
@@ -1086,7 +1086,7 @@ _CHECK_FIELD = re.compile(r"^\|\s*(Result|Details):\s*(.*?)\s*\|\s*$")
 _CHECK_MORE = re.compile(r"^\|\s{2,}(.*?)\s*\|\s*$")
 
 
-def parse_upgrade_check(text):
+def _parse_upgrade_check(text):
     """Parse ``nova-status upgrade check`` tables into ``[{name, result, details}]``."""
     checks, current, field = [], None, None
     for line in text.splitlines():
@@ -1137,7 +1137,7 @@ def upgrade_check(release=None, **kwargs):
             f"nova-status upgrade check crashed (exit {result['retcode']}): "
             f"{_error_line(result, conn)}\n{tail}"
         )
-    checks = parse_upgrade_check(result["stdout"])
+    checks = _parse_upgrade_check(result["stdout"])
     worst = {0: "Success", 1: "Warning", 2: "Failure"}[result["retcode"]]
     return {"release": nova.release, "code": result["retcode"], "result": worst,
             "checks": checks, "failed": [c["name"] for c in checks if c["result"] == "Failure"],

@@ -82,7 +82,7 @@ def _pillar(key, default=None):
     return salt.utils.data.traverse_dict_and_list(__pillar__, key, default)
 
 
-def mask_url(text):
+def _mask_url(text):
     """Replace passwords in URLs (``scheme://user:secret@``) with ``****``."""
     return re.sub(r"(//[^:/@\s]*):[^@\s]*@", rf"\1:{MASK}@", str(text))
 
@@ -170,7 +170,7 @@ class _Call:
         text = str(text)
         for secret in self.secrets:
             text = text.replace(secret, MASK)
-        return mask_url(text)
+        return _mask_url(text)
 
     @contextlib.contextmanager
     def config(self):

@@ -177,7 +177,7 @@ def at_2024_1(fake):
                                              ("31.1.0", "2025.1"), ("33.0.2", "2026.1"),
                                              ("34.0.0", "2026.2")])
 def test_release_of(version, release):
-    assert nova_manage.release_of(version) == release
+    assert nova_manage._release_of(version) == release
 
 
 def test_virtual():
@@ -368,7 +368,7 @@ def test_online_migrations_bad_max_count():
 
 
 def test_parse_cells():
-    cells = nova_manage.parse_cells(LIST_CELLS)
+    cells = nova_manage._parse_cells(LIST_CELLS)
     assert [(c["name"], c["uuid"], c["disabled"]) for c in cells] == [
         ("cell0", nova_manage.CELL0_UUID, False),
         ("cell1", "6c2a9d9e-7b2f-4a59-9d44-1c1e4a1f3b10", False)]
@@ -501,7 +501,7 @@ def test_staged_pending_matches_what_staged_sync_runs(fake):
 
 
 def test_parse_upgrade_check():
-    assert nova_manage.parse_upgrade_check(UPGRADE_CHECK) == [
+    assert nova_manage._parse_upgrade_check(UPGRADE_CHECK) == [
         {"name": "Cells v2", "result": "Success", "details": "None"},
         {"name": "Placement API", "result": "Failure",
          "details": "Placement service credentials do not work."},
@@ -537,6 +537,17 @@ def test_parse_upgrade_check_joins_wrapped_urls():
             "|   ova/latest/admin/hw-machine-            |\n"
             "|   type.html and https://docs              |\n"
             "|   .openstack.org/x                        |\n")
-    assert nova_manage.parse_upgrade_check(text)[0]["details"] == (
+    assert nova_manage._parse_upgrade_check(text)[0]["details"] == (
         "see https://docs.openstack.org/n ova/latest/admin/hw-machine-type.html and "
         "https://docs.openstack.org/x")
+
+
+def test_every_public_function_has_a_cli_example():
+    import inspect  # pylint: disable=import-outside-toplevel
+
+    openstack_db = load("modules", "openstack_db")
+    nova_db = load("states", "nova_db")
+    for module in (nova_manage, openstack_db, nova_db):
+        for name, func in inspect.getmembers(module, inspect.isfunction):
+            if not name.startswith("_") and func.__module__ == module.__name__:
+                assert "CLI Example:" in (func.__doc__ or ""), f"{module.__name__}.{name}"
