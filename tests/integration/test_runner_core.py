@@ -3,6 +3,7 @@ approval from a second process, expiry, the cluster lock and the test-only fault
 import datetime
 import json
 import os
+import signal
 import threading
 import time
 
@@ -102,6 +103,9 @@ def test_failure_stops_the_run_and_a_rerun_resumes(salt_master, event_listener):
     assert "failure injected at its start" in recorded["two"]["error"]
     assert journal(salt_master, run)["status"] == "failed"
     assert lock(salt_master) is None  # a failed run lets go of the cluster
+    # progress lines with elapsed times on the operator's terminal
+    assert f"[{CLUSTER} {run}] step one: done in 0:0" in ret.stderr
+    assert f"[{CLUSTER} {run}] run failed after 0:0" in ret.stderr
 
     ret = salt_master.salt_run_cli(timeout=60).run("leapfrog.status", f"cluster={CLUSTER}",
                                                     f"run={run}")
@@ -203,3 +207,37 @@ def test_test_mode_shows_the_steps_and_changes_nothing(salt_master):
     text = states(ret)["plan"]["comment"]
     assert "one: would run" in text and "two: would run" in text
     assert journal(salt_master, run) is None
+
+
+def test_a_killed_run_is_taken_over_and_resumed(salt_master):
+    run = "it-killed"
+    thread, out = in_background(lambda: orch(
+        salt_master, run=run, testing={"stall_at": "two", "stall_seconds": 120}))
+
+    def two_running():
+        data = journal(salt_master, run)
+        return data and {s["name"]: s for s in data["steps"]}.get("two", {}).get(
+            "status") == "running"
+
+    wait_until(two_running, what="step two to stall")
+    holder = lock(salt_master)
+    assert holder["run"] == run
+    os.kill(holder["pid"], signal.SIGKILL)  # the salt-run process dies mid-step
+    thread.join(60)
+    assert out[0].returncode != 0
+
+    ret = salt_master.salt_run_cli(timeout=60).run("leapfrog.status", f"cluster={CLUSTER}",
+                                                    f"run={run}")
+    assert ret.data["status"] == "running" and ret.data["at_step"] == "two"
+    assert ret.data["lock"]["alive"] is False
+
+    ret = orch(salt_master, run=run)
+    assert ret.returncode == 0, ret.stdout
+    assert f"[{CLUSTER} {run}] lock taken over from run {run}" in ret.stderr
+    data = journal(salt_master, run)
+    assert [a["status"] for a in data["attempts"]] == ["interrupted", "done"]
+    assert "is gone" in data["attempts"][1]["took_over"]["reason"]
+    recorded = steps(salt_master, run)
+    assert recorded["one"]["attempts"] == 1
+    assert (recorded["two"]["attempts"], recorded["two"]["interrupted"]) == (2, 1)
+    assert lock(salt_master) is None
