@@ -35,6 +35,7 @@ import xml.etree.ElementTree as ET
 
 import leapfrog_cmd
 import leapfrog_errors
+import leapfrog_rebuild
 
 try:
     import libvirt
@@ -912,6 +913,9 @@ def rebuild(node, image, minion_pub=None, minion_pem=None, master=None, seed_iso
             master=10.0.0.5 os_release=trixie minion_pub=... minion_pem=...
     """
     domain = domain or node
+    if isinstance(minion_pem, dict):  # sealed to this minion's key by leapfrog.rebuild_node
+        minion_pem = leapfrog_rebuild.unseal(minion_pem,
+                                             os.path.join(__opts__["pki_dir"], "minion.pem"))
     image = os.path.abspath(image)
     if not os.path.isfile(image):
         raise leapfrog_errors.LeapfrogError(f"image {image} does not exist")

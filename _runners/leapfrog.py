@@ -503,3 +503,82 @@ def inventory(cluster=None, pillar=None, timeout=10):
     log.info("leapfrog inventory of %s: %d role(s), %d problem(s)", name, len(roles),
              len(problems))
     return _fail(result) if problems else result
+
+
+def rebuild_node(node, cluster=None, pillar=None, image=None, timeout=300, backup=None,
+                 stop=False):
+    """
+    Rebuild a control-plane node's VM from the new OS image (``vms:image``, or ``image``)
+    and wait until its new minion is back with the expected OS grains (``vms:os``).
+
+    The master generates and accepts the node's new key first (``key.gen_accept``, never
+    auto-accept); the key pair goes to ``vm_backup.rebuild`` on the node's hypervisor
+    (``vms:nodes:<node>:hypervisor``) with the private key sealed to that hypervisor's own
+    minion key, and ends up only in the VM's cloud-init seed (never kept on the master,
+    logged or returned). The seed names the master as ``vms:master`` (``host[:port]``) when
+    set, else this master's ``interface`` (plus ``:ret_port`` when not 4506). Then the
+    runner waits for ``salt/minion/<node>/start`` and checks ``grains.item os oscodename``.
+
+    A running domain is refused unless ``stop=True``: back it up first (``backup=`` names a
+    backup of the domain that must verify before the domain is replaced). Returns the node,
+    old/new OS, the new key's fingerprint and the seconds of each phase (check, key, rebuild,
+    boot, grains); on failure, retcode 1 and the reason.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.rebuild_node ctl01
+        salt-run leapfrog.rebuild_node ctl01 cluster=prod1 backup=latest timeout=600
+    """
+    import salt.utils.event
+    import salt.wheel
+
+    try:
+        name, config = _load(cluster, pillar)
+    except leapfrog_errors.LeapfrogError as exc:
+        problems = getattr(exc, "problems", None) or [str(exc)]
+        return _fail({"node": node, "cluster": cluster, "error": "; ".join(problems)})
+    local = salt.client.get_local_client(__opts__["conf_file"])
+    wheel = salt.wheel.WheelClient(__opts__)
+    event = salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=True)
+    try:
+        result = leapfrog_rebuild.run(__opts__, config, node, local, wheel, event,
+                                      image=image, timeout=timeout, backup=backup, stop=stop)
+    except leapfrog_rebuild.RebuildFailed as exc:
+        log.error("leapfrog: %s", exc)
+        return _fail({"node": node, "cluster": name, "error": str(exc), "step": exc.step,
+                      "phases": exc.phases})
+    except leapfrog_errors.LeapfrogError as exc:
+        return _fail({"node": node, "cluster": name, "error": str(exc)})
+    except Exception as exc:  # pylint: disable=broad-except
+        log.exception("leapfrog: rebuild of %s failed", node)
+        return _fail({"node": node, "cluster": name,
+                      "error": f"rebuild of {node} failed: {type(exc).__name__}: {exc}"})
+    finally:
+        event.destroy()
+        wheel.destroy()
+    log.info("leapfrog rebuild: %s", leapfrog_rebuild.summary_line(result))
+    return {"cluster": name, **result}
+
+
+def restore_node_key(node, key=None):
+    """
+    Accept again the public key ``node`` had before its last ``rebuild_node`` (kept under
+    the master's cachedir, ``leapfrog/keys/<node>/``; ``key`` names another kept file), so
+    the node's restored old VM is let back in. Part of a rollback.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.restore_node_key ctl01
+    """
+    kept = leapfrog_rebuild.previous_keys(__opts__, node)
+    path = key or (kept[0] if kept else None)
+    if not path or not os.path.isfile(path):
+        return _fail({"node": node, "error": f"no kept key of {node} (a rebuild keeps one)"})
+    with open(path) as handle:
+        pub = handle.read()
+    leapfrog_rebuild.accept_pub(__opts__, node, pub)
+    return {"node": node, "accepted": path, "finger": leapfrog_rebuild.finger(pub)}

@@ -1,0 +1,275 @@
+"""Done-when for rebuilding a controller VM on a new OS, on real parts only.
+
+A real salt-master cfg01 and a kvm01 minion (lab.salt_cluster, keys seeded, no auto-accept)
+whose pillar (lab/pillar/roles/hypervisor.sls) points vm_backup at the lab's private
+libvirtd; a ctl01 VM (the tiny bookworm guest, TCG) on that libvirtd; the lab's cloud-init
+stand-in (``python -m lab.bridge``) running as its own process, so ctl01's host-side minion
+runs exactly while its domain runs. The tests run in file order:
+
+1. refusals that change nothing (unknown node, running domain without a backup);
+2. back up ctl01, ``salt-run leapfrog.rebuild_node ctl01 backup=...``: the rebuilt VM's
+   minion connects with the key the master accepted beforehand and reports trixie; the
+   private key is nowhere under the master's directories;
+3. a minion presenting id ctl01 with another key is not accepted and never answers;
+4. rollback: the kept old key accepted again, the backup restored: the old guest boots with
+   its marker and the minion reports bookworm again.
+"""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from lab import bridge as lab_bridge
+from lab import guest, procs, topology
+from lab.libvirt import Libvirt
+from lab.salt_cluster import SALT_BIN, SaltCluster
+
+NODE = "ctl01"
+HYP = "kvm01"
+
+
+def _have_parts():
+    try:
+        import libvirt  # noqa: F401
+        import pycdlib  # noqa: F401
+    except ImportError:
+        return False
+    return all(shutil.which(t) for t in ("libvirtd", "virtlogd", "qemu-system-x86_64",
+                                         "qemu-img", "busybox", "unshare"))
+
+
+def _events(run_dir):
+    path = os.path.join(run_dir, "bridge", "events.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def _wait_event(run_dir, action, after, node=NODE, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in _events(run_dir):
+            if entry["action"] == action and entry["time"] >= after and \
+                    entry.get("node") in (None, node):
+                return entry
+        for entry in _events(run_dir):
+            if entry["action"] == "error" and entry["time"] >= after:
+                raise AssertionError(f"bridge error: {entry}")
+        time.sleep(0.3)
+    raise AssertionError(f"no bridge {action} for {node} in {timeout} s: {_events(run_dir)}")
+
+
+def _accepted_key(cluster, minion_id):
+    path = os.path.join(cluster.base, topology.MASTER_ID, "pki", "master", "minions", minion_id)
+    with open(path) as handle:
+        return handle.read()
+
+
+def _key_lists(cluster):
+    proc = subprocess.run([os.path.join(SALT_BIN, "salt-key"), "-c", cluster.master_conf_dir,
+                           "-L", "--out=json"], capture_output=True, text=True,
+                          env=cluster.env, check=True)
+    return json.loads(proc.stdout)
+
+
+def _ping(cluster, minion_id, timeout=10):
+    proc = cluster._cli("salt", [f"--timeout={timeout}", "--static", minion_id, "test.ping"],
+                        timeout + 30)
+    try:
+        return json.loads(proc.stdout or "{}").get(minion_id)
+    except ValueError:
+        return None
+
+
+def _rebuild_run(cluster, *args, timeout=300):
+    proc = cluster.run("leapfrog.rebuild_node", NODE, *args, timeout=timeout + 60, check=False)
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError(f"salt-run printed no JSON: {proc.stdout}{proc.stderr}")
+    if not isinstance(data, dict):
+        raise AssertionError(f"salt-run exited {proc.returncode}: {data}\n{proc.stderr[-3000:]}")
+    return proc.returncode, data
+
+
+@pytest.fixture(scope="module")
+def lab():
+    if not _have_parts():
+        pytest.skip("libvirt-daemon-system, qemu, busybox-static, libvirt-python and pycdlib "
+                    "are needed")
+    images = guest.ensure()
+    run_dir = tempfile.mkdtemp(prefix="lfr-", dir="/tmp")  # short: unix socket paths
+    virt = Libvirt(run_dir)
+    nodes = [n for n in topology.nodes(controllers=1, computes=0) if n.id in (HYP, NODE)]
+    cluster = SaltCluster(run_dir, nodes)
+    impostor = {}
+    timings = {}
+    try:
+        started = time.monotonic()
+        virt.up()
+        # the new OS image where the lab pillar's vms:image says it is
+        os.makedirs(os.path.join(run_dir, "images"))
+        shutil.copy(images["images"]["trixie"], os.path.join(run_dir, "images", "trixie.qcow2"))
+        cluster.configure()
+        cluster.start_master()
+        cluster.start_minion(HYP)
+        lab_bridge.spawn(run_dir)
+        conn = virt.connect()
+        vm = guest.define_node(conn, NODE, os.path.join(run_dir, "vms"), guest.OLD)
+        conn.close()
+        cluster.wait_minions([HYP, NODE], timeout=180)
+        cluster.salt(HYP, "saltutil.sync_all")
+        cluster.salt(HYP, "saltutil.refresh_pillar", "wait=True")
+        cluster.run("saltutil.sync_all")
+        timings["lab_up"] = round(time.monotonic() - started, 1)
+        yield {"run_dir": run_dir, "cluster": cluster, "virt": virt, "vm": vm,
+               "impostor": impostor, "timings": timings}
+    finally:
+        lab_bridge.terminate(run_dir)
+        if impostor.get("name"):
+            cluster.stop_minion(impostor["name"])
+        virt.down()  # every domain destroyed and undefined, daemons stopped by PID
+        cluster.down()
+        print(f"\n[rebuild] timings: {json.dumps(timings)}")
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_bridge_started_the_old_minion(lab):
+    cluster = lab["cluster"]
+    grains = cluster.salt(NODE, "grains.item", "os", "oscodename")[NODE]
+    assert grains == {"os": "Debian", "oscodename": "bookworm"}
+    adopted = [e for e in _events(lab["run_dir"]) if e["action"] == "adopt"]
+    assert adopted and adopted[0]["disk"] == lab["vm"]["disk"]
+    line = guest.console_lines(lab["vm"]["console"])[-1]
+    lab["marker"] = line["marker"]
+    assert line["os"] == "bookworm"
+
+
+def test_refusals_change_no_key(lab):
+    cluster = lab["cluster"]
+    key_before = _accepted_key(cluster, NODE)
+    rc, data = _rebuild_run(cluster, timeout=60)  # the domain runs, no stop, no backup
+    assert rc != 0
+    assert data["retcode"] == 1 and data["step"] == "check"
+    assert f"domain {NODE} on {HYP} is running" in data["error"]
+    proc = cluster.run("leapfrog.rebuild_node", "ctl09", check=False)
+    assert proc.returncode != 0
+    assert "node 'ctl09' is not in vms:nodes" in json.loads(proc.stdout)["error"]
+    assert _accepted_key(cluster, NODE) == key_before
+    assert _ping(cluster, NODE) is True  # the old minion was never locked out
+
+
+def test_rebuild_node_on_the_new_os(lab):
+    cluster, run_dir = lab["cluster"], lab["run_dir"]
+    old_key = _accepted_key(cluster, NODE)
+    started, t0 = time.monotonic(), time.time()
+    backup = cluster.salt(HYP, "vm_backup.backup", NODE, "restart=False", "tag=pre-rebuild",
+                          timeout=180)[HYP]
+    assert backup["stopped"] == "acpi shutdown", backup
+    lab["backup"] = backup["backup"]
+    lab["timings"]["backup"] = round(time.monotonic() - started, 1)
+    # the bridge stopped ctl01's minion when its domain stopped
+    _wait_event(run_dir, "minion-stopped", after=t0)
+    assert not procs.alive(cluster.pid_file(NODE))
+
+    started = time.monotonic()
+    rc, data = _rebuild_run(cluster, f"backup={backup['backup']}")
+    lab["timings"]["rebuild_node"] = round(time.monotonic() - started, 1)
+    lab["timings"]["rebuild_phases"] = data.get("phases")
+    print(f"\n[rebuild] {json.dumps(data)}")
+    assert rc == 0, data
+    assert data["old"] == {"os": "Debian", "oscodename": "bookworm"}
+    assert data["new"] == {"os": "Debian", "oscodename": "trixie"}
+    assert set(data["phases"]) == {"check", "key", "rebuild", "boot", "grains"}
+    assert data["master"] == f"{topology.MASTER_ADDRESS}:{cluster._ports()['ret_port']}"
+    assert "PRIVATE KEY" not in json.dumps(data)
+
+    # the rebuilt minion answers with the key the master accepted before the VM existed
+    new_key = _accepted_key(cluster, NODE)
+    assert new_key != old_key
+    seed = guest.read_seed(data["seed"])["user_data"]["salt_minion"]
+    assert seed["public_key"].strip() == new_key.strip()
+    assert seed["conf"]["id"] == NODE
+    assert cluster.salt(NODE, "grains.item", "oscodename")[NODE] == {"oscodename": "trixie"}
+    line = guest.console_lines(lab["vm"]["console"])[-1]
+    assert line["os"] == "trixie" and line["marker"] != lab["marker"]
+    assert NODE not in _key_lists(cluster).get("minions_pre", [])
+    lab["seed"] = data["seed"]
+
+    # the private key exists only in the seed: not in the master's cache, jobs or logs
+    body = [ln for ln in seed["private_key"].splitlines() if "-----" not in ln]
+    needle = body[len(body) // 2]
+    # (nor on the hypervisor minion, which only saw it sealed to its own key)
+    roots = [os.path.join(cluster.base, name) for name in (topology.MASTER_ID, HYP)]
+    found = subprocess.run(["grep", "-rlF", needle, *roots], capture_output=True,
+                           text=True).stdout.split()
+    assert found == []
+    # and the kept old key is the one accepted before
+    kept = data["key"]["previous_kept"]
+    with open(kept) as handle:
+        assert handle.read() == old_key
+
+
+def test_another_key_is_not_accepted(lab):
+    cluster, run_dir = lab["cluster"], lab["run_dir"]
+    accepted = _accepted_key(cluster, NODE)
+    t0 = time.time()
+    stopped = cluster.salt(HYP, "vm_backup.stop", NODE, timeout=120)[HYP]
+    assert stopped["stopped"] == "acpi shutdown"
+    _wait_event(run_dir, "minion-stopped", after=t0)
+    assert _ping(cluster, NODE, timeout=5) is not True
+
+    # an impostor: minion id ctl01, its own fresh key pair
+    name = "imp01"
+    pki = os.path.join(cluster.base, name, "pki", "minion")
+    os.makedirs(pki)
+    subprocess.run([os.path.join(SALT_BIN, "salt-key"), "-c", cluster.master_conf_dir,
+                    "--gen-keys=minion", f"--gen-keys-dir={pki}"], check=True,
+                   capture_output=True, env=cluster.env)
+    ports = cluster._ports()
+    cluster._write(name, "minion", {"id": NODE, "master": topology.MASTER_ADDRESS,
+                                    "master_port": ports["ret_port"],
+                                    "acceptance_wait_time": 1, "random_reauth_delay": 0})
+    lab["impostor"]["name"] = name
+    cluster.start_minion(name)
+    with open(os.path.join(pki, "minion.pub")) as handle:
+        impostor_pub = handle.read()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if NODE in _key_lists(cluster).get("minions_denied", []):
+            break
+        time.sleep(1)
+    keys = _key_lists(cluster)
+    assert NODE in keys["minions_denied"], keys
+    assert NODE in keys["minions"]
+    assert _accepted_key(cluster, NODE) == accepted  # untouched
+    denied = os.path.join(cluster.base, topology.MASTER_ID, "pki", "master", "minions_denied",
+                          NODE)
+    if os.path.exists(denied):
+        with open(denied) as handle:
+            assert handle.read().strip() == impostor_pub.strip()
+    assert _ping(cluster, NODE, timeout=10) is not True  # it never answers
+    cluster.stop_minion(name)
+    lab["impostor"].clear()
+
+
+def test_rollback_restores_the_old_guest_and_minion(lab):
+    cluster, run_dir = lab["cluster"], lab["run_dir"]
+    ret = json.loads(cluster.run("leapfrog.restore_node_key", NODE).stdout)
+    assert ret["node"] == NODE
+    started = time.monotonic()
+    after = time.time()
+    restored = cluster.salt(HYP, "vm_backup.restore", NODE, lab["backup"], "start=True",
+                            timeout=180)[HYP]
+    assert restored["disks"][0]["path"] == lab["vm"]["disk"]
+    _wait_event(run_dir, "minion-started", after=after)
+    cluster.wait_minions([NODE], timeout=120)
+    lab["timings"]["restore_to_minion"] = round(time.monotonic() - started, 1)
+    assert cluster.salt(NODE, "grains.item", "oscodename")[NODE] == {"oscodename": "bookworm"}
+    line = guest.console_lines(lab["vm"]["console"])[-1]
+    assert line["os"] == "bookworm" and line["marker"] == lab["marker"]
