@@ -74,6 +74,7 @@ def _say(line):
 def _tracker(cluster, run, pillar, test=False, new_run=False):
     """Load the cluster and build the run's Tracker; returns (name, config, tracker)."""
     name, config = _load(cluster, pillar)
+    run = str(run) if run not in (None, "") else None  # salt-run may parse ids as numbers
     if not run:
         if not new_run:
             raise leapfrog_errors.LeapfrogError("name the run: run=<id> (leapfrog.begin "
@@ -182,6 +183,7 @@ def step(cluster=None, run=None, step=None, function=None, function_args=None,
         name, _, tracker = _tracker(cluster, run, pillar, test)
         if not step or not function:
             raise leapfrog_errors.LeapfrogError("step= and function= are required")
+        step = str(step)
         result, ran = tracker.run(
             step, lambda: _call_runner(function, function_args, function_kwargs),
             describe=function)
@@ -247,6 +249,7 @@ def wait_approval(cluster=None, run=None, step="approve_gate", expiry=None, pill
     """
     try:
         name, config, tracker = _tracker(cluster, run, pillar, test)
+        step = str(step)
         seconds = float(expiry if expiry is not None else config["approval"]["expiry"])
         tag = tracker.tag("approve")
         event = None
@@ -378,8 +381,8 @@ def status(cluster=None, run=None):
 def _compute_releases(config, computes, timeout):
     """Compute -> release: from ``computes`` (a release, a mapping, or None = ask the
     compute role's minions through ``leapfrog.node_info``)."""
-    if isinstance(computes, str):
-        return {"all computes": computes}
+    if isinstance(computes, (str, int, float)):  # salt-run parses computes=2024.1 as a float
+        return {"all computes": str(computes)}
     if isinstance(computes, dict):
         return {str(k): str(v) for k, v in computes.items()}
     answers = _ask(config["roles"]["compute"], timeout)
@@ -419,7 +422,7 @@ def plan(cluster=None, strategy=None, to=None, control=None, computes=None, pill
         found = _compute_releases(config, computes, timeout)
         decision = leapfrog_plan.strategy(
             releases["path"], strategy or releases["strategy"],
-            control or releases["current"], found, to=to or releases["target"])
+            str(control or releases["current"]), found, to=str(to or releases["target"]))
     except leapfrog_plan.Impossible as exc:
         return _fail({"cluster": cluster, "possible": False, "reason": exc.reason,
                       "alternatives": exc.alternatives, "text": str(exc)})

@@ -144,7 +144,7 @@ def test_nothing_to_do_at_the_target():
 # ------------------------------------------------------------------------- runner
 def test_runner_plan_prints_the_tree(monkeypatch):
     monkeypatch.setattr(leapfrog_cluster, "master_pillar", lambda opts: example_pillar())
-    result = runner.plan(cluster="prod1", to="2025.1", computes="2024.1")
+    result = runner.plan(cluster="prod1", to=2025.1, computes="2024.1")
     assert result["possible"] is True
     assert result["text"].startswith(
         "Upgrade the control plane of prod1: 2024.1 -> 2025.1 (rolling)")
@@ -165,7 +165,8 @@ def test_runner_plan_refuses_with_reason_and_alternatives(monkeypatch):
 
 def test_runner_plan_strategy_from_argument(monkeypatch):
     monkeypatch.setattr(leapfrog_cluster, "master_pillar", lambda opts: example_pillar())
-    result = runner.plan(cluster="prod1", strategy="fast_forward", computes="2024.1")
+    # salt-run parses computes=2024.1 as a float
+    result = runner.plan(cluster="prod1", strategy="fast_forward", computes=2024.1)
     assert result["strategy"] == "fast_forward"
     assert result["hops"] == [["2024.1", "2025.1"], ["2025.1", "2026.1"]]
 
