@@ -565,22 +565,24 @@ def rebuild_node(node, cluster=None, pillar=None, image=None, timeout=300, backu
     return {"cluster": name, **result}
 
 
-def restore_node_key(node, key=None):
+def restore_node_key(node, backup=None, key=None):
     """
-    Accept again the public key ``node`` had before its last ``rebuild_node`` (kept under
-    the master's cachedir, ``leapfrog/keys/<node>/``; ``key`` names another kept file), so
-    the node's restored old VM is let back in. Part of a rollback.
+    Accept again the public key ``node`` had before a ``rebuild_node`` (kept under the
+    master's cachedir, ``leapfrog/keys/<node>/``), so the node's restored old VM is let back
+    in: the key kept by the rebuild that started from ``backup`` (the VM backup being
+    restored), else the newest kept key; ``key`` names a kept file. Part of a rollback.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-run leapfrog.restore_node_key ctl01
+        salt-run leapfrog.restore_node_key ctl01 backup=ctl01/20260101T120000Z-pre-rebuild
     """
-    kept = leapfrog_rebuild.previous_keys(__opts__, node)
+    kept = leapfrog_rebuild.previous_keys(__opts__, node, backup)
     path = key or (kept[0] if kept else None)
     if not path or not os.path.isfile(path):
-        return _fail({"node": node, "error": f"no kept key of {node} (a rebuild keeps one)"})
+        what = f" kept with backup {backup}" if backup else ""
+        return _fail({"node": node, "error": f"no key of {node}{what} (a rebuild keeps one)"})
     with open(path) as handle:
         pub = handle.read()
     leapfrog_rebuild.accept_pub(__opts__, node, pub)

@@ -24,6 +24,7 @@ import glob
 import json
 import logging
 import os
+import re
 import time
 
 import leapfrog_errors
@@ -142,19 +143,31 @@ def _keep_dir(opts, node):
     return os.path.join(opts["cachedir"], "leapfrog", "keys", node)
 
 
-def keep_previous_key(opts, node, pub):
-    """Store the public key accepted before the rebuild (a rollback re-accepts it)."""
+def _backup_slug(backup):
+    return re.sub(r"[^A-Za-z0-9._-]", "_", str(backup))
+
+
+def keep_previous_key(opts, node, pub, backup=None):
+    """Store the public key accepted before the rebuild (a rollback re-accepts it); with
+    ``backup`` (the VM backup the rebuild started from) the file is named after it, so a
+    rollback to that backup finds the key that goes with its disk."""
     folder = _keep_dir(opts, node)
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.pub")
+    name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    if backup:
+        name += f"--{_backup_slug(backup)}"
+    path = os.path.join(folder, f"{name}.pub")
     with open(path, "w") as handle:
         handle.write(pub)
     return path
 
 
-def previous_keys(opts, node):
-    """Kept public keys of ``node``, newest first."""
-    return sorted(glob.glob(os.path.join(_keep_dir(opts, node), "*.pub")), reverse=True)
+def previous_keys(opts, node, backup=None):
+    """Kept public keys of ``node``, newest first (only those kept with ``backup``)."""
+    found = sorted(glob.glob(os.path.join(_keep_dir(opts, node), "*.pub")), reverse=True)
+    if backup:
+        found = [p for p in found if p.endswith(f"--{_backup_slug(backup)}.pub")]
+    return found
 
 
 def accept_pub(opts, node, pub):
@@ -245,7 +258,7 @@ def run(opts, config, node, local, wheel, event, image=None, timeout=300, backup
 
         step = "key"
         old_pub = _key_str(wheel, node)
-        kept = keep_previous_key(opts, node, old_pub) if old_pub else None
+        kept = keep_previous_key(opts, node, old_pub, backup) if old_pub else None
         pair = _wheel_fun(wheel, "key.gen_accept")(id_=node, force=True)
         if not pair or "pub" not in pair or "priv" not in pair:
             raise leapfrog_errors.LeapfrogError(f"key.gen_accept gave no key pair for {node}")

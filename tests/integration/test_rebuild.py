@@ -10,10 +10,12 @@ runs exactly while its domain runs. The tests run in file order:
 2. back up ctl01, ``salt-run leapfrog.rebuild_node ctl01 backup=...``: the rebuilt VM's
    minion connects with the key the master accepted beforehand and reports trixie; the
    private key is nowhere under the master's directories;
-3. a minion presenting id ctl01 with another key is not accepted and never answers;
-4. rollback: the kept old key accepted again, the backup restored: the old guest boots with
+3. a rebuild from the wrong image fails the OS check (retcode 1, the reason);
+4. a minion presenting id ctl01 with another key is not accepted and never answers;
+5. rollback: the kept old key accepted again, the backup restored: the old guest boots with
    its marker and the minion reports bookworm again.
 """
+import concurrent.futures
 import json
 import os
 import shutil
@@ -111,20 +113,26 @@ def lab():
     timings = {}
     try:
         started = time.monotonic()
-        virt.up()
-        # the new OS image where the lab pillar's vms:image says it is
-        os.makedirs(os.path.join(run_dir, "images"))
-        shutil.copy(images["images"]["trixie"], os.path.join(run_dir, "images", "trixie.qcow2"))
-        cluster.configure()
-        cluster.start_master()
-        cluster.start_minion(HYP)
+
+        def salt_up():
+            cluster.configure()
+            cluster.start_master()
+            cluster.start_minion(HYP)
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # both take seconds
+            salt_started = pool.submit(salt_up)
+            virt.up()
+            # the new OS image where the lab pillar's vms:image says it is
+            os.makedirs(os.path.join(run_dir, "images"))
+            shutil.copy(images["images"]["trixie"],
+                        os.path.join(run_dir, "images", "trixie.qcow2"))
+            salt_started.result()
         lab_bridge.spawn(run_dir)
         conn = virt.connect()
         vm = guest.define_node(conn, NODE, os.path.join(run_dir, "vms"), guest.OLD)
         conn.close()
         cluster.wait_minions([HYP, NODE], timeout=180)
-        cluster.salt(HYP, "saltutil.sync_all")
-        cluster.salt(HYP, "saltutil.refresh_pillar", "wait=True")
+        cluster.salt(HYP, "saltutil.sync_all")  # its pillar was compiled when it started
         cluster.run("saltutil.sync_all")
         timings["lab_up"] = round(time.monotonic() - started, 1)
         yield {"run_dir": run_dir, "cluster": cluster, "virt": virt, "vm": vm,
@@ -213,6 +221,24 @@ def test_rebuild_node_on_the_new_os(lab):
     kept = data["key"]["previous_kept"]
     with open(kept) as handle:
         assert handle.read() == old_key
+    lab["kept_key"], lab["old_key"] = kept, old_key
+
+
+def test_wrong_image_fails_the_os_check(lab):
+    """The OS check is real: the grains come from what the guest boots (its disk's
+    /etc/os-release, as Salt's core grains would), not from what the seed asked for."""
+    cluster = lab["cluster"]
+    wrong = guest.ensure()["images"]["bookworm"]
+    started = time.monotonic()
+    rc, data = _rebuild_run(cluster, f"image={wrong}", "stop=True")
+    lab["timings"]["wrong_image_rebuild"] = round(time.monotonic() - started, 1)
+    assert rc != 0 and data["retcode"] == 1
+    assert data["step"] == "grains"
+    assert "ctl01 came back with the wrong OS: oscodename='bookworm' (expected 'trixie')" \
+        in data["error"]
+    assert set(data["phases"]) == {"check", "key", "rebuild", "boot", "grains"}
+    # the VM was replaced, so its new key stays accepted: the node answers (wrong OS)
+    assert cluster.salt(NODE, "grains.item", "oscodename")[NODE] == {"oscodename": "bookworm"}
 
 
 def test_another_key_is_not_accepted(lab):
@@ -260,8 +286,11 @@ def test_another_key_is_not_accepted(lab):
 
 def test_rollback_restores_the_old_guest_and_minion(lab):
     cluster, run_dir = lab["cluster"], lab["run_dir"]
-    ret = json.loads(cluster.run("leapfrog.restore_node_key", NODE).stdout)
-    assert ret["node"] == NODE
+    # two rebuilds kept two keys: the one kept with this backup goes with its disk
+    ret = json.loads(cluster.run("leapfrog.restore_node_key", NODE,
+                                 f"backup={lab['backup']}").stdout)
+    assert ret["accepted"] == lab["kept_key"]
+    assert _accepted_key(cluster, NODE) == lab["old_key"]
     started = time.monotonic()
     after = time.time()
     restored = cluster.salt(HYP, "vm_backup.restore", NODE, lab["backup"], "start=True",
