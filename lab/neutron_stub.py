@@ -124,7 +124,12 @@ class NeutronStub:
         if self._proc is not None:
             return self._proc.poll() is None
         pid = self._pid_from_file()
-        return bool(pid) and os.path.exists(f"/proc/{pid}") and self.healthy()
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                ours = self.pidfile.encode() in handle.read()
+        except (OSError, TypeError):
+            ours = False
+        return ours
 
     def _pid_from_file(self):
         try:

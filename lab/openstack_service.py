@@ -109,6 +109,14 @@ def _write_private(path, text):
         handle.write(text)
 
 
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def _reap(pid):
     try:
         os.waitpid(pid, os.WNOHANG)
@@ -412,7 +420,9 @@ class OpenStackService:
 
     # -- process --------------------------------------------------------------------------------
     def running(self):
-        return _alive(self.pid)
+        """The recorded PID lives and is this service's process (its argv names run_dir: a
+        PID reused by another process is never taken for ours, nor signalled)."""
+        return _alive(self.pid) and self.run_dir in _cmdline(self.pid)
 
     def start(self, release=None, wait=True, timeout=180):
         """Start the service (from ``release``'s venv if given); wait until healthy."""
@@ -484,7 +494,14 @@ class OpenStackService:
         pid = self.pid
         if not pid:
             return False
-        was = _alive(pid)
+        if not self.running():  # gone, or the PID now belongs to someone else
+            _reap(pid)
+            self.pid = None
+            self._proc = None
+            if os.path.isdir(self.run_dir):
+                self._save()
+            return False
+        was = True
         if was:
             try:
                 os.kill(pid, signal.SIGTERM)

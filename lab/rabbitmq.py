@@ -30,6 +30,14 @@ class RabbitMQError(RuntimeError):
     """The lab RabbitMQ could not start or stop."""
 
 
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace")
+    except (OSError, TypeError):
+        return ""
+
+
 class RabbitMQ:
     """One private RabbitMQ node: ``start()``, ``stop()``, ``running()``, ``transport_url()``.
 
@@ -104,7 +112,13 @@ class RabbitMQ:
         return f"rabbit://{self.user}:{self.password}@{self.address}:{self.port}{vhost}"
 
     def running(self):
-        return _alive(self.pid)
+        return _alive(self.pid) and self._ours(self.pid)
+
+    def _ours(self, pid):
+        """``pid`` is this node's VM or epmd (a reused PID is never signalled)."""
+        line = _cmdline(pid)
+        return self.home in line or (self.epmd_port and f"-port {self.epmd_port}" in line
+                                     and "epmd" in line)
 
     def _amqp_ready(self):
         """True once the node answers an AMQP protocol header with a Connection.Start."""
@@ -184,8 +198,10 @@ class RabbitMQ:
                     self.pid = int(handle.read().split()[0])
             except (OSError, ValueError, IndexError):
                 pass
-        _stop_pid(self.pid, timeout)
-        _stop_pid(self.epmd_pid, 5)
+        if self.pid and self._ours(self.pid):
+            _stop_pid(self.pid, timeout)
+        if self.epmd_pid and self._ours(self.epmd_pid):
+            _stop_pid(self.epmd_pid, 5)
         self.pid = None
         self.epmd_pid = None
         if os.path.isdir(self.run_dir):
