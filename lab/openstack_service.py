@@ -420,9 +420,17 @@ class OpenStackService:
 
     # -- process --------------------------------------------------------------------------------
     def running(self):
-        """The recorded PID lives and is this service's process (its argv names run_dir: a
-        PID reused by another process is never taken for ours, nor signalled)."""
-        return _alive(self.pid) and self.run_dir in _cmdline(self.pid)
+        """The recorded PID lives and is this service's process (it runs in run_dir, or its
+        argv names it; gunicorn 26 retitles itself): a PID reused by another process is never
+        taken for ours, nor signalled."""
+        if not _alive(self.pid):
+            return False
+        try:
+            if os.readlink(f"/proc/{self.pid}/cwd") == self.run_dir:
+                return True
+        except OSError:
+            pass
+        return self.run_dir in _cmdline(self.pid)
 
     def start(self, release=None, wait=True, timeout=180):
         """Start the service (from ``release``'s venv if given); wait until healthy."""

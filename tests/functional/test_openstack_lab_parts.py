@@ -58,3 +58,33 @@ def test_neutron_stub_answers_empty_lists(tmp_path_factory):
     finally:
         stub.stop()
     assert _gone(pid)
+
+
+def test_one_service_alone_2026_1_keystone_start_health_stop_from_another_object(
+        tmp_path_factory, openstack_venvs):
+    """OpenStackService alone (SQLite, no cloud): keystone of 2026.1 under gunicorn 26, which
+    retitles its master (``gunicorn: master [...]``): a second object on the same run dir
+    still recognises the process as ours (its cwd) and stops it; nothing is left."""
+    from lab.openstack_service import OpenStackService  # pylint: disable=import-outside-toplevel
+
+    run_dir = str(tmp_path_factory.mktemp("ks"))
+    settings = {"db": {"keystone": f"sqlite:///{run_dir}/keystone.db"}, "transport_url": "",
+                "auth_url": "http://127.0.0.1:9/v3", "region": "RegionOne", "passwords": {}}
+    service = OpenStackService("keystone", "2026.1", run_dir, "127.0.1.21", host="ctl01",
+                               settings=settings, venv=openstack_venvs["2026.1"])
+    service.manage("db_sync")
+    service.manage("fernet_setup", "--keystone-user", "root", "--keystone-group", "root")
+    try:
+        service.start()
+        assert service.healthy()
+        version = requests.get(service.url + "/v3", timeout=5).json()["version"]
+        assert version["id"].startswith("v3.")
+        with open(f"/proc/{service.pid}/cmdline", "rb") as handle:
+            assert handle.read().startswith(b"gunicorn: master [lf-keystone-ctl01]")
+        pid = service.pid
+        other = OpenStackService("keystone", "2026.1", run_dir, "127.0.1.21", host="ctl01")
+        assert other.running() and other.pid == pid and other.port == service.port
+        assert other.stop() is True
+    finally:
+        service.stop()
+    assert _gone(pid) and not _listening("127.0.1.21", service.port)
