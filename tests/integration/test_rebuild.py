@@ -302,3 +302,15 @@ def test_rollback_restores_the_old_guest_and_minion(lab):
     assert cluster.salt(NODE, "grains.item", "oscodename")[NODE] == {"oscodename": "bookworm"}
     line = guest.console_lines(lab["vm"]["console"])[-1]
     assert line["os"] == "bookworm" and line["marker"] == lab["marker"]
+
+
+def test_bridge_stops_the_minions_it_started_when_it_stops(lab):
+    cluster, run_dir = lab["cluster"], lab["run_dir"]
+    pid = procs.read_pid(lab_bridge.pid_file(run_dir))
+    assert procs.pid_alive(pid)
+    minion = procs.read_pid(cluster.pid_file(NODE))
+    assert procs.pid_alive(minion)
+    assert lab_bridge.terminate(run_dir) is True  # SIGTERM by its pid file
+    assert not procs.pid_alive(pid) and not procs.pid_alive(minion)
+    assert procs.alive(cluster.pid_file(HYP))  # not the bridge's: left alone
+    assert [e["action"] for e in _events(run_dir)][-1] == "bridge-down"
