@@ -8,6 +8,7 @@ duplicate hypervisor.
 """
 import os
 
+import pytest
 import requests
 
 from lab.openstack_cloud import FRONTENDS, SERVICE_VERSION, OpenStackCloud
@@ -123,4 +124,34 @@ def test_fake_compute_survives_a_restart_from_the_next_release(openstack_cloud, 
     new = cloud.create_server("after-upgrade", "cmp01")
     assert cloud.servers()[new]["status"] == "ACTIVE"
     assert cloud.servers()[new]["host"] == "cmp01"
+    cloud.api("DELETE", "nova", f"/servers/{new}")
+
+
+def _roll_to(cloud, release):
+    """The rolling order nova asks for: control plane first, then every compute."""
+    if cloud.controller["nova-conductor"].release < release:
+        cloud.upgrade_nova_control(release)
+    for host, compute in cloud.computes.items():
+        if compute.release < release:
+            cloud.restart_compute(host, release=release)
+
+
+@pytest.mark.heavy
+@pytest.mark.skipif("'heavy' not in (config.getoption('markexpr') or '')",
+                    reason="a long rolling upgrade: run with -m heavy")
+def test_rolling_2024_1_to_2026_1_keeps_hypervisors_and_servers(openstack_cloud):
+    """The whole skip, hop by hop (2025.1, then 2026.1: its control plane refuses computes
+    older than 2025.1's service version): hypervisors, node UUIDs and servers survive every
+    compute restart, and a 2026.1 compute boots a new server. ~2.5 min: run with -m heavy."""
+    cloud = openstack_cloud
+    hypervisors, servers = cloud.hypervisors(), cloud.servers()
+    for release in ("2025.1", "2026.1"):
+        _roll_to(cloud, release)
+        assert set(cloud.service_versions("nova-compute").values()) == {SERVICE_VERSION[release]}
+        assert cloud.hypervisors() == hypervisors
+        assert cloud.servers() == servers
+        for host in cloud.computes:
+            assert _compute_id(cloud, host) == hypervisors[host]["id"]
+    new = cloud.create_server("on-2026-1", "cmp02")
+    assert cloud.servers()[new] == {"name": "on-2026-1", "status": "ACTIVE", "host": "cmp02"}
     cloud.api("DELETE", "nova", f"/servers/{new}")
