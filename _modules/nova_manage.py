@@ -51,7 +51,7 @@ __virtualname__ = "nova_manage"
 
 DB_KEYS = ("host", "port", "socket", "user", "password")
 NAME_KEYS = ("api_database", "database", "cell0_database", "transport_url")
-TARGET_KEYS = ("release", "venv", "binary", "venvs", "config_file", "via")
+TARGET_KEYS = ("release", "venv", "binary", "venvs", "config_file", "via", "suffix")
 SCHEMAS = ("api", "main")
 MASK = "****"
 ANY_RC = range(-255, 256)
@@ -268,6 +268,10 @@ class _Conn:
         self.database = opts.get("database") or nova.get("database") or "nova"
         self.cell0_database = (opts.get("cell0_database") or nova.get("cell0_database")
                                or f"{self.database}_cell0")
+        if opts.get("suffix"):  # the rehearsal's clones: nova_api_upgrade, nova_upgrade, ...
+            self.api_database, self.database, self.cell0_database = (
+                f"{name}{opts['suffix']}" for name in
+                (self.api_database, self.database, self.cell0_database))
         self.transport_url = opts.get("transport_url") or nova.get("transport_url")
         self.urls = {}
         self._pool = {}
@@ -784,6 +788,41 @@ def list_cells(release=None, **kwargs):
     """
     opts, nova, conn = _setup(kwargs, release)
     return _cells(nova, conn, opts.get("via", "auto"))
+
+
+def isolate_cells(suffix="_upgrade", **kwargs):
+    """
+    Point a cloned API database's cell mappings at the cloned cell databases.
+
+    A clone of ``nova_api`` still maps cell0 and cell1 to the production ``nova_cell0`` and
+    ``nova``: a rehearsal that ran ``db sync`` through those mappings would migrate
+    production. This rewrites each mapping of ``<api_database><suffix>`` to
+    ``<name><suffix>`` (already suffixed ones are left alone); it only ever opens the suffixed
+    API database, so production's mappings cannot be touched. Returns the rewritten cells
+    (database names only; no URL or password).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 nova_manage.isolate_cells suffix=_upgrade
+    """
+    if not suffix:
+        raise NovaManageError("isolate_cells needs a suffix (e.g. _upgrade)")
+    conn = _Conn({**_split(kwargs), "suffix": suffix})
+    rows = conn.query("api", "SELECT id, name, database_connection FROM cell_mappings ORDER BY id")
+    changed = []
+    for row_id, name, url in rows:
+        parts = urllib.parse.urlsplit(url or "")
+        database = parts.path.lstrip("/")
+        if not database or database.endswith(suffix):
+            continue
+        new_url = parts._replace(path=f"/{database}{suffix}").geturl()
+        conn.query("api", "UPDATE cell_mappings SET database_connection = %s WHERE id = %s",
+                   (new_url, row_id))
+        changed.append({"cell": name, "old": database, "new": f"{database}{suffix}"})
+    conn.close()
+    return {"api_database": conn.api_database, "changed": changed}
 
 
 def _cell_uuid(cells, name):

@@ -17,6 +17,7 @@ import leapfrog_cluster
 import leapfrog_errors
 import leapfrog_fault
 import leapfrog_journal
+import leapfrog_minions
 import leapfrog_plan
 import leapfrog_rebuild
 import leapfrog_schema
@@ -587,3 +588,83 @@ def restore_node_key(node, backup=None, key=None):
         pub = handle.read()
     leapfrog_rebuild.accept_pub(__opts__, node, pub)
     return {"node": node, "accepted": path, "finger": leapfrog_rebuild.finger(pub)}
+
+
+# ------------------------------------------------------------------ cross-minion calls and
+# the rehearsal's checks (orch.test_upgrade)
+def _role_target(config, role=None, target=None):
+    if target:
+        return target
+    if role not in config["roles"]:
+        raise leapfrog_errors.LeapfrogError(
+            f"unknown role {role!r}; roles: {', '.join(sorted(config['roles']))}")
+    return config["roles"][role]
+
+
+def call(func, role=None, target=None, kwargs=None, first=False, expect=None, cluster=None,
+         pillar=None, timeout=600):
+    """
+    Run execution function ``func`` with ``kwargs`` on the minions of a cluster role (its
+    compound target from pillar) or of ``target``; ``first=True`` runs it on the first
+    matching minion only. Fails (retcode 1) when nothing matches, a minion is silent, the
+    function fails on any minion, or a return lacks one of the ``expect`` key/values.
+    Secrets are never passed: minion functions read them from their own pillar.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.call mysql_backup.checksums role=database cluster=prod1
+        salt-run leapfrog.call nova_manage.versions role=controller first=True kwargs='{release: "2025.1"}' expect='{at_head: true}'
+    """
+    try:
+        _, config = _load(cluster, pillar)
+        tgt = _role_target(config, role, target)
+        results = leapfrog_minions.call(__opts__, tgt, func, kwargs, first=bool(first),
+                                        timeout=timeout)
+        for mid, ret in results.items():
+            for key, value in (expect or {}).items():
+                got = ret.get(key) if isinstance(ret, dict) else None
+                if got != value:
+                    raise leapfrog_errors.LeapfrogError(
+                        f"{mid}: {func} returned {key}={got!r}, expected {value!r}")
+    except leapfrog_errors.LeapfrogError as exc:
+        return _fail({"func": func, "error": str(exc)})
+    return results
+
+
+def unchanged_since(step, run, role="database", databases=None, cluster=None, pillar=None):
+    """
+    Prove the production databases did not change during a run: read the
+    ``mysql_backup.checksums`` result recorded in the run's journal by ``step`` and compare
+    it with the checksums now. Fails naming every table whose rows or checksum differ.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.unchanged_since snapshot run=20261122-010000-ab12 cluster=prod1
+    """
+    try:
+        name, config = _load(cluster, pillar)
+        record = leapfrog_journal.Journal(_journal_root(), name, str(run)).step(step) or {}
+        before = record.get("result")
+        if record.get("status") != "done" or not isinstance(before, dict) or \
+                before.get("truncated"):
+            raise leapfrog_errors.LeapfrogError(
+                f"run {run} has no complete result for step {step} to compare with")
+        kwargs = {"databases": databases} if databases else {}
+        now = leapfrog_minions.call(__opts__, _role_target(config, role), "mysql_backup.checksums",
+                                    kwargs)
+        changed = {mid: leapfrog_minions.differences(before.get(mid) or {}, stats)
+                   for mid, stats in now.items()}
+        changed = {mid: tables for mid, tables in changed.items() if tables}
+        if changed:
+            raise leapfrog_errors.LeapfrogError(
+                "production databases changed during the run: " + "; ".join(
+                    f"{mid}: {', '.join(tables)}" for mid, tables in changed.items()))
+    except leapfrog_errors.LeapfrogError as exc:
+        return _fail({"step": step, "run": run, "error": str(exc)})
+    return {"unchanged": True, "compared_with": step,
+            "tables": {mid: sum(len(t) for t in stats.values() if isinstance(t, dict))
+                       for mid, stats in now.items()}}

@@ -1,6 +1,8 @@
 # The lab cluster's pillar, as a real cluster would carry it: the master (cfg01) holds the
 # leapfrog cluster config; every node gets the pillar of its role.
 base:
+  '*':
+    - runtime
   'cfg01*':
     - leapfrog.lab
   'kvm*':

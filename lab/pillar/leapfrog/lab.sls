@@ -1,5 +1,5 @@
 {#- The lab cluster. LEAPFROG_LAB_DIR is the lab's private run directory (set by lab/). #}
-{%- set run = salt['environ.get']('LEAPFROG_LAB_DIR', '/var/lib/leapfrog-lab') %}
+{%- from 'lab_dir.jinja' import run %}
 leapfrog:
   clusters:
     lab:

@@ -1,5 +1,5 @@
 {#- LEAPFROG_LAB_DIR is the lab's private run directory (set by lab/): its libvirtd socket. #}
-{%- set run = salt['environ.get']('LEAPFROG_LAB_DIR', '/var/lib/leapfrog-lab') %}
+{%- from 'lab_dir.jinja' import run %}
 libvirt:
   server: {enabled: true}
 leapfrog:

@@ -1,0 +1,72 @@
+"""Run an execution module function on a cluster's minions from the master, and fail
+loudly: a target that matches nothing, a minion that does not answer, or a minion whose
+function failed (retcode != 0, e.g. a CommandExecutionError) is an error naming them.
+
+Runners use it for every cross-minion step; secrets never travel in the call: minion-side
+functions read them from the minion's own pillar.
+"""
+import salt.client
+import salt.utils.minions
+
+import leapfrog_errors
+
+ERROR_TAIL = 600
+
+
+def expected(opts, target):
+    """Minion ids the master expects ``target`` (compound) to match."""
+    found = salt.utils.minions.CkMinions(opts).check_minions(target, tgt_type="compound")
+    return sorted(found.get("minions", []))
+
+
+def _tail(value):
+    text = str(value).strip()
+    return text if len(text) <= ERROR_TAIL else "..." + text[-ERROR_TAIL:]
+
+
+def call(opts, target, fun, kwargs=None, first=False, timeout=600):
+    """Run ``fun(**kwargs)`` on the minions of compound ``target``; return {id: return}.
+
+    ``first=True`` runs it on the first matching minion only (sorted ids): the "once, on
+    the first controller" steps.
+    """
+    ids = expected(opts, target)
+    if not ids:
+        raise leapfrog_errors.LeapfrogError(f"target {target!r} matches no minion")
+    if first:
+        ids = ids[:1]
+    client = salt.client.get_local_client(opts["conf_file"])
+    try:
+        answers = client.cmd(ids, fun, kwarg=dict(kwargs or {}), tgt_type="list",
+                             timeout=timeout, full_return=True)
+    finally:
+        client.destroy()
+    problems, results = [], {}
+    for mid in ids:
+        answer = answers.get(mid)
+        if not isinstance(answer, dict) or "ret" not in answer:
+            problems.append(f"{mid}: no answer to {fun} within {timeout} s")
+            continue
+        if answer.get("retcode", 0) != 0 or answer.get("success") is False:
+            problems.append(f"{mid}: {fun} failed: {_tail(answer['ret'])}")
+            continue
+        results[mid] = answer["ret"]
+    if problems:
+        raise leapfrog_errors.LeapfrogError("; ".join(problems))
+    return results
+
+
+def differences(before, after):
+    """Tables whose checksum or row count changed between two ``mysql_backup.checksums``
+    results ({database: {table: {...}}}); [] when identical."""
+    changed = []
+    for database in sorted(set(before) | set(after)):
+        old, new = before.get(database) or {}, after.get(database) or {}
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            if old != new:
+                changed.append(database)
+            continue
+        for table in sorted(set(old) | set(new)):
+            if old.get(table) != new.get(table):
+                changed.append(f"{database}.{table}")
+    return changed

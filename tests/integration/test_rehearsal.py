@@ -1,0 +1,99 @@
+"""orch.test_upgrade on real parts: the lab master and minions, a real MariaDB holding a
+nova DB set created by 2024.1's nova-manage, and the real nova-manage of every hop.
+
+The rehearsal must take clones to 2026.1's heads and leave production byte-for-byte as it
+was (revisions and table checksums), and clean its clones up, also when a step fails."""
+import json
+
+import pytest
+
+from lab import runtime_pillar
+
+MAIN_2024_1 = "13863f4e1612"
+MAIN_2026_1 = "2903cd72dc14"
+API_HEAD = "cdeec0c85668"
+
+
+@pytest.fixture(scope="module")
+def production(salt_master, salt_minions, lab_dir, nova_db, mariadb, openstack_venvs):
+    """A 2024.1 nova DB set, and the run-time pillar that tells dbs01 and ctl01 about it."""
+    db = nova_db("lfprod", release="2024.1")
+    connection = {"socket": mariadb.socket, "user": "root", "password": mariadb.root_password}
+    runtime_pillar.update(lab_dir, "all", {"leapfrog": {"releases": {"venvs": {
+        release: str(path) for release, path in openstack_venvs.items()}}}})
+    runtime_pillar.update(lab_dir, "dbs01", {"leapfrog": {"database": {
+        **connection, "databases": db.databases}}})
+    runtime_pillar.update(lab_dir, "ctl01", {"leapfrog": {
+        "database": connection,
+        "nova": {"api_database": db.api, "database": db.main, "cell0_database": db.cell0}}})
+    ret = salt_master.salt_cli(timeout=120).run("saltutil.refresh_pillar", "wait=True",
+                                               minion_tgt="*")
+    assert ret.returncode == 0, ret
+    return db
+
+
+def databases(mariadb):
+    with mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute("SHOW DATABASES")
+        return sorted(row[0] for row in cur.fetchall())
+
+
+def checksums(mariadb, names):
+    out = {}
+    with mariadb.connect() as conn, conn.cursor() as cur:
+        for name in names:
+            cur.execute(f"SHOW TABLES FROM `{name}`")
+            tables = [row[0] for row in cur.fetchall()]
+            cur.execute("CHECKSUM TABLE " + ", ".join(f"`{name}`.`{t}`" for t in tables))
+            out[name] = dict(cur.fetchall())
+    return out
+
+
+def orch(salt_master, *pillar_and_flags, **pillar):
+    ret = salt_master.salt_run_cli(timeout=900).run(
+        "state.orch", "orch.test_upgrade", f"pillar={json.dumps(pillar)}", *pillar_and_flags)
+    states = next(iter(ret.data["data"].values())) if isinstance(ret.data, dict) else {}
+    return ret, {v["__id__"]: v for v in states.values()} if isinstance(states, dict) else {}
+
+
+def test_plan_only_changes_nothing(salt_master, production, mariadb):
+    before = checksums(mariadb, production.databases)
+    ret, states = orch(salt_master, "test=True", cluster="lab")
+    assert ret.returncode == 0, ret.stdout
+    text = states["plan"]["comment"]
+    assert "rehearsal of 2024.1 -> 2025.1 -> 2026.1 on _upgrade clones" in text
+    assert "staged_sync: would run" in text
+    assert checksums(mariadb, production.databases) == before
+    assert not [d for d in databases(mariadb) if d.endswith("_upgrade")]
+
+
+def test_rehearsal_reaches_target_on_clones_and_leaves_production(salt_master, production,
+                                                                   mariadb):
+    before = checksums(mariadb, production.databases)
+    ret, states = orch(salt_master, cluster="lab")
+    assert ret.returncode == 0, ret.stdout
+    failed = [sid for sid, state in states.items() if state["result"] is False]
+    assert failed == []
+    sync = states["staged_sync"]["changes"]["return"]["result"]["ctl01"]
+    assert sync["revisions"] == {"api": API_HEAD, "main": MAIN_2026_1, "cell0": MAIN_2026_1}
+    assert [hop["release"] for hop in sync["hops"]] == ["2024.1", "2025.1", "2026.1"]
+    isolated = states["isolate"]["changes"]["return"]["result"]["ctl01"]["changed"]
+    assert {c["new"] for c in isolated} == {"lfprod_upgrade", "lfprod_cell0_upgrade"}
+    assert states["production_unchanged"]["changes"]["return"]["result"]["unchanged"] is True
+    # production: same revisions and the same checksums in every table; clones gone
+    assert production.revision("main") == MAIN_2024_1
+    assert production.revision("cell0") == MAIN_2024_1
+    assert checksums(mariadb, production.databases) == before
+    assert not [d for d in databases(mariadb) if d.endswith("_upgrade")]
+
+
+def test_failed_step_stops_and_drops_the_clones(salt_master, production, mariadb):
+    before = checksums(mariadb, production.databases)
+    ret, states = orch(salt_master, cluster="lab", testing={"fail_at": "staged_sync"})
+    assert ret.returncode == 1
+    assert "failure injected" in states["staged_sync"]["comment"] + json.dumps(
+        states["staged_sync"]["changes"])
+    assert states["verify"]["__state_ran__"] is False
+    assert states["drop_clones_after_failure"]["result"] is True
+    assert not [d for d in databases(mariadb) if d.endswith("_upgrade")]
+    assert checksums(mariadb, production.databases) == before
