@@ -398,8 +398,9 @@ class OpenStackCloud:
     def _sync_nova(self):
         conductor = self.controller["nova-conductor"]
         conductor.manage("api_db", "sync")
-        conductor.manage("cell_v2", "map_cell0", "--database_connection",
-                         self.db_url("nova_cell0"))
+        # cell0's URL defaults to [database]/connection's with "_cell0" appended to the DB
+        # name (= db_name("nova_cell0")): never a URL (a password) on a command line
+        conductor.manage("cell_v2", "map_cell0")
         conductor.manage("cell_v2", "create_cell", "--name", "cell1")
         conductor.manage("db", "sync")
 

@@ -391,6 +391,11 @@ class OpenStackService:
         """Run this service's ``*-manage`` tool with its config; return the CompletedProcess.
 
         ``extra_env`` carries secrets a tool reads from its environment (never argv)."""
+        secrets = list((self.settings or {}).get("passwords", {}).values())
+        if any(("://" in arg and "@" in arg) or any(x and x in arg for x in secrets)
+               for arg in map(str, args)):
+            raise ServiceError(f"{self.kind}: a URL with credentials or a password on a "
+                               "command line is refused (ps shows it): use the config file")
         venv = self.venv or _venv(self.release)
         tool = {"keystone": "keystone-manage", "placement": "placement-manage",
                 "glance": "glance-manage"}.get(self.kind, "nova-manage")

@@ -53,6 +53,10 @@ def test_cloud_is_up_at_2024_1_through_the_vip(openstack_cloud):
         assert os.stat(service.config_path).st_mode & 0o077 == 0
     assert cloud.controller["nova-api"].address == "127.0.1.21"
     assert len(os.listdir(os.path.join(cloud.run_dir, "images"))) == 1  # glance's file store
+    with cloud.mariadb.connect(cloud.db_name("nova_api")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT name, database_connection FROM cell_mappings ORDER BY id")
+        cells = {name: url.split("?")[0].rsplit("/", 1)[1] for name, url in cur.fetchall()}
+    assert cells == {"cell0": "lfos_nova_cell0", "cell1": "lfos_nova"}
 
     # another process (``lab status``/``down``) finds the same cloud from its run_dir
     attached = OpenStackCloud.attach(cloud.run_dir, mariadb=cloud.mariadb)
