@@ -1,36 +1,36 @@
-"""The lab: ``python -m lab up|down|status [--run-dir DIR] [--computes N]``.
+"""The lab: ``python -m lab up|down|status [--run-dir DIR] [--controllers N] [--computes N]``.
 
-Brings up the lab cluster's parts on this machine (today: the salt-master cfg01 and the
-minions of every node), stops them by their PIDs, and shows what runs.
+``up`` brings up the OpenStack cloud at 2024.1 and its Salt cluster (idempotent), ``down``
+stops every process by its PID and removes the run dir, ``status`` shows each part.
 """
 import argparse
 import os
+import sys
 
-from lab import salt_cluster, topology
+from lab import stack
 
 DEFAULT_RUN_DIR = os.environ.get("LEAPFROG_LAB_DIR", "/var/tmp/leapfrog-lab")
-
-
-def cluster(run_dir, computes):
-    return salt_cluster.SaltCluster(run_dir, topology.nodes(computes=computes))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("--run-dir", default=DEFAULT_RUN_DIR)
+    parser.add_argument("--controllers", type=int, default=3)
     parser.add_argument("--computes", type=int, default=2)
     args = parser.parse_args(argv)
-    salt = cluster(args.run_dir, args.computes)
+    lab = stack.Lab(args.run_dir, controllers=args.controllers, computes=args.computes,
+                    log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.action == "up":
-        salt.up()
+        lab.up()
+        print(f"lab up in {args.run_dir}; memory of the OpenStack side: {lab.rss_mb()} MB")
     elif args.action == "down":
-        salt.down()
-    status = salt.status()
-    for name, running in status.items():
-        print(f"{name:8} minion {'up' if running else 'down'}" if name != topology.MASTER_ID
-              else f"{name:8} master {'up' if running else 'down'}")
-    return 0 if args.action == "down" or all(status.values()) else 1
+        lab.down()
+        print("lab down")
+        return 0
+    status = lab.status()
+    print(stack.describe(status))
+    return 0 if all(v.get("running") for v in status.values()) else 1
 
 
 if __name__ == "__main__":

@@ -1,55 +1,104 @@
-"""The README's main job: bring the lab up and run leapfrog on it.
+"""The README's main job: bring the lab up and run leapfrog on it, as an operator would.
 
-Today it starts the lab's salt-master and minions, runs ``orch.inventory`` (pillar check
-and the cluster's nodes by role) exactly as an operator would with ``salt-run``, prints the
-inventory, and stops the lab (``--keep`` leaves it running).
+1. ``python -m lab up``: a real OpenStack 2024.1 cloud (3 controllers, 2 fake computes,
+   servers ACTIVE) behind haproxy, and its Salt cluster (cfg01 + a minion per node).
+2. ``salt-run state.orch orch.inventory``: the pillar checked, the nodes by role.
+3. ``salt ctl01 openstack_verify.check``: the operator's API checks through the VIP.
+4. ``salt-run state.orch orch.test_upgrade``: the rehearsal of 2024.1 -> 2025.1 -> 2026.1
+   on clones of the cloud's databases, production proved untouched.
+5. The lab is stopped (``--keep`` leaves it running).
+
+The control-plane upgrade itself (orch.upgrade_control_plane) is not written yet.
 """
 import argparse
 import json
-import shutil
+import sys
 import tempfile
 import time
 
-from lab import salt_cluster, topology
+from lab import stack
 
 
-def print_inventory(states):
-    inventory = next(v for v in states.values() if v["__id__"] == "inventory")
-    roles = inventory["changes"]["return"]["roles"]
-    print(f"\ninventory of cluster 'lab' ({sum(len(r['nodes']) for r in roles.values())} "
-          "nodes)")
+def say(line):
+    print(line, flush=True)
+
+
+def orch_states(proc):
+    data = json.loads(proc.stdout)["data"]
+    return {v["__id__"]: v for v in next(iter(data.values())).values()}
+
+
+def show_inventory(states):
+    roles = states["inventory"]["changes"]["return"]["roles"]
     for role, found in roles.items():
-        print(f"  {role:10} {found['target']}")
-        for node, info in found["nodes"].items():
-            print(f"    {node:6} roles={','.join(info['roles'])} os={info['os']} "
-                  f"{info['oscodename']} release={info['release']}")
+        nodes = ", ".join(f"{n} ({i['oscodename']}, {i['release'] or '-'})"
+                          for n, i in found["nodes"].items())
+        say(f"    {role:10} {found['target']:18} {nodes}")
+
+
+def show_verify(result):
+    say(f"    healthy: {result['healthy']}  ({result['passed']} passed, {result['failed']} "
+        f"failed, {result['skipped']} skipped)")
+    for name, check in result["checks"].items():
+        say(f"    {check['result']:5} {name:22} {check.get('latency') or 0:.3f} s "
+            f"{check.get('reason') or ''}")
+
+
+def show_rehearsal(states):
+    for step in ("snapshot", "clone", "isolate", "staged_sync", "verify",
+                 "production_unchanged", "drop_clones"):
+        state = states.get(step, {})
+        ok = "ok  " if state.get("result") else "FAIL"
+        say(f"    {ok} {step:22} {state.get('duration', 0) / 1000:6.1f} s")
+    sync = states["staged_sync"]["changes"]["return"]["result"]
+    for node, result in sync.items():
+        say(f"    clones on {node}: " + ", ".join(
+            f"{hop['release']} ({hop['seconds']} s)" for hop in result["hops"])
+            + f" -> revisions {result['revisions']}")
+
+
+def run_demo(lab):
+    started = time.monotonic()
+    say("[demo] 1/4 lab up: OpenStack 2024.1 (3 controllers, 2 computes) + Salt cluster")
+    lab.up()
+    say(f"[demo]     up in {time.monotonic() - started:.0f} s {lab.timings}; "
+        f"OpenStack processes use {lab.rss_mb()} MB")
+
+    say("[demo] 2/4 salt-run state.orch orch.inventory pillar='{\"cluster\": \"lab\"}'")
+    show_inventory(orch_states(lab.salt.run("state.orch", "orch.inventory",
+                                            'pillar={"cluster": "lab"}')))
+
+    say("[demo] 3/4 salt ctl01 openstack_verify.check")
+    show_verify(lab.salt.salt("ctl01", "openstack_verify.check", timeout=300)["ctl01"])
+
+    say("[demo] 4/4 salt-run state.orch orch.test_upgrade pillar='{\"cluster\": \"lab\"}'")
+    proc = lab.salt.run("state.orch", "orch.test_upgrade", 'pillar={"cluster": "lab"}',
+                        check=False)
+    states = orch_states(proc)
+    show_rehearsal(states)
+    if proc.returncode != 0:
+        raise SystemExit(f"[demo] the rehearsal failed (exit {proc.returncode})")
+    say(f"[demo] done in {time.monotonic() - started:.0f} s: the rehearsal took the cloud's "
+        "nova databases to 2026.1 on clones; production is unchanged")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="leave the lab running")
+    parser.add_argument("--controllers", type=int, default=3)
     parser.add_argument("--computes", type=int, default=2)
     args = parser.parse_args(argv)
-    run_dir = tempfile.mkdtemp(prefix="leapfrog-lab-", dir="/var/tmp")
-    lab = salt_cluster.SaltCluster(run_dir, topology.nodes(computes=args.computes))
-    started = time.monotonic()
+    run_dir = tempfile.mkdtemp(prefix="lf-lab-", dir="/var/tmp")
+    lab = stack.Lab(run_dir, controllers=args.controllers, computes=args.computes,
+                    log=lambda line: print(line, file=sys.stderr, flush=True))
     try:
-        print(f"[demo] starting salt-master {topology.MASTER_ID} and "
-              f"{len(lab.nodes)} minions under {run_dir}", flush=True)
-        lab.up()
-        print(f"[demo] lab up in {time.monotonic() - started:.0f} s; running: salt-run "
-              "state.orch orch.inventory pillar='{\"cluster\": \"lab\"}'", flush=True)
-        proc = lab.run("state.orch", "orch.inventory", 'pillar={"cluster": "lab"}')
-        states = next(iter(json.loads(proc.stdout)["data"].values()))
-        print_inventory(states)
-        print(f"\n[demo] orchestration succeeded in {time.monotonic() - started:.0f} s total")
+        run_demo(lab)
     finally:
-        if not args.keep:
-            lab.down()
-            shutil.rmtree(run_dir, ignore_errors=True)
-            print("[demo] lab stopped")
+        if args.keep:
+            say(f"[demo] lab left running: python -m lab down --run-dir {run_dir}")
         else:
-            print(f"[demo] lab left running: python -m lab down --run-dir {run_dir}")
+            lab.down()
+            say("[demo] lab stopped; nothing left running")
 
 
 if __name__ == "__main__":

@@ -12,12 +12,16 @@ sys.path.insert(0, REPO)
 TIERS = ("unit", "functional", "integration")
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
+    run_heavy = "heavy" in (config.getoption("markexpr") or "")
+    skip_heavy = pytest.mark.skip(reason="long end-to-end test: run with -m heavy")
     for item in items:
         parts = os.path.relpath(str(item.fspath), REPO).split(os.sep)
         for tier in TIERS:
             if tier in parts:
                 item.add_marker(getattr(pytest.mark, tier))
+        if "heavy" in item.keywords and not run_heavy:
+            item.add_marker(skip_heavy)
 
 
 @pytest.fixture(scope="session")
