@@ -1005,6 +1005,46 @@ def checksums(databases=None, **connection):
         return _snapshot_stats(conn, names)
 
 
+_AUTO_INCREMENT = re.compile(r" AUTO_INCREMENT=\d+")
+# Tables whose rows are the schema's version (alembic, sqlalchemy-migrate).
+VERSION_TABLES = ("alembic_version", "migrate_version")
+
+
+def schema(databases=None, **connection):
+    """
+    Return per database a fingerprint of its structure: the sha256 of every table's
+    ``SHOW CREATE TABLE`` (AUTO_INCREMENT counters left out) and the rows of its version
+    tables (alembic_version). Unlike ``checksums`` it does not change while a live cloud
+    writes rows, only when something migrates the database: the proof that a rehearsal
+    left production alone.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt dbs01 mysql_backup.schema nova,nova_api
+    """
+    params = _connection(connection)
+    names = _databases(databases)
+    out = {}
+    with _connect(params) as conn:
+        _require_databases(conn, names, params)
+        with conn.cursor() as cur:
+            for name in names:
+                cur.execute(f"SHOW FULL TABLES FROM `{name}` WHERE Table_type = 'BASE TABLE'")
+                tables = sorted(row[0] for row in cur.fetchall())
+                fingerprint = {}
+                for table in tables:
+                    cur.execute(f"SHOW CREATE TABLE `{name}`.`{table}`")
+                    ddl = _AUTO_INCREMENT.sub("", cur.fetchone()[1])
+                    fingerprint[table] = hashlib.sha256(ddl.encode()).hexdigest()[:16]
+                    if table in VERSION_TABLES:
+                        cur.execute(f"SELECT * FROM `{name}`.`{table}`")
+                        fingerprint[f"{table} rows"] = sorted(str(r) for r in cur.fetchall())
+                out[name] = fingerprint
+    return out
+
+
 def exists(databases=None, **connection):
     """
     Return ``{name: True|False}``: which of the databases exist on the server.

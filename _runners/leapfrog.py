@@ -633,11 +633,14 @@ def call(func, role=None, target=None, kwargs=None, first=False, expect=None, cl
     return results
 
 
-def unchanged_since(step, run, role="database", databases=None, cluster=None, pillar=None):
+def unchanged_since(step, run, func="mysql_backup.schema", role="database", databases=None,
+                    cluster=None, pillar=None):
     """
-    Prove the production databases did not change during a run: read the
-    ``mysql_backup.checksums`` result recorded in the run's journal by ``step`` and compare
-    it with the checksums now. Fails naming every table whose rows or checksum differ.
+    Prove the production databases were not migrated during a run: read the result of
+    ``func`` recorded in the run's journal by ``step`` and compare it with ``func`` now.
+    The default, ``mysql_backup.schema`` (table structures and migration versions), stays
+    equal while a live cloud writes rows; ``mysql_backup.checksums`` compares every row,
+    for a cloud whose APIs are stopped. Fails naming every table that differs.
 
     CLI Example:
 
@@ -654,8 +657,7 @@ def unchanged_since(step, run, role="database", databases=None, cluster=None, pi
             raise leapfrog_errors.LeapfrogError(
                 f"run {run} has no complete result for step {step} to compare with")
         kwargs = {"databases": databases} if databases else {}
-        now = leapfrog_minions.call(__opts__, _role_target(config, role), "mysql_backup.checksums",
-                                    kwargs)
+        now = leapfrog_minions.call(__opts__, _role_target(config, role), func, kwargs)
         changed = {mid: leapfrog_minions.differences(before.get(mid) or {}, stats)
                    for mid, stats in now.items()}
         changed = {mid: tables for mid, tables in changed.items() if tables}
@@ -665,6 +667,6 @@ def unchanged_since(step, run, role="database", databases=None, cluster=None, pi
                     f"{mid}: {', '.join(tables)}" for mid, tables in changed.items()))
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"step": step, "run": run, "error": str(exc)})
-    return {"unchanged": True, "compared_with": step,
+    return {"unchanged": True, "compared_with": step, "by": func,
             "tables": {mid: sum(len(t) for t in stats.values() if isinstance(t, dict))
                        for mid, stats in now.items()}}

@@ -98,6 +98,9 @@ SCHEMA = {
         }),
         "redeploy_sls": Field(str, doc="SLS that deploys a controller"),
         "nodes": Field(dict, doc="node id -> {hypervisor, domain}"),
+        "master": Field(str, required=False, default="",
+                        doc="host[:port] rebuilt minions connect to (default: the master's "
+                            "interface)"),
     }),
     "backups": Field(dict, keys={
         "dir": Field(str),
@@ -106,6 +109,12 @@ SCHEMA = {
     "approval": Field(dict, required=False, default={}, keys={
         "expiry": Field(int, required=False, default=7200, doc="seconds"),
     }),
+    "lock": Field(dict, required=False, default={}, keys={
+        "stale_after": Field(int, required=False, default=21600,
+                             doc="seconds after which a silent run's lock is taken over"),
+    }),
+    "testing": Field(dict, required=False, default={},
+                     doc="test only: fail_at / stall_at / stall_seconds (the fault switch)"),
     "data_plane": Field(dict, keys={
         "canary": Field(str, required=False, default="",
                         doc="list, glob or compound target upgraded first"),

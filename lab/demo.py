@@ -49,8 +49,10 @@ def show_rehearsal(states):
                  "production_unchanged", "drop_clones"):
         state = states.get(step, {})
         ok = "ok  " if state.get("result") else "FAIL"
-        say(f"    {ok} {step:22} {state.get('duration', 0) / 1000:6.1f} s")
-    sync = states["staged_sync"]["changes"]["return"]["result"]
+        error = (state.get("changes", {}).get("return") or {}).get("error", "") \
+            if isinstance(state.get("changes", {}).get("return"), dict) else ""
+        say(f"    {ok} {step:22} {state.get('duration', 0) / 1000:6.1f} s {error}")
+    sync = (states["staged_sync"]["changes"].get("return") or {}).get("result") or {}
     for node, result in sync.items():
         say(f"    clones on {node}: " + ", ".join(
             f"{hop['release']} ({hop['seconds']} s)" for hop in result["hops"])
@@ -79,7 +81,7 @@ def run_demo(lab):
     if proc.returncode != 0:
         raise SystemExit(f"[demo] the rehearsal failed (exit {proc.returncode})")
     say(f"[demo] done in {time.monotonic() - started:.0f} s: the rehearsal took the cloud's "
-        "nova databases to 2026.1 on clones; production is unchanged")
+        "nova databases to 2026.1 on clones; production was not migrated")
 
 
 def main(argv=None):

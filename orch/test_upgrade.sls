@@ -5,11 +5,12 @@
       salt-run state.orch orch.test_upgrade pillar='{"cluster": "prod1", "run": "RUN"}'   # resume
       salt-run state.orch orch.test_upgrade pillar='{"cluster": "prod1"}' test=True         # plan
 
-    Stages: snapshot (checksums of every production DB on the database role) -> clone each
+    Stages: snapshot (structure and migration versions of every production DB on the
+    database role: a live cloud keeps writing rows meanwhile) -> clone each
     DB to <name>_upgrade -> isolate the clones (the cloned nova_api's cell mappings point at
     the cloned cell DBs, never at production) -> staged sync of the whole path on the clones,
     on the first controller, with each hop's release -> verify the clones are at the target
-    release's heads -> prove production unchanged (checksums equal the snapshot) -> drop the
+    release's heads -> prove production not migrated (equal to the snapshot) -> drop the
     clones. On a failure the clones are dropped too and the run can be re-run.
     Pillar: cluster, run (resume), suffix (default _upgrade), testing (fail_at / stall_at:
     test only). #}
@@ -29,7 +30,7 @@ invalid_pillar:
 {%- set steps = ['snapshot', 'clone', 'isolate', 'staged_sync', 'verify', 'production_unchanged', 'drop_clones'] %}
 {%- set common = {'cluster': cluster, 'pillar': overrides} %}
 {%- set calls = {
-  'snapshot': {'func': 'mysql_backup.checksums', 'role': 'database'},
+  'snapshot': {'func': 'mysql_backup.schema', 'role': 'database'},
   'clone': {'func': 'mysql_backup.clone', 'role': 'database', 'kwargs': {'suffix': suffix, 'force': True}},
   'isolate': {'func': 'nova_manage.isolate_cells', 'role': 'controller', 'first': True, 'kwargs': {'suffix': suffix}},
   'staged_sync': {'func': 'nova_manage.staged_sync', 'role': 'controller', 'first': True, 'kwargs': {'suffix': suffix, 'path': path}},

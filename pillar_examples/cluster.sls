@@ -36,6 +36,7 @@ leapfrog:
         image: /var/lib/libvirt/images/trixie-base.qcow2   # new OS image (qcow2) for rebuilds
         os: {os: Debian, oscodename: trixie}               # grains the rebuilt VMs must show
         redeploy_sls: openstack.controller                 # SLS that deploys a controller
+        master: 10.0.0.5                                   # optional: master rebuilt VMs join
         nodes:                                             # node id -> where its VM lives
           ctl01: {hypervisor: kvm01, domain: ctl01}
           ctl02: {hypervisor: kvm01, domain: ctl02}
@@ -45,6 +46,9 @@ leapfrog:
         keep: 3                           # optional: backups kept per node/database
       approval:
         expiry: 7200                      # optional: seconds an approval wait lasts
+      lock:
+        stale_after: 21600                # optional: a silent run's lock is taken over after this
+      # testing: {fail_at: STEP}          # test only: make a step fail (or stall_at) at its boundary
       data_plane:
         canary: "cmp001*"                 # optional: list, glob or compound upgraded first
         batch: "25%"                      # optional: hosts per batch, count or percentage

@@ -344,3 +344,25 @@ def test_states_present_cloned_and_clone_absent(env):
     assert cloned(API, force=True)["result"] is True
     assert env["states"]["mysql_backup.clone_absent"](API)["changes"] == {
         "old": f"{API}_upgrade", "new": None}
+
+
+def test_schema_fingerprint_ignores_live_writes_and_sees_migrations(env):
+    """The rehearsal's proof on a live cloud: rows written by running services leave the
+    fingerprint alone; a migration (DDL or a new alembic revision) changes it."""
+    db = "mb_schema"
+    with env["db"].connect() as conn:
+        q(conn, f"CREATE DATABASE {db}")
+        q(conn, f"CREATE TABLE {db}.services (id INT PRIMARY KEY AUTO_INCREMENT, host TEXT)")
+        q(conn, f"CREATE TABLE {db}.alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        q(conn, f"INSERT INTO {db}.alembic_version VALUES ('13863f4e1612')")
+        before = fn(env, "schema")([db])
+        q(conn, f"INSERT INTO {db}.services (host) VALUES ('cmp01'), ('cmp02')")
+        conn.commit()
+        assert fn(env, "schema")([db]) == before
+        q(conn, f"UPDATE {db}.alembic_version SET version_num = '2903cd72dc14'")
+        conn.commit()
+        after_sync = fn(env, "schema")([db])
+        assert after_sync[db]["alembic_version rows"] == ["('2903cd72dc14',)"]
+        assert after_sync != before
+        q(conn, f"ALTER TABLE {db}.services ADD COLUMN uuid CHAR(36)")
+        assert fn(env, "schema")([db])[db]["services"] != before[db]["services"]
