@@ -983,6 +983,17 @@ def _changed(step):
     return step.get("ran", False)
 
 
+def _upgrade_path(path):
+    """The upgrade path as a list of release names: ``path`` (a list, or "a -> b" / "a,b")
+    or pillar ``leapfrog:releases:path``."""
+    path = path or _pillar("leapfrog:releases:path", None)
+    if isinstance(path, str):
+        path = [p.strip() for p in path.replace("->", ",").split(",") if p.strip()]
+    if not path:
+        raise NovaManageError("no upgrade path: pass path or set pillar leapfrog:releases:path")
+    return [str(p) for p in path]
+
+
 def staged_sync(path=None, cell="cell1", online=True, max_count=None, discover=False, **kwargs):
     """
     Run nova's DB upgrades hop by hop along ``path`` (default pillar
@@ -1002,12 +1013,7 @@ def staged_sync(path=None, cell="cell1", online=True, max_count=None, discover=F
         salt ctl01 nova_manage.staged_sync '["2024.1", "2025.1", "2026.1"]'
     """
     opts = _split(kwargs)
-    path = path or _pillar("leapfrog:releases:path", None)
-    if isinstance(path, str):
-        path = [p.strip() for p in path.replace("->", ",").split(",") if p.strip()]
-    if not path:
-        raise NovaManageError("no upgrade path: pass path or set pillar leapfrog:releases:path")
-    path = [str(p) for p in path]
+    path = _upgrade_path(path)
     started = time.monotonic()
     # Resolve every hop before touching anything: an unknown release or missing venv stops here.
     novas = [_nova(opts, release) for release in path]
@@ -1082,12 +1088,8 @@ def staged_pending(path=None, cell="cell1", **kwargs):
         salt ctl01 nova_manage.staged_pending '["2024.1", "2025.1", "2026.1"]'
     """
     opts = _split(kwargs)
-    path = path or _pillar("leapfrog:releases:path", None)
-    if isinstance(path, str):
-        path = [p.strip() for p in path.replace("->", ",").split(",") if p.strip()]
-    if not path:
-        raise NovaManageError("no upgrade path: pass path or set pillar leapfrog:releases:path")
-    novas = [_nova(opts, str(release)) for release in path]
+    path = _upgrade_path(path)
+    novas = [_nova(opts, release) for release in path]
     conn = _Conn(opts)
     via = opts.get("via", "auto")
     final = _check_path(novas, conn, via)

@@ -23,7 +23,8 @@ def main(argv=None):
                     log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.action == "up":
         lab.up()
-        print(f"lab up in {args.run_dir}; memory of the OpenStack side: {lab.rss_mb()} MB")
+        print(f"lab up in {args.run_dir}; memory: OpenStack {lab.rss_mb()} MB, "
+              f"Salt {lab.salt.rss_mb()} MB")
     elif args.action == "down":
         lab.down()
         print("lab down")

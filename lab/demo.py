@@ -64,7 +64,7 @@ def run_demo(lab):
     say("[demo] 1/4 lab up: OpenStack 2024.1 (3 controllers, 2 computes) + Salt cluster")
     lab.up()
     say(f"[demo]     up in {time.monotonic() - started:.0f} s {lab.timings}; "
-        f"OpenStack processes use {lab.rss_mb()} MB")
+        f"memory: OpenStack {lab.rss_mb()} MB + Salt {lab.salt.rss_mb()} MB")
 
     say("[demo] 2/4 salt-run state.orch orch.inventory pillar='{\"cluster\": \"lab\"}'")
     show_inventory(orch_states(lab.salt.run("state.orch", "orch.inventory",

@@ -151,6 +151,22 @@ class SaltCluster:
         names = [topology.MASTER_ID] + [n.id for n in self.nodes]
         return {name: procs.alive(self.pid_file(name)) for name in names}
 
+    def rss_mb(self):
+        """Resident memory of every salt daemon process of this cluster (master workers
+        included), in MB."""
+        total = 0
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    if self.base.encode() not in handle.read():
+                        continue
+                with open(f"/proc/{pid}/status") as handle:
+                    total += next(int(line.split()[1]) for line in handle
+                                  if line.startswith("VmRSS:"))
+            except (OSError, StopIteration):
+                continue
+        return round(total / 1024)
+
     # commands --------------------------------------------------------------------------
     def _cli(self, program, args, timeout):
         argv = [os.path.join(SALT_BIN, program), "-c", self.master_conf_dir, "--out=json",
