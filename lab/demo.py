@@ -37,8 +37,10 @@ def show_inventory(states):
 
 
 def show_verify(result):
-    say(f"    healthy: {result['healthy']}  ({result['passed']} passed, {result['failed']} "
-        f"failed, {result['skipped']} skipped)")
+    counts = {k: len(v) if isinstance(v, list) else v
+              for k, v in result.items() if k in ("passed", "failed", "skipped")}
+    say(f"    healthy: {result['healthy']}  ({counts['passed']} passed, {counts['failed']} "
+        f"failed, {counts['skipped']} skipped)")
     for name, check in result["checks"].items():
         say(f"    {check['result']:5} {name:22} {check.get('latency') or 0:.3f} s "
             f"{check.get('reason') or ''}")
