@@ -68,3 +68,22 @@ def test_verify_fails_clearly_when_keystone_is_stopped(openstack_cloud, verify, 
     _no_secret(openstack_cloud, report, caplog, capsys)
 
     assert verify()["healthy"]
+
+
+def test_verify_fails_clearly_when_a_compute_service_is_down(openstack_cloud, verify):
+    """Marks cmp01's nova-compute forced down (what nova reports for a dead compute once
+    its heartbeat is older than service_down_time), checks, then lifts it."""
+    found = openstack_cloud.api("GET", "nova", "/os-services?binary=nova-compute&host=cmp01")
+    service_id = found["services"][0]["id"]
+    openstack_cloud.api("PUT", "nova", f"/os-services/{service_id}",
+                        json={"forced_down": True})
+    try:
+        report = verify()
+    finally:
+        openstack_cloud.api("PUT", "nova", f"/os-services/{service_id}",
+                            json={"forced_down": False})
+    assert report["healthy"] is False
+    assert sorted(report["failed"]) == ["compute_services", "hypervisors"]
+    assert report["checks"]["compute_services"]["reason"] == \
+        "1 of 4 compute services down: nova-compute on cmp01"
+    assert verify()["healthy"] is True
