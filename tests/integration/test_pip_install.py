@@ -35,7 +35,10 @@ def installed(tmp_path_factory):
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", "__pycache__", "build",
                                                                 "*.egg-info"))
     venv = base / "venv"
-    env = {**os.environ, "UV_CACHE_DIR": os.path.join(CACHE, "uv"), "UV_LINK_MODE": "copy"}
+    scratch = base / "tmp"  # uv's build locks go here, not in /tmp
+    scratch.mkdir()
+    env = {**os.environ, "UV_CACHE_DIR": os.path.join(CACHE, "uv"), "UV_LINK_MODE": "copy",
+           "TMPDIR": str(scratch)}
     sh(uv(), "venv", "-q", "-p", "python3", str(venv), env=env)
     sh(uv(), "pip", "install", "-q", "-p", str(venv / "bin" / "python"),
        "-c", os.path.join(REPO, "requirements", "constraints.txt"), str(source), env=env)
