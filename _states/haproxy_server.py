@@ -40,6 +40,31 @@ def _statuses(name, backends, socket):
     return {be: record["status"] for be, record in found.items()}
 
 
+def _act(ret, name, before, socket, action):
+    """Run ``action()``, re-read the server's statuses and fill ``changes`` (what moved).
+
+    Returns ``(action's return, statuses after)``, or None when the action failed or haproxy
+    could not be re-read: ``ret["comment"]`` then says why.
+    """
+    error, out = None, None
+    try:
+        out = action()
+    except CommandExecutionError as exc:
+        error = str(exc)
+    try:
+        after = _statuses(name, list(before), socket)
+    except CommandExecutionError as exc:
+        ret["comment"] = f"{error + '; ' if error else ''}could not re-read haproxy: {exc}"
+        return None
+    changed = {be: status for be, status in after.items() if before.get(be) != status}
+    if changed:
+        ret["changes"] = {"old": {be: before[be] for be in changed}, "new": changed}
+    if error:
+        ret["comment"] = error
+        return None
+    return out, after
+
+
 def drained(name, backends=None, timeout=None, poll=0.5, on_timeout="fail", socket=None):
     """
     Ensure server ``name`` is out of haproxy: drained (no session left) and in maintenance on
@@ -73,23 +98,12 @@ def drained(name, backends=None, timeout=None, poll=0.5, on_timeout="fail", sock
         ret["comment"] = (f"Would drain {name} on {', '.join(sorted(todo))} (wait for its "
                           "sessions to end) and put it in maintenance")
         return ret
-    error = None
-    try:
-        out = __salt__["haproxy_admin.drain"](name, backends=list(before), timeout=timeout,
-                                               poll=poll, on_timeout=on_timeout, socket=socket)
-    except CommandExecutionError as exc:
-        error, out = str(exc), None
-    try:
-        after = _statuses(name, list(before), socket)
-    except CommandExecutionError as exc:
-        ret["comment"] = f"{error + '; ' if error else ''}could not re-read haproxy: {exc}"
+    acted = _act(ret, name, before, socket, lambda: __salt__["haproxy_admin.drain"](
+        name, backends=list(before), timeout=timeout, poll=poll, on_timeout=on_timeout,
+        socket=socket))
+    if acted is None:
         return ret
-    changed = {be: status for be, status in after.items() if before.get(be) != status}
-    if changed:
-        ret["changes"] = {"old": {be: before[be] for be in changed}, "new": changed}
-    if error:
-        ret["comment"] = error
-        return ret
+    out, after = acted
     left = {be: s for be, s in after.items() if not (s or "").startswith("MAINT")}
     if left:
         ret["comment"] = (f"{name} is still not in maintenance on "
@@ -135,23 +149,11 @@ def ready(name, backends=None, timeout=None, socket=None):
         ret["changes"] = {"old": todo, "new": {be: "UP" for be in todo}}
         ret["comment"] = f"Would set {name} ready on {', '.join(sorted(todo))} and wait for UP"
         return ret
-    error = None
-    try:
-        __salt__["haproxy_admin.ready"](name, backends=list(before), timeout=timeout,
-                                        socket=socket)
-    except CommandExecutionError as exc:
-        error = str(exc)
-    try:
-        after = _statuses(name, list(before), socket)
-    except CommandExecutionError as exc:
-        ret["comment"] = f"{error + '; ' if error else ''}could not re-read haproxy: {exc}"
+    acted = _act(ret, name, before, socket, lambda: __salt__["haproxy_admin.ready"](
+        name, backends=list(before), timeout=timeout, socket=socket))
+    if acted is None:
         return ret
-    changed = {be: status for be, status in after.items() if before.get(be) != status}
-    if changed:
-        ret["changes"] = {"old": {be: before[be] for be in changed}, "new": changed}
-    if error:
-        ret["comment"] = error
-        return ret
+    _, after = acted
     down = {be: s for be, s in after.items() if s not in UP_STATUSES}
     if down:
         ret["comment"] = (f"{name} is not UP on "

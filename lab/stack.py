@@ -8,6 +8,8 @@ import os
 import shutil
 import time
 
+import requests
+
 from lab import openstack_cloud, openstack_venv, runtime_pillar, salt_cluster, topology
 
 
@@ -75,10 +77,13 @@ class Lab:
         return self
 
     def status(self):
-        """Each Salt daemon and OpenStack process: running or not."""
+        """Each Salt daemon and OpenStack process (running, release), and each API through
+        the VIP (answering or not)."""
         out = {f"salt/{name}": {"running": up} for name, up in self.salt.status().items()}
         if os.path.exists(os.path.join(self.cloud_dir, "cloud.json")):
-            out.update(openstack_cloud.OpenStackCloud.attach(self.cloud_dir).status())
+            cloud = openstack_cloud.OpenStackCloud.attach(self.cloud_dir)
+            out.update(cloud.status())
+            out.update(vip_health(cloud))
         return out
 
     def rss_mb(self):
@@ -92,6 +97,20 @@ class Lab:
             openstack_cloud.OpenStackCloud.attach(self.cloud_dir, log=self.log).stop()
         if remove:
             shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def vip_health(cloud):
+    """Each API frontend on the VIP: does it answer (any status below 500)?"""
+    out = {}
+    for name, (kind, *_rest) in openstack_cloud.FRONTENDS.items():
+        if not kind:
+            continue
+        try:
+            code = requests.get(cloud.frontend_url(name), timeout=5).status_code
+        except requests.RequestException:
+            code = None
+        out[f"vip/{name}"] = {"running": code is not None and code < 500, "status": code}
+    return out
 
 
 def describe(status):

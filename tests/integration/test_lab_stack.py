@@ -17,6 +17,7 @@ def test_lab_up_verify_and_down():
         lab.up()
         status = lab.status()
         assert all(info["running"] for info in status.values()), status
+        assert status["vip/keystone"]["status"] == 200
         verify = lab.salt.salt("ctl01", "openstack_verify.check", timeout=300)["ctl01"]
         assert verify["healthy"] is True, verify
         assert lab.cloud.admin_password not in json.dumps(verify)
