@@ -30,7 +30,7 @@ import threading
 import time
 import urllib.parse
 
-from lab.procs import free_port, pid_alive as _pid_alive  # noqa: F401 (free_port re-exported)
+from lab.procs import free_port, pid_alive as _pid_alive, read_pid  # noqa: F401 (free_port re-exported)
 
 MAX_SLOW = 120.0
 
@@ -155,11 +155,7 @@ class HTTPBackend:
 
     @property
     def pid(self):
-        try:
-            with open(self.pidfile) as handle:
-                return int(handle.read().strip())
-        except (FileNotFoundError, ValueError):
-            return None
+        return read_pid(self.pidfile)
 
     def running(self):
         pid = self.pid

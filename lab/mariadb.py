@@ -18,13 +18,13 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
 
 import pymysql
 
+from lab import procs
 from lab.procs import free_port, pid_alive as _pid_alive
 
 SERVER = shutil.which("mariadbd", path="/usr/sbin:/usr/bin:" + os.environ.get("PATH", "")) or "/usr/sbin/mariadbd"
@@ -279,23 +279,9 @@ class MariaDB:
         if not pid:
             return
         if self._proc is not None and self._proc.pid == pid:
-            if self._proc.poll() is None:
-                self._proc.terminate()
-                try:
-                    self._proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait(10)
+            procs.stop_child(self._proc, timeout)
         elif self._is_ours(pid):
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and _pid_alive(pid):
-                time.sleep(0.1)
-            if _pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline and _pid_alive(pid):
-                    time.sleep(0.05)
+            procs.stop_pid(pid, timeout)
         self.pid = None
         self._proc = None
 

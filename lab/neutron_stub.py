@@ -28,6 +28,7 @@ import time
 import urllib.request
 
 from lab.http_backend import require_loopback
+from lab import procs
 from lab.procs import free_port
 
 
@@ -176,13 +177,7 @@ class NeutronStub:
             if os.path.exists(self.pidfile):
                 os.unlink(self.pidfile)
             return
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
+        procs.stop_child(self._proc, timeout, kill_wait=5)
         self._proc = None
         self.pid = None
         if os.path.exists(self.pidfile):

@@ -34,7 +34,7 @@ import urllib.error
 import urllib.request
 
 from lab.http_backend import require_loopback
-from lab.procs import free_port, pid_alive as _alive
+from lab.procs import free_port, pid_alive as _alive, rss_kb  # noqa: F401 (rss_kb re-exported)
 
 APIS = ("keystone", "placement", "nova-api", "glance")
 DAEMONS = ("nova-conductor", "nova-scheduler", "nova-compute")
@@ -122,28 +122,6 @@ def _reap(pid):
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
-
-
-def rss_kb(pid):
-    """VmRSS of one process and its descendants (gunicorn master + worker), in KiB."""
-    total = 0
-    pids = [pid]
-    seen = set()
-    while pids:
-        current = pids.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        try:
-            with open(f"/proc/{current}/status") as handle:
-                for line in handle:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            with open(f"/proc/{current}/task/{current}/children") as handle:
-                pids.extend(int(child) for child in handle.read().split())
-        except (OSError, ValueError):
-            pass
-    return total
 
 
 def _version_of(venv, dist):

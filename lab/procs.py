@@ -1,7 +1,8 @@
-"""Process helpers every lab starter shares: free ports, pid files, stop by PID."""
+"""Process helpers every lab starter shares: free ports, pid files, stop by PID, memory."""
 import os
 import signal
 import socket
+import subprocess
 import time
 
 
@@ -80,3 +81,46 @@ def stop(pid_file, timeout=20):
     except OSError:
         pass
     return stopped
+
+
+def stop_child(proc, timeout=20, kill_wait=10):
+    """Stop a ``subprocess.Popen`` child: TERM, wait ``timeout`` s, then KILL and reap it."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(kill_wait)
+
+
+def vm_rss_kb(pid):
+    """VmRSS of one process in KiB (0 when it is gone or ``pid`` is None)."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def rss_kb(pid):
+    """VmRSS of one process and its descendants (e.g. gunicorn master + worker), in KiB."""
+    total = 0
+    pids = [pid]
+    seen = set()
+    while pids:
+        current = pids.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        total += vm_rss_kb(current)
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as handle:
+                pids.extend(int(child) for child in handle.read().split())
+        except (OSError, ValueError):
+            pass
+    return total

@@ -20,7 +20,7 @@ import sys
 import time
 
 from lab.http_backend import require_loopback
-from lab.procs import free_port, pid_alive as _alive, stop_pid as _stop_pid
+from lab.procs import free_port, pid_alive as _alive, stop_pid as _stop_pid, vm_rss_kb
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 EPMD = "/usr/bin/epmd"
@@ -209,16 +209,7 @@ class RabbitMQ:
 
     def rss_kb(self):
         """Resident memory of the node and its epmd, in KiB."""
-        total = 0
-        for pid in (self.pid, self.epmd_pid):
-            try:
-                with open(f"/proc/{pid}/status") as handle:
-                    for line in handle:
-                        if line.startswith("VmRSS:"):
-                            total += int(line.split()[1])
-            except (OSError, TypeError):
-                pass
-        return total
+        return sum(vm_rss_kb(pid) for pid in (self.pid, self.epmd_pid) if pid)
 
     def __repr__(self):
         return f"RabbitMQ({self.run_dir!r}, {self.address}:{self.port}, pid={self.pid})"

@@ -158,13 +158,11 @@ class SaltCluster:
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                    if self.base.encode() not in handle.read():
-                        continue
-                with open(f"/proc/{pid}/status") as handle:
-                    total += next(int(line.split()[1]) for line in handle
-                                  if line.startswith("VmRSS:"))
-            except (OSError, StopIteration):
+                    ours = self.base.encode() in handle.read()
+            except OSError:
                 continue
+            if ours:
+                total += procs.vm_rss_kb(pid)
         return round(total / 1024)
 
     # commands --------------------------------------------------------------------------
