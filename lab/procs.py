@@ -3,14 +3,47 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 
+_HANDED_OUT = set()
+_HANDED_OUT_LOCK = threading.Lock()
+
+
 def free_port(address="127.0.0.1"):
-    """Return a TCP port that is free on ``address`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((address, 0))
-        return sock.getsockname()[1]
+    """Return a TCP port that is free on ``address`` right now.
+
+    A port is never handed out twice by one process (the lab starts services from several
+    threads, each choosing its ports before it binds them).
+    """
+    with _HANDED_OUT_LOCK:
+        for _ in range(50):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((address, 0))
+                port = sock.getsockname()[1]
+            if port not in _HANDED_OUT:
+                _HANDED_OUT.add(port)
+                return port
+    raise OSError(f"no free TCP port on {address} that this process has not used already")
+
+
+def listening(address, port, timeout=1):
+    """True when something accepts TCP connections on ``address:port``."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def tail(path, lines=15):
+    """The last ``lines`` lines of a text file ('' when it is missing)."""
+    try:
+        with open(path, errors="replace") as handle:
+            return "".join(handle.readlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def read_pid(pid_file):

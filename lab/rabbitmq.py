@@ -20,7 +20,8 @@ import sys
 import time
 
 from lab.http_backend import require_loopback
-from lab.procs import free_port, pid_alive as _alive, stop_pid as _stop_pid, vm_rss_kb
+from lab.procs import (free_port, listening, pid_alive as _alive, read_pid, stop_pid as _stop_pid,
+                       tail, vm_rss_kb)
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 EPMD = "/usr/bin/epmd"
@@ -38,6 +39,10 @@ def _cmdline(pid):
         return ""
 
 
+def _nodename():
+    return f"lf{os.getpid()}x{int(time.time() * 1000) % 100000}@localhost"
+
+
 class RabbitMQ:
     """One private RabbitMQ node: ``start()``, ``stop()``, ``running()``, ``transport_url()``.
 
@@ -52,10 +57,11 @@ class RabbitMQ:
     def __init__(self, run_dir, address="127.0.0.1", port=None):
         self.run_dir = os.path.abspath(run_dir)
         self.address = require_loopback(address)
+        self.fixed_port = port
         self.port = port
         self.dist_port = None
         self.epmd_port = None
-        self.nodename = f"lf{os.getpid()}x{int(time.time() * 1000) % 100000}@localhost"
+        self.nodename = _nodename()
         self.home = os.path.join(self.run_dir, "home")
         self.pid_file = os.path.join(self.run_dir, "rabbit.pid")
         self.log_dir = os.path.join(self.run_dir, "log")
@@ -143,19 +149,39 @@ class RabbitMQ:
             handle.write("[].\n")
         open(os.path.join(self.run_dir, "rabbitmq-env.conf"), "a").close()
 
-    def start(self, timeout=90):
-        """Start the node (and its epmd) unless running; wait until AMQP answers."""
+    def start(self, timeout=90, attempts=3):
+        """Start the node (and its epmd) unless running; wait until AMQP answers.
+
+        A boot that fails (a port taken meanwhile, the node exiting) is retried with fresh
+        ports and node name, up to ``attempts`` times; the error carries the tails of the
+        node's log, its console output and epmd's log.
+        """
         if self.running():
             return self
         started = time.monotonic()
-        if not self.port:
-            self.port = free_port(self.address)
+        failures = []
+        for attempt in range(1, attempts + 1):
+            try:
+                self._boot(timeout)
+            except RabbitMQError as exc:
+                failures.append(f"attempt {attempt}: {exc}")
+                self.stop()
+                continue
+            self.started_seconds = round(time.monotonic() - started, 2)
+            self._save()
+            return self
+        raise RabbitMQError(f"RabbitMQ did not start on {self.address} ({attempts} attempts):\n"
+                            + "\n".join(failures))
+
+    def _boot(self, timeout):
+        """One boot: fresh ports and node name, own epmd, ``rabbitmq-server -detached``."""
+        self.port = self.fixed_port or free_port(self.address)
         self.dist_port = free_port("127.0.0.1")
         self.epmd_port = free_port("127.0.0.1")
+        self.nodename = _nodename()
         self._write_config()
-        for stale in (self.pid_file,):
-            if os.path.exists(stale):
-                os.unlink(stale)
+        if os.path.exists(self.pid_file):
+            os.unlink(self.pid_file)
         env = self.env()
         with open(os.path.join(self.run_dir, "epmd.log"), "ab") as log:
             epmd = subprocess.Popen([EPMD, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
@@ -163,41 +189,52 @@ class RabbitMQ:
                                     start_new_session=True)
         self.epmd_pid = epmd.pid
         self._save()
+        deadline = time.monotonic() + 15
+        while not listening("127.0.0.1", self.epmd_port):
+            if epmd.poll() is not None or time.monotonic() > deadline:
+                raise RabbitMQError(f"epmd did not listen on 127.0.0.1:{self.epmd_port}"
+                                    + self._diagnostics())
+            time.sleep(0.05)
+        if listening(self.address, self.port):
+            raise RabbitMQError(f"{self.address}:{self.port} is already taken by another process")
         with open(os.path.join(self.run_dir, "server.out"), "ab") as log:
             proc = subprocess.run([SERVER, "-detached"], env=env, cwd=self.run_dir, stdout=log,
                                   stderr=log, stdin=subprocess.DEVNULL, check=False, timeout=60)
         if proc.returncode != 0:
-            self.stop()
-            raise RabbitMQError(f"rabbitmq-server -detached exited {proc.returncode}; see "
-                                f"{self.run_dir}/server.out")
+            raise RabbitMQError(f"rabbitmq-server -detached exited {proc.returncode}"
+                                + self._diagnostics())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.pid is None:
-                try:
-                    with open(self.pid_file) as handle:
-                        self.pid = int(handle.read().split()[0])
-                    self._save()
-                except (OSError, ValueError, IndexError):
-                    pass
+            self.pid = self.pid or read_pid(self.pid_file) or self._find_node()
             if self.pid and not _alive(self.pid):
-                break
+                raise RabbitMQError(f"node {self.nodename} exited while booting"
+                                    + self._diagnostics())
             if self.pid and self._amqp_ready():
-                self.started_seconds = round(time.monotonic() - started, 2)
-                self._save()
-                return self
+                return
             time.sleep(0.2)
-        self.stop()
-        raise RabbitMQError(f"RabbitMQ did not answer on {self.address}:{self.port} within "
-                            f"{timeout}s; see {self.log_dir}")
+        raise RabbitMQError(f"node {self.nodename} did not answer AMQP on {self.address}:"
+                            f"{self.port} within {timeout}s (pid {self.pid})"
+                            + self._diagnostics())
+
+    def _find_node(self):
+        """PID of this node's Erlang VM from /proc (before its PID file exists), or None."""
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and f"-home {self.home} " in _cmdline(entry):
+                return int(entry)
+        return None
+
+    def _diagnostics(self):
+        parts = []
+        for name in (f"log/{self.nodename}.log", "server.out", "epmd.log"):
+            text = tail(os.path.join(self.run_dir, name)).strip()
+            if text:
+                parts.append(f"--- {name} (last lines) ---\n{text}")
+        return ("\n" + "\n".join(parts)) if parts else " (no log written)"
 
     def stop(self, timeout=30):
         """TERM the node by its PID (KILL after ``timeout``), then its epmd."""
-        if self.pid is None and os.path.exists(self.pid_file):
-            try:
-                with open(self.pid_file) as handle:
-                    self.pid = int(handle.read().split()[0])
-            except (OSError, ValueError, IndexError):
-                pass
+        if self.pid is None:
+            self.pid = read_pid(self.pid_file) or self._find_node()
         if self.pid and self._ours(self.pid):
             _stop_pid(self.pid, timeout)
         if self.epmd_pid and self._ours(self.epmd_pid):

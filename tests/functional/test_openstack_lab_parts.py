@@ -88,3 +88,23 @@ def test_one_service_alone_2026_1_keystone_start_health_stop_from_another_object
     finally:
         service.stop()
     assert _gone(pid) and not _listening("127.0.1.21", service.port)
+
+
+def test_rabbitmq_refuses_a_taken_port_naming_it_and_leaves_nothing_running(tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("mq-taken"))
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        mq = RabbitMQ(run_dir, port=port)
+        try:
+            mq.start(attempts=2)
+            raise AssertionError("RabbitMQ started on a port another process holds")
+        except Exception as exc:  # pylint: disable=broad-except
+            message = str(exc)
+        finally:
+            mq.stop()
+    assert f"127.0.0.1:{port} is already taken by another process" in message
+    assert message.count("attempt ") == 2
+    assert mq.pid is None and mq.epmd_pid is None
+    assert not mq._find_node()  # pylint: disable=protected-access
