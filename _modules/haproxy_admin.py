@@ -19,6 +19,7 @@ Configuration (arguments win over pillar)::
 """
 import csv
 import errno
+import http.client
 import io
 import logging
 import re
@@ -426,6 +427,54 @@ def server_status(server, backends=None, socket=None, timeout=None):
     _check_name(server, "server")
     address, timeout = _config(socket, timeout)
     return _locate(server, backends, address, timeout)
+
+
+def _http_status(addr, path, timeout):
+    """GET http://``addr````path``; return the HTTP status (raises OSError / HTTPException)."""
+    host, _, port = addr.rpartition(":")
+    conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"User-Agent": "leapfrog-haproxy-check"})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def check(server, backends=None, path="/", timeout=5, socket=None, socket_timeout=None):
+    """
+    Check ``server``'s own endpoints directly, the way haproxy's health check would, while it
+    is still out of rotation: for every backend where it appears (or the given ``backends``),
+    GET ``path`` on the server's address from ``show stat``; any HTTP answer below 500 is
+    healthy. Raises naming every backend whose server does not answer. The "verify locally"
+    step before ``ready``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt prx01 haproxy_admin.check ctl01
+    """
+    address, stimeout = _config(socket, socket_timeout)
+    where = _locate(server, backends, address, stimeout)
+    results, failures = {}, []
+    for backend, record in where.items():
+        addr = record.get("addr")
+        if not addr:
+            failures.append(f"{backend}: haproxy shows no address for {server}")
+            continue
+        started = time.monotonic()
+        try:
+            status = _http_status(addr, path, float(timeout))
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            failures.append(f"{backend}: {server} at {addr} does not answer: {exc}")
+            continue
+        results[backend] = {"addr": addr, "status": status,
+                            "seconds": round(time.monotonic() - started, 3)}
+        if status >= 500:
+            failures.append(f"{backend}: {server} at {addr} answered HTTP {status}")
+    if failures:
+        raise HAProxyError(f"{server} is not healthy: " + "; ".join(failures))
+    return {"server": server, "healthy": True, "backends": results}
 
 
 def level(socket=None, timeout=None):

@@ -177,3 +177,20 @@ def test_states_on_real_haproxy(haproxy_lab):
                               "new": {be: "UP" for be in ("keystone", "nova", "placement")}}
     again = haproxy_server.ready("ctl01")
     assert again["result"] is True and again["changes"] == {}
+
+
+def test_check_reaches_a_maintained_servers_own_endpoints_and_names_a_dead_one(haproxy_lab):
+    haproxy_admin.drain("ctl02", timeout=10)
+    out = haproxy_admin.check("ctl02")
+    assert out["healthy"] and sorted(out["backends"]) == ["keystone", "nova", "placement"]
+    assert all(r["status"] < 500 for r in out["backends"].values())
+    assert statuses(haproxy_lab, "ctl02")["nova"] == "MAINT"  # checked, still out of rotation
+    haproxy_lab.backends["ctl02"].stop()
+    try:
+        with pytest.raises(haproxy_admin.HAProxyError,
+                           match=r"ctl02 is not healthy: keystone: ctl02 at 127\.[0-9.]+:\d+ "
+                                 r"does not answer"):
+            haproxy_admin.check("ctl02", timeout=2)
+    finally:
+        haproxy_lab.backends["ctl02"].start()
+    haproxy_admin.ready("ctl02", timeout=10)
