@@ -1,7 +1,10 @@
-"""The lab: ``python -m lab up|down|status [--run-dir DIR] [--controllers N] [--computes N]``.
+"""The lab: ``python -m lab up|down|status [--run-dir DIR] [--controllers N] [--computes N]
+[--no-vms]``.
 
-``up`` brings up the OpenStack cloud at 2024.1 and its Salt cluster (idempotent), ``down``
-stops every process by its PID and removes the run dir, ``status`` shows each part.
+``up`` brings up the OpenStack cloud at 2024.1, its Salt cluster and (unless ``--no-vms``)
+kvm01's libvirtd with a VM per controller and the bridge tying each controller's minion and
+services to its VM (idempotent); ``down`` stops every process and domain by its PID/name and
+removes the run dir; ``status`` shows each part (each VM: running or shut off, its OS image).
 """
 import argparse
 import os
@@ -18,9 +21,11 @@ def main(argv=None):
     parser.add_argument("--run-dir", default=DEFAULT_RUN_DIR)
     parser.add_argument("--controllers", type=int, default=3)
     parser.add_argument("--computes", type=int, default=2)
+    parser.add_argument("--no-vms", dest="vms", action="store_false",
+                        help="no libvirtd, controller VMs nor bridge")
     args = parser.parse_args(argv)
     lab = stack.Lab(args.run_dir, controllers=args.controllers, computes=args.computes,
-                    log=lambda line: print(line, file=sys.stderr, flush=True))
+                    vms=args.vms, log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.action == "up":
         lab.up()
         print(f"lab up in {args.run_dir}; memory: OpenStack {lab.rss_mb()} MB, "

@@ -19,7 +19,17 @@ domains' state and run id (a restart between two polls is a new run id):
   state and the minion is started (``SaltCluster.start_minion``). The OS grains (os,
   oscodename, osrelease) are those the guest reports on its console (its disk's
   /etc/os-release), standing for the core grains a real minion detects.
-- a domain stops (or disappears): that node's minion is stopped by its PID.
+- what a node has installed lives with its disk: the disk's state also keeps the OpenStack
+  release deployed on it and whether its services are enabled (``deployed``: written by
+  ``record_deployed``, which the lab's deploy module lab_openstack calls; an adopted disk
+  takes what the lab cloud runs for that node; a fresh seed has nothing deployed). After
+  the minion, the bridge starts that node's services at that release (``OpenStackCloud
+  .start_node``): a restored old disk comes back with its old services.
+- a domain stops (or disappears): that node's minion and its OpenStack services are
+  stopped by their PIDs.
+
+Events of one domain are handled in order, each in its own thread (a start waits for the
+previous stop of that domain to finish).
 
 Only domains named after a lab node (lab.topology) or carrying a seed are handled. Product
 code never knows this exists.
@@ -46,6 +56,7 @@ import xml.etree.ElementTree as ET
 import yaml
 
 from lab import guest, procs, topology
+from lab.openstack_cloud import OpenStackCloud, _locked
 from lab.libvirt import Libvirt
 from lab.salt_cluster import SaltCluster
 
@@ -56,6 +67,66 @@ OS_KEYS = ("os", "oscodename", "osrelease")
 
 def _disk_key(path):
     return re.sub(r"[^A-Za-z0-9._-]", "_", os.path.abspath(path).strip("/"))[-120:]
+
+
+def _node_file(run_dir, node):
+    return os.path.join(os.path.abspath(run_dir), "bridge", "nodes", f"{node}.json")
+
+
+def _state_file(run_dir, disk):
+    return os.path.join(os.path.abspath(run_dir), "bridge", "disks", _disk_key(disk),
+                        "state.json")
+
+
+def _read_json(path):
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as handle:
+        json.dump(data, handle)
+    os.replace(path + ".tmp", path)
+
+
+def events(run_dir):
+    """Every action the bridge of ``run_dir`` recorded, oldest first."""
+    path = os.path.join(os.path.abspath(run_dir), "bridge", "events.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def node_disk(run_dir, node):
+    """The disk the node's running domain boots (None: no domain of it runs)."""
+    return (_read_json(_node_file(run_dir, node)) or {}).get("disk")
+
+
+def deployed(run_dir, node):
+    """``{"release", "enabled"}`` recorded on the node's current disk (None: nothing)."""
+    disk = node_disk(run_dir, node)
+    return ((_read_json(_state_file(run_dir, disk)) or {}).get("deployed")) if disk else None
+
+
+def record_deployed(run_dir, node, release, enabled):
+    """Record on the node's current disk what is deployed there; return the disk (None when
+    no domain of the node runs: a node without a VM)."""
+    disk = node_disk(run_dir, node)
+    if not disk:
+        return None
+    path = _state_file(run_dir, disk)
+    with _locked(os.path.join(os.path.abspath(run_dir), "bridge", "disks.lock")):
+        state = _read_json(path)
+        if state is None:
+            return None
+        state["deployed"] = {"release": str(release), "enabled": bool(enabled)}
+        _write_json(path, state)
+    return disk
 
 
 def parse_domain(xml):
@@ -106,7 +177,9 @@ class Bridge:
         self.events_file = os.path.join(self.dir, "events.jsonl")
         self.interval = interval
         self.boot_timeout = boot_timeout
+        self.cloud_dir = os.path.join(self.run_dir, "os")
         self._runs = {}      # domain -> libvirt run id while active
+        self._last = {}      # domain -> its latest worker (the next one waits for it)
         self._owner = {}     # domain -> minion id started for it
         self._gen = {}       # domain -> generation (a stop cancels a pending start)
         self._started = set()
@@ -125,21 +198,14 @@ class Bridge:
 
     def events(self):
         """Every recorded action, oldest first."""
-        if not os.path.exists(self.events_file):
-            return []
-        with open(self.events_file) as handle:
-            return [json.loads(line) for line in handle if line.strip()]
+        return events(self.run_dir)
 
     # -- per-disk minion state ------------------------------------------------------------------
     def _state_dir(self, disk):
         return os.path.join(self.dir, "disks", _disk_key(disk))
 
     def _load_state(self, disk):
-        path = os.path.join(self._state_dir(disk), "state.json")
-        if not os.path.exists(path):
-            return None
-        with open(path) as handle:
-            return json.load(handle)
+        return _read_json(_state_file(self.run_dir, disk))
 
     def _save_state(self, disk, state, pub, pem=None, pki_from=None):
         folder = self._state_dir(disk)
@@ -154,8 +220,8 @@ class Bridge:
                              mode)
                 with os.fdopen(fd, "w") as handle:
                     handle.write(text)
-        with open(os.path.join(folder, "state.json"), "w") as handle:
-            json.dump(state, handle)
+        with _locked(os.path.join(self.dir, "disks.lock")):
+            _write_json(os.path.join(folder, "state.json"), state)
 
     def _state_from_seed(self, disk, seed):
         user = seed.get("user_data") or {}
@@ -179,8 +245,42 @@ class Bridge:
         grains = conf.pop("grains", {}) or {}
         state = {"instance_id": None, "minion_id": minion_id, "source": "adopted",
                  "conf": conf, "grains": grains}
+        cloud = self._cloud()
+        if cloud is not None and minion_id in cloud.controllers:
+            # the old image had the node installed: what the lab cloud runs for it
+            release = cloud.controllers[minion_id]["nova-api"].release
+            state["deployed"] = {"release": release,
+                                 "enabled": cloud.enabled.get(minion_id, True)}
         self._save_state(disk, state, None, pki_from=pki)
         return state
+
+    def _cloud(self):
+        """The lab's OpenStack cloud (None: this lab runs none)."""
+        if not os.path.exists(os.path.join(self.cloud_dir, "cloud.json")):
+            return None
+        return OpenStackCloud.attach(self.cloud_dir)
+
+    def _start_services(self, name, node, disk):
+        deployed_ = (self._load_state(disk) or {}).get("deployed")
+        cloud = self._cloud()
+        if cloud is None or node not in cloud.controllers:
+            return
+        if not deployed_ or not deployed_.get("enabled"):
+            self._event("services-none", domain=name, node=node, deployed=deployed_)
+            return
+        try:
+            cloud.start_node(node, release=deployed_["release"])
+        except Exception as exc:  # pylint: disable=broad-except
+            self._event("error", domain=name, node=node,
+                        error=f"services at {deployed_['release']}: {exc}")
+            return
+        self._event("services-started", domain=name, node=node, release=deployed_["release"])
+
+    def _stop_services(self, name, node):
+        cloud = self._cloud()
+        if cloud is not None and node in cloud.controllers:
+            cloud.stop_node(node)
+            self._event("services-stopped", domain=name, node=node)
 
     # -- domain life cycle ---------------------------------------------------------------------
     def _read_seed(self, cdroms):
@@ -196,22 +296,19 @@ class Bridge:
                 return path, seed
         return None, None
 
-    def _on_start(self, name, run_id, xml, initial):
-        with self._lock:
-            gen = self._gen[name] = self._gen.get(name, 0) + 1
+    def _on_start(self, name, run_id, xml, initial, gen, before):
         try:
-            self._start_node(name, run_id, xml, initial, gen)
+            self._start_node(name, run_id, xml, initial, gen, before)
         except Exception as exc:
             log.exception("bridge: start of %s failed", name)
             self._event("error", domain=name, error=f"{type(exc).__name__}: {exc}")
 
-    def _start_node(self, name, run_id, xml, initial, gen):
+    def _start_node(self, name, run_id, xml, initial, gen, before):
         found = parse_domain(xml)
         disk, console = found["disk"], found["console"]
         seed_path, seed = self._read_seed(found["cdroms"])
         if not disk or (seed is None and name not in self.known):
             return
-        before = len(guest.console_lines(console)) if console else 0
         if initial and before:
             before -= 1  # running before the bridge came up: its last line counts
         state = self._load_state(disk)
@@ -256,8 +353,10 @@ class Bridge:
             self._activate(minion_id, state, disk, grains)
             self._owner[name] = minion_id
             self._started.add(minion_id)
+            _write_json(_node_file(self.run_dir, minion_id), {"domain": name, "disk": disk})
         self._event("minion-started", domain=name, node=minion_id,
                     oscodename=grains.get("oscodename"), guest_boot=line and line["boot"])
+        self._start_services(name, minion_id, disk)
 
     def _activate(self, minion_id, state, disk, grains):
         """Rewrite the node's minion config + pki (lab.salt_cluster layout) and start it."""
@@ -278,11 +377,32 @@ class Bridge:
 
     def _on_stop(self, name):
         with self._lock:
-            self._gen[name] = self._gen.get(name, 0) + 1
             minion_id = self._owner.pop(name, None)
         if minion_id:
+            try:
+                os.unlink(_node_file(self.run_dir, minion_id))
+            except OSError:
+                pass
             stopped = self.cluster.stop_minion(minion_id)
             self._event("minion-stopped", domain=name, node=minion_id, was_running=stopped)
+        try:
+            self._stop_services(name, minion_id or name)
+        except Exception as exc:  # pylint: disable=broad-except
+            self._event("error", domain=name, error=f"stopping services: {exc}")
+
+    def _submit(self, name, func, *args):
+        """Run ``func`` in a thread after the previous work of domain ``name``."""
+        previous = self._last.get(name)
+
+        def run():
+            if previous is not None:
+                previous.join()
+            func(*args)
+
+        worker = threading.Thread(target=run, name=f"bridge-{name}", daemon=True)
+        self._last[name] = worker
+        self._workers.append(worker)
+        worker.start()
 
     # -- watching --------------------------------------------------------------------------
     def poll_once(self, conn, initial=False):
@@ -299,7 +419,9 @@ class Bridge:
             if name not in seen or seen[name][0] != self._runs[name]:
                 del self._runs[name]
                 self._event("domain-stopped", domain=name)
-                self._on_stop(name)
+                with self._lock:  # a start still waiting for its guest gives up
+                    self._gen[name] = self._gen.get(name, 0) + 1
+                self._submit(name, self._on_stop, name)
         for name, (run_id, dom) in seen.items():
             if self._runs.get(name) == run_id:
                 continue
@@ -308,10 +430,11 @@ class Bridge:
                 xml = dom.XMLDesc(0)
             except libvirt.libvirtError:
                 continue
-            worker = threading.Thread(target=self._on_start, args=(name, run_id, xml, initial),
-                                      name=f"bridge-{name}", daemon=True)
-            self._workers.append(worker)
-            worker.start()
+            console = parse_domain(xml)["console"]
+            before = len(guest.console_lines(console)) if console else 0  # lines seen so far
+            with self._lock:
+                gen = self._gen[name] = self._gen.get(name, 0) + 1
+            self._submit(name, self._on_start, name, run_id, xml, initial, gen, before)
 
     def run_forever(self):
         import libvirt

@@ -19,6 +19,8 @@ Registration uses plain ``requests`` against keystone in this process (the CLI c
 call). Endpoints (public, internal, admin) all point at the haproxy VIP.
 """
 import concurrent.futures
+import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -58,6 +60,17 @@ class CloudError(RuntimeError):
     """The lab cloud could not reach the asked state."""
 
 
+@contextlib.contextmanager
+def _locked(path):
+    """An exclusive lock on ``path`` (created) for the duration of the block."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _rss_of(obj):
     try:
         return obj.rss_kb()
@@ -94,6 +107,7 @@ class OpenStackCloud:
         self.controllers = {}    # host -> {kind -> OpenStackService}
         self.controller = {}     # the first controller's (ctl01) services by kind
         self.computes = {}       # host -> OpenStackService
+        self.enabled = {}        # host -> False once its services were deployed stopped
         self.timings = {}
         self.ids = {}            # image, flavor, servers
         self._token = None
@@ -216,9 +230,29 @@ class OpenStackCloud:
     def state_file(self):
         return os.path.join(self.run_dir, "cloud.json")
 
-    def save(self):
-        """Write ``run_dir/cloud.json`` (0600: it holds the passwords)."""
-        state = {
+    def save(self, hosts=None):
+        """Write ``run_dir/cloud.json`` (0600: it holds the passwords). With ``hosts``, only
+        those nodes' releases and enabled flags change in the file (another process, the
+        lab's bridge or a minion, may be saving another node at the same time)."""
+        with _locked(self.state_file + ".lock"):
+            if hosts is not None and os.path.exists(self.state_file):
+                with open(self.state_file) as handle:
+                    state = json.load(handle)
+                mine = self._state()
+                for host in hosts:
+                    for key in ("compute_releases", "controller_releases", "enabled"):
+                        if host in mine[key]:
+                            state.setdefault(key, {})[host] = mine[key][host]
+            else:
+                state = self._state()
+            fd = os.open(self.state_file + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                         0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(state, handle, indent=1)
+            os.replace(self.state_file + ".tmp", self.state_file)
+
+    def _state(self):
+        return {
             "release": self.release, "vip": self.vip, "controllers": len(self.controller_hosts),
             "computes": len(self.compute_hosts), "db_prefix": self.db_prefix,
             "own_db": self._own_db, "own_mq": self._own_mq, "own_hx": self._own_hx,
@@ -231,10 +265,8 @@ class OpenStackCloud:
             "haproxy_dir": self.haproxy.run_dir if self.haproxy else None,
             "rabbitmq_dir": self.rabbitmq.run_dir if self.rabbitmq else None,
             "neutron_port": self.neutron.port if self.neutron else None,
+            "enabled": dict(self.enabled),
         }
-        fd = os.open(self.state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(state, handle, indent=1)
 
     @classmethod
     def attach(cls, run_dir, mariadb=None, log=None):
@@ -251,6 +283,7 @@ class OpenStackCloud:
         cloud.admin_password = state["admin_password"]
         cloud.passwords = state["passwords"]
         cloud.ids = state["ids"]
+        cloud.enabled = state.get("enabled", {})
         if cloud._own_db:
             from lab.mariadb import MariaDB  # pylint: disable=import-outside-toplevel
 
@@ -614,19 +647,23 @@ class OpenStackCloud:
             return [self.computes[host]]
         raise CloudError(f"no node {host!r} in this cloud")
 
-    def stop_node(self, host):
-        """Stop every service of ``host`` by PID (its VM stopped, in the lab's bridge)."""
+    def stop_node(self, host, services=None):
+        """Stop every service of ``host`` (or just ``services``) by PID, in parallel."""
         with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
-            list(pool.map(lambda service: service.stop(), self.node_services(host)))
+            list(pool.map(lambda service: service.stop(), services or self.node_services(host)))
+        self.save(hosts=[host])
 
-    def start_node(self, host, release=None):
-        """Start every service of ``host`` (from ``release``'s venv if given); wait healthy."""
-        services = self.node_services(host)
+    def start_node(self, host, release=None, services=None):
+        """Start every service of ``host`` (or just ``services``; from ``release``'s venv if
+        given); wait until each is healthy. A failure names the service and its log tail."""
+        services = services or self.node_services(host)
         for service in services:
             service.start(release=release, wait=False)
-        for service in services:
-            service.wait_healthy()
-        self.save()
+        try:
+            for service in services:
+                service.wait_healthy()
+        finally:
+            self.save(hosts=[host])
         return services
 
     def upgrade_nova_control(self, release):

@@ -2,7 +2,9 @@
 
 Real ``salt-master``/``salt-minion`` daemons from the current venv, each with its own
 config dir, pid file and log under ``<run_dir>/salt``; the master listens on its loopback
-address on free ports, serves this repository as file_roots and lab/pillar as pillar.
+address on free ports, serves this repository as file_roots (then lab/salt: the lab's own
+deployment, ``lab_openstack``) and lab/pillar as pillar. Every daemon gets the option
+``leapfrog_lab_dir`` (the run dir); ``<run_dir>/lab.json`` names the lab's code.
 Minion keys are generated here and placed in the master's accepted keys before a minion
 starts, as a deployment tool seeds them: the master never auto-accepts.
 
@@ -70,6 +72,7 @@ class SaltCluster:
             "log_file": os.path.join(root, "log", f"{kind}.log"),
             "log_level_logfile": "info",
             "user": "root",
+            "leapfrog_lab_dir": self.run_dir,
             **config,
         }
         with open(os.path.join(conf, kind), "w") as handle:
@@ -78,11 +81,13 @@ class SaltCluster:
     def configure(self):
         """Write the master's and every minion's config and pre-accept the minions' keys."""
         ports = self._ports()
+        with open(os.path.join(self.run_dir, "lab.json"), "w") as handle:
+            json.dump({"repo": topology.REPO}, handle)
         self._write(topology.MASTER_ID, "master", {
             "id": topology.MASTER_ID,
             "interface": topology.MASTER_ADDRESS,
             **ports,
-            "file_roots": {"base": [topology.REPO]},
+            "file_roots": {"base": [topology.REPO, os.path.join(topology.REPO, "lab", "salt")]},
             "pillar_roots": {"base": [topology.PILLAR_ROOT]},
             "file_ignore_regex": [r"/\.git($|/)", r"/__pycache__($|/)"],
             "auto_accept": False,
@@ -129,12 +134,14 @@ class SaltCluster:
     def stop_minion(self, minion_id):
         procs.stop(self.pid_file(minion_id))
 
-    def up(self, timeout=120):
-        """Start the master and every minion; return when each answers test.ping."""
+    def up(self, timeout=120, elsewhere=()):
+        """Start the master and every minion but those started ``elsewhere`` (the bridge
+        starts a VM's); return when each answers test.ping."""
         self.configure()
         self.start_master()
         for node in self.nodes:
-            self.start_minion(node.id)
+            if node.id not in elsewhere:
+                self.start_minion(node.id)
         self.wait_minions([n.id for n in self.nodes], timeout)
         self.salt("*", "saltutil.sync_all")
         self.salt("*", "saltutil.refresh_pillar", "wait=True")

@@ -1,27 +1,37 @@
 """The whole lab on one machine: the OpenStack cloud (MariaDB, RabbitMQ, haproxy on the VIP,
-keystone/placement/glance/nova-api on each controller, conductor, scheduler, fake computes)
-and its Salt cluster (cfg01 + a minion per node), tied together by the run-time pillar.
+keystone/placement/glance/nova-api on each controller, conductor, scheduler, fake computes),
+its Salt cluster (cfg01 + a minion per node), tied together by the run-time pillar, and (with
+``vms``) kvm01's private libvirtd with one TCG domain per controller (the bookworm guest)
+plus the bridge (lab.bridge) that runs a controller's minion and services while its domain
+runs.
 
-    python -m lab up|down|status [--run-dir DIR] [--controllers N] [--computes N]
+    python -m lab up|down|status [--run-dir DIR] [--controllers N] [--computes N] [--no-vms]
 """
+import concurrent.futures
 import os
 import shutil
 import time
+import xml.etree.ElementTree as ET
 
 import requests
 
-from lab import openstack_cloud, openstack_venv, runtime_pillar, salt_cluster, topology
+from lab import (bridge, guest, openstack_cloud, openstack_venv, procs, runtime_pillar,
+                 salt_cluster, topology)
+from lab.libvirt import Libvirt
 
 
 class Lab:
     """Start, describe and stop the lab under ``run_dir``."""
 
-    def __init__(self, run_dir, controllers=3, computes=2, release="2024.1", log=None):
+    def __init__(self, run_dir, controllers=3, computes=2, release="2024.1", log=None,
+                 vms=True):
         self.run_dir = os.path.abspath(run_dir)
         self.controllers, self.computes, self.release = controllers, computes, release
+        self.vms = vms
         self.log = log or (lambda line: None)
         self.salt = salt_cluster.SaltCluster(
             self.run_dir, topology.nodes(controllers=controllers, computes=computes))
+        self.virt = Libvirt(self.run_dir)
         self.cloud = None
         self.timings = {}
 
@@ -36,20 +46,61 @@ class Lab:
         self.log(f"[lab] {name}: {self.timings[name]} s")
         return result
 
+    @property
+    def vm_nodes(self):
+        """The nodes that run as VMs (the controllers), when the lab has VMs."""
+        return [n.id for n in self.salt.nodes if n.role == "ctl"] if self.vms else []
+
     def up(self):
         """Bring every part up (idempotent: a running cloud is attached, not restarted)."""
         os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
         self._timed("venvs", openstack_venv.ensure_all)
-        if os.path.exists(os.path.join(self.cloud_dir, "cloud.json")):
-            self.cloud = openstack_cloud.OpenStackCloud.attach(self.cloud_dir, log=self.log)
-        else:
-            self.cloud = openstack_cloud.OpenStackCloud(
-                self.cloud_dir, release=self.release, controllers=self.controllers,
-                computes=self.computes, log=self.log)
-            self._timed("openstack", self.cloud.start)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            hypervisor = pool.submit(self._timed, "libvirt", self._hypervisor_up) \
+                if self.vms else None
+            if os.path.exists(os.path.join(self.cloud_dir, "cloud.json")):
+                self.cloud = openstack_cloud.OpenStackCloud.attach(self.cloud_dir,
+                                                                   log=self.log)
+            else:
+                self.cloud = openstack_cloud.OpenStackCloud(
+                    self.cloud_dir, release=self.release, controllers=self.controllers,
+                    computes=self.computes, log=self.log)
+                self._timed("openstack", self.cloud.start)
+            if hypervisor:
+                hypervisor.result()
         self.write_pillar()
-        self._timed("salt", self.salt.up)
+        self.salt.configure()  # the bridge adopts each VM's minion config from here
+        if self.vms:
+            self._timed("vms", self._vms_up)
+        self._timed("salt", lambda: self.salt.up(elsewhere=self.vm_nodes))
         return self
+
+    def _hypervisor_up(self):
+        """kvm01's private libvirtd, and the new OS image where vms:image says it is."""
+        self.virt.up()
+        images = os.path.join(self.run_dir, "images")
+        os.makedirs(images, exist_ok=True)
+        target = os.path.join(images, f"{guest.NEW}.qcow2")
+        if not os.path.exists(target):
+            shutil.copy(guest.ensure()["images"][guest.NEW], target)
+
+    def _vms_up(self):
+        """The bridge, then one domain per controller from the old OS image (started)."""
+        import libvirt  # pylint: disable=import-outside-toplevel
+
+        bridge.spawn(self.run_dir, uri=self.virt.uri)
+        conn = self.virt.connect()
+        try:
+            for node in self.vm_nodes:
+                try:
+                    dom = conn.lookupByName(node)
+                except libvirt.libvirtError:
+                    guest.define_node(conn, node, os.path.join(self.run_dir, "vms"), guest.OLD)
+                    continue
+                if not dom.isActive():
+                    dom.create()
+        finally:
+            conn.close()
 
     def write_pillar(self):
         """Tell the nodes what only the running lab knows (lab.runtime_pillar)."""
@@ -62,6 +113,9 @@ class Lab:
             "databases": [cloud.db_name(n) for n in openstack_cloud.DATABASES]}}})
         runtime_pillar.update(self.run_dir, "prx01", {"leapfrog": {"haproxy": {
             "socket": cloud.haproxy.admin_socket}}})
+        if self.vms:
+            runtime_pillar.update(self.run_dir, "kvm01", {"leapfrog": {"libvirt": {
+                "uri": self.virt.uri}}})
         for node in self.salt.nodes:
             if node.role == "ctl":
                 runtime_pillar.update(self.run_dir, node.id, {"leapfrog": {
@@ -83,7 +137,31 @@ class Lab:
         if os.path.exists(os.path.join(self.cloud_dir, "cloud.json")):
             cloud = openstack_cloud.OpenStackCloud.attach(self.cloud_dir)
             out.update(cloud.status())
+            for host, enabled in cloud.enabled.items():
+                for service in cloud.node_services(host):
+                    out[f"{host}/{service.kind}"]["enabled"] = enabled
             out.update(vip_health(cloud))
+        if self.virt.running():
+            out["bridge"] = {"running": procs.alive(bridge.pid_file(self.run_dir))}
+            out.update(self.vm_status())
+        return out
+
+    def vm_status(self):
+        """``{"vm/<domain>": {"running", "state", "os", "disk"}}`` from kvm01's libvirtd."""
+        out = {}
+        conn = self.virt.connect()
+        try:
+            for dom in sorted(conn.listAllDomains(), key=lambda d: d.name()):
+                root = ET.fromstring(dom.XMLDesc(0))
+                found = bridge.parse_domain(dom.XMLDesc(0))
+                os_name = root.findtext(f"./metadata/{{{guest.METADATA_NS}}}vm/"
+                                        f"{{{guest.METADATA_NS}}}os")
+                active = bool(dom.isActive())
+                out[f"vm/{dom.name()}"] = {"running": active,
+                                           "state": "running" if active else "shut off",
+                                           "os": os_name or "?", "disk": found["disk"]}
+        finally:
+            conn.close()
         return out
 
     def rss_mb(self):
@@ -91,7 +169,10 @@ class Lab:
         return round(self.cloud.rss_kb()["total"] / 1024) if self.cloud else 0
 
     def down(self, remove=True):
-        """Stop everything by PID (Salt first, then the cloud) and remove the run dir."""
+        """Stop everything by PID (the bridge, the domains and libvirtd, Salt, then the
+        cloud) and remove the run dir."""
+        bridge.terminate(self.run_dir)
+        self.virt.down()
         self.salt.down()
         if os.path.exists(os.path.join(self.cloud_dir, "cloud.json")):
             openstack_cloud.OpenStackCloud.attach(self.cloud_dir, log=self.log).stop()
@@ -117,6 +198,9 @@ def describe(status):
     """One line per part for ``lab status``."""
     return "\n".join(f"{name:28} {'up' if info.get('running') else 'DOWN'}"
                      + (f"  release {info['release']}" if info.get("release") else "")
+                     + ("  (deployed stopped)" if info.get("enabled") is False else "")
+                     + (f"  {info['state']}, OS image {info['os']}, disk {info['disk']}"
+                        if "state" in info else "")
                      + ("" if info.get("healthy", True) else "  (not answering)")
                      for name, info in status.items())
 

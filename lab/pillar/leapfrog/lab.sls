@@ -30,7 +30,7 @@ leapfrog:
       vms:
         image: {{ run }}/images/trixie.qcow2
         os: {os: Debian, oscodename: trixie}
-        redeploy_sls: lab.controller
+        redeploy_sls: lab_openstack.node
         nodes:
           ctl01: {hypervisor: kvm01, domain: ctl01}
           ctl02: {hypervisor: kvm01, domain: ctl02}

@@ -1,0 +1,152 @@
+"""
+The lab's deployment of a node's OpenStack services (the lab's stand-in for a formula).
+
+Only in the lab: it drives lab.openstack_cloud on this host. The lab's run dir comes from
+the minion option ``leapfrog_lab_dir`` (else ``$LEAPFROG_LAB_DIR``), as in
+lab/pillar/lab_dir.jinja; ``<run dir>/lab.json`` names the lab's code, put on sys.path.
+A controller deploys its six services, a compute its nova-compute. Database migrations are
+not run here: they are the product's (nova_db states).
+
+    salt ctl01 lab_openstack.status
+    salt ctl01 lab_openstack.plan 2025.1 stopped
+    salt ctl01 lab_openstack.deploy 2025.1 running
+"""
+import json
+import os
+import sys
+
+from salt.exceptions import CommandExecutionError
+
+__virtualname__ = "lab_openstack"
+STATES = ("running", "stopped")
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _run_dir():
+    return (__opts__.get("leapfrog_lab_dir")
+            or os.environ.get("LEAPFROG_LAB_DIR", "/var/tmp/leapfrog-lab"))
+
+
+def _cloud():
+    """(run dir, the attached lab cloud); the lab's code imported from lab.json's repo."""
+    run = _run_dir()
+    try:
+        with open(os.path.join(run, "lab.json")) as handle:
+            repo = json.load(handle)["repo"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise CommandExecutionError(f"no lab in {run} ({exc})") from exc
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    from lab import openstack_cloud  # pylint: disable=import-outside-toplevel
+
+    cloud_dir = os.path.join(run, "os")
+    if not os.path.exists(os.path.join(cloud_dir, "cloud.json")):
+        raise CommandExecutionError(f"no lab cloud in {cloud_dir}")
+    return run, openstack_cloud.OpenStackCloud.attach(cloud_dir)
+
+
+def _services(cloud, node):
+    try:
+        return cloud.node_services(node)
+    except Exception as exc:  # CloudError: not a node of this cloud
+        raise CommandExecutionError(str(exc)) from exc
+
+
+def status(node=None):
+    """
+    Each OpenStack service of this node: release, running, healthy, and what is recorded
+    as deployed (release, enabled) on its disk (controllers with a VM) and in the cloud.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 lab_openstack.status
+    """
+    from lab import bridge  # pylint: disable=import-outside-toplevel,import-error
+
+    node = node or __opts__["id"]
+    run, cloud = _cloud()
+    return {"node": node,
+            "services": {s.kind: {"release": s.release, "running": s.running(),
+                                  "healthy": s.healthy(),
+                                  "config": os.path.exists(s.config_path)}
+                         for s in _services(cloud, node)},
+            "enabled": cloud.enabled.get(node, True),
+            "disk": bridge.deployed(run, node)}
+
+
+def plan(release, services="running", node=None):
+    """
+    What ``deploy`` would do: ``{"node", "release", "services", "actions": [...]}``, one
+    action per service that is not yet at ``release`` and ``services`` (running/stopped).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 lab_openstack.plan 2025.1 stopped
+    """
+    release, node = str(release), node or __opts__["id"]
+    if services not in STATES:
+        raise CommandExecutionError(f"services must be one of {', '.join(STATES)}, "
+                                    f"not {services!r}")
+    _run, cloud = _cloud()
+    actions = []
+    for service in _services(cloud, node):
+        running = service.running()
+        if running and (service.release != release or services == "stopped"):
+            actions.append(f"stop {service.kind} ({service.release})")
+        if service.release != release or not os.path.exists(service.config_path):
+            actions.append(f"configure {service.kind} for {release}")
+        if services == "running" and (service.release != release or not running):
+            actions.append(f"start {service.kind} at {release}")
+    return {"node": node, "release": release, "services": services, "actions": actions}
+
+
+def deploy(release, services="running", node=None):
+    """
+    Bring this node's services to ``release`` (config written from that release, its venv
+    checked) and to ``services``: ``running`` (started, waited healthy) or ``stopped``.
+    Records the release and whether the services are enabled in the lab cloud's state and
+    on the node's disk (the bridge starts them when the VM boots). Already there: nothing
+    changes. A failure names the service and shows its log tail.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 lab_openstack.deploy 2025.1 running
+    """
+    from lab import bridge, openstack_venv  # pylint: disable=import-outside-toplevel,import-error
+
+    todo = plan(release, services, node)
+    release, node = todo["release"], todo["node"]
+    run, cloud = _cloud()
+    targets = _services(cloud, node)
+    try:
+        openstack_venv.ensure(release)
+    except Exception as exc:  # pylint: disable=broad-except
+        raise CommandExecutionError(f"venv of {release}: {exc}") from exc
+    enabled = services == "running"
+    stop = [s for s in targets if s.running() and (s.release != release or not enabled)]
+    if stop:
+        cloud.stop_node(node, services=stop)
+    for service in targets:
+        if service.release != release or not os.path.exists(service.config_path):
+            service.release, service.venv = release, None
+            service.write_config()
+    cloud.enabled[node] = enabled
+    try:
+        if enabled:
+            cloud.start_node(node, release=release)
+        else:
+            cloud.save(hosts=[node])
+    except Exception as exc:  # ServiceError: names the service, its log tail
+        raise CommandExecutionError(str(exc)) from exc
+    finally:
+        bridge.record_deployed(run, node, release, enabled)
+    return {**todo, "status": status(node)}

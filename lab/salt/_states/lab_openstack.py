@@ -1,0 +1,39 @@
+"""
+State of the lab's deployment (see lab/salt/_modules/lab_openstack.py)::
+
+    ctl01:
+      lab_openstack.deployed:
+        - release: "2025.1"
+        - services: running     # or stopped
+"""
+
+
+def deployed(name, release, services="running"):
+    """This node (``name``: its minion id) at ``release`` with its services ``services``."""
+    ret = {"name": name, "result": False, "changes": {}, "comment": ""}
+    try:
+        todo = __salt__["lab_openstack.plan"](release, services, node=name)
+    except Exception as exc:  # pylint: disable=broad-except
+        ret["comment"] = str(exc)
+        return ret
+    where = f"{name}: {todo['release']}, services {services}"
+    if not todo["actions"]:
+        sick = [kind for kind, info in
+                __salt__["lab_openstack.status"](node=name)["services"].items()
+                if services == "running" and not info["healthy"]]
+        ret["result"] = not sick
+        ret["comment"] = (f"{where}: not healthy: {', '.join(sick)}" if sick
+                          else f"{where}: already so")
+        return ret
+    if __opts__["test"]:
+        ret.update(result=None, changes={"actions": todo["actions"]},
+                   comment=f"{where}: would " + "; ".join(todo["actions"]))
+        return ret
+    try:
+        __salt__["lab_openstack.deploy"](release, services, node=name)
+    except Exception as exc:  # pylint: disable=broad-except
+        ret["comment"] = f"{where} failed: {exc}"
+        return ret
+    ret.update(result=True, changes={"actions": todo["actions"]},
+               comment=f"{where}: " + "; ".join(todo["actions"]))
+    return ret

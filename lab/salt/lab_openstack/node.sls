@@ -1,0 +1,15 @@
+{#- The lab's deployment of this node's OpenStack services (lab/salt/_states/lab_openstack.py):
+      salt ctl01 state.apply lab_openstack.node pillar='{"leapfrog": {"release": "2025.1", "services": "running"}}'
+    leapfrog:services is running (default) or stopped. #}
+{%- set lf = pillar.get('leapfrog', {}) %}
+{%- if lf.get('release') %}
+lab_openstack_{{ grains['id'] }}:
+  lab_openstack.deployed:
+    - name: {{ grains['id'] }}
+    - release: "{{ lf['release'] }}"
+    - services: {{ lf.get('services', 'running') }}
+{%- else %}
+lab_openstack_needs_release:
+  test.fail_without_changes:
+    - name: "lab_openstack.node needs the pillar key leapfrog:release (the OpenStack release to deploy, e.g. 2025.1)"
+{%- endif %}
