@@ -670,3 +670,350 @@ def unchanged_since(step, run, func="mysql_backup.schema", role="database", data
     return {"unchanged": True, "compared_with": step, "by": func,
             "tables": {mid: sum(len(t) for t in stats.values() if isinstance(t, dict))
                        for mid, stats in now.items()}}
+
+
+# ------------------------------------------------------------------ the control-plane
+# upgrade (orch.upgrade_control_plane): pre-check, revisions, availability probe, report
+def _first(config, role):
+    ids = leapfrog_minions.expected(__opts__, config["roles"][role])
+    if not ids:
+        raise leapfrog_errors.LeapfrogError(f"role {role}: {config['roles'][role]!r} matches "
+                                            "no minion")
+    return ids[0]
+
+
+def _collect(problems, what, func):
+    """Run one pre-check; its exception becomes a problem line instead of stopping."""
+    try:
+        return func()
+    except Exception as exc:  # pylint: disable=broad-except
+        problems.append(f"{what}: {exc}")
+        return None
+
+
+def _precheck_haproxy(config, problems):
+    answers = leapfrog_minions.call(__opts__, config["roles"]["haproxy"], "haproxy_admin.servers")
+    for mid, records in answers.items():
+        for rec in records:
+            if not str(rec.get("status", "")).startswith(("UP", "no check")):
+                problems.append(f"haproxy on {mid}: {rec['backend']}/{rec['server']} is "
+                                f"{rec.get('status')}; bring it UP (or fix it) before the upgrade")
+
+
+def _precheck_databases(config, problems):
+    answers = leapfrog_minions.call(__opts__, config["roles"]["database"], "mysql_backup.precheck")
+    for mid, out in answers.items():
+        problems.extend(f"database on {mid}: {p}" for p in out.get("problems") or [])
+
+
+def _precheck_release(config, control, problems):
+    first = _first(config, "controller")
+    out = leapfrog_minions.call(__opts__, f"L@{first}", "nova_manage.versions",
+                                {"release": control})[first]
+    if not out.get("at_head"):
+        problems.append(f"nova databases are not at {control}'s heads ({out.get('revisions')});"
+                        f" set releases:current (or from=) to the release the cloud runs")
+
+
+def _precheck_nova_status(config, control, problems, notes):
+    first = _first(config, "controller")
+    out = leapfrog_minions.call(__opts__, f"L@{first}", "nova_manage.upgrade_check",
+                                {"release": control})[first]
+    problems.extend(f"nova-status upgrade check: {name} failed" for name in out.get("failed") or [])
+    notes.extend(f"nova-status upgrade check: {name} warns" for name in out.get("warnings") or [])
+
+
+def precheck(cluster=None, to=None, pillar=None, timeout=10):
+    """
+    Analyse the cluster before an upgrade and collect every problem (it does not stop at
+    the first): pillar valid, every role's minions answer, the strategy possible with the
+    computes' releases (``leapfrog.plan``), nova databases at the current release's heads,
+    ``nova-status upgrade check``, DB charsets / NULL compute hosts / soft-deleted rows
+    (``mysql_backup.precheck``), every haproxy server UP. Fails (retcode 1) listing them all.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.precheck cluster=prod1 to=2025.1
+    """
+    try:
+        name, config = _load(cluster, pillar)
+    except leapfrog_errors.LeapfrogError as exc:
+        return _fail({"cluster": cluster, "ok": False,
+                      "problems": getattr(exc, "problems", None) or [str(exc)]})
+    problems, notes = [], []
+    control = str(config["releases"]["current"])
+    found = inventory(cluster=name, pillar=pillar, timeout=timeout)
+    problems.extend(found.get("problems") or [])
+    decided = plan(cluster=name, to=to, pillar=pillar, timeout=timeout)
+    if not decided.get("possible"):
+        problems.append(decided.get("text") or "; ".join(decided.get("problems") or []))
+    __context__.pop("retcode", None)  # the sub-checks' failures are collected, not final
+    _collect(problems, "release check", lambda: _precheck_release(config, control, problems))
+    _collect(problems, "nova-status", lambda: _precheck_nova_status(config, control, problems,
+                                                                    notes))
+    _collect(problems, "database pre-check", lambda: _precheck_databases(config, problems))
+    _collect(problems, "haproxy", lambda: _precheck_haproxy(config, problems))
+    result = {"cluster": name, "ok": not problems, "problems": problems, "notes": notes,
+              "strategy": decided.get("strategy"), "hops": decided.get("hops")}
+    for line in problems:
+        _say(f"precheck problem: {line}")
+    return _fail(result) if problems else result
+
+
+def revisions(cluster=None, release=None, pillar=None):
+    """
+    The schema revisions of the cloud's databases, read on the first controller with
+    ``release``'s code: nova's (api, main, cell0, and whether they are at that release's
+    heads) and keystone's, placement's and glance's alembic versions.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.revisions cluster=prod1 release=2025.1
+    """
+    try:
+        _, config = _load(cluster, pillar)
+        release = str(release or config["releases"]["target"])
+        first = _first(config, "controller")
+        tgt = f"L@{first}"
+        out = {"release": release, "node": first,
+               "nova": leapfrog_minions.call(__opts__, tgt, "nova_manage.versions",
+                                             {"release": release})[first]}
+        for service in ("keystone", "placement", "glance"):
+            out[service] = leapfrog_minions.call(__opts__, tgt, "openstack_db.version",
+                                                 {"service": service, "release": release})[first]
+    except leapfrog_errors.LeapfrogError as exc:
+        return _fail({"error": str(exc)})
+    return out
+
+
+def _run_dir(name, run):
+    return os.path.join(_journal_root(), name, leapfrog_journal.check_name("run", str(run)))
+
+
+def probe_start(cluster=None, run=None, pillar=None, duration=3600):
+    """
+    Start the availability probe of a run (``leapfrog_probe`` in its own process on the
+    master) against the cluster's ``haproxy:probe_urls`` (the API frontends on the VIP);
+    nothing to do when none are set or the run's probe already runs. ``probe_stop`` (or the
+    report) stops it and keeps its figures beside the journal.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.probe_start cluster=prod1 run=20261122-004100-ab12
+    """
+    import subprocess  # pylint: disable=import-outside-toplevel
+
+    import leapfrog_probe  # pylint: disable=import-outside-toplevel
+
+    name, config = _load(cluster, pillar)
+    urls = config["haproxy"].get("probe_urls") or []
+    if not urls:
+        return {"cluster": name, "run": run, "probe": "none (haproxy:probe_urls not set)"}
+    folder = _run_dir(name, run)
+    os.makedirs(folder, exist_ok=True)
+    pid_file = os.path.join(folder, "probe.pid")
+    pid = leapfrog_journal.read_json(pid_file) if os.path.exists(pid_file) else None
+    if pid and leapfrog_journal.holder_alive(pid):
+        return {"cluster": name, "run": run, "probe": "running", "pid": pid["pid"]}
+    count = len([f for f in os.listdir(folder) if f.startswith("probe-")])
+    out = os.path.join(folder, f"probe-{count + 1}.json")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(leapfrog_probe.__file__))
+    with open(os.path.join(folder, "probe.log"), "ab") as log_file:
+        proc = subprocess.Popen(  # pylint: disable=consider-using-with
+            [sys.executable, "-m", "leapfrog_probe", "--duration", str(duration), "--out", out]
+            + list(urls), env=env, stdout=log_file, stderr=log_file,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+    me = leapfrog_journal.me()
+    leapfrog_journal.write_json(pid_file, {"pid": proc.pid, "host": me["host"], "out": out,
+                                           "pid_start": leapfrog_journal.process_start(proc.pid)})
+    return {"cluster": name, "run": run, "probe": "started", "pid": proc.pid, "urls": urls}
+
+
+def probe_stop(cluster=None, run=None, pillar=None, timeout=30):
+    """
+    Stop the run's availability probe (SIGTERM by its PID; it writes its figures) and
+    return the summary of every probe of the run merged (requests, failures, longest outage).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.probe_stop cluster=prod1 run=20261122-004100-ab12
+    """
+    import signal  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+
+    name, _ = _load(cluster, pillar)
+    folder = _run_dir(name, run)
+    pid_file = os.path.join(folder, "probe.pid")
+    record = leapfrog_journal.read_json(pid_file) if os.path.exists(pid_file) else None
+    if record and leapfrog_journal.holder_alive(record):
+        os.kill(record["pid"], signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while leapfrog_journal.holder_alive(record) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    return probe_summary(folder)
+
+
+def probe_summary(folder):
+    """Merge the run's probe files (one per attempt) into one summary, or None."""
+    summaries = []
+    for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if entry.startswith("probe-") and entry.endswith(".json"):
+            data = leapfrog_journal.read_json(os.path.join(folder, entry))
+            if isinstance(data, dict):
+                summaries.append(data)
+    if not summaries:
+        return None
+    if len(summaries) == 1:
+        return summaries[0]
+    merged = dict(summaries[-1])
+    merged["requests"] = sum(s.get("requests", 0) for s in summaries)
+    merged["failures"] = sum(s.get("failures", 0) for s in summaries)
+    merged["longest_outage"] = max(s.get("longest_outage", 0) for s in summaries)
+    merged["timeline"] = [row for s in summaries for row in s.get("timeline") or []]
+    return merged
+
+
+SECRET_KEYS = ("password",)
+
+
+def cluster_config(cluster=None, pillar=None):
+    """
+    The cluster's validated pillar with defaults filled in and secrets masked: what an
+    orchestration reads while it renders (controllers, VMs, redeploy SLS, roles).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.cluster_config cluster=prod1
+    """
+    try:
+        name, config = _load(cluster, pillar)
+    except leapfrog_errors.LeapfrogError as exc:
+        return _fail({"cluster": cluster, "problems": getattr(exc, "problems", None) or [str(exc)]})
+    database = {k: ("****" if k in SECRET_KEYS else v) for k, v in config["database"].items()}
+    return {**config, "database": database, "cluster": name}
+
+
+def stopped(cluster=None, run=None, orch=None, rollback=None):
+    """
+    Say how a failed run goes on: the failed step and its error, the command that resumes
+    it, and the one that rolls it back. Orchestrations call it on failure (onfail).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.stopped cluster=prod1 run=20261122-004100-ab12
+    """
+    name, _ = _load(cluster, None)
+    data = leapfrog_journal.Journal(_journal_root(), name, str(run)).read() or {"steps": []}
+    failed = [s for s in data["steps"] if s["status"] == "failed"]
+    cmd = "salt-run state.orch {} pillar='{{\"cluster\": \"%s\", \"run\": \"%s\"}}'" % (name, run)
+    out = {"cluster": name, "run": run,
+           "failed_step": failed[0]["name"] if failed else None,
+           "error": (failed[0].get("error") if failed else None),
+           "resume": cmd.format(orch or "<orchestration>")}
+    if rollback:
+        out["rollback"] = cmd.format(rollback)
+    for key in ("failed_step", "resume", "rollback"):
+        if out.get(key):
+            _say(f"leapfrog: {key.replace('_', ' ')}: {out[key]}")
+    return out
+
+
+def _step_results(data, suffix):
+    """(step name, result) of the run's done steps whose name ends with ``suffix``."""
+    return [(s["name"], s.get("result")) for s in data["steps"]
+            if s["name"].endswith(suffix) and s["status"] == "done"
+            and isinstance(s.get("result"), dict)]
+
+
+def _flat_revisions(found):
+    """leapfrog.revisions' return as {database: revision text}."""
+    if not isinstance(found, dict) or "nova" not in found:
+        return {}
+    nova = (found.get("nova") or {}).get("revisions") or {}
+    out = {f"nova_{s}" if s != "main" else "nova": rev for s, rev in nova.items()}
+    for service in ("keystone", "placement", "glance"):
+        value = found.get(service)
+        out[service] = ", ".join(value) if isinstance(value, list) else value
+    return out
+
+
+def _report_facts(data):
+    """Backups, revisions and nodes of a control-plane run, read from its journal."""
+    backups = []
+    for _, result in _step_results(data, "backup_dbs"):
+        for mid, ret in result.items():
+            for db, info in (ret.get("databases") or {}).items():
+                backups.append({"kind": "database", "name": db, "node": mid, "id": ret.get("id"),
+                                "path": info.get("file"), "sha256": info.get("sha256"),
+                                "bytes": info.get("bytes"), "verified": None})
+    verified = {mid: ret.get("valid") for _, r in _step_results(data, "verify_db_backup")
+                for mid, ret in r.items() if isinstance(ret, dict)}
+    for entry in backups:
+        entry["verified"] = verified.get(entry["node"])
+    for name, result in _step_results(data, "_backup_disk"):
+        for mid, ret in result.items():
+            backups.append({"kind": "disk", "name": name[:-len("_backup_disk")], "node": mid,
+                            "id": ret.get("backup"), "path": ret.get("path"),
+                            "disks": {d["target"]: {"sha256": d.get("sha256")}
+                                      for d in ret.get("disks") or []},
+                            "verified": None})
+    rebuilt = {r["node"]: r for _, r in _step_results(data, "_rebuild") if r.get("node")}
+    for entry in backups:
+        if entry["kind"] == "disk" and entry["name"] in rebuilt:
+            entry["verified"] = True  # rebuild_node verifies the backup before replacing
+    nodes = {}
+    for _, result in _step_results(data, "nodes_after"):
+        for mid, info in result.items():
+            old = (rebuilt.get(mid) or {}).get("old") or {}
+            nodes[mid] = {"role": "controller", "os": info.get("os"),
+                          "oscodename": info.get("oscodename"),
+                          "oscodename_before": old.get("oscodename"),
+                          "rebuilt": mid in rebuilt}
+    revs = {when: _flat_revisions(dict(_step_results(data, f"revisions_{when}")).get(
+        f"revisions_{when}")) for when in ("before", "after")}
+    return {"backups": backups, "revisions": revs, "nodes": nodes, "rebuilt": sorted(rebuilt)}
+
+
+def report(cluster=None, run=None, pillar=None):
+    """
+    Write the run's report beside its journal (``report.json``, ``report.md``,
+    ``timeline.svg``): steps and timings, backups and their checksums, DB revisions
+    before/after, the controllers' OS after, API availability through the VIP (the run's
+    probe is stopped first) and a timeline of the stages against availability. Returns
+    the headline figures and the paths. A journaled step of the run.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.report cluster=prod1 run=20261122-004100-ab12
+    """
+    import leapfrog_report  # pylint: disable=import-outside-toplevel
+
+    def work():
+        probe = probe_stop(cluster=name, run=run, pillar=pillar)
+        data = tracker.journal.read()
+        built = leapfrog_report.build(data, probe=probe, facts=_report_facts(data))
+        paths = leapfrog_report.write(built, os.path.join(_run_dir(name, run), "report"))
+        for line in leapfrog_report.headline_text(built).splitlines():
+            _say(line)
+        return {"paths": paths, "headline": built.get("headline")}
+
+    try:
+        name, _, tracker = _tracker(cluster, run, pillar)
+        result, _ = tracker.run("report", work, describe="leapfrog.report")
+    except leapfrog_errors.LeapfrogError as exc:
+        return _step_fail(cluster, run, "report", exc)
+    return {"cluster": name, "run": run, **(result or {})}

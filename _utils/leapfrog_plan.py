@@ -194,9 +194,8 @@ CONTROL_PLANE = [
          {"name": "backup_dbs", "description": "Back up databases {databases} (consistent, "
                                                "checksummed, restore-tested)",
           "targets": "{database}"},
-         {"name": "backup_vm_{node}", "foreach": "controllers",
-          "description": "Back up the disk of {node} (domain {domain} on {hypervisor}), "
-                         "verify", "targets": "{hypervisor}"}]},
+         {"description": "Each controller's VM disk is backed up (offline, verified) "
+                         "when its turn comes, right before its rebuild"}]},
     {"name": "approve", "description": "Wait for approval: salt-run leapfrog.approve "
                                        "cluster={cluster} run=<run> (expires after {expiry} s)",
      "impact": "none; expiry aborts cleanly"},

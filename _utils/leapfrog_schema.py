@@ -81,6 +81,9 @@ SCHEMA = {
         "vip": Field(str, doc="address the API frontends listen on"),
         "timeout": Field(int, required=False, default=5),
         "drain_timeout": Field(int, required=False, default=300),
+        "probe_urls": Field(list, required=False, default=[], items=Field(str),
+                            doc="API URLs on the VIP the availability probe requests during "
+                                "a run (loopback only)"),
     }),
     "database": Field(dict, keys={
         "host": Field(str),

@@ -25,6 +25,7 @@ leapfrog:
         vip: 10.0.0.10                    # address the API frontends listen on
         timeout: 5                        # optional: socket timeout, seconds
         drain_timeout: 300                # optional: wait for sessions to end, seconds
+        probe_urls: []                    # optional: API URLs on the VIP probed during a run (report)
       database:
         host: 10.0.0.20
         port: 3306                        # optional

@@ -1,0 +1,65 @@
+"""orch.upgrade_control_plane on the lab's master and minions, before anything changes:
+an impossible hop is refused with the reason and the alternatives, test=True prints the
+plan and the run's steps, and the pre-check collects every problem instead of stopping at
+the first. (The rolling hop itself runs on the whole lab: tests/integration/test_lab_upgrade.py.)"""
+import json
+import os
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("salt_minions")
+
+
+def orch(salt_master, *flags, **pillar):
+    ret = salt_master.salt_run_cli(timeout=300).run(
+        "state.orch", "orch.upgrade_control_plane", f"pillar={json.dumps(pillar)}", *flags)
+    states = next(iter(ret.data["data"].values())) if isinstance(ret.data, dict) else {}
+    return ret, {v["__id__"]: v for v in states.values()} if isinstance(states, dict) else {}
+
+
+def runs_on_master(salt_master):
+    root = os.path.join(salt_master.config["cachedir"], "leapfrog", "lab")
+    return sorted(e for e in os.listdir(root) if e[0].isdigit()) if os.path.isdir(root) else []
+
+
+def test_rolling_2024_1_to_2026_1_beside_2024_1_computes_is_refused_before_anything(salt_master):
+    before = runs_on_master(salt_master)
+    ret, states = orch(salt_master, cluster="lab")
+    assert ret.returncode != 0, ret
+    assert list(states) == ["refused"]
+    comment = states["refused"]["comment"]
+    assert "rolling control-plane hop 2025.1 -> 2026.1 is impossible" in comment
+    assert "found cmp01 (2024.1), cmp02 (2024.1)" in comment
+    assert "rolling, one hop now: to=2025.1" in comment
+    assert "strategy fast_forward" in comment
+    assert runs_on_master(salt_master) == before  # no journal, no lock: nothing happened
+
+
+def test_plan_only_prints_the_tree_and_every_step_and_changes_nothing(salt_master):
+    before = runs_on_master(salt_master)
+    ret, states = orch(salt_master, "test=True", cluster="lab", to="2025.1")
+    assert ret.returncode == 0, ret
+    text = states["plan"]["comment"]
+    assert text.splitlines()[0] == "Upgrade the control plane of lab: 2024.1 -> 2025.1 (rolling)"
+    steps = [line.split(":")[0].strip() for line in text.splitlines() if "would run" in line]
+    assert steps[:5] == ["precheck", "revisions_before", "backup_dbs", "verify_db_backup",
+                         "approval"]
+    assert steps[5:13] == ["ctl01_drain", "ctl01_backup_disk", "ctl01_rebuild",
+                           "ctl01_redeploy", "dbsync_nova", "dbsync_keystone_expand",
+                           "dbsync_keystone_migrate", "dbsync_glance_expand"]
+    assert "ctl03_ready" in steps and "dbsync_nova" not in steps[steps.index("ctl02_drain"):]
+    assert steps[-3:] == ["verify", "revisions_after", "nodes_after"]
+    assert runs_on_master(salt_master) == before
+
+
+def test_precheck_collects_every_problem(salt_master):
+    ret = salt_master.salt_run_cli(timeout=300).run("leapfrog.precheck", "cluster=lab",
+                                                    "to=2025.1")
+    assert ret.returncode == 1, ret
+    problems = ret.data["problems"]
+    # the integration cluster has no haproxy socket, no nova DB at 2024.1's heads in pillar,
+    # and only some of the lab's nodes: each of these shows up, none hides the others
+    assert any(p.startswith("haproxy") for p in problems), problems
+    assert any(p.startswith(("release check", "nova databases")) for p in problems), problems
+    assert len(problems) >= 2
+    assert ret.data["ok"] is False

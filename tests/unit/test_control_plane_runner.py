@@ -1,0 +1,78 @@
+"""The control-plane runner pieces with loader dunders: the run report written from a
+journal whose steps carry real-shaped results, cluster_config masking the DB password, and
+stopped() naming the failed step with the resume and rollback commands."""
+import json
+import os
+
+import pytest
+
+from tests.unit.test_journal_runner import PILLAR, bus, configure_loader_modules, runner  # noqa: F401  pylint: disable=unused-import
+
+SHA = "ab" * 32
+RESULTS = {
+    "revisions_before": {"release": "2025.1", "node": "ctl01", "nova": {
+        "revisions": {"api": "cdeec0c85668", "main": "13863f4e1612", "cell0": "13863f4e1612"},
+        "at_head": False}, "keystone": ["27e647c0fad4", "29e87d24a316"],
+        "placement": ["b5c396305c25"], "glance": ["2024_1_contract01"]},
+    "backup_dbs": {"dbs01": {"id": "20261122T010000Z-r1", "path": "/b/mysql/x", "databases": {
+        "nova": {"file": "/b/mysql/x/nova.sql.zst", "sha256": SHA, "bytes": 1234}}}},
+    "verify_db_backup": {"dbs01": {"id": "20261122T010000Z-r1", "valid": True}},
+    "ctl01_backup_disk": {"kvm01": {"backup": "ctl01/20261122T010500Z-r1", "path": "/b/vms/ctl01",
+                                    "disks": [{"target": "vda", "sha256": SHA}]}},
+    "ctl01_rebuild": {"node": "ctl01", "old": {"os": "Debian", "oscodename": "bookworm"},
+                      "new": {"os": "Debian", "oscodename": "trixie"}, "seconds": 30},
+    "revisions_after": {"release": "2025.1", "node": "ctl01", "nova": {
+        "revisions": {"api": "cdeec0c85668", "main": "2903cd72dc14", "cell0": "2903cd72dc14"},
+        "at_head": True}, "keystone": ["27e647c0fad4"], "placement": ["b5c396305c25"],
+        "glance": ["2025_1_contract01"]},
+    "nodes_after": {"ctl01": {"id": "ctl01", "os": "Debian", "oscodename": "trixie",
+                              "password": "NOT-IN-REPORT"}},
+}
+
+
+def test_report_is_written_from_the_journal_and_the_probe(bus, tmp_path):
+    steps = list(RESULTS)
+    runner.begin(cluster="lab", run="r1", steps=steps + ["report"], orch="orch.upgrade_control_plane")
+    for name in steps:
+        bus_result = RESULTS[name]
+        runner._call_runner = lambda fun, args=None, kwargs=None, r=bus_result: r  # pylint: disable=protected-access
+        assert runner.step(cluster="lab", run="r1", step=name, function="x.y")["ran"]
+    folder = runner._run_dir("lab", "r1")  # pylint: disable=protected-access
+    with open(os.path.join(folder, "probe-1.json"), "w") as handle:
+        json.dump({"requests": 500, "failures": 0, "longest_outage": 0.0, "started": 0,
+                   "timeline": [{"second": 0, "ok": 500, "fail": 0}]}, handle)
+    out = runner.report(cluster="lab", run="r1")
+    assert "retcode" not in out, out
+    assert out["headline"]["requests"] == 500 and out["headline"]["failed_requests"] == 0
+    with open(out["paths"]["json"]) as handle:
+        data = json.load(handle)
+    assert data["nodes"]["ctl01"]["oscodename"] == "trixie"
+    assert data["nodes"]["ctl01"]["oscodename_before"] == "bookworm"
+    kinds = {(b["kind"], b["name"]): b for b in data["backups"]}
+    assert kinds[("database", "nova")]["verified"] is True
+    assert kinds[("disk", "ctl01")]["verified"] is True
+    revisions = {r["database"]: (r["before"], r["after"]) for r in data["revisions"]}
+    assert revisions["nova"] == ("13863f4e1612", "2903cd72dc14")
+    text = "".join(open(p).read() for p in out["paths"].values())
+    assert "NOT-IN-REPORT" not in text and "SECRET-PW" not in text
+    assert runner.__context__.get("retcode") is None
+
+
+def test_cluster_config_masks_the_db_password(bus):
+    out = runner.cluster_config(cluster="lab")
+    assert out["database"]["password"] == "****"
+    assert "SECRET-PW" not in json.dumps(out)
+    assert out["vms"]["nodes"] == {"ctl01": {"hypervisor": "kvm01", "domain": "ctl01"}}
+
+
+def test_stopped_names_the_failed_step_and_both_ways_on(bus):
+    runner.begin(cluster="lab", run="r2", steps=["one"], orch="orch.upgrade_control_plane")
+    runner._call_runner = lambda *a, **k: (_ for _ in ()).throw(  # pylint: disable=protected-access
+        runner.leapfrog_errors.LeapfrogError("x.y failed: disk full"))
+    runner.step(cluster="lab", run="r2", step="one", function="x.y")
+    out = runner.stopped(cluster="lab", run="r2", orch="orch.upgrade_control_plane",
+                         rollback="orch.rollback_control_plane")
+    assert out["failed_step"] == "one" and "disk full" in out["error"]
+    assert out["resume"] == ("salt-run state.orch orch.upgrade_control_plane "
+                             "pillar='{\"cluster\": \"lab\", \"run\": \"r2\"}'")
+    assert out["rollback"].startswith("salt-run state.orch orch.rollback_control_plane")
