@@ -657,11 +657,15 @@ class OpenStackCloud:
         """Start every service of ``host`` (or just ``services``; from ``release``'s venv if
         given); wait until each is healthy. A failure names the service and its log tail."""
         services = services or self.node_services(host)
-        for service in services:
-            service.start(release=release, wait=False)
-        try:
-            for service in services:
-                service.wait_healthy()
+        keystone = [s for s in services if s.kind == "keystone"]
+        try:  # keystone first: the others ask it for tokens (through the VIP) as they start
+            for wave in (keystone, [s for s in services if s not in keystone]):
+                for service in wave:
+                    service.start(release=release, wait=False)
+                for service in wave:
+                    service.wait_healthy()
+                if wave and wave is keystone:
+                    self.wait_url(self.auth_url, 60)
         finally:
             self.save(hosts=[host])
         return services
