@@ -29,24 +29,15 @@ line)::
 """
 import logging
 import time
-import urllib.parse
-
-import salt.utils.data
 
 import leapfrog_errors
-
-try:
-    import requests
-
-    HAS_REQUESTS = True
-except ImportError:  # pragma: no cover - requests is a dependency of leapfrog and of salt
-    HAS_REQUESTS = False
+import leapfrog_keystone
 
 log = logging.getLogger(__name__)
 
 __virtualname__ = "openstack_verify"
 
-PILLAR_KEY = "leapfrog:verify"
+PILLAR_KEY = leapfrog_keystone.PILLAR_KEY
 CHECKS = ("services", "endpoints", "images", "flavors", "compute_services", "hypervisors",
           "servers", "networks", "volumes", "placement")
 # check -> service types that serve it, in order of preference
@@ -70,46 +61,23 @@ class VerifyError(leapfrog_errors.LeapfrogError):
     """Verification could not run (bad configuration) or did not become healthy in time."""
 
 
-class _CheckFailed(Exception):
-    """One check failed; the message is its short reason."""
+# One check failed; the message is its short reason (the session raises it too).
+_CheckFailed = leapfrog_keystone.RequestFailed
 
 
 def __virtual__():
-    if not HAS_REQUESTS:
+    if not leapfrog_keystone.HAS_REQUESTS:
         return (False, "openstack_verify needs the python 'requests' library")
     return __virtualname__
 
 
 # -- configuration ---------------------------------------------------------------------------
 
-def _pillar():
-    """``leapfrog:verify`` from ``__pillar__`` itself: Salt 3008's ``pillar.get`` hands modules
-    masked values ("**********") unless ``unmask=True``, which Salt 3007 does not know."""
-    pillar = globals().get("__pillar__") or {}
-    value = salt.utils.data.traverse_dict_and_list(pillar, PILLAR_KEY, None)
-    return dict(value) if isinstance(value, dict) else {}
-
-
 def _settings(overrides):
-    conf = dict(_pillar())
-    conf.update({k: v for k, v in overrides.items() if v is not None})
-    missing = [key for key in ("auth_url", "username", "password", "project_name")
-               if not conf.get(key)]
-    if missing:
-        raise VerifyError(
-            f"openstack_verify needs {', '.join(missing)}: set them under the pillar key "
-            f"{PILLAR_KEY} (or pass them as arguments)")
-    conf.setdefault("user_domain_name", "Default")
-    conf.setdefault("project_domain_name", "Default")
-    conf.setdefault("interface", "public")
+    pillar = globals().get("__pillar__") or {}
+    conf = leapfrog_keystone.settings(pillar, overrides, VerifyError, __virtualname__)
     conf.setdefault("all_tenants", True)
-    try:
-        conf["timeout"] = float(conf.get("timeout") or 10)
-    except (TypeError, ValueError):
-        raise VerifyError(f"timeout must be a number of seconds, got {conf.get('timeout')!r}")
     conf["checks"] = _check_list(conf.get("checks"))
-    verify = conf.get("verify_tls", True)
-    conf["verify_tls"] = verify if isinstance(verify, str) else bool(verify)
     return conf
 
 
@@ -126,132 +94,11 @@ def _check_list(checks):
     return [name for name in CHECKS if name in checks]
 
 
-def _v3(auth_url):
-    url = auth_url.rstrip("/")
-    return url if url.endswith("/v3") else url + "/v3"
+_join = leapfrog_keystone.join
 
 
-def _short(exc, url):
-    """A short reason for a request failure, never carrying headers or bodies we sent."""
-    where = urllib.parse.urlsplit(url).netloc
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return f"connection to {where} timed out"
-    if isinstance(exc, requests.exceptions.Timeout):
-        return f"{where} did not answer in time"
-    if isinstance(exc, requests.exceptions.SSLError):
-        return f"TLS error talking to {where}"
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        text = str(exc)
-        if "refused" in text.lower():
-            return f"connection refused by {where}"
-        return f"cannot connect to {where}"
-    return f"{type(exc).__name__} talking to {where}"
-
-
-def _error_text(response):
-    """The API's own error message, shortened (OpenStack APIs put it in JSON)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return (response.text or "").strip().splitlines()[0][:120] if response.text else ""
-    if isinstance(body, dict):
-        for value in body.values():
-            if isinstance(value, dict) and "message" in value:
-                return str(value["message"])[:120]
-        if "message" in body:
-            return str(body["message"])[:120]
-    return ""
-
-
-# -- the session -----------------------------------------------------------------------------
-
-class _Session:
-    """A keystone-authenticated session: the token stays inside, never returned or logged."""
-
-    def __init__(self, conf):
-        self.conf = conf
-        self.http = requests.Session()
-        self.http.verify = conf["verify_tls"]
-        self.http.headers["User-Agent"] = "leapfrog-openstack-verify"
-        self.catalog = []
-        self._token = None
-
-    def close(self):
-        self.http.close()
-        self._token = None
-
-    def authenticate(self):
-        conf = self.conf
-        url = _v3(conf["auth_url"]) + "/auth/tokens"
-        body = {"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": conf["username"], "domain": {"name": conf["user_domain_name"]},
-                "password": conf["password"]}}},
-            "scope": {"project": {"name": conf["project_name"],
-                                  "domain": {"name": conf["project_domain_name"]}}},
-        }}
-        log.debug("keystone: POST %s as %s", url, conf["username"])
-        try:
-            response = self.http.post(url, json=body, timeout=conf["timeout"])
-        except requests.exceptions.RequestException as exc:
-            raise _CheckFailed(f"keystone: {_short(exc, url)}") from None
-        if response.status_code == 401:
-            raise _CheckFailed(f"keystone refused the credentials of {conf['username']} "
-                               f"(HTTP 401): wrong user, password or project")
-        if response.status_code != 201:
-            raise _CheckFailed(f"keystone: HTTP {response.status_code} from POST {url}"
-                               f"{': ' + _error_text(response) if _error_text(response) else ''}")
-        token = response.headers.get("X-Subject-Token")
-        if not token:
-            raise _CheckFailed("keystone answered without an X-Subject-Token header")
-        try:
-            self.catalog = response.json()["token"].get("catalog") or []
-        except (ValueError, KeyError, AttributeError):
-            raise _CheckFailed("keystone's token answer is not the JSON of a v3 token")
-        self._token = token
-        self.http.headers["X-Auth-Token"] = token
-
-    def endpoint(self, types):
-        """Return ``(service_type, url)`` for the first of ``types`` in the catalog.
-
-        ``None`` when none of the types is in the catalog (the check is skipped); raises when
-        the service is there without an endpoint of the configured interface/region.
-        """
-        interface, region = self.conf["interface"], self.conf.get("region_name")
-        for wanted in types:
-            for service in self.catalog:
-                if service.get("type") != wanted:
-                    continue
-                for endpoint in service.get("endpoints") or []:
-                    if endpoint.get("interface") != interface:
-                        continue
-                    if region and region not in (endpoint.get("region_id"), endpoint.get("region")):
-                        continue
-                    return wanted, endpoint["url"].rstrip("/")
-                raise _CheckFailed(
-                    f"the catalog has a {wanted} service but no {interface} endpoint"
-                    + (f" in region {region}" if region else ""))
-        return None
-
-    def get(self, url, params=None, expect=(200,)):
-        try:
-            response = self.http.get(url, params=params, timeout=self.conf["timeout"])
-        except requests.exceptions.RequestException as exc:
-            raise _CheckFailed(_short(exc, url)) from None
-        log.debug("openstack_verify: GET %s -> %s", url, response.status_code)
-        if response.status_code not in expect:
-            path = urllib.parse.urlsplit(url).path
-            detail = _error_text(response)
-            raise _CheckFailed(f"HTTP {response.status_code} from GET {path}"
-                               + (f": {detail}" if detail else ""))
-        try:
-            return response.json()
-        except ValueError:
-            raise _CheckFailed(f"GET {urllib.parse.urlsplit(url).path} did not answer JSON")
-
-
-def _join(base, path):
-    return base.rstrip("/") + "/" + path.lstrip("/")
+def _session(conf):
+    return leapfrog_keystone.Session(conf, agent="leapfrog-openstack-verify")
 
 
 def _image_base(url):
@@ -264,7 +111,7 @@ def _network_base(url):
 
 def _identity_base(session):
     found = session.endpoint(SERVICE_TYPES["services"])
-    return _v3(found[1]) if found else _v3(session.conf["auth_url"])
+    return leapfrog_keystone.v3(found[1] if found else session.conf["auth_url"])
 
 
 # -- the checks: each returns (reason, detail) or raises _CheckFailed ---------------------------
@@ -389,7 +236,7 @@ def _run_check(session, name):
 
 def _verify(conf):
     started = time.monotonic()
-    session = _Session(conf)
+    session = _session(conf)
     report = {"healthy": False, "auth_url": conf["auth_url"], "user": conf["username"],
               "project": conf["project_name"], "checks": {}}
     try:
@@ -540,7 +387,7 @@ def catalog(auth_url=None, username=None, password=None, project_name=None,
         "project_domain_name": project_domain_name, "interface": interface,
         "timeout": timeout, "verify_tls": verify_tls,
     })
-    session = _Session(conf)
+    session = _session(conf)
     try:
         try:
             session.authenticate()

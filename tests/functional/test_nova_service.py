@@ -1,0 +1,132 @@
+"""nova_service through Salt's loader against the lab's real OpenStack 2024.1 cloud (the
+session ``openstack_cloud``: cmp01 and cmp02 fake computes, three servers ACTIVE): disable
+and enable cmp01 with a reason, busy/idle, servers, unknown host, and a compute restarted
+from the 2025.1 venv seen up with 2025.1's service version (read from the cell database;
+the compute API does not show it).
+
+The cloud is shared by the session: every test leaves it as it found it (cmp01 enabled, and
+back on 2024.1 after the restart test: test_openstack_lab.py expects every compute at
+2024.1's service version).
+"""
+import json
+import logging
+import os
+
+import pytest
+import salt.config
+import salt.loader
+from salt.exceptions import CommandExecutionError
+
+from lab.openstack_cloud import SERVICE_VERSION
+from tests.conftest import REPO
+
+REASON = "leapfrog: functional test of nova_service"
+
+
+@pytest.fixture(scope="module")
+def nova(openstack_cloud, tmp_path_factory):
+    cloud = openstack_cloud
+    opts = salt.config.minion_config(None)
+    opts.update({
+        "file_client": "local",
+        "cachedir": str(tmp_path_factory.mktemp("nova_service") / "cache"),
+        "module_dirs": [os.path.join(REPO, "_modules")],
+        "grains": {"id": "ctl01"},
+        "id": "ctl01",
+        "pillar": {"leapfrog": {
+            "verify": {**cloud.auth, "timeout": 30},
+            "database": {"socket": cloud.mariadb.socket, "user": "root",
+                         "password": cloud.mariadb.root_password},
+            "nova": {"database": cloud.db_name("nova")}}},
+    })
+    mods = salt.loader.minion_mods(opts, whitelist=["nova_service"])
+    return {name.split(".", 1)[1]: func for name, func in mods.items()
+            if name.startswith("nova_service.")}
+
+
+def _no_secret(cloud, value, caplog, capsys):
+    text = json.dumps(value, default=str) + caplog.text
+    out = capsys.readouterr()
+    text += out.out + out.err
+    for secret in (cloud.admin_password, cloud.mariadb.root_password, *cloud.passwords.values()):
+        assert secret not in text
+
+
+def test_list_disable_enable_on_the_lab(openstack_cloud, nova, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    rows = nova["list"]()
+    assert [(r["host"], r["status"], r["state"], r["version"]) for r in rows] == [
+        ("cmp01", "enabled", "up", SERVICE_VERSION["2024.1"]),
+        ("cmp02", "enabled", "up", SERVICE_VERSION["2024.1"])]
+    try:
+        out = nova["disable"]("cmp01", REASON)
+        assert out["changes"] == {"old": {"status": "enabled", "disabled_reason": None},
+                                  "new": {"status": "disabled", "disabled_reason": REASON}}
+        assert nova["disable"]("cmp01", REASON)["changes"] == {}
+        row = nova["list"](host="cmp01")[0]
+        assert (row["status"], row["disabled_reason"], row["state"]) == ("disabled", REASON, "up")
+        # what an operator sees through the API (the lab's own client)
+        seen = openstack_cloud.api("GET", "nova", "/os-services?binary=nova-compute&host=cmp01")
+        assert seen["services"][0]["disabled_reason"] == REASON
+        assert nova["list"](host="cmp02")[0]["status"] == "enabled"
+    finally:
+        out = nova["enable"]("cmp01")
+    assert out["changes"] == {"old": {"status": "disabled", "disabled_reason": REASON},
+                              "new": {"status": "enabled", "disabled_reason": None}}
+    assert nova["enable"]("cmp01")["changes"] == {}
+    row = nova["list"](host="cmp01")[0]
+    assert (row["status"], row["disabled_reason"]) == ("enabled", None)
+    _no_secret(openstack_cloud, rows, caplog, capsys)
+
+
+def test_busy_idle_and_servers_on_the_lab(openstack_cloud, nova):
+    assert nova["busy"]("cmp01") == []
+    idle = nova["wait_idle"]("cmp01", timeout=30)
+    assert idle["idle"] is True and idle["attempts"] == 1
+    servers = nova["servers"]()
+    assert {s["id"]: {"name": s["name"], "status": s["status"], "host": s["host"]}
+            for s in servers} == openstack_cloud.servers()
+    assert sorted((s["status"], s["host"]) for s in servers) == [
+        ("ACTIVE", "cmp01"), ("ACTIVE", "cmp01"), ("ACTIVE", "cmp02")]
+    assert [s["host"] for s in nova["servers"](host="cmp02")] == ["cmp02"]
+
+
+def test_unknown_host_is_a_clear_error(nova):
+    for name, args in (("disable", ("cmp99", REASON)), ("enable", ("cmp99",)),
+                       ("busy", ("cmp99",)), ("wait_up", ("cmp99",))):
+        with pytest.raises(CommandExecutionError) as err:
+            nova[name](*args)
+        assert str(err.value).startswith(
+            "no nova-compute service on host 'cmp99'; known hosts: cmp01, cmp02"), name
+
+
+def test_wait_up_sees_a_compute_restarted_at_2025_1(openstack_cloud, nova):
+    """cmp01 restarted from the 2025.1 venv (the lab waits for it itself), then wait_up with
+    2025.1's service version passes and with 2026.1's times out naming host and versions.
+    Back to 2024.1 with the product's own protocol: stop, note the last heartbeat, start,
+    wait_up(version=2024.1, since=that heartbeat)."""
+    cloud = openstack_cloud
+    servers = nova["servers"]()
+    try:
+        cloud.restart_compute("cmp01", release="2025.1")
+        up = nova["wait_up"]("cmp01", version="2025.1", timeout=120)
+        assert (up["state"], up["version"]) == ("up", SERVICE_VERSION["2025.1"])
+        assert nova["wait_up"]("cmp01", version=68, timeout=10)["version"] == 68
+
+        with pytest.raises(CommandExecutionError) as err:
+            nova["wait_up"]("cmp01", version="2026.1", timeout=4, interval=1)
+        assert str(err.value).startswith(
+            "nova-compute on cmp01 not up with service version 72 (release 2026.1) after ")
+        assert str(err.value).endswith(
+            "s: service version 68, want 72; service versions seen: 68")
+    finally:
+        compute = cloud.computes["cmp01"]
+        compute.stop()
+        last = nova["list"](host="cmp01")[0]["updated_at"]
+        compute.start(release="2024.1")
+        back = nova["wait_up"]("cmp01", version="2024.1", since=last, timeout=180)
+        cloud.save()
+    assert back["version"] == SERVICE_VERSION["2024.1"] and back["updated_at"] > last
+    assert {r["host"]: r["version"] for r in nova["list"]()} == {
+        "cmp01": SERVICE_VERSION["2024.1"], "cmp02": SERVICE_VERSION["2024.1"]}
+    assert nova["servers"]() == servers
