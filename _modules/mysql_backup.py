@@ -903,7 +903,8 @@ def restore(backup_id="latest", databases=None, target=None, suffix=None, force=
                 "differences": diff,
                 "seconds": round(time.monotonic() - started, 2),
             }
-    return {"id": backup_id, "databases": results}
+    return {"id": backup_id, "databases": results,
+            "matches_manifest": all(r["matches_manifest"] for r in results.values())}
 
 
 def clone(databases=None, suffix=DEFAULT_SUFFIX, force=False, **connection):

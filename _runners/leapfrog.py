@@ -755,6 +755,11 @@ def precheck(cluster=None, to=None, pillar=None, timeout=10):
                                                                     notes))
     _collect(problems, "database pre-check", lambda: _precheck_databases(config, problems))
     _collect(problems, "haproxy", lambda: _precheck_haproxy(config, problems))
+    no_vm = [n for n in leapfrog_minions.expected(__opts__, config["roles"]["controller"])
+             if n not in config["vms"]["nodes"]]
+    if no_vm:
+        problems.append(f"controller(s) {', '.join(no_vm)} have no VM in vms:nodes; add "
+                        "{hypervisor, domain} for each")
     result = {"cluster": name, "ok": not problems, "problems": problems, "notes": notes,
               "strategy": decided.get("strategy"), "hops": decided.get("hops")}
     for line in problems:
@@ -886,8 +891,9 @@ SECRET_KEYS = ("password",)
 
 def cluster_config(cluster=None, pillar=None):
     """
-    The cluster's validated pillar with defaults filled in and secrets masked: what an
-    orchestration reads while it renders (controllers, VMs, redeploy SLS, roles).
+    The cluster's validated pillar with defaults filled in and secrets masked, plus
+    ``controllers``: the controller role's minions that have a VM in ``vms:nodes`` (sorted).
+    What an orchestration reads while it renders.
 
     CLI Example:
 
@@ -900,7 +906,9 @@ def cluster_config(cluster=None, pillar=None):
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"cluster": cluster, "problems": getattr(exc, "problems", None) or [str(exc)]})
     database = {k: ("****" if k in SECRET_KEYS else v) for k, v in config["database"].items()}
-    return {**config, "database": database, "cluster": name}
+    found = leapfrog_minions.expected(__opts__, config["roles"]["controller"])
+    return {**config, "database": database, "cluster": name,
+            "controllers": [node for node in found if node in config["vms"]["nodes"]]}
 
 
 def stopped(cluster=None, run=None, orch=None, rollback=None):
@@ -917,13 +925,16 @@ def stopped(cluster=None, run=None, orch=None, rollback=None):
     name, _ = _load(cluster, None)
     data = leapfrog_journal.Journal(_journal_root(), name, str(run)).read() or {"steps": []}
     failed = [s for s in data["steps"] if s["status"] == "failed"]
-    cmd = "salt-run state.orch {} pillar='{{\"cluster\": \"%s\", \"run\": \"%s\"}}'" % (name, run)
+    def cmd(orchestration, key):
+        return (f"salt-run state.orch {orchestration} pillar='{{\"cluster\": \"{name}\", "
+                f"\"{key}\": \"{run}\"}}'")
+
     out = {"cluster": name, "run": run,
            "failed_step": failed[0]["name"] if failed else None,
            "error": (failed[0].get("error") if failed else None),
-           "resume": cmd.format(orch or "<orchestration>")}
+           "resume": cmd(orch or "<orchestration>", "run")}
     if rollback:
-        out["rollback"] = cmd.format(rollback)
+        out["rollback"] = cmd(rollback, "upgrade_run")
     for key in ("failed_step", "resume", "rollback"):
         if out.get(key):
             _say(f"leapfrog: {key.replace('_', ' ')}: {out[key]}")
@@ -1017,3 +1028,44 @@ def report(cluster=None, run=None, pillar=None):
     except leapfrog_errors.LeapfrogError as exc:
         return _step_fail(cluster, run, "report", exc)
     return {"cluster": name, "run": run, **(result or {})}
+
+
+def rollback_sources(cluster=None, upgrade_run=None, pillar=None):
+    """
+    What ``orch.rollback_control_plane`` restores from an upgrade run's journal: the DB
+    backup (``backup_dbs``; refused when the run has none, or when it did not verify) and,
+    per controller, the disk backup taken before its rebuild (``<node>_backup_disk``).
+    Controllers without one were never touched and are only restarted.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.rollback_sources cluster=prod1 upgrade_run=20261122-004100-ab12
+    """
+    try:
+        name, config = _load(cluster, pillar)
+        if not upgrade_run:
+            raise leapfrog_errors.LeapfrogError("name the upgrade run to roll back: "
+                                                "upgrade_run=<id> (salt-run leapfrog.status)")
+        data = leapfrog_journal.Journal(_journal_root(), name, str(upgrade_run)).read()
+        if not data:
+            raise leapfrog_errors.LeapfrogError(f"cluster {name} has no run {upgrade_run}")
+        steps = {s["name"]: s for s in data["steps"]}
+        db, checked = steps.get("backup_dbs") or {}, steps.get("verify_db_backup") or {}
+        if db.get("status") != "done" or checked.get("status") != "done":
+            raise leapfrog_errors.LeapfrogError(
+                f"run {upgrade_run} has no verified DB backup (backup_dbs: "
+                f"{db.get('status', 'absent')}, verify_db_backup: "
+                f"{checked.get('status', 'absent')}): nothing was changed before it, so there "
+                "is nothing to roll back")
+        db_ids = {mid: ret.get("id") for mid, ret in (db.get("result") or {}).items()}
+        disks = {}
+        for node in config["vms"]["nodes"]:
+            record = steps.get(f"{node}_backup_disk") or {}
+            if record.get("status") == "done":
+                disks[node] = next(iter(record["result"].values())).get("backup")
+    except leapfrog_errors.LeapfrogError as exc:
+        return _fail({"cluster": cluster, "upgrade_run": upgrade_run, "error": str(exc)})
+    return {"cluster": name, "upgrade_run": str(upgrade_run), "db_backups": db_ids,
+            "disks": disks}

@@ -37,7 +37,7 @@ refused:
 {%- set config = salt['saltutil.runner']('leapfrog.cluster_config', cluster=cluster) %}
 {%- set frm, to = decided['hops'][0] %}
 {%- set run = salt['saltutil.runner']('leapfrog.run_id', run=pillar.get('run')) %}
-{%- set controllers = config['vms']['nodes'] | dictsort | map(attribute=0) | list %}
+{%- set controllers = config['controllers'] %}
 {%- set sls = config['vms']['redeploy_sls'] %}
 {%- set db_call = {'role': 'controller', 'first': True} %}
 

@@ -128,6 +128,7 @@ def test_backup_drop_restore_gives_identical_rows_and_checksums(env):
     result = fn(env, "restore")(made["id"])
     assert result["databases"][NOVA]["matches_manifest"] is True
     assert result["databases"][API]["matches_manifest"] is True
+    assert result["matches_manifest"] is True
     assert sums(env, NOVA, API) == before
     with env["db"].connect() as conn:
         assert q(conn, f"SELECT note FROM {NOVA}.legacy_notes ORDER BY id") == (

@@ -58,8 +58,10 @@ def test_report_is_written_from_the_journal_and_the_probe(bus, tmp_path):
     assert runner.__context__.get("retcode") is None
 
 
-def test_cluster_config_masks_the_db_password(bus):
+def test_cluster_config_masks_the_db_password(bus, monkeypatch):
+    monkeypatch.setattr(runner.leapfrog_minions, "expected", lambda opts, tgt: ["ctl01", "x"])
     out = runner.cluster_config(cluster="lab")
+    assert out["controllers"] == ["ctl01"]
     assert out["database"]["password"] == "****"
     assert "SECRET-PW" not in json.dumps(out)
     assert out["vms"]["nodes"] == {"ctl01": {"hypervisor": "kvm01", "domain": "ctl01"}}
