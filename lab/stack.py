@@ -86,19 +86,15 @@ class Lab:
 
     def _vms_up(self):
         """The bridge, then one domain per controller from the old OS image (started)."""
-        import libvirt  # pylint: disable=import-outside-toplevel
-
         bridge.spawn(self.run_dir, uri=self.virt.uri)
         conn = self.virt.connect()
         try:
+            defined = {dom.name(): dom for dom in conn.listAllDomains()}
             for node in self.vm_nodes:
-                try:
-                    dom = conn.lookupByName(node)
-                except libvirt.libvirtError:
+                if node not in defined:
                     guest.define_node(conn, node, os.path.join(self.run_dir, "vms"), guest.OLD)
-                    continue
-                if not dom.isActive():
-                    dom.create()
+                elif not defined[node].isActive():
+                    defined[node].create()
         finally:
             conn.close()
 
