@@ -1069,3 +1069,130 @@ def rollback_sources(cluster=None, upgrade_run=None, pillar=None):
         return _fail({"cluster": cluster, "upgrade_run": upgrade_run, "error": str(exc)})
     return {"cluster": name, "upgrade_run": str(upgrade_run), "db_backups": db_ids,
             "disks": disks}
+
+
+# ------------------------------------------------------------------ the data plane
+# (orch.upgrade_data_plane): one compute switched to a release, through the compute API
+def _utc_now():
+    import datetime  # pylint: disable=import-outside-toplevel
+
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def switch_compute(host, release=None, cluster=None, servers=None, pillar=None, timeout=600):
+    """
+    Switch one compute to ``release`` (default ``releases:target``) without touching its
+    workloads: disable its nova-compute (compute API, with a reason), wait until no
+    operation is in progress on it, apply ``data_plane:redeploy_sls`` on it with pillar
+    ``leapfrog:release`` / ``leapfrog:services: running`` (the new release's code, restarted),
+    wait until its service is up with that release's service version and a fresh heartbeat,
+    enable it again, and check its servers kept their status. A host with servers is
+    skipped when ``servers`` (default ``data_plane:servers``) is ``skip``, switched anyway
+    with ``force``; ``migrate`` is refused (live migration is not written yet). The API
+    calls run on the first controller. Returns per phase the seconds taken.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.switch_compute cmp01 release=2025.1 cluster=prod1 servers=force
+    """
+    import time  # pylint: disable=import-outside-toplevel
+
+    started, phases = time.monotonic(), {}
+
+    def phase(name, target, func, kwargs=None):
+        begun = time.monotonic()
+        out = leapfrog_minions.call(__opts__, target, func, kwargs, timeout=timeout)
+        phases[name] = round(time.monotonic() - begun, 2)
+        return next(iter(out.values()))
+
+    try:
+        name, config = _load(cluster, pillar)
+        release = str(release or config["releases"]["target"])
+        policy = servers or config["data_plane"]["servers"]
+        sls = config["data_plane"]["redeploy_sls"]
+        if not sls:
+            raise leapfrog_errors.LeapfrogError(
+                "data_plane:redeploy_sls is not set: name the SLS that switches a compute to "
+                "a release (see pillar_examples/cluster.sls)")
+        api = f"L@{_first(config, 'controller')}"
+        before = {s["id"]: s["status"] for s in phase("servers", api, "nova_service.servers",
+                                                      {"host": host})}
+        if before and policy == "skip":
+            return {"host": host, "skipped": True,
+                    "reason": f"{len(before)} server(s) on {host} and data_plane:servers is "
+                              "skip (run with servers=force to switch it anyway)"}
+        if before and policy == "migrate":
+            raise leapfrog_errors.LeapfrogError(
+                f"{host} has {len(before)} server(s) and data_plane:servers is migrate: live "
+                "migration is not written yet; use skip or force")
+        reason = f"leapfrog: switching to {release}"
+        phase("disable", api, "nova_service.disable", {"host": host, "reason": reason})
+        phase("idle", api, "nova_service.wait_idle", {"host": host, "timeout": timeout})
+        since = _utc_now()
+        phase("redeploy", f"L@{host}", "state.apply",
+              {"mods": sls, "pillar": {"leapfrog": {"release": release, "services": "running"}}})
+        phase("up", api, "nova_service.wait_up",
+              {"host": host, "version": release, "since": since, "timeout": timeout})
+        phase("enable", api, "nova_service.enable", {"host": host, "reason": reason})
+        after = {s["id"]: s["status"] for s in phase("servers_after", api, "nova_service.servers",
+                                                     {"host": host})}
+        if after != before:
+            raise leapfrog_errors.LeapfrogError(
+                f"servers on {host} changed during its switch: before {before}, after {after}")
+    except leapfrog_errors.LeapfrogError as exc:
+        return _fail({"host": host, "error": str(exc), "phases": phases})
+    return {"host": host, "cluster": name, "release": release, "servers": len(before),
+            "phases": phases, "seconds": round(time.monotonic() - started, 2)}
+
+
+def pause(seconds=30):
+    """
+    Wait ``seconds`` (pacing between compute restarts, to spare RabbitMQ).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.pause 30
+    """
+    import time  # pylint: disable=import-outside-toplevel
+
+    time.sleep(float(seconds))
+    return {"paused": float(seconds)}
+
+
+def data_plane_hosts(cluster=None, canary=None, batch=None, pillar=None):
+    """
+    The computes of a data-plane run, in order: the canary subset (``canary`` or
+    ``data_plane:canary``: a list, glob or compound target) and the rest in batches of
+    ``batch`` (``data_plane:batch``: a count or a percentage of the rest).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.data_plane_hosts cluster=prod1 canary='cmp00[1-2]*' batch=25%
+    """
+    try:
+        name, config = _load(cluster, pillar)
+        plane = config["data_plane"]
+        computes = leapfrog_minions.expected(__opts__, config["roles"]["compute"])
+        if not computes:
+            raise leapfrog_errors.LeapfrogError(
+                f"role compute: {config['roles']['compute']!r} matches no minion")
+        wanted = canary if canary is not None else plane["canary"]
+        if isinstance(wanted, (list, tuple)):
+            wanted = "L@" + ",".join(wanted)
+        picked = leapfrog_minions.expected(__opts__, wanted) if wanted else []
+        first = [h for h in computes if h in picked]
+        rest = [h for h in computes if h not in first]
+        size = batch if batch is not None else plane["batch"]
+        if isinstance(size, str) and size.endswith("%"):
+            size = max(1, -(-len(rest) * int(size[:-1]) // 100))
+        size = max(1, int(size))
+        batches = [rest[i:i + size] for i in range(0, len(rest), size)]
+    except (leapfrog_errors.LeapfrogError, ValueError) as exc:
+        return _fail({"cluster": cluster, "error": str(exc)})
+    return {"cluster": name, "canary": first, "batches": batches, "pause": plane["pause"]}

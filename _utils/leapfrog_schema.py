@@ -124,6 +124,9 @@ SCHEMA = {
         "batch": Field((int, str), required=False, default=1, check=_batch),
         "pause": Field(int, required=False, default=30, doc="seconds between restarts"),
         "servers": Field(str, required=False, default="skip", choices=SERVER_POLICIES),
+        "redeploy_sls": Field(str, required=False, default="",
+                              doc="SLS that switches a compute to a release (pillar "
+                                  "leapfrog:release, leapfrog:services)"),
     }),
 }
 

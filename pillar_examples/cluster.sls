@@ -55,3 +55,4 @@ leapfrog:
         batch: "25%"                      # optional: hosts per batch, count or percentage
         pause: 30                         # optional: seconds between compute restarts
         servers: skip                     # optional: hosts with servers: skip | migrate | force
+        redeploy_sls: nova.compute        # SLS that switches a compute (pillar leapfrog:release, leapfrog:services)

@@ -1,0 +1,135 @@
+{#- Upgrade the computes: canary first, approval, then the rest in batches, with pacing.
+
+      salt-run state.orch orch.upgrade_data_plane pillar='{"cluster": "prod1", "to": "2025.1"}'
+      salt-run state.orch orch.upgrade_data_plane pillar='{"cluster": "prod1", "to": "2025.1", "canary": "cmp001*", "servers": "force"}'
+      salt-run state.orch orch.upgrade_data_plane pillar='{"cluster": "prod1", "to": "2025.1"}' test=True   # per-host plan
+      salt-run state.orch orch.upgrade_data_plane pillar='{"cluster": "prod1", "run": "RUN", "to": "2025.1"}'  # resume
+      salt-run leapfrog.approve cluster=prod1 run=RUN        # after checking the canary
+
+    Stages: the control plane's databases must already be at <to>'s heads (nova refuses
+    computes newer than their control plane) and the target release must be runnable on
+    every compute (pre-staged: its nova code reads its own migrations there; nothing is
+    restarted) -> canary hosts, one at a time (leapfrog.switch_compute: disable with a
+    reason, wait until idle, apply data_plane:redeploy_sls at <to>, wait until up with the
+    release's service version, enable, servers unchanged) -> approval (expires after
+    approval:expiry or pillar expiry seconds: the rest stays untouched) -> the other hosts in
+    batches, a pause (data_plane:pause) between restarts, stopping at the first failure ->
+    verify through the VIP -> report. Hosts with servers follow data_plane:servers
+    (skip | force; pillar servers= overrides).
+    Pillar: cluster, to (default releases:target), canary, batch, servers, expiry, run,
+    testing (fail_at / stall_at: test only). #}
+{%- set cluster = pillar.get('cluster') %}
+{%- set overrides = {'leapfrog': {'clusters': {cluster: {'testing': pillar.get('testing') or {}}}}} if cluster else {} %}
+{%- set info = salt['saltutil.runner']('leapfrog.validate', cluster=cluster) %}
+{%- set hosts = salt['saltutil.runner']('leapfrog.data_plane_hosts', cluster=cluster, canary=pillar.get('canary'), batch=pillar.get('batch')) if info.get('valid') else {} %}
+{%- if not info.get('valid') or hosts.get('retcode') %}
+
+refused:
+  test.fail_without_changes:
+    - comment: {{ ((info.get('problems') or []) + ([hosts['error']] if hosts.get('error') else [])) | join('\n') | json }}
+{%- else %}
+{%- set cluster = info['cluster'] %}
+{%- set to = pillar.get('to') or info['path'].split(' -> ')[-1] %}
+{%- set run = salt['saltutil.runner']('leapfrog.run_id', run=pillar.get('run')) %}
+{%- set switch = {'release': to} %}
+{%- if pillar.get('servers') %}
+{%-   do switch.update({'servers': pillar['servers']}) %}
+{%- endif %}
+{%- set steps = [
+  ['control_plane_at_target', 'leapfrog.call', {'func': 'nova_manage.versions', 'role': 'controller', 'first': True, 'kwargs': {'release': to}, 'expect': {'at_head': True}}],
+  ['prestaged', 'leapfrog.call', {'func': 'nova_manage.revisions', 'role': 'compute', 'kwargs': {'release': to}}],
+] %}
+{%- for host in hosts['canary'] %}
+{%-   do steps.append([host ~ '_switch', 'leapfrog.switch_compute', dict(switch, host=host)]) %}
+{%- endfor %}
+{%- do steps.append(['approval', None, {}]) %}
+{%- for batch in hosts['batches'] %}
+{%-   set outer = loop %}
+{%-   for host in batch %}
+{%-     do steps.append([host ~ '_switch', 'leapfrog.switch_compute', dict(switch, host=host)]) %}
+{%-     if hosts['pause'] and not (outer.last and loop.last) %}
+{%-       do steps.append(['pause_after_' ~ host, 'leapfrog.pause', {'seconds': hosts['pause']}]) %}
+{%-     endif %}
+{%-   endfor %}
+{%- endfor %}
+{%- do steps.append(['verify', 'leapfrog.call', {'func': 'openstack_verify.wait', 'role': 'controller', 'first': True, 'kwargs': {'timeout': 300}}]) %}
+{%- set names = steps | map(attribute=0) | list %}
+
+{%- if opts.get('test') %}
+{%- set shown = salt['saltutil.runner']('leapfrog.begin', cluster=cluster, run=run, steps=names, pillar=overrides, test=True) %}
+
+plan:
+  test.show_notification:
+    - text: {{ ('data plane of ' ~ cluster ~ ' to ' ~ to ~ '\ncanary: ' ~ (hosts['canary'] | join(', ') or 'none') ~ '\nthen, after approval, in batches: ' ~ (hosts['batches'] | json) ~ ' (pause ' ~ hosts['pause'] ~ ' s between restarts)\nper host: disable (reason), wait idle, apply the redeploy SLS at ' ~ to ~ ', wait up with its service version, enable, servers unchanged\n' ~ shown.get('text', '')) | json }}
+{%- else %}
+
+begin:
+  salt.runner:
+    - name: leapfrog.begin
+    - cluster: {{ cluster }}
+    - run: {{ run }}
+    - steps: {{ (names + ['report']) | json }}
+    - orch: orch.upgrade_data_plane
+    - pillar: {{ overrides | json }}
+
+probe:
+  salt.runner:
+    - name: leapfrog.probe_start
+    - cluster: {{ cluster }}
+    - run: {{ run }}
+    - require:
+      - salt: begin
+{%- for name, function, kwargs in steps %}
+
+{{ name }}:
+  salt.runner:
+{%-   if name == 'approval' %}
+    - name: leapfrog.wait_approval
+    - step: approval
+{%-     if pillar.get('expiry') is not none %}
+    - expiry: {{ pillar['expiry'] }}
+{%-     endif %}
+{%-   else %}
+    - name: leapfrog.step
+    - step: {{ name }}
+    - function: {{ function }}
+    - function_kwargs: {{ dict(kwargs, cluster=cluster) | json }}
+{%-   endif %}
+    - cluster: {{ cluster }}
+    - run: {{ run }}
+    - pillar: {{ overrides | json }}
+    - require:
+      - salt: {{ 'probe' if loop.first else loop.previtem[0] }}
+{%- endfor %}
+
+report:
+  salt.runner:
+    - name: leapfrog.report
+    - cluster: {{ cluster }}
+    - run: {{ run }}
+    - pillar: {{ overrides | json }}
+    - require:
+      - salt: {{ names[-1] }}
+
+finish:
+  salt.runner:
+    - name: leapfrog.finish
+    - cluster: {{ cluster }}
+    - run: {{ run }}
+    - pillar: {{ overrides | json }}
+    - require:
+      - salt: report
+
+stopped_after_a_failure:
+  salt.runner:
+    - name: leapfrog.stopped
+    - cluster: {{ cluster }}
+    - run: {{ run }}
+    - orch: orch.upgrade_data_plane
+    - onfail_any:
+{%- for name in names %}
+      - salt: {{ name }}
+{%- endfor %}
+      - salt: report
+{%- endif %}
+{%- endif %}
