@@ -251,7 +251,8 @@ def test_redeploy_contract_2024_1_to_2025_1(lab):
 
     before = {k: s.pid for k, s in _node_services(run_dir).items()}
     state = _apply(salt, NODE, {"release": "2025.1", "services": "stopped"}, test=True)
-    assert state["result"] is None and "would stop nova-api (2024.1)" in state["comment"]
+    assert state["result"] is None and "would stop keystone (2024.1)" in state["comment"]
+    assert "configure nova-api for 2025.1" in state["comment"]
     assert {k: s.pid for k, s in _node_services(run_dir).items()} == before
 
     started = time.monotonic()

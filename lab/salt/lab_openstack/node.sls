@@ -11,5 +11,6 @@ lab_openstack_{{ grains['id'] }}:
 {%- else %}
 lab_openstack_needs_release:
   test.fail_without_changes:
-    - name: "lab_openstack.node needs the pillar key leapfrog:release (the OpenStack release to deploy, e.g. 2025.1)"
+    - name: leapfrog:release
+    - comment: "lab_openstack.node needs the pillar key leapfrog:release (the OpenStack release to deploy, e.g. 2025.1)"
 {%- endif %}
