@@ -24,6 +24,17 @@ def _tail(value):
     return text if len(text) <= ERROR_TAIL else "..." + text[-ERROR_TAIL:]
 
 
+def _failed_states(ret):
+    """'<state id>: <comment>' of every failed state in a state run's return ([] if none;
+    a list return is a render error)."""
+    if isinstance(ret, list):
+        return [_tail("; ".join(str(r) for r in ret))]
+    if not isinstance(ret, dict):
+        return []
+    return [f"{r.get('__id__', key)}: {_tail(r.get('comment', ''))}"
+            for key, r in ret.items() if isinstance(r, dict) and r.get("result") is False]
+
+
 def call(opts, target, fun, kwargs=None, first=False, timeout=600):
     """Run ``fun(**kwargs)`` on the minions of compound ``target``; return {id: return}.
 
@@ -46,6 +57,10 @@ def call(opts, target, fun, kwargs=None, first=False, timeout=600):
         answer = answers.get(mid)
         if not isinstance(answer, dict) or "ret" not in answer:
             problems.append(f"{mid}: no answer to {fun} within {timeout} s")
+            continue
+        failed_states = _failed_states(answer["ret"]) if fun.startswith("state.") else []
+        if failed_states:
+            problems.append(f"{mid}: {fun} failed: {'; '.join(failed_states)}")
             continue
         if answer.get("retcode", 0) != 0 or answer.get("success") is False:
             problems.append(f"{mid}: {fun} failed: {_tail(answer['ret'])}")

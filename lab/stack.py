@@ -109,6 +109,10 @@ class Lab:
             "databases": [cloud.db_name(n) for n in openstack_cloud.DATABASES]}}})
         runtime_pillar.update(self.run_dir, "prx01", {"leapfrog": {"haproxy": {
             "socket": cloud.haproxy.admin_socket}}})
+        # the master's cluster config: what the availability probe requests through the VIP
+        runtime_pillar.update(self.run_dir, topology.MASTER_ID, {"leapfrog": {"clusters": {
+            "lab": {"haproxy": {"probe_urls": [cloud.frontend_url(name) for name in
+                                               ("keystone", "nova", "placement", "glance")]}}}}})
         if self.vms:
             runtime_pillar.update(self.run_dir, "kvm01", {"leapfrog": {"libvirt": {
                 "uri": self.virt.uri}}})

@@ -62,3 +62,15 @@ def test_no_redeploy_sls_is_refused_before_anything(minions):
     out = runner.switch_compute("cmp01", release="2025.1", cluster="lab")
     assert out["retcode"] == 1 and "data_plane:redeploy_sls is not set" in out["error"]
     assert minions["calls"] == []
+
+
+def test_a_failed_state_in_a_state_run_is_a_failure_naming_it():
+    import leapfrog_minions  # pylint: disable=import-outside-toplevel
+
+    ret = {"lab_openstack_|-x_|-x_|-deployed": {"__id__": "lab_openstack_ctl01", "result": False,
+                                                "comment": "nova-api did not start: port taken"},
+           "test_|-ok_|-ok_|-succeed": {"__id__": "ok", "result": True, "comment": "fine"}}
+    assert leapfrog_minions._failed_states(ret) == [  # pylint: disable=protected-access
+        "lab_openstack_ctl01: nova-api did not start: port taken"]
+    assert leapfrog_minions._failed_states(["Rendering SLS failed"]) == [  # pylint: disable=protected-access
+        "Rendering SLS failed"]

@@ -38,6 +38,7 @@ leapfrog:
       backups:
         dir: {{ run }}/backups
       data_plane:
+        redeploy_sls: lab_openstack.node
         canary: cmp01
         batch: 1
         pause: 5
