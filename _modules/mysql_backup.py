@@ -1064,6 +1064,19 @@ def exists(databases=None, **connection):
 
 
 # --- public: pre-checks ----------------------------------------------------------------------
+# Tables nova's initial migrations (api d67eeaabee36, main 8f2f1571d55b) create with
+# mysql_charset='latin1': the legacy placement tables, in every nova_api / nova / cell DB.
+NOVA_OWN_LATIN1 = {
+    "projects", "users", "resource_classes", "resource_providers", "inventories", "traits",
+    "allocations", "consumers", "resource_provider_aggregates", "resource_provider_traits",
+    "placement_aggregates",
+}
+
+
+def _nova_own_latin1(database, table):
+    return "nova" in database and table in NOVA_OWN_LATIN1
+
+
 def precheck(databases=None, archive_threshold=1000, **connection):
     """
     Find what breaks upgrades in the databases, without changing anything:
@@ -1073,8 +1086,10 @@ def precheck(databases=None, archive_threshold=1000, **connection):
     - soft-deleted rows (``deleted != 0``) per table; at ``archive_threshold`` or more in a
       database, archiving them first is advised
 
-    Returns ``{"ok", "problems": [one line each, with the fix], "charset", "null_compute_hosts",
-    "soft_deleted"}``; every problem is collected (it does not stop at the first).
+    Returns ``{"ok", "problems": [one line each, with the fix], "notes", "charset",
+    "null_compute_hosts", "soft_deleted"}``; every problem is collected (it does not stop at
+    the first). The latin1 tables nova's own initial migrations create (its legacy placement
+    tables) are a note, not a problem.
 
     CLI Example:
 
@@ -1085,7 +1100,7 @@ def precheck(databases=None, archive_threshold=1000, **connection):
     params = _connection(connection)
     names = _databases(databases)
     threshold = int(archive_threshold)
-    problems = []
+    problems, notes = [], []
     charset = []
     null_hosts = {}
     soft_deleted = {}
@@ -1120,6 +1135,12 @@ def precheck(databases=None, archive_threshold=1000, **connection):
             if (collation and cset not in _UTF8) or columns:
                 charset.append({"database": schema, "table": table, "collation": collation,
                                 "columns": columns})
+        known = [c for c in charset if _nova_own_latin1(c["database"], c["table"])]
+        charset = [c for c in charset if c not in known]
+        if known:
+            notes.append(f"{len(known)} table(s) in latin1 created so by nova's own initial "
+                         "migrations (legacy placement tables, unused since placement moved "
+                         "out): left as they are")
         if charset:
             listed = ", ".join(f"{c['database']}.{c['table']} ({c['collation']})"
                                for c in charset[:10])
@@ -1160,6 +1181,7 @@ def precheck(databases=None, archive_threshold=1000, **connection):
     return {
         "ok": not problems,
         "problems": problems,
+        "notes": notes,
         "charset": charset,
         "null_compute_hosts": null_hosts,
         "soft_deleted": soft_deleted,

@@ -1162,7 +1162,8 @@ def upgrade_check(release=None, **kwargs):
     Run ``nova-status upgrade check`` and return each check (name, result Success / Warning /
     Failure, details) and the overall code (0 ok, 1 warning, 2 failure). Exit 255 (the tool
     crashed) is raised with the traceback's tail. nova-status needs placement reachable:
-    use ``config_file`` with the [placement] and [service_user] sections.
+    use ``config_file`` with the [placement] and [service_user] sections (default: pillar
+    ``leapfrog:nova:config_file``, the node's own nova.conf, if set).
 
     CLI Example:
 
@@ -1170,6 +1171,8 @@ def upgrade_check(release=None, **kwargs):
 
         salt ctl01 nova_manage.upgrade_check release=2026.1 config_file=/etc/nova/nova.conf
     """
+    if not kwargs.get("config_file") and _pillar("leapfrog:nova:config_file"):
+        kwargs["config_file"] = _pillar("leapfrog:nova:config_file")
     _opts, nova, conn = _setup(kwargs, release)
     result = _run(nova, conn, ["upgrade", "check"], ok=ANY_RC, tool="status")
     if result["retcode"] not in (0, 1, 2):

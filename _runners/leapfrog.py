@@ -700,10 +700,11 @@ def _precheck_haproxy(config, problems):
                                 f"{rec.get('status')}; bring it UP (or fix it) before the upgrade")
 
 
-def _precheck_databases(config, problems):
+def _precheck_databases(config, problems, notes):
     answers = leapfrog_minions.call(__opts__, config["roles"]["database"], "mysql_backup.precheck")
     for mid, out in answers.items():
         problems.extend(f"database on {mid}: {p}" for p in out.get("problems") or [])
+        notes.extend(f"database on {mid}: {n}" for n in out.get("notes") or [])
 
 
 def _precheck_release(config, control, problems):
@@ -753,7 +754,8 @@ def precheck(cluster=None, to=None, pillar=None, timeout=10):
     _collect(problems, "release check", lambda: _precheck_release(config, control, problems))
     _collect(problems, "nova-status", lambda: _precheck_nova_status(config, control, problems,
                                                                     notes))
-    _collect(problems, "database pre-check", lambda: _precheck_databases(config, problems))
+    _collect(problems, "database pre-check", lambda: _precheck_databases(config, problems,
+                                                                          notes))
     _collect(problems, "haproxy", lambda: _precheck_haproxy(config, problems))
     no_vm = [n for n in leapfrog_minions.expected(__opts__, config["roles"]["controller"])
              if n not in config["vms"]["nodes"]]
@@ -764,6 +766,8 @@ def precheck(cluster=None, to=None, pillar=None, timeout=10):
               "strategy": decided.get("strategy"), "hops": decided.get("hops")}
     for line in problems:
         _say(f"precheck problem: {line}")
+    for line in notes:
+        _say(f"precheck note: {line}")
     return _fail(result) if problems else result
 
 

@@ -6,17 +6,21 @@
 3. ``salt ctl01 openstack_verify.check``: the operator's API checks through the VIP.
 4. ``salt-run state.orch orch.test_upgrade``: the rehearsal of 2024.1 -> 2025.1 -> 2026.1
    on clones of the cloud's databases, production proved untouched.
-5. The lab is stopped (``--keep`` leaves it running).
-
-The control-plane upgrade itself (orch.upgrade_control_plane) is not written yet.
+5. ``salt-run state.orch orch.upgrade_control_plane pillar='{"cluster": "lab", "to":
+   "2025.1"}'``: the rolling control-plane hop, each controller drained, backed up, rebuilt
+   on the new OS and redeployed at 2025.1 while the others serve; the approval is sent with
+   ``salt-run leapfrog.approve`` when the run waits for it; the report's headline figures.
+6. The lab is stopped (``--keep`` leaves it running).
 """
 import argparse
+import glob
 import json
+import os
 import sys
 import tempfile
 import time
 
-from lab import stack
+from lab import operator, stack
 
 
 def say(line):
@@ -61,29 +65,50 @@ def show_rehearsal(states):
             + f" -> revisions {result['revisions']}")
 
 
+def upgrade_control_plane(lab, to):
+    """The rolling hop to ``to`` as an operator runs it; returns the run's report."""
+    pillar = {"cluster": "lab", "to": to}
+    say(f"[demo] salt-run state.orch orch.upgrade_control_plane pillar='{json.dumps(pillar)}'")
+    result = operator.orchestrate(lab.salt, "orch.upgrade_control_plane", pillar,
+                                  log=lambda line: say(f"    {line}"))
+    if result.returncode != 0:
+        raise SystemExit(f"[demo] the upgrade failed at {result.failed()} (exit "
+                         f"{result.returncode}); salt-run leapfrog.status cluster=lab")
+    found = glob.glob(os.path.join(lab.salt.base, "**", "leapfrog", "lab", result.run,
+                                   "report", "report.md"), recursive=True)
+    return found[0] if found else None
+
+
 def run_demo(lab):
     started = time.monotonic()
-    say("[demo] 1/4 lab up: OpenStack 2024.1 (3 controllers, 2 computes) + Salt cluster")
+    say("[demo] 1/5 lab up: OpenStack 2024.1 (3 controllers, 2 computes) + Salt cluster")
     lab.up()
     say(f"[demo]     up in {time.monotonic() - started:.0f} s {lab.timings}; "
         f"memory: OpenStack {lab.rss_mb()} MB + Salt {lab.salt.rss_mb()} MB")
 
-    say("[demo] 2/4 salt-run state.orch orch.inventory pillar='{\"cluster\": \"lab\"}'")
+    say("[demo] 2/5 salt-run state.orch orch.inventory pillar='{\"cluster\": \"lab\"}'")
     show_inventory(orch_states(lab.salt.run("state.orch", "orch.inventory",
                                             'pillar={"cluster": "lab"}')))
 
-    say("[demo] 3/4 salt ctl01 openstack_verify.check")
+    say("[demo] 3/5 salt ctl01 openstack_verify.check")
     show_verify(lab.salt.salt("ctl01", "openstack_verify.check", timeout=300)["ctl01"])
 
-    say("[demo] 4/4 salt-run state.orch orch.test_upgrade pillar='{\"cluster\": \"lab\"}'")
+    say("[demo] 4/5 salt-run state.orch orch.test_upgrade pillar='{\"cluster\": \"lab\"}'")
     proc = lab.salt.run("state.orch", "orch.test_upgrade", 'pillar={"cluster": "lab"}',
                         check=False)
     states = orch_states(proc)
     show_rehearsal(states)
     if proc.returncode != 0:
         raise SystemExit(f"[demo] the rehearsal failed (exit {proc.returncode})")
-    say(f"[demo] done in {time.monotonic() - started:.0f} s: the rehearsal took the cloud's "
-        "nova databases to 2026.1 on clones; production was not migrated")
+    say("[demo]     the rehearsal took the cloud's nova databases to 2026.1 on clones; "
+        "production was not migrated")
+
+    say("[demo] 5/5 the control plane, one rolling hop: 2024.1 -> 2025.1")
+    report = upgrade_control_plane(lab, "2025.1")
+    grains = lab.salt.salt("ctl*", "grains.item", "oscodename", timeout=60)
+    say("[demo]     controllers now: " + ", ".join(
+        f"{node} {g.get('oscodename')}" for node, g in sorted(grains.items())))
+    say(f"[demo] done in {time.monotonic() - started:.0f} s; report: {report}")
 
 
 def main(argv=None):

@@ -122,7 +122,10 @@ class Lab:
                     "database": connection,
                     "nova": {"api_database": cloud.db_name("nova_api"),
                              "database": cloud.db_name("nova"),
-                             "cell0_database": cloud.db_name("nova_cell0")},
+                             "cell0_database": cloud.db_name("nova_cell0"),
+                             # the node's own nova.conf, for nova-status upgrade check
+                             "config_file": cloud.controllers[node.id][
+                                 "nova-conductor"].config_path},
                     "verify": cloud.auth}})
 
     def attach(self):

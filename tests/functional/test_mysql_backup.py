@@ -367,3 +367,19 @@ def test_schema_fingerprint_ignores_live_writes_and_sees_migrations(env):
         assert after_sync != before
         q(conn, f"ALTER TABLE {db}.services ADD COLUMN uuid CHAR(36)")
         assert fn(env, "schema")([db])[db]["services"] != before[db]["services"]
+
+
+def test_precheck_notes_nova_own_latin1_tables_without_failing(env):
+    # nova's initial migrations create its legacy placement tables in latin1: a real
+    # deployment has them, so they must not block every upgrade
+    with env["db"].connect() as conn:
+        q(conn, f"CREATE TABLE {API}.allocations (id INT PRIMARY KEY) CHARACTER SET latin1")
+    try:
+        result = fn(env, "precheck")([API])
+        assert result["ok"] is True and result["charset"] == []
+        assert result["notes"] == ["1 table(s) in latin1 created so by nova's own initial "
+                                   "migrations (legacy placement tables, unused since "
+                                   "placement moved out): left as they are"]
+    finally:
+        with env["db"].connect() as conn:
+            q(conn, f"DROP TABLE {API}.allocations")

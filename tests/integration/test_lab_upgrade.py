@@ -62,7 +62,7 @@ def _checksums(lab):
 
 @pytest.mark.heavy
 def test_rolling_hop_then_rollback(lab):
-    servers = {s["id"]: s["status"] for s in lab.cloud.servers()}
+    servers = {i: s["status"] for i, s in lab.cloud.servers().items()}
     assert servers and set(servers.values()) == {"ACTIVE"}
     assert {v["oscodename"] for v in _grains(lab).values()} == {"bookworm"}
     schema_before = _checksums(lab)
@@ -73,7 +73,7 @@ def test_rolling_hop_then_rollback(lab):
     assert result.approved == [(result.run, "approval")]
     assert {v["oscodename"] for v in _grains(lab).values()} == {"trixie"}
     assert _nova_versions(lab, "2025.1")["at_head"] is True
-    assert {s["id"]: s["status"] for s in lab.cloud.servers()} == servers
+    assert {i: s["status"] for i, s in lab.cloud.servers().items()} == servers
     report = _report(lab, result.run)
     assert report["status"] in ("running", "done")
     assert report["headline"]["controllers_rebuilt"] == 2
