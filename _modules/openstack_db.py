@@ -5,7 +5,8 @@ One small generic module: ``service`` names the tool (``keystone-manage``,
 ``placement-manage``, ``glance-manage``) and the config section its connection goes in. The
 venv comes from ``release`` (pillar ``leapfrog:releases:venvs:<release>``), ``venv`` or
 ``binary``; the database from pillar ``leapfrog:database`` (host, port, socket, user,
-password) and ``database`` (default: the service's name), or ``config_file`` (used as is).
+password) and ``database`` (default: pillar ``leapfrog:<service>:database``, else the
+service's name), or ``config_file`` (used as is).
 The connection is written to a 0600 config file in a private temporary directory removed
 after the call: the password is never on a command line, in a return or in a log.
 
@@ -106,7 +107,8 @@ class _Call:
         db = dict(_pillar("leapfrog:database", {}) or {})
         for key in DB_KEYS:
             setattr(self, key, opts[key] if opts.get(key) not in (None, "") else db.get(key))
-        self.database = opts.get("database") or service
+        self.database = (opts.get("database") or _pillar(f"leapfrog:{service}:database")
+                         or service)
         self.config_file = opts.get("config_file")
         if self.config_file:
             self.url = self._url_from_config()

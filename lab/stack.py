@@ -126,6 +126,8 @@ class Lab:
                              # the node's own nova.conf, for nova-status upgrade check
                              "config_file": cloud.controllers[node.id][
                                  "nova-conductor"].config_path},
+                    **{service: {"database": cloud.db_name(service)}
+                       for service in ("keystone", "placement", "glance")},
                     "verify": cloud.auth}})
 
     def attach(self):
