@@ -866,6 +866,10 @@ def probe_stop(cluster=None, run=None, pillar=None, timeout=30):
         os.kill(record["pid"], signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while leapfrog_journal.holder_alive(record) and time.monotonic() < deadline:
+            try:  # started by this process (same salt-run): reap it, or it stays a zombie
+                os.waitpid(record["pid"], os.WNOHANG)
+            except ChildProcessError:
+                pass
             time.sleep(0.2)
     return probe_summary(folder)
 

@@ -104,7 +104,8 @@ class Lab:
         connection = {"socket": db.socket, "user": "root", "password": db.root_password}
         runtime_pillar.update(self.run_dir, "all", {"leapfrog": {"releases": {"venvs": {
             r: openstack_venv.venv_path(r) for r in openstack_venv.RELEASES}}}})
-        runtime_pillar.update(self.run_dir, "dbs01", {"leapfrog": {"database": {
+        runtime_pillar.update(self.run_dir, "dbs01", {"leapfrog": {
+            "backups": {"dir": os.path.join(self.run_dir, "backups")}, "database": {
             **connection,
             "databases": [cloud.db_name(n) for n in openstack_cloud.DATABASES]}}})
         runtime_pillar.update(self.run_dir, "prx01", {"leapfrog": {"haproxy": {
