@@ -1043,7 +1043,8 @@ def rollback_sources(cluster=None, upgrade_run=None, pillar=None):
     What ``orch.rollback_control_plane`` restores from an upgrade run's journal: the DB
     backup (``backup_dbs``; refused when the run has none, or when it did not verify) and,
     per controller, the disk backup taken before its rebuild (``<node>_backup_disk``).
-    Controllers without one were never touched and are only restarted.
+    Controllers without one were never touched and are only restarted. ``keys``: the
+    controllers whose rebuild replaced their minion key (the old one was kept).
 
     CLI Example:
 
@@ -1073,10 +1074,13 @@ def rollback_sources(cluster=None, upgrade_run=None, pillar=None):
             record = steps.get(f"{node}_backup_disk") or {}
             if record.get("status") == "done":
                 disks[node] = next(iter(record["result"].values())).get("backup")
+        # a rebuild that got as far as replacing the node's key kept the old one
+        keys = [node for node, backup in sorted(disks.items())
+                if leapfrog_rebuild.previous_keys(__opts__, node, backup)]
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"cluster": cluster, "upgrade_run": upgrade_run, "error": str(exc)})
     return {"cluster": name, "upgrade_run": str(upgrade_run), "db_backups": db_ids,
-            "disks": disks}
+            "disks": disks, "keys": keys}
 
 
 # ------------------------------------------------------------------ the data plane

@@ -38,7 +38,9 @@ refused:
 {%-   set vm = config['vms']['nodes'][node] %}
 {%-   set on_vm = {'target': 'L@' ~ vm['hypervisor']} %}
 {%-   if node in sources['disks'] %}
-{%-     do steps.append([node ~ '_restore_key', 'leapfrog.restore_node_key', {'node': node, 'backup': sources['disks'][node]}]) %}
+{%-     if node in sources['keys'] %}
+{%-       do steps.append([node ~ '_restore_key', 'leapfrog.restore_node_key', {'node': node, 'backup': sources['disks'][node]}]) %}
+{%-     endif %}
 {%-     do steps.append([node ~ '_restore_disk', 'leapfrog.call', dict(on_vm, func='vm_backup.restore', kwargs={'domain': vm['domain'], 'backup': sources['disks'][node], 'stop': True, 'start': True})]) %}
 {%-   else %}
 {%-     do steps.append([node ~ '_start', 'leapfrog.call', dict(on_vm, func='vm_backup.start', kwargs={'domain': vm['domain']})]) %}
