@@ -26,6 +26,7 @@ from lab.libvirt import Libvirt
 from lab.openstack_cloud import OpenStackCloud
 from lab.salt_cluster import SaltCluster
 from tests.conftest import REPO
+from tests.keypair import rsa_pair
 
 NODE = "ctl01"
 NEW_VENV = openstack_venv.venv_path("2025.1")
@@ -71,16 +72,6 @@ def _running(run_dir):
     return {kind: s.running() for kind, s in _node_services(run_dir).items()}
 
 
-def _keypair():
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    pub = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    return pub, pem
 
 
 # -- 1. the bridge alone -----------------------------------------------------------------------
@@ -172,7 +163,7 @@ def test_fresh_seed_disk_starts_no_services(small, tmp_path):
                  "module_dirs": [os.path.join(REPO, "_modules")],
                  "pillar": {"leapfrog": {"libvirt": {"uri": small["virt"].uri},
                                          "vms": {"shutdown_timeout": 30}}}})
-    pub, pem = _keypair()
+    pub, pem = rsa_pair()
     t0 = time.time()
     rebuilt = Loaders(opts).modules.vm_backup.rebuild(
         NODE, guest.ensure()["images"][guest.NEW], minion_pub=pub, minion_pem=pem,

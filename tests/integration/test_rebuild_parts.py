@@ -6,23 +6,14 @@ import pytest
 import leapfrog_errors
 import leapfrog_rebuild
 from lab import bridge, guest
+from tests.keypair import rsa_pair
 
 
-def _pair():
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    pub = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    return pub, pem
 
 
 def test_sealed_key_opens_only_with_the_recipients_key(tmp_path):
-    hyp_pub, hyp_pem = _pair()
-    _, other_pem = _pair()
+    hyp_pub, hyp_pem = rsa_pair()
+    _, other_pem = rsa_pair()
     secret = "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\n"
     sealed = leapfrog_rebuild.seal(secret, hyp_pub)
     assert "PRIVATE" not in str(sealed) and "abc" not in str(sealed)

@@ -9,6 +9,7 @@ import pytest
 
 import leapfrog_errors
 from tests.loader import load
+from tests.keypair import rsa_pair
 
 vm_backup = load("modules", "vm_backup")
 
@@ -295,16 +296,6 @@ def test_list_and_prune_keep_newest(tmp_path, backup_root):
         vm_backup.prune(keep=0)
 
 
-def keypair():
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    pub = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    return pub, pem
 
 
 def read_iso(path, name):
@@ -320,7 +311,7 @@ def read_iso(path, name):
 def test_seed_is_a_cidata_iso_readable_only_by_root(tmp_path):
     import yaml
 
-    pub, pem = keypair()
+    pub, pem = rsa_pair()
     path = str(tmp_path / "seed.iso")
     result = vm_backup.seed(path, "ctl01", "10.0.0.5", pub, pem, instance_id="ctl01-1",
                             grains={"roles": ["ctl"]})
@@ -344,7 +335,7 @@ def test_rebuild_defines_a_new_domain_from_the_image(tmp_path, fake_libvirt):
     image = qcow2(tmp_path / "trixie.qcow2")
     dom = FakeDom(DOMAIN_XML.format(disk=old_disk))
     conn = fake_libvirt(FakeConn(dom))
-    pub, pem = keypair()
+    pub, pem = rsa_pair()
     result = vm_backup.rebuild("ctl01", image, minion_pub=pub, minion_pem=pem,
                                master="10.0.0.5", os_release="trixie")
     new_disk = str(tmp_path / "ctl01-trixie.qcow2")
