@@ -248,6 +248,9 @@ def run(opts, config, node, local, wheel, event, image=None, timeout=300, backup
             raise leapfrog_errors.LeapfrogError(
                 f"domain {domain} on {hyp} is running: back it up and stop it first "
                 "(vm_backup.backup restart=False), or pass stop=True")
+        if backup:  # verified before anything changes; 'latest' becomes the backup's id
+            backup = _call(local, hyp, "vm_backup.verify", min(600, left()), arg=[backup],
+                           kwarg={"domain": domain})["backup"]
         hyp_pub = _key_str(wheel, hyp)
         if not hyp_pub:
             raise leapfrog_errors.LeapfrogError(f"no accepted key for hypervisor {hyp}")
