@@ -566,7 +566,7 @@ def rebuild_node(node, cluster=None, pillar=None, image=None, timeout=300, backu
     return {"cluster": name, **result}
 
 
-def restore_node_key(node, backup=None, key=None):
+def restore_node_key(node, backup=None, key=None, cluster=None):  # pylint: disable=unused-argument
     """
     Accept again the public key ``node`` had before a ``rebuild_node`` (kept under the
     master's cachedir, ``leapfrog/keys/<node>/``), so the node's restored old VM is let back
@@ -578,6 +578,9 @@ def restore_node_key(node, backup=None, key=None):
     .. code-block:: bash
 
         salt-run leapfrog.restore_node_key ctl01 backup=ctl01/20260101T120000Z-pre-rebuild
+
+    ``cluster`` is accepted (and not needed: keys are the master's) so the orchestrations
+    can pass it to every step alike.
     """
     kept = leapfrog_rebuild.previous_keys(__opts__, node, backup)
     path = key or (kept[0] if kept else None)
