@@ -1162,9 +1162,10 @@ def switch_compute(host, release=None, cluster=None, servers=None, pillar=None, 
             "phases": phases, "seconds": round(time.monotonic() - started, 2)}
 
 
-def pause(seconds=30):
+def pause(seconds=30, cluster=None):  # pylint: disable=unused-argument
     """
-    Wait ``seconds`` (pacing between compute restarts, to spare RabbitMQ).
+    Wait ``seconds`` (pacing between compute restarts, to spare RabbitMQ); ``cluster`` is
+    accepted like every step of an orchestration.
 
     CLI Example:
 
