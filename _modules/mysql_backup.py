@@ -70,6 +70,10 @@ class AccessDenied(leapfrog_errors.LeapfrogError):
     """The server refused the user or password."""
 
 
+class DatabaseInUse(leapfrog_errors.LeapfrogError):
+    """Other sessions still use a database that is about to be replaced."""
+
+
 class UnknownDatabase(leapfrog_errors.LeapfrogError):
     """A database named in the call does not exist (on the server or in the backup)."""
 
@@ -824,14 +828,36 @@ def _refuse_existing(conn, targets, force, params):
     return clash
 
 
+def _wait_no_clients(conn, targets, timeout):
+    """Wait until no other session uses a target database (a service still writing would
+    make the restored data differ from the backup); raise naming who is still connected."""
+    names = sorted(set(targets.values()))
+    marks = ", ".join(["%s"] * len(names))
+    deadline = time.monotonic() + float(timeout)
+    while True:
+        with conn.cursor() as cur:
+            cur.execute("SELECT USER, HOST, DB FROM information_schema.PROCESSLIST WHERE "
+                        f"ID != CONNECTION_ID() AND DB IN ({marks})", names)
+            found = cur.fetchall()
+        if not found:
+            return
+        if time.monotonic() > deadline:
+            who = ", ".join(sorted({f"{u}@{h or 'localhost'} on {d}" for u, h, d in found}))
+            raise DatabaseInUse(
+                f"{len(found)} other session(s) still use the databases to restore after "
+                f"{timeout} s ({who}): stop the services that write to them first")
+        time.sleep(1)
+
+
 def restore(backup_id="latest", databases=None, target=None, suffix=None, force=False,
-            backup_dir=None, label=None, **connection):
+            backup_dir=None, label=None, clients_timeout=120, **connection):
     """
     Restore databases from a verified backup, into the same name or another one.
 
     The backup is verified first (sha256 and decompression); a corrupt backup is refused.
     An existing target database is refused unless ``force=True`` (it is then dropped and
-    recreated). After loading, the restored tables' row counts and checksums are compared
+    recreated). While other sessions use a target database (a service still writing), it
+    waits up to ``clients_timeout`` seconds, then refuses naming them. After loading, the restored tables' row counts and checksums are compared
     with the manifest and returned (``matches_manifest``, ``differences``).
 
     backup_id
@@ -871,6 +897,7 @@ def restore(backup_id="latest", databases=None, target=None, suffix=None, force=
     results = {}
     with _connect(params) as conn:
         _refuse_existing(conn, targets, force, params)
+        _wait_no_clients(conn, targets, clients_timeout)
         largest = max(manifest["databases"][n].get("raw_bytes", 0) for n in names)
         _require_space(folder, largest + SPACE_MARGIN, "decompressing the dump",
                        "free space in the backup folder")

@@ -383,3 +383,17 @@ def test_precheck_notes_nova_own_latin1_tables_without_failing(env):
     finally:
         with env["db"].connect() as conn:
             q(conn, f"DROP TABLE {API}.allocations")
+
+
+def test_restore_waits_for_other_sessions_then_refuses_naming_them(env):
+    made = fn(env, "backup")([NOVA])
+    writer = env["db"].connect()
+    try:
+        q(writer, f"USE {NOVA}")
+        with pytest.raises(CommandExecutionError,
+                           match=rf"1 other session\(s\) still use the databases to restore "
+                                 rf"after 1 s \(root@localhost on {NOVA}\): stop the services"):
+            fn(env, "restore")(made["id"], force=True, clients_timeout=1)
+    finally:
+        writer.close()
+    assert fn(env, "restore")(made["id"], force=True, clients_timeout=5)["matches_manifest"]
