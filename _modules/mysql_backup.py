@@ -828,21 +828,31 @@ def _refuse_existing(conn, targets, force, params):
     return clash
 
 
-def _wait_no_clients(conn, targets, timeout):
+def _wait_no_clients(conn, targets, timeout, kill=False):
     """Wait until no other session uses a target database (a service still writing would
-    make the restored data differ from the backup); raise naming who is still connected."""
+    make the restored data differ from the backup). After ``timeout`` the sessions left are
+    killed when ``kill`` (returned as "user@host on db"), else the restore is refused
+    naming them."""
     names = sorted(set(targets.values()))
     marks = ", ".join(["%s"] * len(names))
     deadline = time.monotonic() + float(timeout)
     while True:
         with conn.cursor() as cur:
-            cur.execute("SELECT USER, HOST, DB FROM information_schema.PROCESSLIST WHERE "
+            cur.execute("SELECT ID, USER, HOST, DB FROM information_schema.PROCESSLIST WHERE "
                         f"ID != CONNECTION_ID() AND DB IN ({marks})", names)
             found = cur.fetchall()
         if not found:
-            return
+            return []
         if time.monotonic() > deadline:
-            who = ", ".join(sorted({f"{u}@{h or 'localhost'} on {d}" for u, h, d in found}))
+            who = sorted({f"{u}@{h or 'localhost'} on {d}" for _, u, h, d in found})
+            if kill:
+                with conn.cursor() as cur:
+                    for ident, *_ in found:
+                        cur.execute(f"KILL CONNECTION {int(ident)}")
+                log.warning("mysql_backup: killed %d leftover session(s): %s", len(found),
+                            ", ".join(who))
+                return who
+            who = ", ".join(who)
             raise DatabaseInUse(
                 f"{len(found)} other session(s) still use the databases to restore after "
                 f"{timeout} s ({who}): stop the services that write to them first")
@@ -850,14 +860,16 @@ def _wait_no_clients(conn, targets, timeout):
 
 
 def restore(backup_id="latest", databases=None, target=None, suffix=None, force=False,
-            backup_dir=None, label=None, clients_timeout=120, **connection):
+            backup_dir=None, label=None, clients_timeout=120, kill_clients=False,
+            **connection):
     """
     Restore databases from a verified backup, into the same name or another one.
 
     The backup is verified first (sha256 and decompression); a corrupt backup is refused.
     An existing target database is refused unless ``force=True`` (it is then dropped and
     recreated). While other sessions use a target database (a service still writing), it
-    waits up to ``clients_timeout`` seconds, then refuses naming them. After loading, the restored tables' row counts and checksums are compared
+    waits up to ``clients_timeout`` seconds, then refuses naming them, or with
+    ``kill_clients=True`` kills those leftover sessions (returned in ``killed_sessions``). After loading, the restored tables' row counts and checksums are compared
     with the manifest and returned (``matches_manifest``, ``differences``).
 
     backup_id
@@ -897,7 +909,7 @@ def restore(backup_id="latest", databases=None, target=None, suffix=None, force=
     results = {}
     with _connect(params) as conn:
         _refuse_existing(conn, targets, force, params)
-        _wait_no_clients(conn, targets, clients_timeout)
+        killed = _wait_no_clients(conn, targets, clients_timeout, kill_clients)
         largest = max(manifest["databases"][n].get("raw_bytes", 0) for n in names)
         _require_space(folder, largest + SPACE_MARGIN, "decompressing the dump",
                        "free space in the backup folder")
@@ -930,7 +942,7 @@ def restore(backup_id="latest", databases=None, target=None, suffix=None, force=
                 "differences": diff,
                 "seconds": round(time.monotonic() - started, 2),
             }
-    return {"id": backup_id, "databases": results,
+    return {"id": backup_id, "databases": results, "killed_sessions": killed,
             "matches_manifest": all(r["matches_manifest"] for r in results.values())}
 
 

@@ -6,7 +6,8 @@
 
     Works from any point after the upgrade's verified DB backup. Stages (the API is down from
     the first stop until the first ready): drain every controller and stop its VM -> restore
-    every DB from the run's backup (checksums compared with the manifest) -> per controller
+    every DB from the run's backup once no session uses it (after 60 s the sessions left are
+    killed and named in the result; checksums compared with the manifest) -> per controller
     rebuilt or stopped for its rebuild: accept its old minion key again and restore its disk
     from the backup taken before the rebuild; every controller's (old) VM started; its
     services come back with the VM -> per controller: ready in haproxy once its health checks pass
@@ -32,7 +33,7 @@ refused:
 {%-   do steps.append([node ~ '_stop', 'leapfrog.call', {'func': 'vm_backup.stop', 'target': 'L@' ~ vm['hypervisor'], 'kwargs': {'domain': vm['domain']}}]) %}
 {%- endfor %}
 {%- for mid, backup in sources['db_backups'] | dictsort %}
-{%-   do steps.append(['restore_dbs_' ~ mid, 'leapfrog.call', {'func': 'mysql_backup.restore', 'target': 'L@' ~ mid, 'kwargs': {'backup_id': backup, 'force': True}, 'expect': {'matches_manifest': True}}]) %}
+{%-   do steps.append(['restore_dbs_' ~ mid, 'leapfrog.call', {'func': 'mysql_backup.restore', 'target': 'L@' ~ mid, 'kwargs': {'backup_id': backup, 'force': True, 'clients_timeout': 60, 'kill_clients': True}, 'expect': {'matches_manifest': True}}]) %}
 {%- endfor %}
 {%- for node in controllers %}
 {%-   set vm = config['vms']['nodes'][node] %}

@@ -397,3 +397,18 @@ def test_restore_waits_for_other_sessions_then_refuses_naming_them(env):
     finally:
         writer.close()
     assert fn(env, "restore")(made["id"], force=True, clients_timeout=5)["matches_manifest"]
+
+
+def test_restore_can_kill_leftover_sessions_and_names_them(env):
+    made = fn(env, "backup")([NOVA])
+    leftover = env["db"].connect()
+    try:
+        q(leftover, f"USE {NOVA}")
+        out = fn(env, "restore")(made["id"], force=True, clients_timeout=1, kill_clients=True)
+    finally:
+        try:
+            leftover.close()
+        except Exception:  # pylint: disable=broad-except  (killed by the restore)
+            pass
+    assert out["killed_sessions"] == [f"root@localhost on {NOVA}"]
+    assert out["matches_manifest"] is True
