@@ -24,7 +24,9 @@ import fcntl
 import json
 import os
 import secrets
+import shlex
 import shutil
+import subprocess
 import time
 import urllib.parse
 
@@ -157,7 +159,7 @@ class OpenStackCloud:
     def write_rc(self, path):
         """An openrc file (0600) for the ``openstack`` CLI through the VIP."""
         auth = self.auth
-        text = "".join(f"export {key}={value}\n" for key, value in (
+        text = "".join(f"export {key}={shlex.quote(value)}\n" for key, value in (
             ("OS_AUTH_URL", auth["auth_url"]), ("OS_USERNAME", "admin"),
             ("OS_PASSWORD", auth["password"]), ("OS_PROJECT_NAME", "admin"),
             ("OS_USER_DOMAIN_NAME", "Default"), ("OS_PROJECT_DOMAIN_NAME", "Default"),
@@ -165,8 +167,22 @@ class OpenStackCloud:
             ("OS_INTERFACE", "public")))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # also when the file was already there
             handle.write(text)
         return path
+
+    def cli(self, *args, timeout=300):
+        """``openstack ARGS -f json`` (the client venv's CLI) with this cloud's rc file
+        sourced; returns the decoded output. The password stays in the rc file and the CLI's
+        environment, never on a command line. Each call costs ~4 s (imports)."""
+        rc_file = os.path.join(self.run_dir, "openrc")
+        if not os.path.exists(rc_file):
+            self.write_rc(rc_file)
+        proc = run_cli(rc_file, [*args, "-f", "json"], timeout=timeout)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+            raise CloudError(f"openstack {' '.join(args)}: exit {proc.returncode}: {tail}")
+        return json.loads(proc.stdout)
 
     # -- keystone/REST -------------------------------------------------------------------------
     def token(self, refresh=False):
@@ -752,6 +768,20 @@ class OpenStackCloud:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         if errors:
             raise CloudError("stop: " + "; ".join(errors))
+
+
+def run_cli(rc_file, args, capture=True, timeout=None):
+    """Run the ``openstack`` CLI (lab.openstack_venv's client venv, built first if needed)
+    the way an operator does: a shell sources ``rc_file``, then runs ``openstack ARGS``.
+    Returns the CompletedProcess (text output captured unless ``capture=False``)."""
+    from lab import openstack_venv  # pylint: disable=import-outside-toplevel
+
+    binary = openstack_venv.openstack_cli()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OS_")}
+    argv = ["/bin/sh", "-c", '. "$1" && shift && exec "$@"', "openrc",
+            os.path.abspath(rc_file), binary, *args]
+    return subprocess.run(argv, env=env, capture_output=capture, text=True, timeout=timeout,
+                          check=False)
 
 
 def main(argv=None):

@@ -8,11 +8,19 @@ in the repo so every build installs the same versions. Venvs live under
 file carrying the constraint file's hash makes the "already built?" check cost one small
 read, and a changed constraint file rebuilds the venv.
 
+One more venv, ``client``, holds the operator's ``openstack`` CLI (python-openstackclient of
+the 2024.1 series), frozen in ``lab/constraints/client.txt`` against the 2024.1 constraint
+file (the libraries it shares with the 2024.1 venv have the same pins). It is built and
+cached the same way, apart from the release venvs (adding it to one would rebuild that
+release's venv under a running lab).
+
     python -m lab.openstack_venv build [RELEASE...]    # build (or check) venvs, print paths
+    python -m lab.openstack_venv build client          # the openstack CLI's venv
     python -m lab.openstack_venv freeze [RELEASE...]   # re-resolve the constraint files
     python -m lab.openstack_venv path RELEASE          # print the venv path (no build)
 
-From Python: ``ensure("2025.1")`` returns the venv path, building it first if needed.
+From Python: ``ensure("2025.1")`` returns the venv path, building it first if needed;
+``openstack_cli()`` the path of the ``openstack`` executable (built first if needed).
 """
 import argparse
 import contextlib
@@ -32,16 +40,24 @@ PYTHON_VERSION = "3.11"
 
 
 class Release:
-    """What one release's venv is made of: the top-level requirements and a date cut-off."""
+    """What one release's venv is made of: the top-level requirements and a date cut-off.
 
-    def __init__(self, name, nova, exclude_newer, requirements):
+    ``check``: (distribution, major version) the built venv must hold (default nova's);
+    ``constrained_by``: releases whose constraint files also bound the freeze.
+    """
+
+    def __init__(self, name, nova, exclude_newer, requirements, check=None,
+                 constrained_by=(), title=None):
         self.name = name
         self.nova = nova  # nova's major version (the release's number)
         self.exclude_newer = exclude_newer
         self.requirements = list(requirements)
+        self.check = check or ("nova", nova)
+        self.constrained_by = tuple(constrained_by)
+        self.title = title or f"OpenStack {name} (nova {nova}.x) lab venv"
 
     def __repr__(self):
-        return f"Release({self.name!r}, nova {self.nova})"
+        return f"Release({self.name!r}, {self.check[0]} {self.check[1]})"
 
 
 _COMMON = ["PyMySQL", "gunicorn", "setuptools<81"]
@@ -59,6 +75,14 @@ RELEASES = {
         # placement 15's API needs oslo.policy<6; the date cut-off needs cryptography<47.
         "oslo.policy<6", "cryptography<47", *_COMMON]),
 }
+
+# The operator's CLI: python-openstackclient of the 2024.1 (Caracal) series, resolved within
+# the 2024.1 constraints. Not a release: not in RELEASES (nor the nodes' pillar).
+CLIENT = "client"
+CLIENT_SPEC = Release(
+    CLIENT, None, RELEASES["2024.1"].exclude_newer, ["python-openstackclient==6.6.*"],
+    check=("python-openstackclient", 6), constrained_by=("2024.1",),
+    title="openstack CLI (python-openstackclient, 2024.1 series) lab venv")
 
 
 class VenvError(RuntimeError):
@@ -84,11 +108,13 @@ def uv_binary():
 
 
 def _release(release):
+    if str(release) == CLIENT:
+        return CLIENT_SPEC
     try:
         return RELEASES[str(release)]
     except KeyError:
         raise VenvError(
-            f"unknown release {release}; known: {', '.join(RELEASES)}"
+            f"unknown release {release}; known: {', '.join(RELEASES)} (and {CLIENT}: the CLI)"
         ) from None
 
 
@@ -187,13 +213,14 @@ def ensure(release, rebuild=False, log=None):
         python = os.path.join(path, "bin", "python")
         _run([uv, "pip", "install", "-q", "-p", python, "-r", constraints_file(release)],
              f"uv pip install for {release}")
-        nova = _installed_version(path, "nova")
-        if not nova or int(nova.split(".")[0]) != RELEASES[release].nova:
-            raise VenvError(f"{release} venv holds nova {nova}, expected {RELEASES[release].nova}.x")
+        dist, major = _release(release).check
+        version = _installed_version(path, dist)
+        if not version or int(version.split(".")[0]) != major:
+            raise VenvError(f"{release} venv holds {dist} {version}, expected {major}.x")
         stamp = {
             "release": release,
             "constraints_sha256": digest,
-            "nova": nova,
+            dist: version,
             "python": _python(),
             "built_seconds": round(time.monotonic() - started, 1),
         }
@@ -202,18 +229,28 @@ def ensure(release, rebuild=False, log=None):
             json.dump(stamp, handle, indent=1)
         os.replace(tmp, os.path.join(path, STAMP))
         if log:
-            log(f"built {release} (nova {nova}) in {stamp['built_seconds']} s")
+            log(f"built {release} ({dist} {version}) in {stamp['built_seconds']} s")
     return path
+
+
+def openstack_cli(log=None):
+    """Path of the ``openstack`` executable (the client venv, built first if needed)."""
+    return os.path.join(ensure(CLIENT, log=log), "bin", "openstack")
 
 
 def _installed_version(path, dist):
     """Version of ``dist`` installed in the venv, read from its dist-info (no import)."""
+    def norm(name):
+        return name.lower().replace("-", "_").replace(".", "_")
+
     lib = os.path.join(path, "lib")
     for pyver in os.listdir(lib) if os.path.isdir(lib) else ():
         site = os.path.join(lib, pyver, "site-packages")
         for entry in os.listdir(site) if os.path.isdir(site) else ():
-            if entry.endswith(".dist-info") and entry.lower().startswith(dist.lower() + "-"):
-                return entry[len(dist) + 1:-len(".dist-info")]
+            if entry.endswith(".dist-info"):
+                name, _, version = entry[:-len(".dist-info")].partition("-")
+                if norm(name) == norm(dist):
+                    return version
     return None
 
 
@@ -227,16 +264,21 @@ def freeze(release, log=None):
     spec = _release(release)
     os.makedirs(CONSTRAINTS_DIR, exist_ok=True)
     out = constraints_file(release)
+    bounds = []
+    for other in spec.constrained_by:
+        bounds += ["-c", constraints_file(other)]
     argv = [uv_binary(), "pip", "compile", "-q", "--no-header", "--no-annotate",
-            "--python-version", PYTHON_VERSION, "--exclude-newer", spec.exclude_newer, "-"]
+            "--python-version", PYTHON_VERSION, "--exclude-newer", spec.exclude_newer,
+            *bounds, "-"]
     proc = subprocess.run(argv, env=_uv_env(), input="\n".join(spec.requirements) + "\n",
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise VenvError(f"uv pip compile for {release} failed:\n{proc.stderr.strip()}")
     header = [
-        f"# OpenStack {release} (nova {spec.nova}.x) lab venv, frozen by lab/openstack_venv.py.",
+        f"# {spec.title}, frozen by lab/openstack_venv.py.",
         f"# Regenerate: python -m lab.openstack_venv freeze {release}",
-        f"# uv pip compile --python-version {PYTHON_VERSION} --exclude-newer {spec.exclude_newer}",
+        f"# uv pip compile --python-version {PYTHON_VERSION} --exclude-newer {spec.exclude_newer}"
+        + "".join(f" -c lab/constraints/{other}.txt" for other in spec.constrained_by),
         f"# from: {' '.join(spec.requirements)}",
     ]
     with open(out, "w") as handle:

@@ -47,6 +47,11 @@ class Lab:
         return result
 
     @property
+    def rc_file(self):
+        """The admin openrc for the ``openstack`` CLI through the VIP (written by ``up``)."""
+        return os.path.join(self.run_dir, "openrc")
+
+    @property
     def vm_nodes(self):
         """The nodes that run as VMs (the controllers), when the lab has VMs."""
         return [n.id for n in self.salt.nodes if n.role == "ctl"] if self.vms else []
@@ -54,7 +59,8 @@ class Lab:
     def up(self):
         """Bring every part up (idempotent: a running cloud is attached, not restarted)."""
         os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
-        self._timed("venvs", openstack_venv.ensure_all)
+        self._timed("venvs", lambda: openstack_venv.ensure_all(
+            [*openstack_venv.RELEASES, openstack_venv.CLIENT]))
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             hypervisor = pool.submit(self._timed, "libvirt", self._hypervisor_up) \
                 if self.vms else None
@@ -68,6 +74,7 @@ class Lab:
                 self._timed("openstack", self.cloud.start)
             if hypervisor:
                 hypervisor.result()
+        self.cloud.write_rc(self.rc_file)  # 0600: it holds the admin password
         self.write_pillar()
         self.salt.configure()  # the bridge adopts each VM's minion config from here
         if self.vms:
