@@ -173,7 +173,7 @@ def _connect(params, database=None):
         kwargs["port"] = params["port"]
     try:
         return pymysql.connect(**kwargs)
-    except pymysql.err.OperationalError as exc:
+    except pymysql.OperationalError as exc:
         code = exc.args[0] if exc.args else None
         where = _where(params)
         if code in (1045, 1044, 1698):
@@ -190,7 +190,7 @@ def _connect(params, database=None):
             f"MariaDB at {where} is unreachable ({reason}): start it or fix "
             "leapfrog:database host/port/socket"
         ) from None
-    except (OSError, pymysql.err.MySQLError) as exc:
+    except (OSError, pymysql.MySQLError) as exc:
         raise DatabaseUnreachable(
             f"MariaDB at {_where(params)} is unreachable ({_scrub(exc, params)}): start it or "
             "fix leapfrog:database host/port/socket"

@@ -134,7 +134,7 @@ def test_command_failure_text_is_scrubbed(configure_loader_modules, monkeypatch)
 
 def _raise(code, message):
     def connect(**kwargs):
-        raise pymysql.err.OperationalError(code, message)
+        raise pymysql.OperationalError(code, message)
 
     return connect
 

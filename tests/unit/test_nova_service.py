@@ -112,7 +112,7 @@ class FakeDB:
     def connect(self, **kwargs):
         self.connects.append(kwargs)
         if self.refuse:
-            raise nova.pymysql.err.OperationalError(2002, "Can't connect to local server")
+            raise nova.pymysql.OperationalError(2002, "Can't connect to local server")
         return self
 
     def cursor(self):
