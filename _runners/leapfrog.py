@@ -925,7 +925,8 @@ def cluster_config(cluster=None, pillar=None):
 def stopped(cluster=None, run=None, orch=None, rollback=None):
     """
     Say how a failed run goes on: the failed step and its error, the command that resumes
-    it, and the one that rolls it back. Orchestrations call it on failure (onfail).
+    it, and the one that rolls it back; stop the run's availability probe. Orchestrations
+    call it on failure (onfail).
 
     CLI Example:
 
@@ -935,6 +936,7 @@ def stopped(cluster=None, run=None, orch=None, rollback=None):
     """
     name, _ = _load(cluster, None)
     data = leapfrog_journal.Journal(_journal_root(), name, str(run)).read() or {"steps": []}
+    probe_stop(cluster=name, run=run)  # a failed run's probe would run on until its end
     failed = [s for s in data["steps"] if s["status"] == "failed"]
     def cmd(orchestration, key):
         return (f"salt-run state.orch {orchestration} pillar='{{\"cluster\": \"{name}\", "

@@ -78,3 +78,22 @@ def test_stopped_names_the_failed_step_and_both_ways_on(bus):
     assert out["resume"] == ("salt-run state.orch orch.upgrade_control_plane "
                              "pillar='{\"cluster\": \"lab\", \"run\": \"r2\"}'")
     assert out["rollback"].startswith("salt-run state.orch orch.rollback_control_plane")
+
+
+def test_stopped_stops_the_runs_probe(bus):
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+
+    runner.begin(cluster="lab", run="r3", steps=["one"], orch="orch.upgrade_control_plane")
+    folder = runner._run_dir("lab", "r3")  # pylint: disable=protected-access
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    runner.leapfrog_journal.write_json(os.path.join(folder, "probe.pid"), {
+        "pid": proc.pid, "host": runner.leapfrog_journal.me()["host"],
+        "pid_start": runner.leapfrog_journal.process_start(proc.pid)})
+    try:
+        runner.stopped(cluster="lab", run="r3", orch="orch.upgrade_control_plane")
+        proc.wait(timeout=10)  # stopped by its PID (and reaped by probe_stop)
+        assert runner.leapfrog_journal.process_start(proc.pid) is None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
