@@ -21,6 +21,7 @@ from saltfactories.utils.functional import Loaders
 
 from lab import guest
 from tests.conftest import REPO
+from tests.keypair import rsa_pair
 
 DOMAIN = "vmb01"  # its own name: other modules may share the session libvirtd
 
@@ -31,18 +32,6 @@ def _sha256(path):
         for chunk in iter(lambda: handle.read(1 << 22), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _keypair():
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    pub = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    return pub, pem
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +143,7 @@ def test_backup_rebuild_restore_round_trip(vm, node, guest_images):
     print(f"[vm_backup] offline backup {backup['seconds']}s")
 
     # rebuild from the trixie image with a seed carrying a fresh key pair
-    pub, pem = _keypair()
+    pub, pem = rsa_pair()
     rebuilt = vm.rebuild(DOMAIN, guest_images["images"]["trixie"], minion_pub=pub,
                          minion_pem=pem, master="127.0.1.10", os_release="trixie",
                          backup=node["backup"])

@@ -9,33 +9,20 @@
    servers stay ACTIVE and the probe through the VIP records 0 failed requests.
 """
 import json
-import time
 
 import pytest
 
-from lab import operator, stack
+from lab import operator
 from tests.integration.test_lab_upgrade import _report
+from tests.integration.whole_lab import log as _log, whole_lab
 
 DATA_PLANE = {"cluster": "lab", "to": "2025.1", "servers": "force"}
 
 
-def _log(line):
-    print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
-
-
 @pytest.fixture(scope="module")
 def lab():
-    import shutil  # pylint: disable=import-outside-toplevel
-    import tempfile  # pylint: disable=import-outside-toplevel
-
-    run_dir = tempfile.mkdtemp(prefix="lf-lab-", dir="/tmp")
-    the_lab = stack.Lab(run_dir, controllers=1, computes=2, log=_log)
-    try:
-        the_lab.up()
+    with whole_lab(controllers=1, computes=2) as the_lab:
         yield the_lab
-    finally:
-        the_lab.down()
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _computes(lab):

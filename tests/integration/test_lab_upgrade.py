@@ -13,31 +13,19 @@
 import glob
 import json
 import os
-import shutil
-import tempfile
-import time
 
 import pytest
 
-from lab import operator, stack
+from lab import operator
+from tests.integration.whole_lab import log as _log, whole_lab
 
 MAIN_2024_1 = "13863f4e1612"
 
 
-def _log(line):
-    print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
-
-
 @pytest.fixture(scope="module")
 def lab():
-    run_dir = tempfile.mkdtemp(prefix="lf-lab-", dir="/tmp")
-    the_lab = stack.Lab(run_dir, controllers=2, computes=1, log=_log)
-    try:
-        the_lab.up()
+    with whole_lab(controllers=2, computes=1) as the_lab:
         yield the_lab
-    finally:
-        the_lab.down()
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _report(lab, run):
