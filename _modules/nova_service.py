@@ -199,8 +199,8 @@ def _db_settings():
     return db
 
 
-def _versions(required=False):
-    """``{host: {"version", "updated_at"}}`` of nova-compute rows in every cell database, or
+def _versions(required=False, binary=BINARY):
+    """``{host: {"version", "updated_at"}}`` of ``binary``'s rows in every cell database, or
     ``None`` when no database is configured (``required`` raises instead)."""
     db = _db_settings()
     fix = ("set leapfrog:database (host or socket, user, password) and leapfrog:nova:database "
@@ -233,7 +233,7 @@ def _versions(required=False):
             for cell in db["cells"]:
                 try:
                     cur.execute(f"SELECT host, version, updated_at FROM `{cell.replace('`', '')}`"
-                                ".services WHERE `binary`=%s AND deleted=0", (BINARY,))
+                                ".services WHERE `binary`=%s AND deleted=0", (binary,))
                 except pymysql.MySQLError as exc:
                     raise NovaServiceError(
                         f"cannot read nova service versions from database {cell} at {where}: "
@@ -528,6 +528,30 @@ def wait_up(host, version=None, timeout=300, since=None, interval=2, **connectio
                     f"{'; '.join(wrong)}; service versions seen: {versions_seen}")
             log.info("nova_service.wait_up: %s not ready: %s", host, "; ".join(wrong))
             time.sleep(pause)
+
+
+def releases():
+    """
+    The releases the cloud runs, from the service versions nova records in the cell
+    databases (no API call): ``computes`` maps each nova-compute host to its release,
+    ``control`` is the release of the oldest nova-conductor (the control plane's), with the
+    raw ``versions``. Needs pillar ``leapfrog:database``. A version leapfrog does not know
+    maps to the newest known release below it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 nova_service.releases
+    """
+    computes = _versions(required=True)
+    conductors = _versions(required=True, binary="nova-conductor")
+    oldest = min((row["version"] for row in conductors.values()), default=None)
+    return {"control": leapfrog_plan.release_of(oldest) if oldest is not None else None,
+            "computes": {host: leapfrog_plan.release_of(row["version"])
+                         for host, row in sorted(computes.items())},
+            "versions": {"nova-conductor": {h: r["version"] for h, r in conductors.items()},
+                         "nova-compute": {h: r["version"] for h, r in computes.items()}}}
 
 
 def servers(host=None, **connection):

@@ -399,6 +399,20 @@ def _compute_releases(config, computes, timeout):
     return found
 
 
+def _cloud_releases(config, timeout):
+    """``nova_service.releases`` on the first controller (the releases nova records for
+    its conductors and computes), or {} when it cannot be read there (no database
+    settings, no nova yet): the pillar's declared releases are used then."""
+    try:
+        first = _first(config, "controller")
+        out = leapfrog_minions.call(__opts__, f"L@{first}", "nova_service.releases",
+                                    timeout=max(timeout, 30))[first]
+    except leapfrog_errors.LeapfrogError as exc:
+        log.info("leapfrog: releases from the pillar: nova's service versions unread (%s)", exc)
+        return {}
+    return out if isinstance(out, dict) and out.get("computes") else {}
+
+
 def plan(cluster=None, strategy=None, to=None, control=None, computes=None, pillar=None,
          timeout=10, test=False):
     """
@@ -406,9 +420,11 @@ def plan(cluster=None, strategy=None, to=None, control=None, computes=None, pill
     strategy (pillar ``releases:strategy``, or ``strategy``): a rolling hop the computes'
     releases forbid is refused with the reason and the valid alternatives (retcode 1).
     ``to`` is the control plane's release at the end of the run (default
-    ``releases:target``), ``control`` its release now (default ``releases:current``),
-    ``computes`` a release or ``{node: release}`` (default: asked from the compute role's
-    minions). Changes nothing (``test`` is accepted for orchestrations).
+    ``releases:target``), ``control`` its release now and ``computes`` a release or
+    ``{node: release}``; without ``computes`` both are what nova records (the service
+    versions of its conductors and computes, ``nova_service.releases`` on the first
+    controller) when it can be read, else the pillar's (``releases:current``, each
+    compute's ``leapfrog.node_info``); ``releases_from`` says which. Changes nothing (``test`` is accepted for orchestrations).
 
     CLI Example:
 
@@ -420,10 +436,15 @@ def plan(cluster=None, strategy=None, to=None, control=None, computes=None, pill
     try:
         name, config = _load(cluster, pillar)
         releases = config["releases"]
-        found = _compute_releases(config, computes, timeout)
+        facts, source = {}, "pillar"
+        if computes is None:
+            facts = _cloud_releases(config, timeout)
+            source = "nova's service versions" if facts else source
+        found = facts.get("computes") or _compute_releases(config, computes, timeout)
+        control = control or facts.get("control") or releases["current"]
         decision = leapfrog_plan.strategy(
-            releases["path"], strategy or releases["strategy"],
-            str(control or releases["current"]), found, to=str(to or releases["target"]))
+            releases["path"], strategy or releases["strategy"], str(control), found,
+            to=str(to or releases["target"]))
     except leapfrog_plan.Impossible as exc:
         return _fail({"cluster": cluster, "possible": False, "reason": exc.reason,
                       "alternatives": exc.alternatives, "text": str(exc)})
@@ -432,7 +453,8 @@ def plan(cluster=None, strategy=None, to=None, control=None, computes=None, pill
         return _fail({"cluster": cluster, "possible": False, "problems": problems})
     tree = leapfrog_plan.control_plane(name, config, decision)
     return {"cluster": name, "possible": True, "strategy": decision["strategy"],
-            "why": decision["why"], "hops": [list(h) for h in decision["hops"]],
+            "why": decision["why"], "control": decision["control"], "releases_from": source,
+            "hops": [list(h) for h in decision["hops"]],
             "computes": found, "steps": tree.names(), "text": tree.render(),
             "tree": tree.to_dict()}
 
@@ -727,13 +749,14 @@ def _precheck_nova_status(config, control, problems, notes):
     notes.extend(f"nova-status upgrade check: {name} warns" for name in out.get("warnings") or [])
 
 
-def precheck(cluster=None, to=None, pillar=None, timeout=10):
+def precheck(cluster=None, to=None, strategy=None, pillar=None, timeout=10):
     """
     Analyse the cluster before an upgrade and collect every problem (it does not stop at
-    the first): pillar valid, every role's minions answer, the strategy possible with the
-    computes' releases (``leapfrog.plan``), nova databases at the current release's heads,
-    ``nova-status upgrade check``, DB charsets / NULL compute hosts / soft-deleted rows
-    (``mysql_backup.precheck``), every haproxy server UP. Fails (retcode 1) listing them all.
+    the first): pillar valid, every role's minions answer, the strategy (``strategy``, else
+    ``releases:strategy``) possible with the computes' releases (``leapfrog.plan``), nova
+    databases at the current release's heads, ``nova-status upgrade check``, DB charsets / NULL compute hosts / soft-deleted rows
+    (``mysql_backup.precheck``), every haproxy server UP, two controllers at least for a
+    rolling upgrade. Fails (retcode 1) listing them all.
 
     CLI Example:
 
@@ -747,12 +770,12 @@ def precheck(cluster=None, to=None, pillar=None, timeout=10):
         return _fail({"cluster": cluster, "ok": False,
                       "problems": getattr(exc, "problems", None) or [str(exc)]})
     problems, notes = [], []
-    control = str(config["releases"]["current"])
     found = inventory(cluster=name, pillar=pillar, timeout=timeout)
     problems.extend(found.get("problems") or [])
-    decided = plan(cluster=name, to=to, pillar=pillar, timeout=timeout)
+    decided = plan(cluster=name, to=to, strategy=strategy, pillar=pillar, timeout=timeout)
     if not decided.get("possible"):
         problems.append(decided.get("text") or "; ".join(decided.get("problems") or []))
+    control = str(decided.get("control") or config["releases"]["current"])
     __context__.pop("retcode", None)  # the sub-checks' failures are collected, not final
     _collect(problems, "release check", lambda: _precheck_release(config, control, problems))
     _collect(problems, "nova-status", lambda: _precheck_nova_status(config, control, problems,
@@ -760,8 +783,14 @@ def precheck(cluster=None, to=None, pillar=None, timeout=10):
     _collect(problems, "database pre-check", lambda: _precheck_databases(config, problems,
                                                                           notes))
     _collect(problems, "haproxy", lambda: _precheck_haproxy(config, problems))
-    no_vm = [n for n in leapfrog_minions.expected(__opts__, config["roles"]["controller"])
-             if n not in config["vms"]["nodes"]]
+    controllers = leapfrog_minions.expected(__opts__, config["roles"]["controller"])
+    if decided.get("strategy") == "rolling" and len(controllers) < 2:
+        problems.append(
+            f"a rolling upgrade needs at least two controllers behind haproxy (one serves, "
+            f"and answers the others' token requests, while the other is upgraded); found "
+            f"{', '.join(controllers) or 'none'}: use strategy=fast_forward (the API is "
+            "closed meanwhile)")
+    no_vm = [n for n in controllers if n not in config["vms"]["nodes"]]
     if no_vm:
         problems.append(f"controller(s) {', '.join(no_vm)} have no VM in vms:nodes; add "
                         "{hypervisor, domain} for each")
@@ -1050,6 +1079,7 @@ def rollback_sources(cluster=None, upgrade_run=None, pillar=None):
     per controller, the disk backup taken before its rebuild (``<node>_backup_disk``).
     Controllers without one were never touched and are only restarted. ``keys``: the
     controllers whose rebuild replaced their minion key (the old one was kept).
+    ``computes``: the computes a fast-forward run stopped, each with the release it ran.
 
     CLI Example:
 
@@ -1082,10 +1112,16 @@ def rollback_sources(cluster=None, upgrade_run=None, pillar=None):
         # a rebuild that got as far as replacing the node's key kept the old one
         keys = [node for node, backup in sorted(disks.items())
                 if leapfrog_rebuild.previous_keys(__opts__, node, backup)]
+        # fast_forward: the computes it stopped, and the release each ran before
+        computes = {record["name"][:-len("_stop")]: record["result"]["release_before"]
+                    for record in data["steps"]
+                    if record["name"].endswith("_stop") and record.get("status") == "done"
+                    and isinstance(record.get("result"), dict)
+                    and "release_before" in record["result"]}
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"cluster": cluster, "upgrade_run": upgrade_run, "error": str(exc)})
     return {"cluster": name, "upgrade_run": str(upgrade_run), "db_backups": db_ids,
-            "disks": disks, "keys": keys}
+            "disks": disks, "keys": keys, "computes": computes}
 
 
 # ------------------------------------------------------------------ the data plane
@@ -1096,7 +1132,39 @@ def _utc_now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
-def switch_compute(host, release=None, cluster=None, servers=None, pillar=None, timeout=600):
+class _Phases:
+    """Timed calls of one compute's switch or stop: ``phases`` maps each phase to seconds."""
+
+    def __init__(self, timeout):
+        self.timeout = timeout
+        self.phases = {}
+
+    def __call__(self, name, target, func, kwargs=None):
+        import time  # pylint: disable=import-outside-toplevel
+
+        begun = time.monotonic()
+        out = leapfrog_minions.call(__opts__, target, func, kwargs, timeout=self.timeout)
+        self.phases[name] = round(time.monotonic() - begun, 2)
+        return next(iter(out.values()))
+
+
+def _compute_sls(config):
+    sls = config["data_plane"]["redeploy_sls"]
+    if not sls:
+        raise leapfrog_errors.LeapfrogError(
+            "data_plane:redeploy_sls is not set: name the SLS that switches a compute to "
+            "a release (see pillar_examples/cluster.sls)")
+    return sls
+
+
+def _quiesce(phase, api, host, reason, timeout):
+    """Disable ``host``'s nova-compute (with ``reason``) and wait until nothing runs on it."""
+    phase("disable", api, "nova_service.disable", {"host": host, "reason": reason})
+    phase("idle", api, "nova_service.wait_idle", {"host": host, "timeout": timeout})
+
+
+def switch_compute(host, release=None, cluster=None, servers=None, reason=None, pillar=None,
+                   timeout=600):
     """
     Switch one compute to ``release`` (default ``releases:target``) without touching its
     workloads: disable its nova-compute (compute API, with a reason), wait until no
@@ -1105,8 +1173,10 @@ def switch_compute(host, release=None, cluster=None, servers=None, pillar=None, 
     wait until its service is up with that release's service version and a fresh heartbeat,
     enable it again, and check its servers kept their status. A host with servers is
     skipped when ``servers`` (default ``data_plane:servers``) is ``skip``, switched anyway
-    with ``force``; ``migrate`` is refused (live migration is not written yet). The API
-    calls run on the first controller. Returns per phase the seconds taken.
+    with ``force``; ``migrate`` is refused (live migration is not written yet). ``reason``
+    (default ``leapfrog: switching to <release>``) is the disabled reason set and the one
+    enable accepts: a host disabled for another reason stays disabled. The API calls run on
+    the first controller. Returns per phase the seconds taken.
 
     CLI Example:
 
@@ -1116,23 +1186,12 @@ def switch_compute(host, release=None, cluster=None, servers=None, pillar=None, 
     """
     import time  # pylint: disable=import-outside-toplevel
 
-    started, phases = time.monotonic(), {}
-
-    def phase(name, target, func, kwargs=None):
-        begun = time.monotonic()
-        out = leapfrog_minions.call(__opts__, target, func, kwargs, timeout=timeout)
-        phases[name] = round(time.monotonic() - begun, 2)
-        return next(iter(out.values()))
-
+    started, phase = time.monotonic(), _Phases(timeout)
     try:
         name, config = _load(cluster, pillar)
         release = str(release or config["releases"]["target"])
         policy = servers or config["data_plane"]["servers"]
-        sls = config["data_plane"]["redeploy_sls"]
-        if not sls:
-            raise leapfrog_errors.LeapfrogError(
-                "data_plane:redeploy_sls is not set: name the SLS that switches a compute to "
-                "a release (see pillar_examples/cluster.sls)")
+        sls = _compute_sls(config)
         api = f"L@{_first(config, 'controller')}"
         before = {s["id"]: s["status"] for s in phase("servers", api, "nova_service.servers",
                                                       {"host": host})}
@@ -1144,9 +1203,8 @@ def switch_compute(host, release=None, cluster=None, servers=None, pillar=None, 
             raise leapfrog_errors.LeapfrogError(
                 f"{host} has {len(before)} server(s) and data_plane:servers is migrate: live "
                 "migration is not written yet; use skip or force")
-        reason = f"leapfrog: switching to {release}"
-        phase("disable", api, "nova_service.disable", {"host": host, "reason": reason})
-        phase("idle", api, "nova_service.wait_idle", {"host": host, "timeout": timeout})
+        reason = reason or f"leapfrog: switching to {release}"
+        _quiesce(phase, api, host, reason, timeout)
         since = _utc_now()
         phase("redeploy", f"L@{host}", "state.apply",
               {"mods": sls, "pillar": {"leapfrog": {"release": release, "services": "running"}}})
@@ -1159,9 +1217,91 @@ def switch_compute(host, release=None, cluster=None, servers=None, pillar=None, 
             raise leapfrog_errors.LeapfrogError(
                 f"servers on {host} changed during its switch: before {before}, after {after}")
     except leapfrog_errors.LeapfrogError as exc:
-        return _fail({"host": host, "error": str(exc), "phases": phases})
+        return _fail({"host": host, "error": str(exc), "phases": phase.phases})
     return {"host": host, "cluster": name, "release": release, "servers": len(before),
-            "phases": phases, "seconds": round(time.monotonic() - started, 2)}
+            "phases": phase.phases, "seconds": round(time.monotonic() - started, 2)}
+
+
+def stop_compute(host, release, reason=None, cluster=None, pillar=None, timeout=600):
+    """
+    Stop one compute's nova-compute and leave its servers running (the first step of a
+    fast-forward upgrade): disable it (compute API, with ``reason``), wait until no
+    operation is in progress on it, then apply ``data_plane:redeploy_sls`` with pillar
+    ``leapfrog:release: <release>`` (the release it runs now, so nothing is installed) and
+    ``leapfrog:services: stopped``. ``release_before`` in the result is what a rollback
+    starts it with again.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.stop_compute cmp01 2024.1 reason='fast-forward to 2026.1' cluster=prod1
+    """
+    import time  # pylint: disable=import-outside-toplevel
+
+    started, phase = time.monotonic(), _Phases(timeout)
+    try:
+        name, config = _load(cluster, pillar)
+        sls = _compute_sls(config)
+        release = str(release)
+        api = f"L@{_first(config, 'controller')}"
+        servers = phase("servers", api, "nova_service.servers", {"host": host})
+        _quiesce(phase, api, host, reason or "leapfrog: nova-compute stopped for an upgrade",
+                 timeout)
+        phase("stop", f"L@{host}", "state.apply",
+              {"mods": sls, "pillar": {"leapfrog": {"release": release, "services": "stopped"}}})
+    except leapfrog_errors.LeapfrogError as exc:
+        return _fail({"host": host, "error": str(exc), "phases": phase.phases})
+    return {"host": host, "cluster": name, "release_before": release, "servers": len(servers),
+            "phases": phase.phases, "seconds": round(time.monotonic() - started, 2)}
+
+
+def unpin_compute_rpc(release, cluster=None, pillar=None, timeout=600):
+    """
+    Lift nova's compute RPC version cap once every compute runs ``release``: during the
+    mixed period the controllers run with ``[upgrade_levels] compute = auto`` (messages to
+    computes at the oldest compute's version, computed once and cached until a restart);
+    this restarts their nova services without the cap, one controller at a time, out of
+    haproxy meanwhile when there are several (apply ``vms:redeploy_sls`` with pillar
+    ``leapfrog:release: <release>``, ``leapfrog:services: running``,
+    ``leapfrog:compute_rpc: null``). While a compute is older (skipped, or not upgraded
+    yet) nothing changes and ``skipped`` says which: the cap must stay.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.unpin_compute_rpc 2025.1 cluster=prod1
+    """
+    import time  # pylint: disable=import-outside-toplevel
+
+    started, phase = time.monotonic(), _Phases(timeout)
+    try:
+        name, config = _load(cluster, pillar)
+        release = str(release)
+        first = _first(config, "controller")
+        facts = phase("releases", f"L@{first}", "nova_service.releases")
+        older = {h: r for h, r in facts["computes"].items() if r != release}
+        if older:
+            return {"cluster": name, "unpinned": False, "skipped": (
+                "compute(s) " + ", ".join(f"{h} ({r})" for h, r in sorted(older.items()))
+                + f" do not run {release}: the controllers keep [upgrade_levels] compute = "
+                "auto until they do (re-run the data plane for them)")}
+        controllers = [n for n in leapfrog_minions.expected(
+            __opts__, config["roles"]["controller"]) if n in config["vms"]["nodes"]]
+        out_of_rotation = len(controllers) > 1
+        haproxy = config["roles"]["haproxy"]
+        for node in controllers:
+            if out_of_rotation:
+                phase(f"{node}_drain", haproxy, "haproxy_admin.drain", {"server": node})
+            phase(f"{node}_restart", f"L@{node}", "state.apply", {
+                "mods": config["vms"]["redeploy_sls"], "pillar": {"leapfrog": {
+                    "release": release, "services": "running", "compute_rpc": None}}})
+            phase(f"{node}_ready", haproxy, "haproxy_admin.ready", {"server": node})
+    except (leapfrog_errors.LeapfrogError, KeyError) as exc:
+        return _fail({"cluster": cluster, "error": str(exc), "phases": phase.phases})
+    return {"cluster": name, "unpinned": True, "controllers": controllers,
+            "phases": phase.phases, "seconds": round(time.monotonic() - started, 2)}
 
 
 def pause(seconds=30, cluster=None):  # pylint: disable=unused-argument

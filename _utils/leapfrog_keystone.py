@@ -9,6 +9,7 @@ Modules import it as a plain top-level module (``import leapfrog_keystone``), li
 ``_utils/leapfrog_*`` helper, so it works synced (``saltutil.sync_all``) and pip-installed.
 """
 import logging
+import time
 import urllib.parse
 
 import salt.utils.data
@@ -23,6 +24,10 @@ except ImportError:  # pragma: no cover - requests is a dependency of leapfrog a
 log = logging.getLogger(__name__)
 
 PILLAR_KEY = "leapfrog:verify"
+# a request whose connection fails before any answer is sent again (idempotent methods)
+IDEMPOTENT = ("GET", "HEAD", "PUT", "DELETE")
+CONNECT_ATTEMPTS = 3
+CONNECT_PAUSE = 1.0
 REQUIRED = ("auth_url", "username", "password", "project_name")
 # every connection setting a caller may override (pillar leapfrog:verify holds the same keys)
 KEYS = REQUIRED + ("user_domain_name", "project_domain_name", "region_name", "interface",
@@ -191,11 +196,21 @@ class Session:
         PUT/POST/DELETE). Any
         other status than ``expect`` raises ``RequestFailed`` with the API's message."""
         path = urllib.parse.urlsplit(url).path
-        try:
-            response = self.http.request(method, url, params=params, json=json,
-                                         timeout=self.conf["timeout"])
-        except requests.exceptions.RequestException as exc:
-            raise RequestFailed(short(exc, url)) from None
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            try:
+                response = self.http.request(method, url, params=params, json=json,
+                                             timeout=self.conf["timeout"])
+                break
+            except requests.exceptions.RequestException as exc:
+                # a connection dropped before any answer (a proxy closing a pooled
+                # connection, a backend restarting): retried, the request never arrived
+                retry = (isinstance(exc, requests.exceptions.ConnectionError)
+                         and not isinstance(exc, requests.exceptions.Timeout)
+                         and method in IDEMPOTENT and attempt < CONNECT_ATTEMPTS)
+                if not retry:
+                    raise RequestFailed(short(exc, url)) from None
+                log.info("%s: %s %s: %s; retrying", self.agent, method, path, short(exc, url))
+                time.sleep(CONNECT_PAUSE * attempt)
         log.debug("%s: %s %s -> %s", self.agent, method, url, response.status_code)
         if response.status_code not in expect:
             detail = error_text(response)

@@ -24,6 +24,7 @@ KNOWN = ["2023.1", "2023.2"] + leapfrog_schema.RELEASES
 # Measured in FACTS.md for 2024.1 (67, Antelope), 2025.1 (68, Caracal), 2026.1 (72, Epoxy);
 # the .2 releases follow the SLURP rule (oldest = the previous .1), version not recorded.
 NOVA = {
+    "2023.1": (66, None),  # Antelope: only as the oldest compute 2024.1 accepts
     "2024.1": (67, "2023.1"),
     "2024.2": (None, "2024.1"),
     "2025.1": (68, "2024.1"),
@@ -31,6 +32,18 @@ NOVA = {
     "2026.1": (72, "2025.1"),
     "2026.2": (None, "2026.1"),
 }
+
+
+def release_of(version):
+    """The release whose nova-compute/conductor writes service version ``version``: the
+    newest release leapfrog knows whose SERVICE_VERSION is not above it (None if older than
+    all)."""
+    found = None
+    for release in KNOWN:
+        known = NOVA.get(release, (None, None))[0]
+        if known is not None and known <= int(version):
+            found = release
+    return found
 
 
 def label(release):
@@ -200,8 +213,8 @@ CONTROL_PLANE = [
                                        "cluster={cluster} run=<run> (expires after {expiry} s)",
      "impact": "none; expiry aborts cleanly"},
     {"name": "stop_computes", "when": "fast_forward",
-     "description": "Stop nova-compute on every compute (servers keep running)",
-     "targets": "{compute}", "impact": "API closed from here; workloads untouched"},
+     "description": "Stop nova-compute on every compute (disabled with a reason; servers "
+                    "keep running)", "targets": "{compute}", "impact": "workloads untouched"},
     {"name": "hop_{to}", "foreach": "hops", "when": "rolling",
      "description": "Control plane {frm} -> {to}", "targets": "{controller}",
      "impact": "one controller at a time out of haproxy; API up", "children": [
@@ -215,21 +228,26 @@ CONTROL_PLANE = [
                               "controller)", "targets": "{node}"},
               {"description": "Start, verify locally, ready in haproxy",
                "targets": "{node}"}]}]},
-    {"name": "stop_control", "when": "fast_forward",
-     "description": "Drain and stop every controller's services", "targets": "{controller}",
-     "impact": "API down until the end"},
-    {"name": "dbsync_{to}", "foreach": "hops", "when": "fast_forward",
-     "description": "Staged DB syncs {frm} -> {to} with {to}'s code",
-     "targets": "{first_controller}", "impact": "API down"},
     {"name": "ctl_{node}", "foreach": "controllers", "when": "fast_forward",
-     "description": "Controller {node}: back up disk, rebuild on {os}, accept its "
-                    "pre-generated key, wait for the minion, redeploy {redeploy_sls} at "
-                    "{target} with the FFU workaround, start, verify locally",
-     "targets": "{node}", "impact": "API down"},
+     "description": "Controller {node}: back up its disk (offline), rebuild on {os}, accept "
+                    "its pre-generated key, wait for the minion, redeploy {redeploy_sls} at "
+                    "{target}, services stopped", "targets": "{node}",
+     "impact": "API down once the last controller stops"},
+    {"name": "dbsync_{to}", "foreach": "hops", "when": "fast_forward",
+     "description": "Staged DB syncs {frm} -> {to} with {to}'s code, online data migrations "
+                    "included", "targets": "{first_controller}", "impact": "API down"},
+    {"name": "start_control", "when": "fast_forward",
+     "description": "Start every controller with nova's [workarounds] "
+                    "disable_compute_service_check_for_ffu; UP in haproxy",
+     "targets": "{controller}", "impact": "API back; computes still stopped"},
     {"name": "switch_computes", "when": "fast_forward",
-     "description": "Switch every compute to {target} and start nova-compute; remove the "
-                    "FFU workaround", "targets": "{compute}",
-     "impact": "computes restart; workloads untouched"},
+     "description": "Switch every compute to {target}: redeploy, wait up with the new service "
+                    "version, enable", "targets": "{compute}",
+     "impact": "nova-compute restarts; workloads untouched"},
+    {"name": "ffu_off", "when": "fast_forward",
+     "description": "Remove the FFU workaround: controllers restarted one at a time, out of "
+                    "haproxy meanwhile", "targets": "{controller}",
+     "impact": "one controller at a time out of haproxy"},
     {"name": "finish", "description": "Finish: online data migrations to completion, "
                                       "contract, unpin", "targets": "{controller}",
      "impact": "none"},

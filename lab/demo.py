@@ -6,10 +6,16 @@
 3. ``salt ctl01 openstack_verify.check``: the operator's API checks through the VIP.
 4. ``salt-run state.orch orch.test_upgrade``: the rehearsal of 2024.1 -> 2025.1 -> 2026.1
    on clones of the cloud's databases, production proved untouched.
-5. ``salt-run state.orch orch.upgrade_control_plane pillar='{"cluster": "lab", "to":
-   "2025.1"}'``: the rolling control-plane hop, each controller drained, backed up, rebuilt
-   on the new OS and redeployed at 2025.1 while the others serve; the approval is sent with
-   ``salt-run leapfrog.approve`` when the run waits for it; the report's headline figures.
+5. The whole path to 2026.1, with the approvals sent by ``salt-run leapfrog.approve`` when
+   a run waits for one and each run's headline (failed API requests through the VIP,
+   longest outage, report path):
+   - rolling (default): ``orch.upgrade_control_plane`` to 2025.1 (each controller drained,
+     backed up, rebuilt on the new OS and redeployed while the others serve), then
+     ``orch.upgrade_data_plane`` to 2025.1 (canary, approval, the rest), then the same two
+     to 2026.1: the API stays up and the servers ACTIVE all along;
+   - ``--strategy fast_forward``: one ``orch.upgrade_control_plane`` run straight to 2026.1
+     (computes stopped, control plane through the staged syncs with the FFU workaround,
+     computes switched): fewer steps, the API closed meanwhile.
 6. The lab is stopped (``--keep`` leaves it running).
 """
 import argparse
@@ -65,21 +71,49 @@ def show_rehearsal(states):
             + f" -> revisions {result['revisions']}")
 
 
-def upgrade_control_plane(lab, to):
-    """The rolling hop to ``to`` as an operator runs it; returns the run's report."""
-    pillar = {"cluster": "lab", "to": to}
-    say(f"[demo] salt-run state.orch orch.upgrade_control_plane pillar='{json.dumps(pillar)}'")
-    result = operator.orchestrate(lab.salt, "orch.upgrade_control_plane", pillar,
-                                  log=lambda line: say(f"    {line}"))
+def orchestrate(lab, orch, pillar):
+    """One orchestration as an operator runs it; stops the demo if it fails."""
+    say(f"[demo] salt-run state.orch {orch} pillar='{json.dumps(pillar)}'")
+    result = operator.orchestrate(lab.salt, orch, pillar, log=lambda line: say(f"    {line}"))
     if result.returncode != 0:
-        raise SystemExit(f"[demo] the upgrade failed at {result.failed()} (exit "
+        raise SystemExit(f"[demo] {orch} failed at {result.failed()} (exit "
                          f"{result.returncode}); salt-run leapfrog.status cluster=lab")
-    found = glob.glob(os.path.join(lab.salt.base, "**", "leapfrog", "lab", result.run,
-                                   "report", "report.md"), recursive=True)
-    return found[0] if found else None
+    return result
 
 
-def run_demo(lab):
+def servers_active(lab, expected):
+    found = {i: s["status"] for i, s in lab.cloud.servers().items()}
+    if found != expected:
+        raise SystemExit(f"[demo] servers changed: before {expected}, now {found}")
+    say(f"[demo]     {len(found)} servers still ACTIVE")
+
+
+def show_nodes(lab):
+    grains = lab.salt.salt("ctl*", "grains.item", "oscodename", timeout=60)
+    computes = lab.salt.salt("ctl01", "nova_service.list", timeout=120)["ctl01"]
+    say("[demo]     controllers: " + ", ".join(
+        f"{node} {g.get('oscodename')}" for node, g in sorted(grains.items()))
+        + "; computes: " + ", ".join(
+            f"{c['host']} {c['state']} v{c['version']}" for c in computes))
+
+
+def upgrade_path(lab, strategy):
+    """2024.1 -> 2026.1: rolling (control plane and computes, hop by hop) or fast_forward."""
+    servers = {i: s["status"] for i, s in lab.cloud.servers().items()}
+    if strategy == "fast_forward":
+        orchestrate(lab, "orch.upgrade_control_plane",
+                    {"cluster": "lab", "to": "2026.1", "strategy": "fast_forward"})
+        show_nodes(lab)
+    else:
+        for to in ("2025.1", "2026.1"):
+            orchestrate(lab, "orch.upgrade_control_plane", {"cluster": "lab", "to": to})
+            orchestrate(lab, "orch.upgrade_data_plane",
+                        {"cluster": "lab", "to": to, "servers": "force"})
+            show_nodes(lab)
+    servers_active(lab, servers)
+
+
+def run_demo(lab, strategy="rolling"):
     started = time.monotonic()
     say("[demo] 1/5 lab up: OpenStack 2024.1 (3 controllers, 2 computes) + Salt cluster")
     lab.up()
@@ -103,12 +137,13 @@ def run_demo(lab):
     say("[demo]     the rehearsal took the cloud's nova databases to 2026.1 on clones; "
         "production was not migrated")
 
-    say("[demo] 5/5 the control plane, one rolling hop: 2024.1 -> 2025.1")
-    report = upgrade_control_plane(lab, "2025.1")
-    grains = lab.salt.salt("ctl*", "grains.item", "oscodename", timeout=60)
-    say("[demo]     controllers now: " + ", ".join(
-        f"{node} {g.get('oscodename')}" for node, g in sorted(grains.items())))
-    say(f"[demo] done in {time.monotonic() - started:.0f} s; report: {report}")
+    say(f"[demo] 5/5 upgrade 2024.1 -> 2026.1 ({strategy})")
+    upgrade_path(lab, strategy)
+    reports = sorted(glob.glob(os.path.join(lab.salt.base, "**", "leapfrog", "lab", "*",
+                                            "report", "report.md"), recursive=True))
+    say(f"[demo] done in {time.monotonic() - started:.0f} s; reports:")
+    for report in reports:
+        say(f"    {report}")
 
 
 def main(argv=None):
@@ -116,12 +151,14 @@ def main(argv=None):
     parser.add_argument("--keep", action="store_true", help="leave the lab running")
     parser.add_argument("--controllers", type=int, default=3)
     parser.add_argument("--computes", type=int, default=2)
+    parser.add_argument("--strategy", choices=("rolling", "fast_forward"), default="rolling",
+                        help="the path to 2026.1 (default rolling: the API stays up)")
     args = parser.parse_args(argv)
     run_dir = tempfile.mkdtemp(prefix="lf-lab-", dir="/var/tmp")
     lab = stack.Lab(run_dir, controllers=args.controllers, computes=args.computes,
                     log=lambda line: print(line, file=sys.stderr, flush=True))
     try:
-        run_demo(lab)
+        run_demo(lab, args.strategy)
     finally:
         if args.keep:
             say(f"[demo] lab left running: python -m lab down --run-dir {run_dir}")

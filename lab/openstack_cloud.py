@@ -674,7 +674,10 @@ class OpenStackCloud:
         given); wait until each is healthy. A failure names the service and its log tail."""
         services = services or self.node_services(host)
         keystone = [s for s in services if s.kind == "keystone"]
-        try:  # keystone first: the others ask it for tokens (through the VIP) as they start
+        # keystone first: the others ask it for tokens through the VIP as they start, so the
+        # VIP must serve one (another controller, or this one once haproxy sees it UP; a
+        # cloud's only controller drained in haproxy cannot start: a rolling upgrade needs two)
+        try:
             for wave in (keystone, [s for s in services if s not in keystone]):
                 for service in wave:
                     service.start(release=release, wait=False)

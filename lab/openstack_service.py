@@ -239,6 +239,8 @@ def render_config(kind, settings, node_address, host, run_dir, release):
                         settings.get("disable_compute_service_check_for_ffu", False)},
         "cinder": {"os_region_name": settings["region"]},
     }
+    if settings.get("compute_rpc"):
+        conf["upgrade_levels"] = {"compute": settings["compute_rpc"]}
     if kind == "nova-compute":
         conf["DEFAULT"]["resume_guests_state_on_host_boot"] = False
     return {"nova.conf": _ini(conf)}
@@ -263,6 +265,11 @@ class OpenStackService:
         self.address = require_loopback(address)
         self.host = host or os.path.basename(self.run_dir)
         self.settings = settings
+        # nova only, from a redeploy's pillar, kept in service.json so every later start
+        # writes the same config: [workarounds] disable_compute_service_check_for_ffu
+        # (leapfrog:ffu) and [upgrade_levels] compute (leapfrog:compute_rpc, e.g. auto)
+        self.ffu = False
+        self.compute_rpc = None
         self.port = port
         self.pid = None
         self.started_seconds = None
@@ -283,8 +290,16 @@ class OpenStackService:
             return
         self.port = self.port or state.get("port")
         self.pid = state.get("pid")
+        self.ffu = bool(state.get("ffu", False))
+        self.compute_rpc = state.get("compute_rpc")
         if state.get("release") and not self.venv:
             self.release = state["release"] if self.pid and _alive(self.pid) else self.release
+
+    def set_nova_options(self, ffu=False, compute_rpc=None):
+        """Set nova's FFU workaround and compute RPC cap for every later config write (kept
+        in service.json)."""
+        self.ffu, self.compute_rpc = bool(ffu), compute_rpc or None
+        self._save()
 
     def _save(self):
         os.makedirs(self.run_dir, exist_ok=True)
@@ -292,7 +307,8 @@ class OpenStackService:
             json.dump(self.info(), handle, indent=1)
 
     def info(self):
-        return {"kind": self.kind, "release": self.release, "host": self.host,
+        return {"kind": self.kind, "release": self.release, "host": self.host, "ffu": self.ffu,
+                "compute_rpc": self.compute_rpc,
                 "address": self.address, "port": self.port, "pid": self.pid,
                 "run_dir": self.run_dir, "url": self.url,
                 "started_seconds": self.started_seconds}
@@ -334,7 +350,9 @@ class OpenStackService:
         os.chmod(self.run_dir, 0o700)
         if self.kind == "glance" and self.settings.get("image_dir"):
             os.makedirs(self.settings["image_dir"], exist_ok=True)
-        files = render_config(self.kind, self.settings, self.address, self.host, self.run_dir,
+        settings = dict(self.settings, disable_compute_service_check_for_ffu=self.ffu,
+                        compute_rpc=self.compute_rpc)
+        files = render_config(self.kind, settings, self.address, self.host, self.run_dir,
                               self.release)
         for name, text in files.items():
             _write_private(os.path.join(self.config_dir, name), text)

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +25,13 @@ import yaml
 from lab import procs, topology
 
 SALT_BIN = os.path.dirname(sys.executable)
+
+
+def _pgid(pid):
+    try:
+        return os.getpgid(pid)
+    except OSError:  # gone meanwhile
+        return None
 
 
 class SaltCluster:
@@ -130,6 +138,21 @@ class SaltCluster:
         subprocess.run([os.path.join(SALT_BIN, program), "-c", self.conf_dir(name), "-d"],
                        check=True, env=self.env)
         procs.wait_for(lambda: procs.alive(self.pid_file(name)), 30, f"{program} {name}")
+
+    def crash_master(self, timeout=20):
+        """SIGKILL the salt-master and every process it forked (its process group), as a
+        crashed host would leave it; ``start_master`` brings it back. Returns the PIDs."""
+        pid = procs.read_pid(self.pid_file(topology.MASTER_ID))
+        if not procs.pid_alive(pid):
+            raise RuntimeError("the salt-master does not run")
+        group = os.getpgid(pid)
+        members = [int(p) for p in os.listdir("/proc") if p.isdigit()
+                   and _pgid(int(p)) == group]
+        os.killpg(group, signal.SIGKILL)
+        procs.wait_for(lambda: not any(procs.pid_alive(m) for m in members), timeout,
+                       "the killed salt-master's processes to go")
+        os.remove(self.pid_file(topology.MASTER_ID))
+        return members
 
     def stop_minion(self, minion_id):
         procs.stop(self.pid_file(minion_id))

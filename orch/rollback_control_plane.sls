@@ -5,14 +5,17 @@
       salt-run state.orch orch.rollback_control_plane pillar='{"cluster": "prod1", "upgrade_run": "RUN", "run": "RB"}'  # resume
 
     Works from any point after the upgrade's verified DB backup. Stages (the API is down from
-    the first stop until the first ready): drain every controller and stop its VM -> restore
+    the first stop until the first ready): drain every controller and stop its VM -> the
+    computes a fast-forward run stopped: stopped again at the release they ran -> restore
     every DB from the run's backup once no session uses it (after 60 s the sessions left are
     killed and named in the result; checksums compared with the manifest) -> per controller
     rebuilt or stopped for its rebuild: accept its old minion key again and restore its disk
     from the backup taken before the rebuild; every controller's (old) VM started; its
     services come back with the VM -> per controller: ready in haproxy once its health checks pass
-    -> verify through the VIP. The rollback is a run of its own (journal, lock, resume).
+    -> computes a fast-forward run stopped: started again at the release they ran -> verify
+    through the VIP. The rollback is a run of its own (journal, lock, resume).
     Pillar: cluster, upgrade_run (the run to undo), run (resume this rollback), testing. #}
+{%- from "orch/run.jinja" import run_states with context %}
 {%- set cluster = pillar.get('cluster') %}
 {%- set overrides = {'leapfrog': {'clusters': {cluster: {'testing': pillar.get('testing') or {}}}}} if cluster else {} %}
 {%- set sources = salt['saltutil.runner']('leapfrog.rollback_sources', cluster=cluster, upgrade_run=pillar.get('upgrade_run')) %}
@@ -31,6 +34,12 @@ refused:
 {%-   set vm = config['vms']['nodes'][node] %}
 {%-   do steps.append([node ~ '_drain', 'leapfrog.call', {'func': 'haproxy_admin.drain', 'role': 'haproxy', 'kwargs': {'server': node, 'on_timeout': 'maint'}}]) %}
 {%-   do steps.append([node ~ '_stop', 'leapfrog.call', {'func': 'vm_backup.stop', 'target': 'L@' ~ vm['hypervisor'], 'kwargs': {'domain': vm['domain']}}]) %}
+{%- endfor %}
+{#- computes a fast-forward stopped: kept stopped, at the release they ran, until the
+    databases and the controllers are back #}
+{%- set compute_sls = config['data_plane']['redeploy_sls'] %}
+{%- for host, release in sources['computes'] | dictsort %}
+{%-   do steps.append([host ~ '_stop', 'leapfrog.call', {'target': 'L@' ~ host, 'func': 'state.apply', 'kwargs': {'mods': compute_sls, 'pillar': {'leapfrog': {'release': release, 'services': 'stopped'}}}}]) %}
 {%- endfor %}
 {%- for mid, backup in sources['db_backups'] | dictsort %}
 {%-   do steps.append(['restore_dbs_' ~ mid, 'leapfrog.call', {'func': 'mysql_backup.restore', 'target': 'L@' ~ mid, 'kwargs': {'backup_id': backup, 'force': True, 'clients_timeout': 60, 'kill_clients': True}, 'expect': {'matches_manifest': True}}]) %}
@@ -51,6 +60,10 @@ refused:
 {%- for node in controllers %}
 {%-   do steps.append([node ~ '_ready', 'leapfrog.call', {'func': 'haproxy_admin.ready', 'role': 'haproxy', 'kwargs': {'server': node, 'timeout': 300}}]) %}
 {%- endfor %}
+{#- ... then started (their service rows came back with the databases) #}
+{%- for host, release in sources['computes'] | dictsort %}
+{%-   do steps.append([host ~ '_restart', 'leapfrog.call', {'target': 'L@' ~ host, 'func': 'state.apply', 'kwargs': {'mods': compute_sls, 'pillar': {'leapfrog': {'release': release, 'services': 'running'}}}}]) %}
+{%- endfor %}
 {%- do steps.append(['verify', 'leapfrog.call', {'func': 'openstack_verify.wait', 'role': 'controller', 'first': True, 'kwargs': {'timeout': 300}}]) %}
 {%- set names = steps | map(attribute=0) | list %}
 
@@ -61,37 +74,6 @@ plan:
   test.show_notification:
     - text: {{ ('roll back run ' ~ sources['upgrade_run'] ~ ' of ' ~ cluster ~ ': DB backups ' ~ (sources['db_backups'] | json) ~ ', disks ' ~ (sources['disks'] | json) ~ '\n' ~ shown.get('text', '')) | json }}
 {%- else %}
-
-begin:
-  salt.runner:
-    - name: leapfrog.begin
-    - cluster: {{ cluster }}
-    - run: {{ run }}
-    - steps: {{ names | json }}
-    - orch: orch.rollback_control_plane
-    - pillar: {{ overrides | json }}
-{%- for name, function, kwargs in steps %}
-
-{{ name }}:
-  salt.runner:
-    - name: leapfrog.step
-    - step: {{ name }}
-    - function: {{ function }}
-    - function_kwargs: {{ dict(kwargs, cluster=cluster) | json }}
-    - cluster: {{ cluster }}
-    - run: {{ run }}
-    - pillar: {{ overrides | json }}
-    - require:
-      - salt: {{ 'begin' if loop.first else loop.previtem[0] }}
-{%- endfor %}
-
-finish:
-  salt.runner:
-    - name: leapfrog.finish
-    - cluster: {{ cluster }}
-    - run: {{ run }}
-    - pillar: {{ overrides | json }}
-    - require:
-      - salt: {{ names[-1] }}
+{{ run_states(cluster, run, steps, overrides, 'orch.rollback_control_plane', probe=False, report=False) }}
 {%- endif %}
 {%- endif %}

@@ -14,10 +14,13 @@
     release's service version, enable, servers unchanged) -> approval (expires after
     approval:expiry or pillar expiry seconds: the rest stays untouched) -> the other hosts in
     batches, a pause (data_plane:pause) between restarts, stopping at the first failure ->
+    once every compute runs <to>: the controllers' [upgrade_levels] compute cap lifted
+    (leapfrog.unpin_compute_rpc: nova services restarted one controller at a time) ->
     verify through the VIP -> report. Hosts with servers follow data_plane:servers
     (skip | force; pillar servers= overrides).
     Pillar: cluster, to (default releases:target), canary, batch, servers, expiry, run,
     testing (fail_at / stall_at: test only). #}
+{%- from "orch/run.jinja" import run_states with context %}
 {%- set cluster = pillar.get('cluster') %}
 {%- set overrides = {'leapfrog': {'clusters': {cluster: {'testing': pillar.get('testing') or {}}}}} if cluster else {} %}
 {%- set info = salt['saltutil.runner']('leapfrog.validate', cluster=cluster) %}
@@ -52,6 +55,9 @@ refused:
 {%-     endif %}
 {%-   endfor %}
 {%- endfor %}
+{#- every compute at <to>: the controllers' compute RPC cap lifted (skipped, with the reason,
+    while one is older) #}
+{%- do steps.append(['unpin_compute_rpc', 'leapfrog.unpin_compute_rpc', {'release': to}]) %}
 {%- do steps.append(['verify', 'leapfrog.call', {'func': 'openstack_verify.wait', 'role': 'controller', 'first': True, 'kwargs': {'timeout': 300}}]) %}
 {%- set names = steps | map(attribute=0) | list %}
 
@@ -62,74 +68,6 @@ plan:
   test.show_notification:
     - text: {{ ('data plane of ' ~ cluster ~ ' to ' ~ to ~ '\ncanary: ' ~ (hosts['canary'] | join(', ') or 'none') ~ '\nthen, after approval, in batches: ' ~ (hosts['batches'] | json) ~ ' (pause ' ~ hosts['pause'] ~ ' s between restarts)\nper host: disable (reason), wait idle, apply the redeploy SLS at ' ~ to ~ ', wait up with its service version, enable, servers unchanged\n' ~ shown.get('text', '')) | json }}
 {%- else %}
-
-begin:
-  salt.runner:
-    - name: leapfrog.begin
-    - cluster: {{ cluster }}
-    - run: {{ run }}
-    - steps: {{ (names + ['report']) | json }}
-    - orch: orch.upgrade_data_plane
-    - pillar: {{ overrides | json }}
-
-probe:
-  salt.runner:
-    - name: leapfrog.probe_start
-    - cluster: {{ cluster }}
-    - run: {{ run }}
-    - require:
-      - salt: begin
-{%- for name, function, kwargs in steps %}
-
-{{ name }}:
-  salt.runner:
-{%-   if name == 'approval' %}
-    - name: leapfrog.wait_approval
-    - step: approval
-{%-     if pillar.get('expiry') is not none %}
-    - expiry: {{ pillar['expiry'] }}
-{%-     endif %}
-{%-   else %}
-    - name: leapfrog.step
-    - step: {{ name }}
-    - function: {{ function }}
-    - function_kwargs: {{ dict(kwargs, cluster=cluster) | json }}
-{%-   endif %}
-    - cluster: {{ cluster }}
-    - run: {{ run }}
-    - pillar: {{ overrides | json }}
-    - require:
-      - salt: {{ 'probe' if loop.first else loop.previtem[0] }}
-{%- endfor %}
-
-report:
-  salt.runner:
-    - name: leapfrog.report
-    - cluster: {{ cluster }}
-    - run: {{ run }}
-    - pillar: {{ overrides | json }}
-    - require:
-      - salt: {{ names[-1] }}
-
-finish:
-  salt.runner:
-    - name: leapfrog.finish
-    - cluster: {{ cluster }}
-    - run: {{ run }}
-    - pillar: {{ overrides | json }}
-    - require:
-      - salt: report
-
-stopped_after_a_failure:
-  salt.runner:
-    - name: leapfrog.stopped
-    - cluster: {{ cluster }}
-    - run: {{ run }}
-    - orch: orch.upgrade_data_plane
-    - onfail_any:
-{%- for name in names %}
-      - salt: {{ name }}
-{%- endfor %}
-      - salt: report
+{{ run_states(cluster, run, steps, overrides, 'orch.upgrade_data_plane', expiry=pillar.get('expiry')) }}
 {%- endif %}
 {%- endif %}

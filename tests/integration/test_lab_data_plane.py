@@ -1,9 +1,10 @@
-"""The data plane on the whole lab (heavy, ~10 min, 1 controller + 2 computes with servers):
+"""The data plane on the whole lab (heavy, ~15 min, 2 controllers + 4 computes, 3 servers
+spread over some of them):
 
 1. the control plane goes to 2025.1 (``orch.upgrade_control_plane``);
 2. ``orch.upgrade_data_plane`` without approval: the canary (cmp01) is switched to 2025.1,
-   the approval expires, the run stops and cmp02 is untouched (still 2024.1's service
-   version);
+   the approval expires, the run stops and cmp02..cmp04 are untouched (still 2024.1's
+   service version);
 3. a new run, approved with ``salt-run leapfrog.approve``, brings every compute to 2025.1:
    ``nova_service.list`` shows them up, enabled, at 2025.1's service version (68); the
    servers stay ACTIVE and the probe through the VIP records 0 failed requests.
@@ -21,13 +22,18 @@ DATA_PLANE = {"cluster": "lab", "to": "2025.1", "servers": "force"}
 
 @pytest.fixture(scope="module")
 def lab():
-    with whole_lab(controllers=1, computes=2) as the_lab:
+    with whole_lab(controllers=2, computes=4) as the_lab:
         yield the_lab
 
 
 def _computes(lab):
     rows = lab.salt.salt("ctl01", "nova_service.list", timeout=120)["ctl01"]
     return {r["host"]: (r["state"], r["status"], r["version"]) for r in rows}
+
+
+def _all(version, hosts=("cmp01", "cmp02", "cmp03", "cmp04"), **others):
+    return {**{h: ("up", "enabled", version) for h in hosts},
+            **{h: ("up", "enabled", v) for h, v in others.items()}}
 
 
 @pytest.mark.heavy
@@ -37,17 +43,17 @@ def test_canary_expiry_then_every_compute_to_2025_1(lab):
     control = operator.orchestrate(lab.salt, "orch.upgrade_control_plane",
                                    {"cluster": "lab", "to": "2025.1"}, log=_log)
     assert control.returncode == 0, control.failed()
-    assert _computes(lab) == {"cmp01": ("up", "enabled", 67), "cmp02": ("up", "enabled", 67)}
+    assert _computes(lab) == _all(67)
 
     expired = operator.orchestrate(lab.salt, "orch.upgrade_data_plane",
                                    dict(DATA_PLANE, expiry=5), approve=False, log=_log)
     assert expired.returncode != 0 and expired.failed()[0] == "approval"
-    assert _computes(lab) == {"cmp01": ("up", "enabled", 68), "cmp02": ("up", "enabled", 67)}
+    assert _computes(lab) == _all(67, hosts=("cmp02", "cmp03", "cmp04"), cmp01=68)
 
     done = operator.orchestrate(lab.salt, "orch.upgrade_data_plane", DATA_PLANE, log=_log)
     assert done.returncode == 0, (done.failed(), done.stdout[-3000:])
     assert done.approved == [(done.run, "approval")]
-    assert _computes(lab) == {"cmp01": ("up", "enabled", 68), "cmp02": ("up", "enabled", 68)}
+    assert _computes(lab) == _all(68)
     assert {i: s["status"] for i, s in lab.cloud.servers().items()} == servers
     report = _report(lab, done.run)
     assert report["availability"]["failures"] == 0, json.dumps(report["availability"])[:500]

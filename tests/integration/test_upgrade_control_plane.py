@@ -53,6 +53,27 @@ def test_plan_only_prints_the_tree_and_every_step_and_changes_nothing(salt_maste
     assert runs_on_master(salt_master) == before
 
 
+def test_fast_forward_plan_stops_computes_syncs_every_hop_then_switches_them(salt_master):
+    before = runs_on_master(salt_master)
+    ret, states = orch(salt_master, "test=True", cluster="lab", to="2026.1",
+                       strategy="fast_forward")
+    assert ret.returncode == 0, ret
+    text = states["plan"]["comment"]
+    assert text.splitlines()[0] == ("Upgrade the control plane of lab: 2024.1 -> 2025.1 -> "
+                                    "2026.1 (fast_forward)")
+    assert "disable_compute_service_check_for_ffu" in text
+    steps = [line.split(":")[0].strip() for line in text.splitlines() if "would run" in line]
+    assert steps[5:7] == ["cmp01_stop", "cmp02_stop"]
+    # the API closes as the controllers stop; the only controller is not drained for the
+    # workaround's removal either (its keystone serves nova's restart)
+    assert not [s for s in steps if "drain" in s]
+    order = ["ctl01_redeploy", "dbsync_nova", "ctl01_start", "ctl01_ready", "cmp01_switch",
+             "cmp02_switch", "ctl01_ffu_off", "ctl01_ffu_off_ready", "finish_nova"]
+    assert [steps.index(s) for s in order] == sorted(steps.index(s) for s in order)
+    assert steps[-1] == "computes_after"
+    assert runs_on_master(salt_master) == before
+
+
 def test_precheck_collects_every_problem(salt_master):
     ret = salt_master.salt_run_cli(timeout=300).run("leapfrog.precheck", "cluster=lab",
                                                     "to=2025.1")
@@ -65,5 +86,9 @@ def test_precheck_collects_every_problem(salt_master):
     assert any(p.startswith(("release check", "nova databases", "nova-status")) for p in
                problems), problems
     assert all(p.startswith(("haproxy", "release check", "nova databases", "nova-status",
-                             "database", "role ", "controller(s)")) for p in problems), problems
+                             "database", "role ", "controller(s)", "a rolling upgrade"))
+               for p in problems), problems
+    # one controller (ctl01): a rolling upgrade cannot keep the API up
+    assert any(p.startswith("a rolling upgrade needs at least two controllers") and
+               "found ctl01" in p for p in problems), problems
     assert ret.data["ok"] is False

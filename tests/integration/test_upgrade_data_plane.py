@@ -20,7 +20,7 @@ def test_plan_only_lists_canary_gate_and_batches_per_host(salt_master):
     assert "canary: cmp01" in text and 'in batches: [["cmp02"]] (pause 5 s' in text
     steps = [line.split(":")[0].strip() for line in text.splitlines() if "would run" in line]
     assert steps == ["control_plane_at_target", "prestaged", "cmp01_switch", "approval",
-                     "cmp02_switch", "verify"]
+                     "cmp02_switch", "unpin_compute_rpc", "verify"]
     after = sorted(os.listdir(root)) if os.path.isdir(root) else []
     assert after == before
 

@@ -1,6 +1,7 @@
 """The whole lab (lab.stack.Lab) in a private run dir for a heavy test module, and the
 progress lines its tests print."""
 import contextlib
+import os
 import shutil
 import tempfile
 import time
@@ -14,12 +15,17 @@ def log(line):
 
 @contextlib.contextmanager
 def whole_lab(controllers, computes):
-    """``Lab.up()`` with that many controllers and computes; down and removed after."""
+    """``Lab.up()`` with that many controllers and computes; down and removed after (with
+    ``LEAPFROG_KEEP_LAB_DIR=1`` the stopped lab's run dir, its logs, stays for a post-mortem)."""
     run_dir = tempfile.mkdtemp(prefix="lf-lab-", dir="/tmp")
     lab = stack.Lab(run_dir, controllers=controllers, computes=computes, log=log)
     try:
         lab.up()
         yield lab
     finally:
-        lab.down()
-        shutil.rmtree(run_dir, ignore_errors=True)
+        keep = bool(os.environ.get("LEAPFROG_KEEP_LAB_DIR"))
+        lab.down(remove=not keep)
+        if keep:
+            log(f"lab run dir kept: {run_dir}")
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)

@@ -173,9 +173,30 @@ def test_runner_plan_strategy_from_argument(monkeypatch):
 
 def test_runner_plan_reads_compute_releases_from_the_inventory(monkeypatch):
     monkeypatch.setattr(leapfrog_cluster, "master_pillar", lambda opts: example_pillar())
+    monkeypatch.setattr(runner, "_cloud_releases", lambda config, timeout: {})
     monkeypatch.setattr(runner, "_ask", lambda target, timeout: {
         "cmp001": {"release": "2025.1"}, "cmp002": {"release": "2025.1"}})
     result = runner.plan(cluster="prod1", control="2025.1")
     assert result["possible"] is True
     assert result["computes"] == {"cmp001": "2025.1", "cmp002": "2025.1"}
     assert result["hops"] == [["2025.1", "2026.1"]]
+
+
+def test_runner_plan_prefers_the_releases_nova_records(monkeypatch):
+    """After a data-plane run the pillar still declares 2024.1 everywhere: the service
+    versions in nova's cell database say where the cloud really is."""
+    monkeypatch.setattr(leapfrog_cluster, "master_pillar", lambda opts: example_pillar())
+    monkeypatch.setattr(runner, "_cloud_releases", lambda config, timeout: {
+        "control": "2025.1", "computes": {"cmp001": "2025.1", "cmp002": "2025.1"}})
+    monkeypatch.setattr(runner, "_ask", lambda target, timeout: pytest.fail("pillar asked"))
+    result = runner.plan(cluster="prod1")
+    assert result["possible"] is True, result
+    assert result["control"] == "2025.1" and result["releases_from"] == "nova's service versions"
+    assert result["hops"] == [["2025.1", "2026.1"]]
+
+
+@pytest.mark.parametrize("version,release", [(66, "2023.1"), (67, "2024.1"), (68, "2025.1"),
+                                             (70, "2025.1"), (72, "2026.1"), (80, "2026.1"),
+                                             (10, None)])
+def test_release_of_a_service_version(version, release):
+    assert leapfrog_plan.release_of(version) == release

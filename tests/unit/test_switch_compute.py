@@ -74,3 +74,65 @@ def test_a_failed_state_in_a_state_run_is_a_failure_naming_it():
         "lab_openstack_ctl01: nova-api did not start: port taken"]
     assert leapfrog_minions._failed_states(["Rendering SLS failed"]) == [  # pylint: disable=protected-access
         "Rendering SLS failed"]
+
+
+def test_stop_compute_disables_waits_idle_then_stops_at_its_own_release(minions):
+    out = runner.stop_compute("cmp01", "2024.1", reason="leapfrog: fast-forward to 2026.1",
+                              cluster="lab")
+    assert "retcode" not in out, out
+    assert [(t, f) for t, f, _ in minions["calls"]] == [
+        ("L@ctl01", "nova_service.servers"), ("L@ctl01", "nova_service.disable"),
+        ("L@ctl01", "nova_service.wait_idle"), ("L@cmp01", "state.apply")]
+    assert minions["calls"][1][2]["reason"] == "leapfrog: fast-forward to 2026.1"
+    assert minions["calls"][3][2] == {
+        "mods": "nova.compute", "pillar": {"leapfrog": {"release": "2024.1",
+                                                        "services": "stopped"}}}
+    assert out["release_before"] == "2024.1" and out["servers"] == 1
+
+
+def test_stop_compute_without_a_redeploy_sls_touches_nothing(minions):
+    minions["pillar"]["leapfrog"]["clusters"]["lab"]["data_plane"] = {}
+    out = runner.stop_compute("cmp01", "2024.1", cluster="lab")
+    assert out["retcode"] == 1 and "data_plane:redeploy_sls is not set" in out["error"]
+    assert minions["calls"] == []
+
+
+def _releases(minions, computes):
+    calls = minions["calls"]
+    real = runner.leapfrog_minions.call
+
+    def call(opts, target, func, kwargs=None, timeout=600, first=False):
+        if func == "nova_service.releases":
+            calls.append((target, func, {}))
+            return {"ctl01": {"control": "2025.1", "computes": computes}}
+        return real(opts, target, func, kwargs, timeout, first)
+
+    return call
+
+
+def test_unpin_restarts_each_controller_without_the_cap_once_every_compute_is_new(
+        minions, monkeypatch):
+    minions["pillar"]["leapfrog"]["clusters"]["lab"]["vms"].update(
+        redeploy_sls="openstack.controller", nodes={
+            "ctl01": {"hypervisor": "kvm01", "domain": "ctl01"},
+            "ctl02": {"hypervisor": "kvm01", "domain": "ctl02"}})
+    monkeypatch.setattr(runner.leapfrog_minions, "call",
+                        _releases(minions, {"cmp01": "2025.1", "cmp02": "2025.1"}))
+    monkeypatch.setattr(runner.leapfrog_minions, "expected",
+                        lambda opts, tgt: ["ctl01", "ctl02"])
+    out = runner.unpin_compute_rpc("2025.1", cluster="lab")
+    assert out["unpinned"] is True, out
+    assert [(t, f) for t, f, _ in minions["calls"][1:4]] == [
+        ("I@haproxy:proxy", "haproxy_admin.drain"), ("L@ctl01", "state.apply"),
+        ("I@haproxy:proxy", "haproxy_admin.ready")]
+    assert minions["calls"][2][2]["pillar"] == {"leapfrog": {
+        "release": "2025.1", "services": "running", "compute_rpc": None}}
+    assert [t for t, f, _ in minions["calls"] if f == "state.apply"] == ["L@ctl01", "L@ctl02"]
+
+
+def test_unpin_changes_nothing_while_a_compute_is_older(minions, monkeypatch):
+    monkeypatch.setattr(runner.leapfrog_minions, "call",
+                        _releases(minions, {"cmp01": "2025.1", "cmp02": "2024.1"}))
+    out = runner.unpin_compute_rpc("2025.1", cluster="lab")
+    assert out["unpinned"] is False and "cmp02 (2024.1)" in out["skipped"]
+    assert [f for _, f, _ in minions["calls"]] == ["nova_service.releases"]

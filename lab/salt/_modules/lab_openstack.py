@@ -79,16 +79,25 @@ def status(node=None):
             "disk": bridge.deployed(run, node)}
 
 
-def plan(release, services="running", node=None):
+def _reconfigure(service, ffu, compute_rpc):
+    """The nova service's FFU workaround or compute RPC cap differs from the one asked."""
+    return service.kind.startswith("nova") and (
+        service.ffu != bool(ffu) or service.compute_rpc != (compute_rpc or None))
+
+
+def plan(release, services="running", node=None, ffu=False, compute_rpc=None):
     """
     What ``deploy`` would do: ``{"node", "release", "services", "actions": [...]}``, one
-    action per service that is not yet at ``release`` and ``services`` (running/stopped).
+    action per service that is not yet at ``release`` and ``services`` (running/stopped)
+    or (nova) not yet with ``[workarounds] disable_compute_service_check_for_ffu = ffu``
+    and ``[upgrade_levels] compute = compute_rpc`` (None: not set).
 
     CLI Example:
 
     .. code-block:: bash
 
         salt ctl01 lab_openstack.plan 2025.1 stopped
+        salt ctl01 lab_openstack.plan 2026.1 running ffu=True
     """
     release, node = str(release), node or __opts__["id"]
     if services not in STATES:
@@ -97,20 +106,24 @@ def plan(release, services="running", node=None):
     _run, cloud = _cloud()
     actions = []
     for service in _services(cloud, node):
-        running = service.running()
-        if running and (service.release != release or services == "stopped"):
+        running, changed = service.running(), _reconfigure(service, ffu, compute_rpc)
+        if running and (service.release != release or services == "stopped" or changed):
             actions.append(f"stop {service.kind} ({service.release})")
-        if service.release != release or not os.path.exists(service.config_path):
-            actions.append(f"configure {service.kind} for {release}")
-        if services == "running" and (service.release != release or not running):
+        if service.release != release or not os.path.exists(service.config_path) or changed:
+            workaround = (f", FFU workaround {'on' if ffu else 'off'}, compute RPC cap "
+                          f"{compute_rpc or 'none'}") if changed else ""
+            actions.append(f"configure {service.kind} for {release}{workaround}")
+        if services == "running" and (service.release != release or not running or changed):
             actions.append(f"start {service.kind} at {release}")
     return {"node": node, "release": release, "services": services, "actions": actions}
 
 
-def deploy(release, services="running", node=None):
+def deploy(release, services="running", node=None, ffu=False, compute_rpc=None):
     """
     Bring this node's services to ``release`` (config written from that release, its venv
-    checked) and to ``services``: ``running`` (started, waited healthy) or ``stopped``.
+    checked) and to ``services``: ``running`` (started, waited healthy) or ``stopped``;
+    nova's services with ``[workarounds] disable_compute_service_check_for_ffu = ffu`` and
+    ``[upgrade_levels] compute = compute_rpc``.
     Records the release and whether the services are enabled in the lab cloud's state and
     on the node's disk (the bridge starts them when the VM boots). Already there: nothing
     changes. A failure names the service and shows its log tail.
@@ -123,20 +136,25 @@ def deploy(release, services="running", node=None):
     """
     from lab import bridge, openstack_venv  # pylint: disable=import-outside-toplevel,import-error
 
-    todo = plan(release, services, node)
+    todo = plan(release, services, node, ffu, compute_rpc)
     release, node = todo["release"], todo["node"]
     run, cloud = _cloud()
     targets = _services(cloud, node)
+    changed = [s for s in targets if _reconfigure(s, ffu, compute_rpc)]
     try:
         openstack_venv.ensure(release)
     except Exception as exc:  # pylint: disable=broad-except
         raise CommandExecutionError(f"venv of {release}: {exc}") from exc
     enabled = services == "running"
-    stop = [s for s in targets if s.running() and (s.release != release or not enabled)]
+    stop = [s for s in targets
+            if s.running() and (s.release != release or not enabled or s in changed)]
     if stop:
         cloud.stop_node(node, services=stop)
     for service in targets:
-        if service.release != release or not os.path.exists(service.config_path):
+        if service in changed:
+            service.set_nova_options(ffu, compute_rpc)
+        if (service.release != release or not os.path.exists(service.config_path)
+                or service in changed):
             service.release, service.venv = release, None
             service.write_config()
     cloud.enabled[node] = enabled

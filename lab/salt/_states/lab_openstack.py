@@ -5,14 +5,18 @@ State of the lab's deployment (see lab/salt/_modules/lab_openstack.py)::
       lab_openstack.deployed:
         - release: "2025.1"
         - services: running     # or stopped
+        - ffu: false            # nova's [workarounds] disable_compute_service_check_for_ffu
+        - compute_rpc: auto     # nova's [upgrade_levels] compute (null: not set)
 """
 
 
-def deployed(name, release, services="running"):
-    """This node (``name``: its minion id) at ``release`` with its services ``services``."""
+def deployed(name, release, services="running", ffu=False, compute_rpc=None):
+    """This node (``name``: its minion id) at ``release`` with its services ``services``,
+    nova's FFU workaround ``ffu`` and compute RPC cap ``compute_rpc``."""
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
     try:
-        todo = __salt__["lab_openstack.plan"](release, services, node=name)
+        todo = __salt__["lab_openstack.plan"](release, services, node=name, ffu=ffu,
+                                             compute_rpc=compute_rpc)
     except Exception as exc:  # pylint: disable=broad-except
         ret["comment"] = str(exc)
         return ret
@@ -30,7 +34,8 @@ def deployed(name, release, services="running"):
                    comment=f"{where}: would " + "; ".join(todo["actions"]))
         return ret
     try:
-        __salt__["lab_openstack.deploy"](release, services, node=name)
+        __salt__["lab_openstack.deploy"](release, services, node=name, ffu=ffu,
+                                             compute_rpc=compute_rpc)
     except Exception as exc:  # pylint: disable=broad-except
         ret["comment"] = f"{where} failed: {exc}"
         return ret

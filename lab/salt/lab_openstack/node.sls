@@ -1,6 +1,8 @@
 {#- The lab's deployment of this node's OpenStack services (lab/salt/_states/lab_openstack.py):
       salt ctl01 state.apply lab_openstack.node pillar='{"leapfrog": {"release": "2025.1", "services": "running"}}'
-    leapfrog:services is running (default) or stopped. #}
+    leapfrog:services is running (default) or stopped; leapfrog:ffu (default false) sets nova's
+    [workarounds] disable_compute_service_check_for_ffu, leapfrog:compute_rpc (default null)
+    its [upgrade_levels] compute. #}
 {%- set lf = pillar.get('leapfrog', {}) %}
 {%- if lf.get('release') %}
 lab_openstack_{{ grains['id'] }}:
@@ -8,6 +10,8 @@ lab_openstack_{{ grains['id'] }}:
     - name: {{ grains['id'] }}
     - release: "{{ lf['release'] }}"
     - services: {{ lf.get('services', 'running') }}
+    - ffu: {{ lf.get('ffu', False) | json }}
+    - compute_rpc: {{ lf.get('compute_rpc') | json }}
 {%- else %}
 lab_openstack_needs_release:
   test.fail_without_changes:
