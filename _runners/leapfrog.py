@@ -113,13 +113,16 @@ def run_id(cluster=None, run=None):
     return leapfrog_journal.new_run_id()
 
 
-def begin(cluster=None, run=None, steps=None, orch=None, pillar=None, test=False):
+def begin(cluster=None, run=None, steps=None, orch=None, plan=None, pillar=None,  # pylint: disable=redefined-outer-name
+          test=False):
     """
     Open a run on a cluster: take the cluster's lock (one run at a time; a second run is
     refused with the running one's id; a lock whose process is gone or whose heartbeat is
     older than ``lock:stale_after`` seconds is taken over) and create its journal, or
     resume it when ``run`` names an earlier run (done steps are not repeated).
-    ``steps`` lists the run's step names (shown as pending by ``leapfrog.status``).
+    ``steps`` lists the run's step names (shown as pending by ``leapfrog.status``);
+    ``plan`` (``leapfrog.plan``'s decision) is kept in the journal, so a resumed run renders
+    the same steps even though the cloud has moved on (``leapfrog.plan run=...``).
 
     CLI Example:
 
@@ -137,7 +140,8 @@ def begin(cluster=None, run=None, steps=None, orch=None, pillar=None, test=False
                 for s in (steps or [])]
             return {"cluster": name, "run": tracker.run_id, "test": True,
                     "text": "\n".join(lines)}
-        data = tracker.begin(steps or [], meta={"orch": orch} if orch else None)
+        meta = {key: value for key, value in (("orch", orch), ("plan", plan)) if value}
+        data = tracker.begin(steps or [], meta=meta or None)
     except leapfrog_errors.LeapfrogError as exc:
         return _step_fail(cluster, run, None, exc)
     return {"cluster": name, "run": tracker.run_id, "status": data["status"],
@@ -399,6 +403,12 @@ def _compute_releases(config, computes, timeout):
     return found
 
 
+def _recorded_plan(name, run):
+    """The decision ``begin`` kept in run ``run``'s journal (None: no such run or none kept)."""
+    data = leapfrog_journal.Journal(_journal_root(), name, str(run)).read() or {}
+    return (data.get("meta") or {}).get("plan")
+
+
 def _cloud_releases(config, timeout):
     """``nova_service.releases`` on the first controller (the releases nova records for
     its conductors and computes), or {} when it cannot be read there (no database
@@ -414,7 +424,7 @@ def _cloud_releases(config, timeout):
 
 
 def plan(cluster=None, strategy=None, to=None, control=None, computes=None, pillar=None,
-         timeout=10, test=False):
+         timeout=10, test=False, run=None):
     """
     Print the control-plane plan as a tree (steps, targets, expected impact) and check the
     strategy (pillar ``releases:strategy``, or ``strategy``): a rolling hop the computes'
@@ -424,7 +434,9 @@ def plan(cluster=None, strategy=None, to=None, control=None, computes=None, pill
     ``{node: release}``; without ``computes`` both are what nova records (the service
     versions of its conductors and computes, ``nova_service.releases`` on the first
     controller) when it can be read, else the pillar's (``releases:current``, each
-    compute's ``leapfrog.node_info``); ``releases_from`` says which. Changes nothing (``test`` is accepted for orchestrations).
+    compute's ``leapfrog.node_info``); ``releases_from`` says which. With ``run``, an
+    existing run's recorded decision is returned as it was (``resumed``): its steps must not
+    change when it is resumed. Changes nothing (``test`` is accepted for orchestrations).
 
     CLI Example:
 
@@ -435,6 +447,9 @@ def plan(cluster=None, strategy=None, to=None, control=None, computes=None, pill
     """
     try:
         name, config = _load(cluster, pillar)
+        recorded = _recorded_plan(name, run) if run else None
+        if recorded:
+            return dict(recorded, cluster=name, possible=True, resumed=True)
         releases = config["releases"]
         facts, source = {}, "pillar"
         if computes is None:

@@ -47,15 +47,6 @@ def _lab(args):
                               log=log)
 
 
-def _applied(answers):
-    """Fail unless every minion's state run succeeded."""
-    for minion, states in answers.items():
-        bad = [v.get("comment") for v in states.values() if not v.get("result")] \
-            if isinstance(states, dict) else [states]
-        if bad:
-            raise RuntimeError(f"{minion}: {bad}")
-
-
 def leapfrog_hop(lab):
     started = time.monotonic()
     result = operator.orchestrate(lab.salt, "orch.upgrade_control_plane",
@@ -74,28 +65,10 @@ def leapfrog_hop(lab):
 def naive_hop(lab):
     config = lab.salt.run("leapfrog.cluster_config", "cluster=lab")
     urls = json.loads(config.stdout)["haproxy"]["probe_urls"]
-    pillar = {"leapfrog": {"release": TO, "services": "stopped"}}
-    controllers = "ctl*"
     with leapfrog_probe.Probe(urls, duration=3600, timeout=5) as probe:
         time.sleep(5)
         started = time.monotonic()
-        log("naive: every controller stopped and redeployed at " + TO)
-        _applied(lab.salt.salt(controllers, "state.apply", "lab_openstack.node",
-                               f"pillar={json.dumps(pillar)}", timeout=900))
-        log("naive: DB syncs on ctl01")
-        lab.salt.salt("ctl01", "nova_manage.staged_sync", json.dumps([FROM, TO]),
-                      "online=True", timeout=1800)
-        for service, stages in (("keystone", ("expand", "migrate", "contract")),
-                                ("glance", ("expand", "migrate", "contract")),
-                                ("placement", ("sync",))):
-            for stage in stages:
-                lab.salt.salt("ctl01", "openstack_db.sync", f"service={service}",
-                              f"stage={stage}", f"release={TO}", timeout=900)
-        log("naive: every controller started")
-        pillar["leapfrog"]["services"] = "running"
-        _applied(lab.salt.salt(controllers, "state.apply", "lab_openstack.node",
-                               f"pillar={json.dumps(pillar)}", timeout=900))
-        lab.salt.salt("ctl01", "openstack_verify.wait", "timeout=300", timeout=400)
+        operator.stop_everything_upgrade(lab.salt, FROM, TO, log=log)
         seconds = time.monotonic() - started
         time.sleep(5)
     summary = probe.summary()

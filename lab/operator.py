@@ -98,3 +98,39 @@ def orchestrate(salt, orch, pillar, test=False, approve=True, gates=("approval",
     if found.get("created", "") >= since:
         run = found.get("run")
     return Result(proc.returncode, "".join(out), run=run, approved=approved)
+
+
+def _applied(answers):
+    """Raise unless every minion's state run succeeded."""
+    for minion, states in answers.items():
+        bad = [v.get("comment") for v in states.values() if not v.get("result")] \
+            if isinstance(states, dict) else [states]
+        if bad:
+            raise RuntimeError(f"{minion}: {bad}")
+
+
+def stop_everything_upgrade(salt, frm, to, controllers="ctl*", first="ctl01", log=print):
+    """The naive control-plane upgrade (as MCP's pipeline did it), with leapfrog's modules
+    but none of its care: every controller's services stopped at once and redeployed at
+    ``to`` (``lab_openstack.node``), the DB syncs on ``first`` (nova ``frm`` -> ``to`` with
+    online migrations, keystone and glance expand+migrate+contract, placement), every
+    controller started, then the API waited for. No backup, no drain, no rebuild: the
+    baseline ``bench/bench_upgrade.py`` measures leapfrog against."""
+    pillar = {"leapfrog": {"release": to, "services": "stopped"}}
+    log(f"[naive] every controller stopped and redeployed at {to}")
+    _applied(salt.salt(controllers, "state.apply", "lab_openstack.node",
+                       f"pillar={json.dumps(pillar)}", timeout=900))
+    log(f"[naive] DB syncs on {first}")
+    salt.salt(first, "nova_manage.staged_sync", json.dumps([frm, to]), "online=True",
+              timeout=1800)
+    for service, stages in (("keystone", ("expand", "migrate", "contract")),
+                            ("glance", ("expand", "migrate", "contract")),
+                            ("placement", ("sync",))):
+        for stage in stages:
+            salt.salt(first, "openstack_db.sync", f"service={service}", f"stage={stage}",
+                      f"release={to}", timeout=900)
+    log("[naive] every controller started")
+    pillar["leapfrog"]["services"] = "running"
+    _applied(salt.salt(controllers, "state.apply", "lab_openstack.node",
+                       f"pillar={json.dumps(pillar)}", timeout=900))
+    salt.salt(first, "openstack_verify.wait", "timeout=300", timeout=400)

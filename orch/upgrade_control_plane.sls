@@ -33,7 +33,7 @@
 {%- set cluster = pillar.get('cluster') %}
 {%- set overrides = {'leapfrog': {'clusters': {cluster: {'testing': pillar.get('testing') or {}}}}} if cluster else {} %}
 {%- set info = salt['saltutil.runner']('leapfrog.validate', cluster=cluster) %}
-{%- set decided = salt['saltutil.runner']('leapfrog.plan', cluster=cluster, to=pillar.get('to'), strategy=pillar.get('strategy')) if info.get('valid') else {} %}
+{%- set decided = salt['saltutil.runner']('leapfrog.plan', cluster=cluster, to=pillar.get('to'), strategy=pillar.get('strategy'), run=pillar.get('run')) if info.get('valid') else {} %}
 {%- if not info.get('valid') or not decided.get('possible') %}
 
 refused:
@@ -150,6 +150,10 @@ plan:
   test.show_notification:
     - text: {{ (decided['text'] ~ '\n\nwhy: ' ~ decided['why'] ~ '\n\nsteps of run ' ~ shown.get('text', '')) | json }}
 {%- else %}
-{{ run_states(cluster, run, steps, overrides, 'orch.upgrade_control_plane', rollback='orch.rollback_control_plane') }}
+{%- set kept = {} %}
+{%- for key in ['strategy', 'why', 'control', 'releases_from', 'hops', 'computes', 'text'] %}
+{%-   do kept.update({key: decided.get(key)}) %}
+{%- endfor %}
+{{ run_states(cluster, run, steps, overrides, 'orch.upgrade_control_plane', rollback='orch.rollback_control_plane', plan=kept) }}
 {%- endif %}
 {%- endif %}

@@ -13,6 +13,8 @@ servers), 2024.1 straight to 2026.1 with ``strategy=fast_forward``:
    2026.1 (service version 72, enabled), the workaround removed again; servers ACTIVE
    before and after, and the API outage measured by the probe and written in the report.
 """
+import glob
+import json
 import os
 import signal
 import threading
@@ -31,6 +33,14 @@ FAST_FORWARD = {"cluster": "lab", "to": "2026.1", "strategy": "fast_forward"}
 def lab():
     with whole_lab(controllers=1, computes=2) as the_lab:
         yield the_lab
+
+
+def _journal_steps(lab, run):
+    """The run's journal as the master keeps it, step name -> record (with its result)."""
+    found = glob.glob(os.path.join(lab.salt.base, "**", "leapfrog", "lab", run,
+                                   "journal.json"), recursive=True)
+    with open(found[0]) as handle:
+        return {s["name"]: s for s in json.load(handle)["steps"]}
 
 
 def _workaround(lab):
@@ -96,11 +106,11 @@ def test_fast_forward_rolled_back_then_2024_1_to_2026_1(lab):
     done = operator.orchestrate(lab.salt, "orch.upgrade_control_plane",
                                 dict(FAST_FORWARD, run=run), log=_log)
     assert done.returncode == 0, (done.failed(), done.stdout[-3000:])
-    resumed = _journal_step(lab, run, "cmp01_switch")
+    steps = _journal_steps(lab, run)
+    resumed = steps["cmp01_switch"]
     assert resumed["status"] == "done" and resumed["attempts"] == 2
-    assert _journal_step(lab, run, "dbsync_nova")["attempts"] == 1  # not repeated
-    stopped = _journal_step(lab, run, "cmp01_stop")["result"]
-    assert stopped["release_before"] == "2024.1" and stopped["servers"] >= 0
+    assert steps["dbsync_nova"]["attempts"] == 1  # done before the kill: not repeated
+    assert steps["cmp01_stop"]["result"]["release_before"] == "2024.1"
     assert {v["oscodename"] for v in _grains(lab).values()} == {"trixie"}
     versions = _nova_versions(lab, "2026.1")
     assert versions["at_head"] is True, versions
