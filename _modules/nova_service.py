@@ -554,6 +554,59 @@ def releases():
                          "nova-compute": {h: r["version"] for h, r in computes.items()}}}
 
 
+def _server_row(server):
+    return {"id": server.get("id"), "name": server.get("name"), "status": server.get("status"),
+            "host": server.get("OS-EXT-SRV-ATTR:host"),
+            "task_state": server.get("OS-EXT-STS:task_state")}
+
+
+def migrate_away(host, timeout=600, interval=2, **connection):
+    """
+    Live-migrate every server off ``host`` (the scheduler picks each destination; disable
+    the host first so nothing lands on it again), one at a time, and wait until each is
+    ACTIVE on another host with no task in progress. A server that ends in ERROR, comes
+    back on ``host`` or is still moving after ``timeout`` seconds stops it, named with its
+    status. Returns ``{"host", "migrated": [{"id", "name", "to", "seconds"}], "seconds"}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 nova_service.migrate_away cmp01 timeout=600
+    """
+    limit, pause = _seconds(timeout, "timeout"), max(_seconds(interval, "interval"), 0.1)
+    started, moved = time.monotonic(), []
+    with _Compute(_conf(connection)) as api:
+        api.service(host)
+        for server in api.servers(host):
+            begun = time.monotonic()
+            api.call("POST", f"servers/{server['id']}/action",
+                     json={"os-migrateLive": {"host": None, "block_migration": "auto"}})
+            while True:
+                try:
+                    row = _server_row(api.call("GET", f"servers/{server['id']}")["server"])
+                except NovaServiceError as exc:  # the API restarting: retry until the timeout
+                    row = {"status": f"unknown ({exc})", "host": None, "task_state": None}
+                if row["status"] == "ERROR":
+                    raise NovaServiceError(f"live migration of server {server.get('name')} "
+                                           f"({server['id']}) off {host} ended in ERROR")
+                if row["status"] == "ACTIVE" and row["task_state"] is None and row["host"]:
+                    if row["host"] == host:
+                        raise NovaServiceError(
+                            f"server {server.get('name')} ({server['id']}) is still on {host} "
+                            "after its live migration (no other host could take it?)")
+                    break
+                if time.monotonic() - begun + pause > limit:
+                    raise NovaServiceError(
+                        f"live migration of server {server.get('name')} ({server['id']}) off "
+                        f"{host} not done after {limit:.0f}s: status {row['status']}, task "
+                        f"{row['task_state']}, host {row['host']}")
+                time.sleep(pause)
+            moved.append({"id": server["id"], "name": server.get("name"), "to": row["host"],
+                          "seconds": round(time.monotonic() - begun, 2)})
+    return {"host": host, "migrated": moved, "seconds": round(time.monotonic() - started, 2)}
+
+
 def servers(host=None, **connection):
     """
     Every server (all projects), or those on ``host``: id, name, status, host, task_state,
@@ -570,7 +623,5 @@ def servers(host=None, **connection):
         if host:
             api.service(host)
         found = api.servers(host)
-    rows = [{"id": s.get("id"), "name": s.get("name"), "status": s.get("status"),
-             "host": s.get("OS-EXT-SRV-ATTR:host"), "task_state": s.get("OS-EXT-STS:task_state")}
-            for s in found]
+    rows = [_server_row(s) for s in found]
     return sorted(rows, key=lambda r: (str(r["name"]), str(r["id"])))

@@ -998,10 +998,11 @@ def stopped(cluster=None, run=None, orch=None, rollback=None):
     return out
 
 
-def _step_results(data, suffix):
-    """(step name, result) of the run's done steps whose name ends with ``suffix``."""
+def _step_results(data, suffix, statuses=("done",)):
+    """(step name, result) of the run's steps in ``statuses`` whose name ends with
+    ``suffix``."""
     return [(s["name"], s.get("result")) for s in data["steps"]
-            if s["name"].endswith(suffix) and s["status"] == "done"
+            if s["name"].endswith(suffix) and s["status"] in statuses
             and isinstance(s.get("result"), dict)]
 
 
@@ -1049,9 +1050,28 @@ def _report_facts(data):
                           "oscodename": info.get("oscodename"),
                           "oscodename_before": old.get("oscodename"),
                           "rebuilt": mid in rebuilt}
+    nodes.update(_compute_facts(data))
     revs = {when: _flat_revisions(dict(_step_results(data, f"revisions_{when}")).get(
         f"revisions_{when}")) for when in ("before", "after")}
     return {"backups": backups, "revisions": revs, "nodes": nodes, "rebuilt": sorted(rebuilt)}
+
+
+def _compute_facts(data):
+    """Per compute a run stopped or switched: its release before/after, and why a host was
+    skipped (a line of the report, not a failure)."""
+    computes = {}
+    for name, result in _step_results(data, "_stop"):
+        if "release_before" in result:
+            computes.setdefault(result.get("host") or name[:-len("_stop")], {}).update(
+                release_before=result["release_before"])
+    for name, result in _step_results(data, "_switch", ("done", "skipped")):
+        entry = computes.setdefault(result.get("host") or name[:-len("_switch")], {})
+        if result.get("skipped"):
+            entry["note"] = f"skipped: {result.get('reason')}"
+        else:
+            entry.update(release=result.get("release"),
+                         note=f"switched in {result.get('seconds')} s")
+    return {host: dict(info, role="compute") for host, info in computes.items()}
 
 
 def report(cluster=None, run=None, pillar=None):
@@ -1188,7 +1208,8 @@ def switch_compute(host, release=None, cluster=None, servers=None, reason=None, 
     wait until its service is up with that release's service version and a fresh heartbeat,
     enable it again, and check its servers kept their status. A host with servers is
     skipped when ``servers`` (default ``data_plane:servers``) is ``skip``, switched anyway
-    with ``force``; ``migrate`` is refused (live migration is not written yet). ``reason``
+    with ``force``, emptied first with ``migrate`` (once disabled, every server is
+    live-migrated to a host the scheduler picks: ``nova_service.migrate_away``). ``reason``
     (default ``leapfrog: switching to <release>``) is the disabled reason set and the one
     enable accepts: a host disabled for another reason stays disabled. The API calls run on
     the first controller. Returns per phase the seconds taken.
@@ -1214,12 +1235,13 @@ def switch_compute(host, release=None, cluster=None, servers=None, reason=None, 
             return {"host": host, "skipped": True,
                     "reason": f"{len(before)} server(s) on {host} and data_plane:servers is "
                               "skip (run with servers=force to switch it anyway)"}
-        if before and policy == "migrate":
-            raise leapfrog_errors.LeapfrogError(
-                f"{host} has {len(before)} server(s) and data_plane:servers is migrate: live "
-                "migration is not written yet; use skip or force")
         reason = reason or f"leapfrog: switching to {release}"
         _quiesce(phase, api, host, reason, timeout)
+        moved = []
+        if before and policy == "migrate":  # disabled first: nothing is scheduled back
+            moved = phase("migrate", api, "nova_service.migrate_away",
+                          {"host": host, "timeout": timeout})["migrated"]
+            before = {}
         since = _utc_now()
         phase("redeploy", f"L@{host}", "state.apply",
               {"mods": sls, "pillar": {"leapfrog": {"release": release, "services": "running"}}})
@@ -1234,7 +1256,8 @@ def switch_compute(host, release=None, cluster=None, servers=None, reason=None, 
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"host": host, "error": str(exc), "phases": phase.phases})
     return {"host": host, "cluster": name, "release": release, "servers": len(before),
-            "phases": phase.phases, "seconds": round(time.monotonic() - started, 2)}
+            "migrated": moved, "phases": phase.phases,
+            "seconds": round(time.monotonic() - started, 2)}
 
 
 def stop_compute(host, release, reason=None, cluster=None, pillar=None, timeout=600):

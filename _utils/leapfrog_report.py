@@ -40,7 +40,7 @@ _XML_BAD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 RESULT_LIMIT = 160
 ERROR_LIMIT = 300
 NODE_FIELDS = ("role", "release_before", "release", "oscodename_before", "oscodename",
-               "osrelease", "os", "kernelrelease", "rebuilt")
+               "osrelease", "os", "kernelrelease", "rebuilt", "note")
 BACKUP_FIELDS = ("kind", "name", "node", "id", "path", "sha256", "bytes", "verified",
                  "created")
 PROBE_FIELDS = ("requests", "ok", "failures", "failure_rate", "longest_outage",

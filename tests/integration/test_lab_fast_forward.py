@@ -13,8 +13,6 @@ servers), 2024.1 straight to 2026.1 with ``strategy=fast_forward``:
    2026.1 (service version 72, enabled), the workaround removed again; servers ACTIVE
    before and after, and the API outage measured by the probe and written in the report.
 """
-import glob
-import json
 import os
 import signal
 import threading
@@ -22,8 +20,8 @@ import threading
 import pytest
 
 from lab import operator, procs
-from tests.integration.test_lab_data_plane import _computes
 from tests.integration.test_lab_upgrade import _grains, _journal_step, _nova_versions, _report
+from tests.integration.whole_lab import computes as _computes, journal_steps as _journal_steps
 from tests.integration.whole_lab import log as _log, whole_lab
 
 FAST_FORWARD = {"cluster": "lab", "to": "2026.1", "strategy": "fast_forward"}
@@ -33,14 +31,6 @@ FAST_FORWARD = {"cluster": "lab", "to": "2026.1", "strategy": "fast_forward"}
 def lab():
     with whole_lab(controllers=1, computes=2) as the_lab:
         yield the_lab
-
-
-def _journal_steps(lab, run):
-    """The run's journal as the master keeps it, step name -> record (with its result)."""
-    found = glob.glob(os.path.join(lab.salt.base, "**", "leapfrog", "lab", run,
-                                   "journal.json"), recursive=True)
-    with open(found[0]) as handle:
-        return {s["name"]: s for s in json.load(handle)["steps"]}
 
 
 def _workaround(lab):

@@ -1,6 +1,8 @@
-"""The whole lab (lab.stack.Lab) in a private run dir for a heavy test module, and the
-progress lines its tests print."""
+"""The whole lab (lab.stack.Lab) in a private run dir for a heavy test module, the
+progress lines its tests print, and what they read back (a run's journal, the computes)."""
 import contextlib
+import glob
+import json
 import os
 import shutil
 import tempfile
@@ -29,3 +31,17 @@ def whole_lab(controllers, computes):
             log(f"lab run dir kept: {run_dir}")
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def journal_steps(lab, run):
+    """The run's journal as the master keeps it, step name -> record (with its result)."""
+    found = glob.glob(os.path.join(lab.salt.base, "**", "leapfrog", "lab", run,
+                                   "journal.json"), recursive=True)
+    with open(found[0]) as handle:
+        return {s["name"]: s for s in json.load(handle)["steps"]}
+
+
+def computes(lab):
+    """host -> (state, status, service version) of every nova-compute, as nova shows them."""
+    rows = lab.salt.salt("ctl01", "nova_service.list", timeout=120)["ctl01"]
+    return {r["host"]: (r["state"], r["status"], r["version"]) for r in rows}

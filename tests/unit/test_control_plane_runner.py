@@ -27,6 +27,10 @@ RESULTS = {
         "glance": ["2025_1_contract01"]},
     "nodes_after": {"ctl01": {"id": "ctl01", "os": "Debian", "oscodename": "trixie",
                               "password": "NOT-IN-REPORT"}},
+    "cmp01_stop": {"host": "cmp01", "release_before": "2024.1", "servers": 2},
+    "cmp01_switch": {"host": "cmp01", "release": "2026.1", "seconds": 21.5},
+    "cmp02_switch": {"host": "cmp02", "skipped": True,
+                     "reason": "1 server(s) on cmp02 and data_plane:servers is skip"},
 }
 
 
@@ -48,6 +52,11 @@ def test_report_is_written_from_the_journal_and_the_probe(bus, tmp_path):
         data = json.load(handle)
     assert data["nodes"]["ctl01"]["oscodename"] == "trixie"
     assert data["nodes"]["ctl01"]["oscodename_before"] == "bookworm"
+    assert data["nodes"]["cmp01"] == {"role": "compute", "release_before": "2024.1",
+                                      "release": "2026.1", "note": "switched in 21.5 s"}
+    assert data["nodes"]["cmp02"]["note"].startswith("skipped: 1 server(s) on cmp02")
+    markdown = open(out["paths"]["markdown"]).read()
+    assert "skipped: 1 server(s) on cmp02 and data_plane:servers is skip" in markdown
     kinds = {(b["kind"], b["name"]): b for b in data["backups"]}
     assert kinds[("database", "nova")]["verified"] is True
     assert kinds[("disk", "ctl01")]["verified"] is True

@@ -136,3 +136,22 @@ def test_unpin_changes_nothing_while_a_compute_is_older(minions, monkeypatch):
     out = runner.unpin_compute_rpc("2025.1", cluster="lab")
     assert out["unpinned"] is False and "cmp02 (2024.1)" in out["skipped"]
     assert [f for _, f, _ in minions["calls"]] == ["nova_service.releases"]
+
+
+def test_migrate_policy_empties_the_disabled_host_before_switching_it(minions, monkeypatch):
+    real = runner.leapfrog_minions.call
+
+    def call(opts, target, func, kwargs=None, timeout=600, first=False):
+        if func == "nova_service.migrate_away":
+            minions["calls"].append((target, func, dict(kwargs)))
+            return {"ctl01": {"host": "cmp01", "migrated": [{"id": "s1", "to": "cmp02"}]}}
+        return real(opts, target, func, kwargs, timeout, first)
+
+    monkeypatch.setattr(runner.leapfrog_minions, "call", call)
+    minions["servers"]["after"] = []
+    out = runner.switch_compute("cmp01", release="2025.1", cluster="lab", servers="migrate")
+    assert "retcode" not in out, out
+    assert [f for _, f, _ in minions["calls"]][:5] == [
+        "nova_service.servers", "nova_service.disable", "nova_service.wait_idle",
+        "nova_service.migrate_away", "state.apply"]
+    assert out["migrated"] == [{"id": "s1", "to": "cmp02"}]
