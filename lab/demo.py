@@ -22,6 +22,7 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -71,10 +72,27 @@ def show_rehearsal(states):
             + f" -> revisions {result['revisions']}")
 
 
-def orchestrate(lab, orch, pillar):
-    """One orchestration as an operator runs it; stops the demo if it fails."""
+REPORTS = "/var/tmp/leapfrog-demo-reports"
+
+
+def keep_report(lab, run):
+    """Copy a run's report out of the lab (which the demo removes at the end)."""
+    found = glob.glob(os.path.join(lab.salt.base, "**", "leapfrog", "lab", run, "report"),
+                      recursive=True)
+    if not found:
+        return None
+    kept = os.path.join(REPORTS, run)
+    shutil.copytree(found[0], kept, dirs_exist_ok=True)
+    return os.path.join(kept, "report.md")
+
+
+def orchestrate(lab, orch, pillar, reports):
+    """One orchestration as an operator runs it; its report kept in ``reports``; stops
+    the demo if it fails."""
     say(f"[demo] salt-run state.orch {orch} pillar='{json.dumps(pillar)}'")
     result = operator.orchestrate(lab.salt, orch, pillar, log=lambda line: say(f"    {line}"))
+    if result.run:
+        reports.append(keep_report(lab, result.run))
     if result.returncode != 0:
         raise SystemExit(f"[demo] {orch} failed at {result.failed()} (exit "
                          f"{result.returncode}); salt-run leapfrog.status cluster=lab")
@@ -97,18 +115,19 @@ def show_nodes(lab):
             f"{c['host']} {c['state']} v{c['version']}" for c in computes))
 
 
-def upgrade_path(lab, strategy):
+def upgrade_path(lab, strategy, reports):
     """2024.1 -> 2026.1: rolling (control plane and computes, hop by hop) or fast_forward."""
     servers = {i: s["status"] for i, s in lab.cloud.servers().items()}
     if strategy == "fast_forward":
         orchestrate(lab, "orch.upgrade_control_plane",
-                    {"cluster": "lab", "to": "2026.1", "strategy": "fast_forward"})
+                    {"cluster": "lab", "to": "2026.1", "strategy": "fast_forward"}, reports)
         show_nodes(lab)
     else:
         for to in ("2025.1", "2026.1"):
-            orchestrate(lab, "orch.upgrade_control_plane", {"cluster": "lab", "to": to})
+            orchestrate(lab, "orch.upgrade_control_plane", {"cluster": "lab", "to": to},
+                        reports)
             orchestrate(lab, "orch.upgrade_data_plane",
-                        {"cluster": "lab", "to": to, "servers": "force"})
+                        {"cluster": "lab", "to": to, "servers": "force"}, reports)
             show_nodes(lab)
     servers_active(lab, servers)
 
@@ -138,12 +157,12 @@ def run_demo(lab, strategy="rolling"):
         "production was not migrated")
 
     say(f"[demo] 5/5 upgrade 2024.1 -> 2026.1 ({strategy})")
-    upgrade_path(lab, strategy)
-    reports = sorted(glob.glob(os.path.join(lab.salt.base, "**", "leapfrog", "lab", "*",
-                                            "report", "report.md"), recursive=True))
-    say(f"[demo] done in {time.monotonic() - started:.0f} s; reports:")
-    for report in reports:
-        say(f"    {report}")
+    reports = []
+    try:
+        upgrade_path(lab, strategy, reports)
+    finally:
+        say(f"[demo] reports (kept after the lab is gone): {', '.join(filter(None, reports))}")
+    say(f"[demo] done in {time.monotonic() - started:.0f} s")
 
 
 def main(argv=None):
