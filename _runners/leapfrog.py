@@ -1202,7 +1202,8 @@ def switch_compute(host, release=None, cluster=None, servers=None, reason=None, 
                    timeout=600):
     """
     Switch one compute to ``release`` (default ``releases:target``) without touching its
-    workloads: disable its nova-compute (compute API, with a reason), wait until no
+    workloads (a host whose service already reports that release is skipped, so a re-run
+    changes nothing there): disable its nova-compute (compute API, with a reason), wait until no
     operation is in progress on it, apply ``data_plane:redeploy_sls`` on it with pillar
     ``leapfrog:release`` / ``leapfrog:services: running`` (the new release's code, restarted),
     wait until its service is up with that release's service version and a fresh heartbeat,
@@ -1229,6 +1230,10 @@ def switch_compute(host, release=None, cluster=None, servers=None, reason=None, 
         policy = servers or config["data_plane"]["servers"]
         sls = _compute_sls(config)
         api = f"L@{_first(config, 'controller')}"
+        current = phase("version", api, "nova_service.list", {"host": host})[0]["version"]
+        if current is not None and leapfrog_plan.release_of(current) == release:
+            return {"host": host, "skipped": True,
+                    "reason": f"{host} already runs {release} (service version {current})"}
         before = {s["id"]: s["status"] for s in phase("servers", api, "nova_service.servers",
                                                       {"host": host})}
         if before and policy == "skip":

@@ -19,6 +19,8 @@ def minions(monkeypatch):
 
     def call(opts, target, func, kwargs=None, timeout=600, first=False):
         calls.append((target, func, dict(kwargs or {})))
+        if func == "nova_service.list":
+            return {"ctl01": [{"host": kwargs["host"], "version": servers.get("version", 67)}]}
         if func == "nova_service.servers":
             key = "after" if any(c[1] == "nova_service.enable" for c in calls) else "before"
             return {"ctl01": servers.get(key, servers["before"])}
@@ -32,23 +34,32 @@ def test_forced_switch_runs_every_phase_in_order_on_the_right_minion(minions):
     out = runner.switch_compute("cmp01", release="2025.1", cluster="lab", servers="force")
     assert "retcode" not in out, out
     assert [(t, f) for t, f, _ in minions["calls"]] == [
+        ("L@ctl01", "nova_service.list"),
         ("L@ctl01", "nova_service.servers"), ("L@ctl01", "nova_service.disable"),
         ("L@ctl01", "nova_service.wait_idle"), ("L@cmp01", "state.apply"),
         ("L@ctl01", "nova_service.wait_up"), ("L@ctl01", "nova_service.enable"),
         ("L@ctl01", "nova_service.servers")]
-    apply = minions["calls"][3][2]
+    apply = minions["calls"][4][2]
     assert apply == {"mods": "nova.compute",
                      "pillar": {"leapfrog": {"release": "2025.1", "services": "running"}}}
-    wait_up = minions["calls"][4][2]
+    wait_up = minions["calls"][5][2]
     assert wait_up["version"] == "2025.1" and wait_up["since"]
-    assert minions["calls"][5][2]["reason"] == minions["calls"][1][2]["reason"]
+    assert minions["calls"][6][2]["reason"] == minions["calls"][2][2]["reason"]
     assert set(out["phases"]) >= {"disable", "idle", "redeploy", "up", "enable"}
 
 
 def test_host_with_servers_is_skipped_by_default(minions):
     out = runner.switch_compute("cmp01", release="2025.1", cluster="lab")
     assert out["skipped"] is True and "1 server(s) on cmp01" in out["reason"]
-    assert [f for _, f, _ in minions["calls"]] == ["nova_service.servers"]
+    assert [f for _, f, _ in minions["calls"]] == ["nova_service.list", "nova_service.servers"]
+
+
+def test_a_host_already_at_the_release_is_skipped_untouched(minions):
+    minions["servers"]["version"] = 68
+    out = runner.switch_compute("cmp01", release="2025.1", cluster="lab", servers="force")
+    assert out == {"host": "cmp01", "skipped": True,
+                   "reason": "cmp01 already runs 2025.1 (service version 68)"}
+    assert [f for _, f, _ in minions["calls"]] == ["nova_service.list"]
 
 
 def test_a_server_that_changed_fails_the_switch(minions):
@@ -151,7 +162,7 @@ def test_migrate_policy_empties_the_disabled_host_before_switching_it(minions, m
     minions["servers"]["after"] = []
     out = runner.switch_compute("cmp01", release="2025.1", cluster="lab", servers="migrate")
     assert "retcode" not in out, out
-    assert [f for _, f, _ in minions["calls"]][:5] == [
-        "nova_service.servers", "nova_service.disable", "nova_service.wait_idle",
+    assert [f for _, f, _ in minions["calls"]][:6] == [
+        "nova_service.list", "nova_service.servers", "nova_service.disable", "nova_service.wait_idle",
         "nova_service.migrate_away", "state.apply"]
     assert out["migrated"] == [{"id": "s1", "to": "cmp02"}]
