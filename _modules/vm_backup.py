@@ -890,13 +890,27 @@ def _write_iso(handle, files):
     iso.close()
 
 
+def _new_disk_path(images_dir, domain, image, old_source):
+    """``<domain>-<image name>.qcow2``, or ``...-2.qcow2`` (``-3``, ...) when the domain
+    boots that one already (a second rebuild on the same OS, e.g. the next hop): the disk
+    in use is never overwritten, and a restore of it finds it unchanged."""
+    stem = os.path.splitext(os.path.basename(image))[0]
+    in_use = os.path.abspath(old_source) if old_source else None
+    path, generation = os.path.join(images_dir, f"{domain}-{stem}.qcow2"), 1
+    while path == in_use:
+        generation += 1
+        path = os.path.join(images_dir, f"{domain}-{stem}-{generation}.qcow2")
+    return path
+
+
 def rebuild(node, image, minion_pub=None, minion_pem=None, master=None, seed_iso=None,
             domain=None, template=None, method="overlay", images_dir=None, os_release=None,
             grains=None, stop=False, start=True, backup=None, uri=None, backup_dir=None):
     """
     Replace the domain of ``node`` by a new one booting the OS image ``image`` (a qcow2
     base): a new disk (``method=overlay``: a qcow2 overlay on the image; ``copy``: a full
-    copy) named ``<domain>-<image name>.qcow2`` beside the old disk (which is kept), and a
+    copy) named ``<domain>-<image name>.qcow2`` beside the old disk (which is kept; when
+    the domain boots that very file, ``<domain>-<image name>-2.qcow2``), and a
     NoCloud seed (``seed_iso``, or one built by ``seed`` from ``minion_pub``/``minion_pem``/
     ``master``) attached as a CD-ROM. The domain's other settings come from ``template``
     (domain XML or a path to one) or from the existing domain. The old domain is undefined,
@@ -951,11 +965,7 @@ def rebuild(node, image, minion_pub=None, minion_pem=None, master=None, seed_iso
         if not images_dir:
             raise leapfrog_errors.LeapfrogError("pass images_dir: the template's disk has no file")
         os.makedirs(images_dir, exist_ok=True)
-        stem = os.path.splitext(os.path.basename(image))[0]
-        disk_path = os.path.join(images_dir, f"{domain}-{stem}.qcow2")
-        if old_source and os.path.abspath(old_source) == disk_path:
-            raise leapfrog_errors.LeapfrogError(
-                f"{domain!r} already boots {disk_path}: refusing to overwrite the disk it uses")
+        disk_path = _new_disk_path(images_dir, domain, image, old_source)
         if seed_iso is None:
             if not (minion_pub and minion_pem and master):
                 raise leapfrog_errors.LeapfrogError(
