@@ -401,3 +401,98 @@ def test_restore_refuses_a_backup_of_another_domain(tmp_path, fake_libvirt):
     with pytest.raises(leapfrog_errors.LeapfrogError) as info:
         vm_backup.restore("ctl02", made["backup"])
     assert "is of domain 'ctl01', not 'ctl02'" in str(info.value)
+
+
+def sparse_file(path):
+    """A file with a hole, a block of zeros written as data, data across chunk ends, a tail hole."""
+    chunk = vm_backup.CHUNK
+    with open(path, "wb") as handle:
+        handle.seek(chunk + 4096)  # a hole
+        handle.write(os.urandom(chunk))  # data across a chunk boundary
+        handle.write(bytes(8 * 4096))  # zeros written as data: become a hole
+        handle.write(os.urandom(1000))  # a short, unaligned tail of data
+        handle.truncate(4 * chunk + 123)  # a hole to an unaligned end
+    os.chmod(path, 0o640)
+    return str(path)
+
+
+def test_copy_hashes_every_byte_and_keeps_holes(tmp_path):
+    src = sparse_file(tmp_path / "src.raw")
+    dst = str(tmp_path / "dst.raw")
+    sha, method = vm_backup._copy(src, dst)
+    with open(src, "rb") as a, open(dst, "rb") as b:
+        assert a.read() == b.read()
+    assert sha == vm_backup._sha256(src) == vm_backup._sha256(dst)  # holes hash as zeros
+    assert method == "sparse copy, sha256 in the same pass"  # tmp_path: no reflink
+    assert os.stat(dst).st_blocks * 512 <= vm_backup.CHUNK + 2 * 4096  # holes stayed holes
+    assert os.stat(dst).st_mode & 0o777 == 0o640
+    with pytest.raises(FileExistsError):  # never writes over a file
+        vm_backup._copy(src, dst)
+
+
+def test_copy_of_a_file_that_is_only_a_hole_or_empty(tmp_path):
+    for size in (0, 1, 3 * vm_backup.CHUNK + 5):
+        src = str(tmp_path / f"hole-{size}")
+        with open(src, "wb") as handle:
+            handle.truncate(size)
+        sha, _ = vm_backup._copy(src, src + ".copy")
+        assert sha == vm_backup._sha256(src) and os.path.getsize(src + ".copy") == size
+        assert os.stat(src + ".copy").st_blocks == 0
+
+
+def test_data_runs_skip_whole_blocks_of_zeros():
+    block = vm_backup.SPARSE_BLOCK
+    buf = bytearray(5 * block + 10)
+    buf[1] = 1  # a block that starts with a zero is still data
+    buf[3 * block + 7] = 2
+    buf[-1] = 3  # the partial last block
+    assert vm_backup._data_runs(buf, len(buf)) == [
+        (0, block), (3 * block, 4 * block), (5 * block, 5 * block + 10)]
+    assert vm_backup._data_runs(bytearray(3 * block), 3 * block) == []
+    assert vm_backup._data_runs(buf, 2 * block) == [(0, block)]
+    data = bytearray(os.urandom(4 * block))
+    data[0] = data[block] = 1  # random data: one run
+    assert vm_backup._data_runs(data, len(data)) == [(0, 4 * block)]
+    data[2 * block:3 * block] = bytes(block)
+    assert vm_backup._data_runs(data, len(data) - 1) == [(0, 2 * block), (3 * block, 4 * block - 1)]
+
+
+def test_copy_clones_where_the_filesystem_can(tmp_path, monkeypatch):
+    src = sparse_file(tmp_path / "src.raw")
+    dst = str(tmp_path / "dst.raw")
+
+    def clone(src_fd, dst_fd):  # what FICLONE does: dst shares src's blocks
+        with open(src, "rb") as handle:
+            os.write(dst_fd, handle.read())
+        return True
+
+    monkeypatch.setattr(vm_backup, "_clone", clone)
+    sha, method = vm_backup._copy(src, dst)
+    assert method == "reflink clone" and sha == vm_backup._sha256(src)
+
+
+def test_clone_is_refused_cleanly_where_unsupported(tmp_path):
+    src = sparse_file(tmp_path / "src.raw")
+    with open(src, "rb") as fin, open(tmp_path / "dst", "wb") as fout:
+        assert vm_backup._clone(fin.fileno(), fout.fileno()) in (True, False)
+    assert vm_backup._reflink_supported(str(tmp_path / "probe")) in (True, False)
+
+
+def test_backups_written_before_the_one_pass_copy_still_verify_and_restore(tmp_path,
+                                                                           fake_libvirt):
+    """Manifest format 1 is unchanged: a plain sha256 of each backup file."""
+    disk, dom, conn, made = _backup(tmp_path, fake_libvirt)
+    manifest_path = os.path.join(made["path"], "manifest.json")
+    with open(manifest_path) as handle:
+        manifest = json.load(handle)
+    assert manifest["format"] == 1
+    manifest["disks"][0]["method"] = "cp --sparse=always --reflink=auto"  # the old writer's
+    manifest["disks"][0]["sha256"] = subprocess.run(
+        ["sha256sum", os.path.join(made["path"], "vda.qcow2")], capture_output=True,
+        text=True, check=True).stdout.split()[0]
+    with open(manifest_path, "w") as handle:
+        json.dump(manifest, handle)
+    assert vm_backup.verify(made["backup"])["verified"] is True
+    result = vm_backup.restore("ctl01", made["backup"])
+    assert vm_backup._sha256(disk) == manifest["disks"][0]["sha256"]
+    assert result["disks"][0]["verified"] is True
