@@ -961,9 +961,15 @@ def cluster_config(cluster=None, pillar=None):
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"cluster": cluster, "problems": getattr(exc, "problems", None) or [str(exc)]})
     database = {k: ("****" if k in SECRET_KEYS else v) for k, v in config["database"].items()}
-    found = leapfrog_minions.expected(__opts__, config["roles"]["controller"])
     return {**config, "database": database, "cluster": name,
-            "controllers": [node for node in found if node in config["vms"]["nodes"]]}
+            "controllers": _rolled_controllers(config)}
+
+
+def _rolled_controllers(config):
+    """The controller role's minions that have a VM in ``vms:nodes``: the ones an
+    upgrade rolls, in order."""
+    return [node for node in leapfrog_minions.expected(__opts__, config["roles"]["controller"])
+            if node in config["vms"]["nodes"]]
 
 
 def stopped(cluster=None, run=None, orch=None, rollback=None):
@@ -1330,8 +1336,7 @@ def unpin_compute_rpc(release, cluster=None, pillar=None, timeout=600):
                 "compute(s) " + ", ".join(f"{h} ({r})" for h, r in sorted(older.items()))
                 + f" do not run {release}: the controllers keep [upgrade_levels] compute = "
                 "auto until they do (re-run the data plane for them)")}
-        controllers = [n for n in leapfrog_minions.expected(
-            __opts__, config["roles"]["controller"]) if n in config["vms"]["nodes"]]
+        controllers = _rolled_controllers(config)
         out_of_rotation = len(controllers) > 1
         haproxy = config["roles"]["haproxy"]
         for node in controllers:
