@@ -975,8 +975,9 @@ def _rolled_controllers(config):
 def stopped(cluster=None, run=None, orch=None, rollback=None):
     """
     Say how a failed run goes on: the failed step and its error, the command that resumes
-    it, and the one that rolls it back; stop the run's availability probe. Orchestrations
-    call it on failure (onfail).
+    it, and the one that rolls it back; stop the run's availability probe and write the
+    failed run's report (a resumed run's own report replaces it). Orchestrations call it on
+    failure (onfail).
 
     CLI Example:
 
@@ -986,8 +987,13 @@ def stopped(cluster=None, run=None, orch=None, rollback=None):
     """
     name, _ = _load(cluster, None)
     data = leapfrog_journal.Journal(_journal_root(), name, str(run)).read() or {"steps": []}
-    probe_stop(cluster=name, run=run)  # a failed run's probe would run on until its end
     failed = [s for s in data["steps"] if s["status"] == "failed"]
+    try:  # the failed run's report (its probe stopped: it would run on until its end)
+        written = _write_report(name, run)
+    except Exception as exc:  # pylint: disable=broad-except
+        written = {"error": f"no report: {exc}"}
+        probe_stop(cluster=name, run=run)
+
     def cmd(orchestration, key):
         return (f"salt-run state.orch {orchestration} pillar='{{\"cluster\": \"{name}\", "
                 f"\"{key}\": \"{run}\"}}'")
@@ -995,7 +1001,8 @@ def stopped(cluster=None, run=None, orch=None, rollback=None):
     out = {"cluster": name, "run": run,
            "failed_step": failed[0]["name"] if failed else None,
            "error": (failed[0].get("error") if failed else None),
-           "resume": cmd(orch or "<orchestration>", "run")}
+           "resume": cmd(orch or "<orchestration>", "run"),
+           "report": written.get("paths") or written.get("error")}
     if rollback:
         out["rollback"] = cmd(rollback, "upgrade_run")
     for key in ("failed_step", "resume", "rollback"):
@@ -1063,21 +1070,45 @@ def _report_facts(data):
 
 
 def _compute_facts(data):
-    """Per compute a run stopped or switched: its release before/after, and why a host was
-    skipped (a line of the report, not a failure)."""
+    """Per compute a run stopped or switched: its release before/after, why a host was
+    skipped (a line of the report, not a failure) or why its switch failed (a batch's
+    failure is named in its step's error)."""
     computes = {}
     for name, result in _step_results(data, "_stop"):
         if "release_before" in result:
             computes.setdefault(result.get("host") or name[:-len("_stop")], {}).update(
                 release_before=result["release_before"])
+    switched = [(s["name"][:-len("_switch")], {"error": s.get("error")})
+                for s in data["steps"] if s["status"] == "failed"
+                and s["name"].endswith("_switch") and not s["name"].startswith("batch")]
     for name, result in _step_results(data, "_switch", ("done", "skipped")):
-        entry = computes.setdefault(result.get("host") or name[:-len("_switch")], {})
-        if result.get("skipped"):
+        if isinstance(result.get("hosts"), dict):  # a batch: one result per host
+            switched += [(host, each) for host, each in result["hosts"].items()]
+        else:
+            switched.append((result.get("host") or name[:-len("_switch")], result))
+    for host, result in switched:
+        entry = computes.setdefault(host, {})
+        if "error" in result:
+            entry["note"] = f"failed: {result['error']}"
+        elif result.get("skipped"):
             entry["note"] = f"skipped: {result.get('reason')}"
         else:
             entry.update(release=result.get("release"),
                          note=f"switched in {result.get('seconds')} s")
     return {host: dict(info, role="compute") for host, info in computes.items()}
+
+
+def _write_report(name, run, pillar=None):
+    """Stop the run's probe, build its report from the journal and write it beside it."""
+    import leapfrog_report  # pylint: disable=import-outside-toplevel
+
+    probe = probe_stop(cluster=name, run=run, pillar=pillar)
+    data = leapfrog_journal.Journal(_journal_root(), name, str(run)).read()
+    built = leapfrog_report.build(data, probe=probe, facts=_report_facts(data))
+    paths = leapfrog_report.write(built, os.path.join(_run_dir(name, run), "report"))
+    for line in leapfrog_report.headline_text(built).splitlines():
+        _say(line)
+    return {"paths": paths, "headline": built.get("headline")}
 
 
 def report(cluster=None, run=None, pillar=None):
@@ -1094,20 +1125,10 @@ def report(cluster=None, run=None, pillar=None):
 
         salt-run leapfrog.report cluster=prod1 run=20261122-004100-ab12
     """
-    import leapfrog_report  # pylint: disable=import-outside-toplevel
-
-    def work():
-        probe = probe_stop(cluster=name, run=run, pillar=pillar)
-        data = tracker.journal.read()
-        built = leapfrog_report.build(data, probe=probe, facts=_report_facts(data))
-        paths = leapfrog_report.write(built, os.path.join(_run_dir(name, run), "report"))
-        for line in leapfrog_report.headline_text(built).splitlines():
-            _say(line)
-        return {"paths": paths, "headline": built.get("headline")}
-
     try:
         name, _, tracker = _tracker(cluster, run, pillar)
-        result, _ = tracker.run("report", work, describe="leapfrog.report")
+        result, _ = tracker.run("report", lambda: _write_report(name, run, pillar),
+                                describe="leapfrog.report")
     except leapfrog_errors.LeapfrogError as exc:
         return _step_fail(cluster, run, "report", exc)
     return {"cluster": name, "run": run, **(result or {})}
@@ -1205,7 +1226,7 @@ def _quiesce(phase, api, host, reason, timeout):
 
 
 def switch_compute(host, release=None, cluster=None, servers=None, reason=None, pillar=None,
-                   timeout=600):
+                   timeout=None):
     """
     Switch one compute to ``release`` (default ``releases:target``) without touching its
     workloads (a host whose service already reports that release is skipped, so a re-run
@@ -1218,8 +1239,9 @@ def switch_compute(host, release=None, cluster=None, servers=None, reason=None, 
     with ``force``, emptied first with ``migrate`` (once disabled, every server is
     live-migrated to a host the scheduler picks: ``nova_service.migrate_away``). ``reason``
     (default ``leapfrog: switching to <release>``) is the disabled reason set and the one
-    enable accepts: a host disabled for another reason stays disabled. The API calls run on
-    the first controller. Returns per phase the seconds taken.
+    enable accepts: a host disabled for another reason stays disabled. ``timeout`` (default
+    ``data_plane:timeout``) bounds each wait. The API calls run on the first controller.
+    Returns per phase the seconds taken.
 
     CLI Example:
 
@@ -1227,48 +1249,147 @@ def switch_compute(host, release=None, cluster=None, servers=None, reason=None, 
 
         salt-run leapfrog.switch_compute cmp01 release=2025.1 cluster=prod1 servers=force
     """
+    out = switch_computes([host], release=release, cluster=cluster, servers=servers,
+                          reason=reason, pillar=pillar, timeout=timeout)
+    if not isinstance(out.get("hosts"), dict):  # refused before any host was looked at
+        return out
+    result = out["hosts"][host]
+    return _fail(result) if "error" in result else result
+
+
+def switch_computes(hosts, release=None, cluster=None, servers=None, reason=None, pillar=None,
+                    timeout=None):
+    """
+    Switch a batch of computes to ``release`` together, as :func:`switch_compute` does one:
+    each host is checked, disabled and emptied as its policy says, then the redeploy SLS is
+    applied on the whole batch at once (in parallel, one Salt job), then each is waited
+    for, enabled and checked. A host that fails (its redeploy, or it does not come back
+    within ``timeout``) stays disabled and fails the call, naming it; the others of the batch
+    are finished (enabled), so a re-run only retries the failed ones. Returns
+    ``{"hosts": {host: result}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.switch_computes '[cmp02, cmp03]' release=2025.1 cluster=prod1
+    """
     import time  # pylint: disable=import-outside-toplevel
 
-    started, phase = time.monotonic(), _Phases(timeout)
+    started = time.monotonic()
+    if isinstance(hosts, str):
+        hosts = [h.strip() for h in hosts.split(",") if h.strip()]
     try:
         name, config = _load(cluster, pillar)
         release = str(release or config["releases"]["target"])
-        policy = servers or config["data_plane"]["servers"]
         sls = _compute_sls(config)
-        api = f"L@{_first(config, 'controller')}"
-        current = phase("version", api, "nova_service.list", {"host": host})[0]["version"]
-        if current is not None and leapfrog_plan.release_of(current) == release:
-            return {"host": host, "skipped": True,
-                    "reason": f"{host} already runs {release} (service version {current})"}
-        before = {s["id"]: s["status"] for s in phase("servers", api, "nova_service.servers",
-                                                      {"host": host})}
-        if before and policy == "skip":
-            return {"host": host, "skipped": True,
-                    "reason": f"{len(before)} server(s) on {host} and data_plane:servers is "
-                              "skip (run with servers=force to switch it anyway)"}
-        reason = reason or f"leapfrog: switching to {release}"
-        _quiesce(phase, api, host, reason, timeout)
-        moved = []
-        if before and policy == "migrate":  # disabled first: nothing is scheduled back
-            moved = phase("migrate", api, "nova_service.migrate_away",
-                          {"host": host, "timeout": timeout})["migrated"]
-            before = {}
-        since = _utc_now()
-        phase("redeploy", f"L@{host}", "state.apply",
-              {"mods": sls, "pillar": {"leapfrog": {"release": release, "services": "running"}}})
-        phase("up", api, "nova_service.wait_up",
-              {"host": host, "version": release, "since": since, "timeout": timeout})
-        phase("enable", api, "nova_service.enable", {"host": host, "reason": reason})
-        after = {s["id"]: s["status"] for s in phase("servers_after", api, "nova_service.servers",
-                                                     {"host": host})}
-        if after != before:
-            raise leapfrog_errors.LeapfrogError(
-                f"servers on {host} changed during its switch: before {before}, after {after}")
+        switch = _Switch(config, release, servers or config["data_plane"]["servers"],
+                         reason or f"leapfrog: switching to {release}",
+                         int(timeout or config["data_plane"]["timeout"]))
     except leapfrog_errors.LeapfrogError as exc:
-        return _fail({"host": host, "error": str(exc), "phases": phase.phases})
-    return {"host": host, "cluster": name, "release": release, "servers": len(before),
-            "migrated": moved, "phases": phase.phases,
-            "seconds": round(time.monotonic() - started, 2)}
+        return _fail({"hosts": hosts, "error": str(exc)})
+    results = switch.run(list(hosts), sls)
+    for result in results.values():
+        if "error" not in result and not result.get("skipped"):
+            result["cluster"] = name
+    failed = [h for h in hosts if "error" in results[h]]
+    out = {"cluster": name, "release": release, "hosts": results,
+           "seconds": round(time.monotonic() - started, 2)}
+    if failed:
+        return _fail(dict(out, failed=failed, error="; ".join(
+            f"{h}: {results[h]['error']}" for h in failed)))
+    return out
+
+
+class _Switch:
+    """One batch's switch (see :func:`switch_computes`): per host its phases and outcome."""
+
+    def __init__(self, config, release, policy, reason, timeout):
+        self.release, self.policy, self.reason, self.timeout = release, policy, reason, timeout
+        self.api = f"L@{_first(config, 'controller')}"
+        self.phases, self.before, self.moved, self.results = {}, {}, {}, {}
+
+    def _each(self, hosts, work):
+        """Run ``work(host, phase)`` for each host still going; a failure ends that host."""
+        for host in hosts:
+            if host in self.results:
+                continue
+            try:
+                work(host, self.phases[host])
+            except leapfrog_errors.LeapfrogError as exc:
+                self.results[host] = {"host": host, "error": str(exc),
+                                      "phases": self.phases[host].phases}
+
+    def _check(self, host, phase):
+        current = phase("version", self.api, "nova_service.list", {"host": host})[0]["version"]
+        if current is not None and leapfrog_plan.release_of(current) == self.release:
+            self.results[host] = {"host": host, "skipped": True, "reason": (
+                f"{host} already runs {self.release} (service version {current})")}
+            return
+        self.before[host] = {s["id"]: s["status"] for s in phase(
+            "servers", self.api, "nova_service.servers", {"host": host})}
+        if self.before[host] and self.policy == "skip":
+            self.results[host] = {"host": host, "skipped": True, "reason": (
+                f"{len(self.before[host])} server(s) on {host} and data_plane:servers is "
+                "skip (run with servers=force to switch it anyway)")}
+
+    def _disable(self, host, phase):
+        phase("disable", self.api, "nova_service.disable", {"host": host, "reason": self.reason})
+
+    def _empty(self, host, phase):
+        phase("idle", self.api, "nova_service.wait_idle", {"host": host, "timeout": self.timeout})
+        self.moved[host] = []
+        if self.before[host] and self.policy == "migrate":  # disabled: nothing comes back
+            self.moved[host] = phase("migrate", self.api, "nova_service.migrate_away",
+                                     {"host": host, "timeout": self.timeout})["migrated"]
+            self.before[host] = {}
+
+    def _redeploy(self, hosts, sls):
+        import time  # pylint: disable=import-outside-toplevel
+
+        begun = time.monotonic()
+        _, problems = leapfrog_minions.call_each(
+            __opts__, "L@" + ",".join(hosts), "state.apply",
+            {"mods": sls, "pillar": {"leapfrog": {"release": self.release,
+                                                  "services": "running"}}},
+            timeout=self.timeout)
+        for host in hosts:
+            self.phases[host].phases["redeploy"] = round(time.monotonic() - begun, 2)
+            if host in problems:
+                self.results[host] = {"host": host, "error": problems[host],
+                                      "phases": self.phases[host].phases}
+
+    def _finish(self, host, phase, since):
+        phase("up", self.api, "nova_service.wait_up",
+              {"host": host, "version": self.release, "since": since, "timeout": self.timeout})
+        phase("enable", self.api, "nova_service.enable", {"host": host, "reason": self.reason})
+        after = {s["id"]: s["status"] for s in phase("servers_after", self.api,
+                                                     "nova_service.servers", {"host": host})}
+        if after != self.before[host]:
+            raise leapfrog_errors.LeapfrogError(
+                f"servers on {host} changed during its switch: before {self.before[host]}, "
+                f"after {after}")
+
+    def run(self, hosts, sls):
+        import time  # pylint: disable=import-outside-toplevel
+
+        began = time.monotonic()
+        self.phases = {host: _Phases(self.timeout) for host in hosts}
+        self._each(hosts, self._check)
+        self._each(hosts, self._disable)  # every host first: none is a migration's target
+        self._each(hosts, self._empty)
+        going = [h for h in hosts if h not in self.results]
+        if going:
+            since = _utc_now()
+            self._redeploy(going, sls)
+            self._each(hosts, lambda host, phase: self._finish(host, phase, since))
+        seconds = round(time.monotonic() - began, 2)
+        for host in (h for h in hosts if h not in self.results):
+            self.results[host] = {
+                "host": host, "release": self.release, "servers": len(self.before[host]),
+                "migrated": self.moved[host], "phases": self.phases[host].phases,
+                "seconds": seconds}
+        return {host: self.results[host] for host in hosts}
 
 
 def stop_compute(host, release, reason=None, cluster=None, pillar=None, timeout=600):

@@ -39,8 +39,17 @@ def call(opts, target, fun, kwargs=None, first=False, timeout=600):
     """Run ``fun(**kwargs)`` on the minions of compound ``target``; return {id: return}.
 
     ``first=True`` runs it on the first matching minion only (sorted ids): the "once, on
-    the first controller" steps.
+    the first controller" steps. Any minion's failure raises, naming each.
     """
+    results, problems = call_each(opts, target, fun, kwargs, first=first, timeout=timeout)
+    if problems:
+        raise leapfrog_errors.LeapfrogError("; ".join(problems.values()))
+    return results
+
+
+def call_each(opts, target, fun, kwargs=None, first=False, timeout=600):
+    """Like :func:`call`, in parallel on the minions, without raising for one minion's
+    failure: return ({id: return} of those that succeeded, {id: problem text})."""
     ids = expected(opts, target)
     if not ids:
         raise leapfrog_errors.LeapfrogError(f"target {target!r} matches no minion")
@@ -52,23 +61,21 @@ def call(opts, target, fun, kwargs=None, first=False, timeout=600):
                              timeout=timeout, full_return=True)
     finally:
         client.destroy()
-    problems, results = [], {}
+    problems, results = {}, {}
     for mid in ids:
         answer = answers.get(mid)
         if not isinstance(answer, dict) or "ret" not in answer:
-            problems.append(f"{mid}: no answer to {fun} within {timeout} s")
+            problems[mid] = f"{mid}: no answer to {fun} within {timeout} s"
             continue
         failed_states = _failed_states(answer["ret"]) if fun.startswith("state.") else []
         if failed_states:
-            problems.append(f"{mid}: {fun} failed: {'; '.join(failed_states)}")
+            problems[mid] = f"{mid}: {fun} failed: {'; '.join(failed_states)}"
             continue
         if answer.get("retcode", 0) != 0 or answer.get("success") is False:
-            problems.append(f"{mid}: {fun} failed: {_tail(answer['ret'])}")
+            problems[mid] = f"{mid}: {fun} failed: {_tail(answer['ret'])}"
             continue
         results[mid] = answer["ret"]
-    if problems:
-        raise leapfrog_errors.LeapfrogError("; ".join(problems))
-    return results
+    return results, problems
 
 
 def differences(before, after):

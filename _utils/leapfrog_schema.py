@@ -123,6 +123,9 @@ SCHEMA = {
                         doc="list, glob or compound target upgraded first"),
         "batch": Field((int, str), required=False, default=1, check=_batch),
         "pause": Field(int, required=False, default=30, doc="seconds between restarts"),
+        "timeout": Field(int, required=False, default=600,
+                         doc="seconds a compute may take to get idle, or to come back up "
+                             "at the new release, before its switch fails"),
         "servers": Field(str, required=False, default="skip", choices=SERVER_POLICIES),
         "redeploy_sls": Field(str, required=False, default="",
                               doc="SLS that switches a compute to a release (pillar "

@@ -407,6 +407,9 @@ class OpenStackCloud:
         self.wait_computes_up(list(self.computes))
         self.discover_hosts()
         self.wait_hypervisors(list(self.computes))
+        # the scheduler needs each compute's inventory in placement: with many computes
+        # the first periodic report can land after the hypervisor is listed up
+        self.wait_inventories(list(self.computes))
         self._phase("computes up and discovered", started)
 
         started = time.monotonic()
@@ -591,6 +594,20 @@ class OpenStackCloud:
             time.sleep(1)
         raise CloudError(f"hypervisors {hosts} not listed up within {timeout}s: {found}")
 
+    def wait_inventories(self, hosts, timeout=120):
+        """Wait until placement holds a resource provider with VCPU inventory per host."""
+        deadline = time.monotonic() + timeout
+        missing = list(hosts)
+        while time.monotonic() < deadline:
+            providers = self.resource_providers()
+            missing = [h for h in hosts if h not in providers or "VCPU" not in self.api(
+                "GET", "placement", f"/resource_providers/{providers[h]}/inventories"
+            )["inventories"]]
+            if not missing:
+                return
+            time.sleep(1)
+        raise CloudError(f"no VCPU inventory in placement for {missing} within {timeout}s")
+
     # -- seed data --------------------------------------------------------------------------------
     def _seed(self):
         image = self.api("POST", "glance", "/v2/images", json={
@@ -634,7 +651,9 @@ class OpenStackCloud:
             found = self.servers()
             states = {i: (found.get(i) or {}).get("status") for i in ids}
             if any(s == "ERROR" for s in states.values()):
-                raise CloudError(f"server(s) in ERROR: {states}")
+                faults = {i: self.api("GET", "nova", f"/servers/{i}")["server"].get("fault")
+                          for i, s in states.items() if s == "ERROR"}
+                raise CloudError(f"server(s) in ERROR: {states}; faults: {faults}")
             if all(s == status for s in states.values()):
                 return found
             time.sleep(1)

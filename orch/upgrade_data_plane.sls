@@ -13,13 +13,16 @@
     reason, wait until idle, apply data_plane:redeploy_sls at <to>, wait until up with the
     release's service version, enable, servers unchanged) -> approval (expires after
     approval:expiry or pillar expiry seconds: the rest stays untouched) -> the other hosts in
-    batches, a pause (data_plane:pause) between restarts, stopping at the first failure ->
+    batches of data_plane:batch (a batch's hosts are switched together:
+    leapfrog.switch_computes), a pause (data_plane:pause) between batches, stopping at the
+    first failed batch (its hosts that came back are enabled, the failed one stays disabled) ->
     once every compute runs <to>: the controllers' [upgrade_levels] compute cap lifted
     (leapfrog.unpin_compute_rpc: nova services restarted one controller at a time) ->
     verify through the VIP -> report. Hosts with servers follow data_plane:servers
     (skip | force; pillar servers= overrides).
-    Pillar: cluster, to (default releases:target), canary, batch, servers, expiry, run,
-    testing (fail_at / stall_at: test only). #}
+    Pillar: cluster, to (default releases:target), canary, batch, servers, timeout (seconds
+    a host may take to come back: data_plane:timeout), expiry, run, testing (fail_at /
+    stall_at: test only). #}
 {%- from "orch/run.jinja" import run_states with context %}
 {%- set cluster = pillar.get('cluster') %}
 {%- set overrides = {'leapfrog': {'clusters': {cluster: {'testing': pillar.get('testing') or {}}}}} if cluster else {} %}
@@ -35,9 +38,9 @@ refused:
 {%- set to = pillar.get('to') or info['path'].split(' -> ')[-1] %}
 {%- set run = salt['saltutil.runner']('leapfrog.run_id', run=pillar.get('run')) %}
 {%- set switch = {'release': to} %}
-{%- if pillar.get('servers') %}
-{%-   do switch.update({'servers': pillar['servers']}) %}
-{%- endif %}
+{%- for key in ('servers', 'timeout') if pillar.get(key) %}
+{%-   do switch.update({key: pillar[key]}) %}
+{%- endfor %}
 {%- set steps = [
   ['control_plane_at_target', 'leapfrog.call', {'func': 'nova_manage.versions', 'role': 'controller', 'first': True, 'kwargs': {'release': to}, 'expect': {'at_head': True}}],
   ['prestaged', 'leapfrog.call', {'func': 'nova_manage.revisions', 'role': 'compute', 'kwargs': {'release': to}}],
@@ -46,14 +49,18 @@ refused:
 {%-   do steps.append([host ~ '_switch', 'leapfrog.switch_compute', dict(switch, host=host)]) %}
 {%- endfor %}
 {%- do steps.append(['approval', None, {}]) %}
+{#- a batch of one host is that host's step; a bigger batch is switched together (one
+    step, the redeploy applied on its hosts at once) #}
 {%- for batch in hosts['batches'] %}
-{%-   set outer = loop %}
-{%-   for host in batch %}
-{%-     do steps.append([host ~ '_switch', 'leapfrog.switch_compute', dict(switch, host=host)]) %}
-{%-     if hosts['pause'] and not (outer.last and loop.last) %}
-{%-       do steps.append(['pause_after_' ~ host, 'leapfrog.pause', {'seconds': hosts['pause']}]) %}
-{%-     endif %}
-{%-   endfor %}
+{%-   set name = batch[0] if batch | length == 1 else 'batch%02d' | format(loop.index) %}
+{%-   if batch | length == 1 %}
+{%-     do steps.append([name ~ '_switch', 'leapfrog.switch_compute', dict(switch, host=batch[0])]) %}
+{%-   else %}
+{%-     do steps.append([name ~ '_switch', 'leapfrog.switch_computes', dict(switch, hosts=batch)]) %}
+{%-   endif %}
+{%-   if hosts['pause'] and not loop.last %}
+{%-     do steps.append(['pause_after_' ~ name, 'leapfrog.pause', {'seconds': hosts['pause']}]) %}
+{%-   endif %}
 {%- endfor %}
 {#- every compute at <to>: the controllers' compute RPC cap lifted (skipped, with the reason,
     while one is older) #}

@@ -1,19 +1,24 @@
-"""The data plane on the whole lab (heavy, ~15 min, 2 controllers + 4 computes, 3 servers
+"""The data plane on the whole lab (heavy, ~12 min, 2 controllers + 4 computes, 3 servers
 spread over some of them):
 
 1. the control plane goes to 2025.1 (``orch.upgrade_control_plane``);
 2. ``orch.upgrade_data_plane`` without approval: the canary (cmp01) is switched to 2025.1,
    the approval expires, the run stops and cmp02..cmp04 are untouched (still 2024.1's
    service version);
-3. a new run, approved with ``salt-run leapfrog.approve``, brings every other compute to
-   2025.1 (cmp01, done by the expired run, is skipped): ``nova_service.list`` shows them up,
-   enabled, at 2025.1's service version (68); the servers stay ACTIVE and the probe through
-   the VIP records 0 failed requests.
+3. a new run, approved with ``salt-run leapfrog.approve``, in batches of two, while cmp03
+   cannot come back (its nova-compute exits at start): the first batch (cmp02, cmp03)
+   fails naming cmp03 after ``timeout``; cmp02 is enabled at 2025.1, cmp03 stays disabled,
+   cmp04 is untouched; the failed run's report names cmp03;
+4. cmp03 fixed, the same run resumes (``run=``) and brings every other compute to 2025.1
+   (cmp01, done by the expired run, and cmp02 are skipped): ``nova_service.list`` shows
+   them up, enabled, at 2025.1's service version (68); the servers stay ACTIVE and the probe
+   through the VIP records 0 failed requests.
 
 (``servers: migrate`` is not part of it: on the lab, live migration moves the servers but
 nova leaves the migration records "running", so the destination then looks busy.)
 """
 import json
+import os
 
 import pytest
 
@@ -50,14 +55,39 @@ def test_canary_expiry_then_every_compute_to_2025_1(lab):
     assert expired.returncode != 0 and expired.failed()[0] == "approval"
     assert _computes(lab) == _all(67, hosts=("cmp02", "cmp03", "cmp04"), cmp01=68)
 
-    done = operator.orchestrate(lab.salt, "orch.upgrade_data_plane", DATA_PLANE, log=_log)
+    # cmp03 cannot come back (its log file path is a directory: nova-compute exits at
+    # start): its batch (cmp02, cmp03) fails naming it, cmp02 is enabled at 2025.1, cmp03
+    # stays disabled, cmp04 (the next batch) is untouched
+    broken = lab.cloud.computes["cmp03"].log_path
+    os.replace(broken, broken + ".moved")
+    os.mkdir(broken)
+    failed = operator.orchestrate(lab.salt, "orch.upgrade_data_plane",
+                                  dict(DATA_PLANE, batch=2, timeout=60), log=_log)
+    assert failed.returncode != 0 and failed.failed()[0] == "batch01_switch"
+    assert failed.approved == [(failed.run, "approval")]
+    steps = _journal_steps(lab, failed.run)
+    assert "cmp03" in steps["batch01_switch"]["error"], steps["batch01_switch"]
+    assert "not up" in steps["batch01_switch"]["error"], steps["batch01_switch"]
+    found = _computes(lab)
+    assert found["cmp01"] == found["cmp02"] == ("up", "enabled", 68)
+    assert found["cmp03"][1:] == ("disabled", 67) and found["cmp04"] == ("up", "enabled", 67)
+    assert "cmp03" in json.dumps(_report(lab, failed.run)["steps"])
+
+    # fixed, the same run resumes: cmp02 skipped (already there), cmp03 and cmp04 switched
+    os.rmdir(broken)
+    done = operator.orchestrate(lab.salt, "orch.upgrade_data_plane",
+                                dict(DATA_PLANE, batch=2, timeout=60, run=failed.run),
+                                log=_log)
     assert done.returncode == 0, (done.failed(), done.stdout[-3000:])
-    assert done.approved == [(done.run, "approval")]
+    assert done.approved == []  # approved in the first attempt of the run
     assert _computes(lab) == _all(68)
     assert {i: s["status"] for i, s in lab.cloud.servers().items()} == servers
-    steps = _journal_steps(lab, done.run)
+    steps = _journal_steps(lab, failed.run)
     assert steps["cmp01_switch"]["status"] == "skipped"  # already at 2025.1
     assert "cmp01 already runs 2025.1" in steps["cmp01_switch"]["result"]["reason"]
-    report = _report(lab, done.run)
+    batch = steps["batch01_switch"]["result"]["hosts"]
+    assert batch["cmp02"]["skipped"] and batch["cmp03"]["release"] == "2025.1"
+    assert steps["batch01_switch"]["attempts"] == 2
+    report = _report(lab, failed.run)
     assert report["availability"]["failures"] == 0, json.dumps(report["availability"])[:500]
     assert report["availability"]["requests"] > 100

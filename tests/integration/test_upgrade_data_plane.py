@@ -30,3 +30,17 @@ def test_hosts_in_batches_by_percentage(salt_master):
         "leapfrog.data_plane_hosts", "cluster=lab", "canary=", "batch=50%")
     assert ret.returncode == 0, ret
     assert ret.data["canary"] == [] and ret.data["batches"] == [["cmp01"], ["cmp02"]]
+
+
+def test_a_batch_of_two_is_one_step_switching_both_together(salt_master):
+    ret = salt_master.salt_run_cli(timeout=300).run(
+        "state.orch", "orch.upgrade_data_plane",
+        "pillar=" + json.dumps({"cluster": "lab", "to": "2025.1", "canary": "",
+                                "batch": 2}), "test=True")
+    assert ret.returncode == 0, ret
+    states = next(iter(ret.data["data"].values()))
+    text = next(v["comment"] for v in states.values() if v["__id__"] == "plan")
+    assert 'in batches: [["cmp01", "cmp02"]]' in text
+    steps = [line.split(":")[0].strip() for line in text.splitlines() if "would run" in line]
+    assert steps == ["control_plane_at_target", "prestaged", "approval", "batch01_switch",
+                     "unpin_compute_rpc", "verify"]

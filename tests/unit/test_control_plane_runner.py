@@ -87,6 +87,9 @@ def test_stopped_names_the_failed_step_and_both_ways_on(bus):
     assert out["resume"] == ("salt-run state.orch orch.upgrade_control_plane "
                              "pillar='{\"cluster\": \"lab\", \"run\": \"r2\"}'")
     assert out["rollback"].startswith("salt-run state.orch orch.rollback_control_plane")
+    with open(out["report"]["json"]) as handle:  # the failed run's report, naming the error
+        written = json.load(handle)
+    assert written["status"] == "failed" and "disk full" in json.dumps(written["steps"])
 
 
 def test_stopped_stops_the_runs_probe(bus):

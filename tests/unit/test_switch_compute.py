@@ -26,8 +26,16 @@ def minions(monkeypatch):
             return {"ctl01": servers.get(key, servers["before"])}
         return {target[2:]: {"ok": True}}
 
+    def call_each(opts, target, func, kwargs=None, timeout=600, first=False):
+        calls.append((target, func, dict(kwargs or {})))
+        hosts = target[2:].split(",")
+        return ({h: {"ok": True} for h in hosts if h not in broken},
+                {h: f"{h}: {func} failed: {broken[h]}" for h in hosts if h in broken})
+
+    broken = {}
     monkeypatch.setattr(runner.leapfrog_minions, "call", call)
-    return {"calls": calls, "servers": servers, "pillar": pillar}
+    monkeypatch.setattr(runner.leapfrog_minions, "call_each", call_each)
+    return {"calls": calls, "servers": servers, "pillar": pillar, "broken": broken}
 
 
 def test_forced_switch_runs_every_phase_in_order_on_the_right_minion(minions):
@@ -46,6 +54,37 @@ def test_forced_switch_runs_every_phase_in_order_on_the_right_minion(minions):
     assert wait_up["version"] == "2025.1" and wait_up["since"]
     assert minions["calls"][6][2]["reason"] == minions["calls"][2][2]["reason"]
     assert set(out["phases"]) >= {"disable", "idle", "redeploy", "up", "enable"}
+
+
+def test_a_batch_is_redeployed_in_one_job_after_every_host_is_disabled(minions):
+    out = runner.switch_computes(["cmp01", "cmp02"], release="2025.1", cluster="lab",
+                                 servers="force")
+    assert "retcode" not in out, out
+    calls = [(t, f, k.get("host")) for t, f, k in minions["calls"]]
+    assert calls.index(("L@ctl01", "nova_service.disable", "cmp02")) < calls.index(
+        ("L@ctl01", "nova_service.wait_idle", "cmp01"))
+    assert [t for t, f, _ in calls if f == "state.apply"] == ["L@cmp01,cmp02"]
+    assert [h for _, f, h in calls if f == "nova_service.enable"] == ["cmp01", "cmp02"]
+    assert {h: r["release"] for h, r in out["hosts"].items()} == {"cmp01": "2025.1",
+                                                                  "cmp02": "2025.1"}
+
+
+def test_a_host_whose_redeploy_fails_stays_disabled_and_fails_the_batch_naming_it(minions):
+    minions["broken"]["cmp02"] = "nova-compute (2025.1) on cmp02 exited"
+    out = runner.switch_computes("cmp01,cmp02,cmp03", release="2025.1", cluster="lab",
+                                 servers="force")
+    assert out["retcode"] == 1 and out["failed"] == ["cmp02"]
+    assert out["error"].startswith("cmp02: cmp02: state.apply failed: nova-compute (2025.1)")
+    enabled = [k["host"] for _, f, k in minions["calls"] if f == "nova_service.enable"]
+    assert enabled == ["cmp01", "cmp03"]
+    assert out["hosts"]["cmp01"]["release"] == "2025.1"
+
+
+def test_one_host_switch_reports_its_failure_with_the_retcode(minions):
+    minions["broken"]["cmp01"] = "boom"
+    out = runner.switch_compute("cmp01", release="2025.1", cluster="lab", servers="force")
+    assert out["retcode"] == 1 and out["host"] == "cmp01" and "boom" in out["error"]
+    assert "nova_service.enable" not in [f for _, f, _ in minions["calls"]]
 
 
 def test_host_with_servers_is_skipped_by_default(minions):
