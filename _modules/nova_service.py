@@ -566,7 +566,7 @@ def migrate_away(host, timeout=600, interval=2, **connection):
     the host first so nothing lands on it again), one at a time, and wait until each is
     ACTIVE on another host with no task in progress. A server that ends in ERROR, comes
     back on ``host`` or is still moving after ``timeout`` seconds stops it, named with its
-    status. Returns ``{"host", "migrated": [{"id", "name", "to", "seconds"}], "seconds"}``.
+    status. A server counts as moved once nova has also closed its migration record. Returns ``{"host", "migrated": [{"id", "name", "to", "seconds"}], "seconds"}``.
 
     CLI Example:
 
@@ -595,7 +595,11 @@ def migrate_away(host, timeout=600, interval=2, **connection):
                         raise NovaServiceError(
                             f"server {server.get('name')} ({server['id']}) is still on {host} "
                             "after its live migration (no other host could take it?)")
-                    break
+                    # the server is ACTIVE on its destination before the source compute
+                    # marks the migration completed: restarting the source before that
+                    # leaves the record "running" and the destination looks busy for ever
+                    if not _migrating(api, server["id"]):
+                        break
                 if time.monotonic() - begun + pause > limit:
                     raise NovaServiceError(
                         f"live migration of server {server.get('name')} ({server['id']}) off "
@@ -605,6 +609,12 @@ def migrate_away(host, timeout=600, interval=2, **connection):
             moved.append({"id": server["id"], "name": server.get("name"), "to": row["host"],
                           "seconds": round(time.monotonic() - begun, 2)})
     return {"host": host, "migrated": moved, "seconds": round(time.monotonic() - started, 2)}
+
+
+def _migrating(api, server_id):
+    """The server's migrations nova still counts as in progress."""
+    found = api.call("GET", "os-migrations", params={"instance_uuid": server_id}) or {}
+    return [m for m in found.get("migrations", []) if m.get("status") not in MIGRATION_DONE]
 
 
 def servers(host=None, **connection):

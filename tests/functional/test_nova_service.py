@@ -91,6 +91,44 @@ def test_busy_idle_and_servers_on_the_lab(openstack_cloud, nova):
     assert [s["host"] for s in nova["servers"](host="cmp02")] == ["cmp02"]
 
 
+def _moved_back(cloud, nova, server_id, host, timeout=120):
+    """Live-migrate one server to ``host`` (the lab's own client) and wait until nova has
+    closed its migration: the session's layout restored."""
+    import time  # pylint: disable=import-outside-toplevel
+
+    cloud.api("POST", "nova", f"/servers/{server_id}/action",
+              json={"os-migrateLive": {"host": host, "block_migration": "auto"}})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cloud.servers()[server_id]["host"] == host and not nova["busy"](host):
+            return
+        time.sleep(1)
+    raise AssertionError(f"server {server_id} not back on {host} within {timeout}s")
+
+
+def test_migrate_away_empties_a_disabled_host_and_leaves_no_migration_open(
+        openstack_cloud, nova):
+    """The scheduler picks cmp01 for cmp02's server; once migrate_away returns, nova has
+    closed the migration record, so neither host looks busy (a record left "running" made
+    the destination look busy until wait_idle's timeout)."""
+    cloud = openstack_cloud
+    before = cloud.servers()
+    on_cmp02 = [i for i, s in before.items() if s["host"] == "cmp02"]
+    nova["disable"]("cmp02", REASON)
+    try:
+        out = nova["migrate_away"]("cmp02", timeout=120)
+        assert [(m["id"], m["to"]) for m in out["migrated"]] == [(i, "cmp01") for i in on_cmp02]
+        assert nova["busy"]("cmp01") == [] and nova["busy"]("cmp02") == []
+        assert nova["wait_idle"]("cmp01", timeout=5)["idle"] is True
+        assert nova["servers"](host="cmp02") == []
+        assert {s["status"] for s in cloud.servers().values()} == {"ACTIVE"}
+    finally:
+        nova["enable"]("cmp02", reason=REASON)
+        for server_id in on_cmp02:
+            _moved_back(cloud, nova, server_id, "cmp02")
+    assert cloud.servers() == before
+
+
 def test_unknown_host_is_a_clear_error(nova):
     for name, args in (("disable", ("cmp99", REASON)), ("enable", ("cmp99",)),
                        ("busy", ("cmp99",)), ("wait_up", ("cmp99",))):

@@ -14,8 +14,8 @@ spread over some of them):
    them up, enabled, at 2025.1's service version (68); the servers stay ACTIVE and the probe
    through the VIP records 0 failed requests.
 
-(``servers: migrate`` is not part of it: on the lab, live migration moves the servers but
-nova leaves the migration records "running", so the destination then looks busy.)
+The batch runs use ``servers: migrate``: the servers of cmp02 and cmp03 are live-migrated
+(nova's fake driver) to an enabled host before their redeploy, and stay ACTIVE.
 """
 import json
 import os
@@ -28,6 +28,9 @@ from tests.integration.whole_lab import computes as _computes, journal_steps as 
 from tests.integration.whole_lab import log as _log, whole_lab
 
 DATA_PLANE = {"cluster": "lab", "to": "2025.1", "servers": "force"}
+# batches of two (cmp02+cmp03, then cmp04), servers live-migrated away first, a host gets
+# 60 s to come back
+BATCHES = {"batch": 2, "servers": "migrate", "timeout": 60}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +65,7 @@ def test_canary_expiry_then_every_compute_to_2025_1(lab):
     os.replace(broken, broken + ".moved")
     os.mkdir(broken)
     failed = operator.orchestrate(lab.salt, "orch.upgrade_data_plane",
-                                  dict(DATA_PLANE, batch=2, timeout=60), log=_log)
+                                  dict(DATA_PLANE, **BATCHES), log=_log)
     assert failed.returncode != 0 and failed.failed()[0] == "batch01_switch"
     assert failed.approved == [(failed.run, "approval")]
     steps = _journal_steps(lab, failed.run)
@@ -72,12 +75,15 @@ def test_canary_expiry_then_every_compute_to_2025_1(lab):
     assert found["cmp01"] == found["cmp02"] == ("up", "enabled", 68)
     assert found["cmp03"][1:] == ("disabled", 67) and found["cmp04"] == ("up", "enabled", 67)
     assert "cmp03" in json.dumps(_report(lab, failed.run)["steps"])
+    # servers: migrate: the batch's servers were live-migrated away before its redeploy
+    after = lab.cloud.servers()
+    assert {s["status"] for s in after.values()} == {"ACTIVE"} and set(after) == set(servers)
+    assert not [s for s in after.values() if s["host"] in ("cmp02", "cmp03")], after
 
     # fixed, the same run resumes: cmp02 skipped (already there), cmp03 and cmp04 switched
     os.rmdir(broken)
     done = operator.orchestrate(lab.salt, "orch.upgrade_data_plane",
-                                dict(DATA_PLANE, batch=2, timeout=60, run=failed.run),
-                                log=_log)
+                                dict(DATA_PLANE, run=failed.run, **BATCHES), log=_log)
     assert done.returncode == 0, (done.failed(), done.stdout[-3000:])
     assert done.approved == []  # approved in the first attempt of the run
     assert _computes(lab) == _all(68)
