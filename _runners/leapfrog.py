@@ -161,8 +161,10 @@ def _call_runner(fun, args=None, kwargs=None):
         isinstance(ret, dict) and ret.get("retcode")) or (
         isinstance(ret, str) and ret.startswith(("Exception occurred", "\nPassed invalid")))
     if failed:
-        raise leapfrog_errors.LeapfrogError(
-            f"{fun} failed: {leapfrog_journal.summarize(ret, 400)}")
+        error = ret.get("error") if isinstance(ret, dict) else None
+        raise leapfrog_errors.LeapfrogError(  # its own error whole: it names the cause
+            f"{fun} failed: {error}" if isinstance(error, str)
+            else f"{fun} failed: {leapfrog_journal.summarize(ret, 400)}")
     return ret
 
 
@@ -1488,6 +1490,58 @@ def pause(seconds=30, cluster=None):  # pylint: disable=unused-argument
 
     time.sleep(float(seconds))
     return {"paused": float(seconds)}
+
+
+def _would_change(state):
+    """One line for a state a ``test=True`` run says would change: its id, its comment and
+    a file's diff when it shows one."""
+    line = f"{state.get('__id__', '?')}: {state.get('comment', '')}".strip()
+    diff = (state.get("changes") or {}).get("diff")
+    return f"{line}\n{diff}" if diff else line
+
+
+def compute_changes(release=None, cluster=None, pillar=None, timeout=300):
+    """
+    What switching each compute to ``release`` (default ``releases:target``) would change,
+    before anything is touched: per host its release now (nova's service version) and the
+    target, and what ``data_plane:redeploy_sls`` would do there (``state.apply`` with
+    ``test=True``, the switch's pillar: packages or venv to install, config diffs,
+    services to restart, as that SLS's states report them). Changes nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.compute_changes release=2025.1 cluster=prod1
+    """
+    try:
+        name, config = _load(cluster, pillar)
+        release = str(release or config["releases"]["target"])
+        answers, problems = leapfrog_minions.call_each(
+            __opts__, config["roles"]["compute"], "state.apply",
+            {"mods": _compute_sls(config), "test": True,
+             "pillar": {"leapfrog": {"release": release, "services": "running"}}},
+            timeout=timeout)
+        now = _cloud_releases(config, timeout).get("computes") or {}
+    except leapfrog_errors.LeapfrogError as exc:
+        return _fail({"cluster": cluster, "error": str(exc)})
+    hosts = {}
+    for host in sorted(set(answers) | set(problems)):
+        states = answers.get(host) or {}
+        pending = sorted((s for s in states.values() if isinstance(s, dict)
+                          and (s.get("result") is None or s.get("changes"))),
+                         key=lambda s: s.get("__run_num__", 0))
+        hosts[host] = {"release": now.get(host), "target": release,
+                       "changes": [_would_change(s) for s in pending]}
+        if host in problems:
+            hosts[host]["error"] = problems[host]
+    out = {"cluster": name, "release": release, "hosts": hosts}
+    lines = [f"{h}: {i['release'] or '?'} -> {release}: "
+             + ("; ".join(i["changes"]) or "nothing to change") for h, i in hosts.items()]
+    out["summary"] = "\n".join(lines)
+    if problems:
+        return _fail(dict(out, error="; ".join(problems.values())))
+    return out
 
 
 def data_plane_hosts(cluster=None, canary=None, batch=None, pillar=None):

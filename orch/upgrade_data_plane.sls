@@ -9,7 +9,9 @@
     Stages: the control plane's databases must already be at <to>'s heads (nova refuses
     computes newer than their control plane) and the target release must be runnable on
     every compute (pre-staged: its nova code reads its own migrations there; nothing is
-    restarted) -> canary hosts, one at a time (leapfrog.switch_compute: disable with a
+    restarted) -> per host what the switch would change (leapfrog.compute_changes: the
+    redeploy SLS with test=True, recorded in the journal) -> canary hosts, one at a time
+    (leapfrog.switch_compute: disable with a
     reason, wait until idle, apply data_plane:redeploy_sls at <to>, wait until up with the
     release's service version, enable, servers unchanged) -> approval (expires after
     approval:expiry or pillar expiry seconds: the rest stays untouched) -> the other hosts in
@@ -44,6 +46,7 @@ refused:
 {%- set steps = [
   ['control_plane_at_target', 'leapfrog.call', {'func': 'nova_manage.versions', 'role': 'controller', 'first': True, 'kwargs': {'release': to}, 'expect': {'at_head': True}}],
   ['prestaged', 'leapfrog.call', {'func': 'nova_manage.revisions', 'role': 'compute', 'kwargs': {'release': to}}],
+  ['changes', 'leapfrog.compute_changes', {'release': to}],
 ] %}
 {%- for host in hosts['canary'] %}
 {%-   do steps.append([host ~ '_switch', 'leapfrog.switch_compute', dict(switch, host=host)]) %}
@@ -70,10 +73,11 @@ refused:
 
 {%- if opts.get('test') %}
 {%- set shown = salt['saltutil.runner']('leapfrog.begin', cluster=cluster, run=run, steps=names, pillar=overrides, test=True) %}
+{%- set changes = salt['saltutil.runner']('leapfrog.compute_changes', cluster=cluster, release=to) %}
 
 plan:
   test.show_notification:
-    - text: {{ ('data plane of ' ~ cluster ~ ' to ' ~ to ~ '\ncanary: ' ~ (hosts['canary'] | join(', ') or 'none') ~ '\nthen, after approval, in batches: ' ~ (hosts['batches'] | json) ~ ' (pause ' ~ hosts['pause'] ~ ' s between restarts)\nper host: disable (reason), wait idle, apply the redeploy SLS at ' ~ to ~ ', wait up with its service version, enable, servers unchanged\n' ~ shown.get('text', '')) | json }}
+    - text: {{ ('data plane of ' ~ cluster ~ ' to ' ~ to ~ '\ncanary: ' ~ (hosts['canary'] | join(', ') or 'none') ~ '\nthen, after approval, in batches: ' ~ (hosts['batches'] | json) ~ ' (pause ' ~ hosts['pause'] ~ ' s between batches)\nper host now: ' ~ (changes.get('summary') or changes.get('error', '')) ~ '\nper host: disable (reason), wait idle, apply the redeploy SLS at ' ~ to ~ ', wait up with its service version, enable, servers unchanged\n' ~ shown.get('text', '')) | json }}
 {%- else %}
 {{ run_states(cluster, run, steps, overrides, 'orch.upgrade_data_plane', expiry=pillar.get('expiry')) }}
 {%- endif %}

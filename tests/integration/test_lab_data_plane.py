@@ -6,8 +6,8 @@ spread over some of them):
    the approval expires, the run stops and cmp02..cmp04 are untouched (still 2024.1's
    service version);
 3. a new run, approved with ``salt-run leapfrog.approve``, in batches of two, while cmp03
-   cannot come back (its nova-compute exits at start): the first batch (cmp02, cmp03)
-   fails naming cmp03 after ``timeout``; cmp02 is enabled at 2025.1, cmp03 stays disabled,
+   cannot come back (its redeploy fails: its config path is a directory): the first batch
+   (cmp02, cmp03) fails naming cmp03; cmp02 is enabled at 2025.1, cmp03 stays disabled,
    cmp04 is untouched; the failed run's report names cmp03;
 4. cmp03 fixed, the same run resumes (``run=``) and brings every other compute to 2025.1
    (cmp01, done by the expired run, and cmp02 are skipped): ``nova_service.list`` shows
@@ -29,8 +29,8 @@ from tests.integration.whole_lab import log as _log, whole_lab
 
 DATA_PLANE = {"cluster": "lab", "to": "2025.1", "servers": "force"}
 # batches of two (cmp02+cmp03, then cmp04), servers live-migrated away first, a host gets
-# 60 s to come back
-BATCHES = {"batch": 2, "servers": "migrate", "timeout": 60}
+# 120 s to move a server or to come back
+BATCHES = {"batch": 2, "servers": "migrate", "timeout": 120}
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +58,11 @@ def test_canary_expiry_then_every_compute_to_2025_1(lab):
     assert expired.returncode != 0 and expired.failed()[0] == "approval"
     assert _computes(lab) == _all(67, hosts=("cmp02", "cmp03", "cmp04"), cmp01=68)
 
-    # cmp03 cannot come back (its log file path is a directory: nova-compute exits at
-    # start): its batch (cmp02, cmp03) fails naming it, cmp02 is enabled at 2025.1, cmp03
-    # stays disabled, cmp04 (the next batch) is untouched
-    broken = lab.cloud.computes["cmp03"].log_path
+    # cmp03 cannot come back (its nova.conf path is a directory: the redeploy stops its
+    # nova-compute, then cannot write the new config): its batch (cmp02, cmp03) fails
+    # naming it, cmp02 is enabled at 2025.1, cmp03 stays disabled, cmp04 (the next batch)
+    # is untouched
+    broken = lab.cloud.computes["cmp03"].config_path
     os.replace(broken, broken + ".moved")
     os.mkdir(broken)
     failed = operator.orchestrate(lab.salt, "orch.upgrade_data_plane",
@@ -70,11 +71,16 @@ def test_canary_expiry_then_every_compute_to_2025_1(lab):
     assert failed.approved == [(failed.run, "approval")]
     steps = _journal_steps(lab, failed.run)
     assert "cmp03" in steps["batch01_switch"]["error"], steps["batch01_switch"]
-    assert "not up" in steps["batch01_switch"]["error"], steps["batch01_switch"]
+    assert "Is a directory" in steps["batch01_switch"]["error"], steps["batch01_switch"]
     found = _computes(lab)
     assert found["cmp01"] == found["cmp02"] == ("up", "enabled", 68)
     assert found["cmp03"][1:] == ("disabled", 67) and found["cmp04"] == ("up", "enabled", 67)
     assert "cmp03" in json.dumps(_report(lab, failed.run)["steps"])
+    # before anything was touched, the run said per host what its switch would change
+    changes = steps["changes"]["result"]["hosts"]
+    assert changes["cmp01"] == {"release": "2025.1", "target": "2025.1", "changes": []}
+    assert changes["cmp04"]["release"] == "2024.1"
+    assert "would stop nova-compute (2024.1)" in changes["cmp04"]["changes"][0]
     # servers: migrate: the batch's servers were live-migrated away before its redeploy
     after = lab.cloud.servers()
     assert {s["status"] for s in after.values()} == {"ACTIVE"} and set(after) == set(servers)

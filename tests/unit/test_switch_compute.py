@@ -205,3 +205,28 @@ def test_migrate_policy_empties_the_disabled_host_before_switching_it(minions, m
         "nova_service.list", "nova_service.servers", "nova_service.disable", "nova_service.wait_idle",
         "nova_service.migrate_away", "state.apply"]
     assert out["migrated"] == [{"id": "s1", "to": "cmp02"}]
+
+
+def test_compute_changes_says_per_host_what_the_redeploy_would_do(minions, monkeypatch):
+    def call_each(opts, target, func, kwargs=None, timeout=600, first=False):
+        minions["calls"].append((target, func, dict(kwargs or {})))
+        state = {"__id__": "nova_conf", "result": None, "__run_num__": 1,
+                 "comment": "The file /etc/nova/nova.conf is set to be changed",
+                 "changes": {"diff": "-[upgrade_levels]\n+compute = auto"}}
+        same = {"__id__": "pkgs", "result": True, "__run_num__": 0, "comment": "installed",
+                "changes": {}}
+        return {"cmp01": {"a": state, "b": same}, "cmp02": {"b": same}}, {}
+
+    monkeypatch.setattr(runner.leapfrog_minions, "call_each", call_each)
+    monkeypatch.setattr(runner, "_cloud_releases",
+                        lambda config, timeout: {"computes": {"cmp01": "2024.1"}})
+    out = runner.compute_changes(release="2025.1", cluster="lab")
+    assert "retcode" not in out, out
+    target, func, kwargs = minions["calls"][0]
+    assert (func, kwargs["test"], kwargs["pillar"]) == (
+        "state.apply", True, {"leapfrog": {"release": "2025.1", "services": "running"}})
+    assert out["hosts"]["cmp01"] == {"release": "2024.1", "target": "2025.1", "changes": [
+        "nova_conf: The file /etc/nova/nova.conf is set to be changed\n"
+        "-[upgrade_levels]\n+compute = auto"]}
+    assert out["hosts"]["cmp02"]["changes"] == []
+    assert "cmp02: ? -> 2025.1: nothing to change" in out["summary"]
