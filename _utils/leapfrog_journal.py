@@ -383,6 +383,7 @@ class Tracker:
             if self.faults:
                 data["attempts"][-1]["faults"] = self.faults.describe()
             data["status"] = "running"
+            data.pop("error", None)  # an earlier attempt's: its attempt record keeps it
             snapshot = json_safe(data)
         if taken["taken_over"]:
             self.say(f"lock taken over from run {taken['taken_over'].get('run')}: "
@@ -405,7 +406,7 @@ class Tracker:
             data["status"] = status
             if data["attempts"]:
                 attempt = data["attempts"][-1]
-                attempt.update(status=status, ended=iso(now))
+                attempt.update(status=status, ended=iso(now), **({"error": error} if error else {}))
             if error:
                 data["error"] = error
             elapsed = self.run_elapsed(data)

@@ -132,6 +132,8 @@ def test_a_rerun_with_the_same_id_resumes_at_the_failed_step(tmp_path, seen, clo
     assert [(s["name"], s["attempts"]) for s in data["steps"]] == [
         ("one", 1), ("two", 2), ("three", 1)]
     assert [a["status"] for a in data["attempts"]] == ["failed", "done"]
+    # the run succeeded: its failed attempt keeps the error, the run has none (the report's)
+    assert "error" not in data and data["attempts"][0]["error"] == "step two failed: two broke"
     assert suffixes(seen) == ["run/running", "one/resumed", "two/running", "two/done",
                               "three/running", "three/done", "run/done"]
     assert any("resuming run (was failed; attempt 2): 1 step(s) done, next: two" in line
