@@ -1492,9 +1492,45 @@ def pause(seconds=30, cluster=None):  # pylint: disable=unused-argument
     return {"paused": float(seconds)}
 
 
+def prestage_computes(release=None, cluster=None, pillar=None, timeout=1800):
+    """
+    Install ``release``'s code (default ``releases:target``) on every compute ahead of the
+    switches, without touching a service: ``data_plane:prestage_sls`` applied with pillar
+    ``leapfrog:release``, on all of them at once (one Salt job: the slow part happens before
+    the window). Skipped, with the reason, when that pillar key is not set. A host that
+    fails is named; the others keep what they installed.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.prestage_computes release=2025.1 cluster=prod1
+    """
+    try:
+        name, config = _load(cluster, pillar)
+        release = str(release or config["releases"]["target"])
+        sls = config["data_plane"]["prestage_sls"]
+        if not sls:
+            return {"cluster": name, "skipped": True, "reason": (
+                "data_plane:prestage_sls is not set: nothing installed ahead (the redeploy "
+                "installs the release's code during each switch)")}
+        answers, problems = leapfrog_minions.call_each(
+            __opts__, config["roles"]["compute"], "state.apply",
+            {"mods": sls, "pillar": {"leapfrog": {"release": release}}}, timeout=timeout)
+    except leapfrog_errors.LeapfrogError as exc:
+        return _fail({"cluster": cluster, "error": str(exc)})
+    out = {"cluster": name, "release": release, "sls": sls, "hosts": {
+        host: [_would_change(s) for s in states.values()
+               if isinstance(s, dict) and s.get("changes")]
+        for host, states in sorted(answers.items())}}
+    if problems:
+        return _fail(dict(out, failed=sorted(problems), error="; ".join(problems.values())))
+    return out
+
+
 def _would_change(state):
-    """One line for a state a ``test=True`` run says would change: its id, its comment and
-    a file's diff when it shows one."""
+    """One line for a state that changes (or, with ``test=True``, would change) something:
+    its id, its comment and a file's diff when it shows one."""
     line = f"{state.get('__id__', '?')}: {state.get('comment', '')}".strip()
     diff = (state.get("changes") or {}).get("diff")
     return f"{line}\n{diff}" if diff else line

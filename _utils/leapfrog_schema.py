@@ -130,6 +130,10 @@ SCHEMA = {
         "redeploy_sls": Field(str, required=False, default="",
                               doc="SLS that switches a compute to a release (pillar "
                                   "leapfrog:release, leapfrog:services)"),
+        "prestage_sls": Field(str, required=False, default="",
+                              doc="SLS that installs a release's code on a compute without "
+                                  "touching its services (pillar leapfrog:release), applied "
+                                  "on every compute before the first switch"),
     }),
 }
 

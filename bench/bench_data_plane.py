@@ -31,6 +31,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(REPO, "_utils"), REPO]
 
 from lab import operator, stack  # noqa: E402
+from tests.integration.test_lab_upgrade import _report as report_of  # noqa: E402
 from tests.integration.whole_lab import journal_steps, log  # noqa: E402
 
 TO = "2025.1"
@@ -66,16 +67,19 @@ def main(argv=None):
         if result.returncode != 0:
             raise SystemExit(f"orch.upgrade_data_plane failed at {result.failed()}")
         steps = journal_steps(lab, result.run)
+        availability = report_of(lab, result.run)["availability"]
     finally:
         lab.down()
         shutil.rmtree(run_dir, ignore_errors=True)
     canary = steps["cmp02_switch"]["result"]
-    rest = [f"cmp{i:02d}" for i in range(3, args.computes + 1)]
-    batch = steps["batch01_switch"]["result"] if len(rest) > 1 else \
-        {"hosts": {rest[0]: steps[f"{rest[0]}_switch"]["result"]}, "seconds": None}
-    batch_seconds = batch["seconds"] or batch["hosts"][rest[0]]["seconds"]
+    # the others (cmp01, switched by the raw run, is skipped as already there)
+    batch = next(s["result"] for name, s in steps.items()
+                 if name.startswith("batch") and name.endswith("_switch"))
+    switched = {h: r for h, r in batch["hosts"].items() if not r.get("skipped")}
+    rest = sorted(switched)
+    batch_seconds = batch["seconds"]
     phases = {}
-    for result in batch["hosts"].values():
+    for result in switched.values():
         for name, seconds in result["phases"].items():
             phases.setdefault(name, []).append(seconds)
     print()
@@ -93,9 +97,11 @@ def main(argv=None):
           f"({raw * len(rest):.0f} s)")
     print("  phases (mean s per host): " + ", ".join(
         f"{name} {statistics.mean(values):.1f}" for name, values in phases.items()))
-    print(f"orch.upgrade_data_plane of {args.computes} computes: {total:.0f} s, "
-          f"{total / (raw * args.computes):.2f}x the sum of the raw work "
-          f"({raw * args.computes:.0f} s)")
+    hosts = len(rest) + 1
+    print(f"orch.upgrade_data_plane of {hosts} computes: {total:.0f} s, "
+          f"{total / (raw * hosts):.2f}x the sum of the raw work ({raw * hosts:.0f} s); API "
+          f"through the VIP: {availability.get('failures')} failed of "
+          f"{availability.get('requests')} requests")
 
 
 if __name__ == "__main__":

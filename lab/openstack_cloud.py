@@ -597,16 +597,21 @@ class OpenStackCloud:
     def wait_inventories(self, hosts, timeout=120):
         """Wait until placement holds a resource provider with VCPU inventory per host."""
         deadline = time.monotonic() + timeout
-        missing = list(hosts)
+        missing, problem = list(hosts), None
         while time.monotonic() < deadline:
-            providers = self.resource_providers()
-            missing = [h for h in hosts if h not in providers or "VCPU" not in self.api(
-                "GET", "placement", f"/resource_providers/{providers[h]}/inventories"
-            )["inventories"]]
-            if not missing:
-                return
+            try:  # many computes reporting at once can make placement answer 503 a while
+                providers = self.resource_providers()
+                missing = [h for h in hosts if h not in providers or "VCPU" not in self.api(
+                    "GET", "placement", f"/resource_providers/{providers[h]}/inventories"
+                )["inventories"]]
+            except CloudError as exc:
+                problem = exc
+            else:
+                if not missing:
+                    return
             time.sleep(1)
-        raise CloudError(f"no VCPU inventory in placement for {missing} within {timeout}s")
+        raise CloudError(f"no VCPU inventory in placement for {missing} within {timeout}s"
+                         + (f" (last error: {problem})" if problem else ""))
 
     # -- seed data --------------------------------------------------------------------------------
     def _seed(self):

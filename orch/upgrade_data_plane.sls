@@ -7,9 +7,10 @@
       salt-run leapfrog.approve cluster=prod1 run=RUN        # after checking the canary
 
     Stages: the control plane's databases must already be at <to>'s heads (nova refuses
-    computes newer than their control plane) and the target release must be runnable on
-    every compute (pre-staged: its nova code reads its own migrations there; nothing is
-    restarted) -> per host what the switch would change (leapfrog.compute_changes: the
+    computes newer than their control plane) -> the target release's code installed on
+    every compute ahead (leapfrog.prestage_computes: data_plane:prestage_sls, no service
+    touched; skipped when unset) and runnable there (its nova code reads its own
+    migrations; nothing is restarted) -> per host what the switch would change (leapfrog.compute_changes: the
     redeploy SLS with test=True, recorded in the journal) -> canary hosts, one at a time
     (leapfrog.switch_compute: disable with a
     reason, wait until idle, apply data_plane:redeploy_sls at <to>, wait until up with the
@@ -45,6 +46,7 @@ refused:
 {%- endfor %}
 {%- set steps = [
   ['control_plane_at_target', 'leapfrog.call', {'func': 'nova_manage.versions', 'role': 'controller', 'first': True, 'kwargs': {'release': to}, 'expect': {'at_head': True}}],
+  ['prestage', 'leapfrog.prestage_computes', {'release': to}],
   ['prestaged', 'leapfrog.call', {'func': 'nova_manage.revisions', 'role': 'compute', 'kwargs': {'release': to}}],
   ['changes', 'leapfrog.compute_changes', {'release': to}],
 ] %}

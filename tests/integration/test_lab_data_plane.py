@@ -76,7 +76,10 @@ def test_canary_expiry_then_every_compute_to_2025_1(lab):
     assert found["cmp01"] == found["cmp02"] == ("up", "enabled", 68)
     assert found["cmp03"][1:] == ("disabled", 67) and found["cmp04"] == ("up", "enabled", 67)
     assert "cmp03" in json.dumps(_report(lab, failed.run)["steps"])
-    # before anything was touched, the run said per host what its switch would change
+    # the release's code installed ahead on every compute (the lab's venvs are shared and
+    # already built: nothing to do), then per host what its switch would change
+    assert steps["prestage"]["status"] == "done"
+    assert sorted(steps["prestage"]["result"]["hosts"]) == ["cmp01", "cmp02", "cmp03", "cmp04"]
     changes = steps["changes"]["result"]["hosts"]
     assert changes["cmp01"] == {"release": "2025.1", "target": "2025.1", "changes": []}
     assert changes["cmp04"]["release"] == "2024.1"

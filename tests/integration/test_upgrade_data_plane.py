@@ -20,8 +20,8 @@ def test_plan_only_lists_canary_gate_and_batches_per_host(salt_master):
     assert "canary: cmp01" in text and 'in batches: [["cmp02"]] (pause 5 s' in text
     steps = [line.split(":")[0].strip() for line in text.splitlines() if "would run" in line]
     assert "per host now: " in text
-    assert steps == ["control_plane_at_target", "prestaged", "changes", "cmp01_switch", "approval",
-                     "cmp02_switch", "unpin_compute_rpc", "verify"]
+    assert steps == ["control_plane_at_target", "prestage", "prestaged", "changes",
+                     "cmp01_switch", "approval", "cmp02_switch", "unpin_compute_rpc", "verify"]
     after = sorted(os.listdir(root)) if os.path.isdir(root) else []
     assert after == before
 
@@ -43,5 +43,5 @@ def test_a_batch_of_two_is_one_step_switching_both_together(salt_master):
     text = next(v["comment"] for v in states.values() if v["__id__"] == "plan")
     assert 'in batches: [["cmp01", "cmp02"]]' in text
     steps = [line.split(":")[0].strip() for line in text.splitlines() if "would run" in line]
-    assert steps == ["control_plane_at_target", "prestaged", "changes", "approval",
+    assert steps == ["control_plane_at_target", "prestage", "prestaged", "changes", "approval",
                      "batch01_switch", "unpin_compute_rpc", "verify"]

@@ -230,3 +230,24 @@ def test_compute_changes_says_per_host_what_the_redeploy_would_do(minions, monke
         "-[upgrade_levels]\n+compute = auto"]}
     assert out["hosts"]["cmp02"]["changes"] == []
     assert "cmp02: ? -> 2025.1: nothing to change" in out["summary"]
+
+
+def test_prestage_applies_its_sls_on_every_compute_or_says_why_not(minions, monkeypatch):
+    out = runner.prestage_computes(release="2025.1", cluster="lab")
+    assert out["skipped"] is True and "data_plane:prestage_sls is not set" in out["reason"]
+    assert minions["calls"] == []
+
+    minions["pillar"]["leapfrog"]["clusters"]["lab"]["data_plane"]["prestage_sls"] = "nova.pkgs"
+
+    def call_each(opts, target, func, kwargs=None, timeout=600, first=False):
+        minions["calls"].append((target, func, dict(kwargs or {})))
+        done = {"__id__": "nova_pkgs", "result": True, "comment": "installed nova 31.0.0",
+                "changes": {"nova": {"new": "31.0.0"}}}
+        return {"cmp01": {"a": done}}, {"cmp02": "cmp02: state.apply failed: no space left"}
+
+    monkeypatch.setattr(runner.leapfrog_minions, "call_each", call_each)
+    out = runner.prestage_computes(release="2025.1", cluster="lab")
+    assert minions["calls"][0][2] == {"mods": "nova.pkgs",
+                                      "pillar": {"leapfrog": {"release": "2025.1"}}}
+    assert out["retcode"] == 1 and out["failed"] == ["cmp02"] and "no space" in out["error"]
+    assert out["hosts"] == {"cmp01": ["nova_pkgs: installed nova 31.0.0"]}

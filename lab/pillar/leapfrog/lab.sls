@@ -39,6 +39,7 @@ leapfrog:
         dir: {{ run }}/backups
       data_plane:
         redeploy_sls: lab_openstack.node
+        prestage_sls: lab_openstack.venv
         canary: cmp01
         batch: 1
         pause: 5

@@ -10,6 +10,7 @@ not run here: they are the product's (nova_db states).
     salt ctl01 lab_openstack.status
     salt ctl01 lab_openstack.plan 2025.1 stopped
     salt ctl01 lab_openstack.deploy 2025.1 running
+    salt cmp01 lab_openstack.venv 2025.1
 """
 import json
 import os
@@ -168,3 +169,28 @@ def deploy(release, services="running", node=None, ffu=False, compute_rpc=None):
     finally:
         bridge.record_deployed(run, node, release, enabled)
     return {**todo, "status": status(node)}
+
+
+def venv(release, test=False):
+    """
+    Make ``release``'s venv ready on this host (built from its constraints unless current)
+    without touching a service: the lab's "packages installed ahead". Returns ``{"release",
+    "path", "built"}`` (``built``: it was missing or stale; with ``test``, it would be).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cmp01 lab_openstack.venv 2025.1
+    """
+    _run, _cloud_unused = _cloud()  # the lab's code on sys.path
+    from lab import openstack_venv  # pylint: disable=import-outside-toplevel,import-error
+
+    release = str(release)
+    try:
+        built = not openstack_venv.is_current(release)
+        if built and not test:
+            openstack_venv.ensure(release)
+    except Exception as exc:  # pylint: disable=broad-except
+        raise CommandExecutionError(f"venv of {release}: {exc}") from exc
+    return {"release": release, "path": openstack_venv.venv_path(release), "built": built}

@@ -7,6 +7,10 @@ State of the lab's deployment (see lab/salt/_modules/lab_openstack.py)::
         - services: running     # or stopped
         - ffu: false            # nova's [workarounds] disable_compute_service_check_for_ffu
         - compute_rpc: auto     # nova's [upgrade_levels] compute (null: not set)
+
+    cmp01_venv:
+      lab_openstack.venv_ready:
+        - release: "2025.1"     # the release's code installed, no service touched
 """
 
 
@@ -41,4 +45,23 @@ def deployed(name, release, services="running", ffu=False, compute_rpc=None):
         return ret
     ret.update(result=True, changes={"actions": todo["actions"]},
                comment=f"{where}: " + "; ".join(todo["actions"]))
+    return ret
+
+
+def venv_ready(name, release):
+    """``release``'s venv built on this host (nothing else changes)."""
+    ret = {"name": name, "result": False, "changes": {}, "comment": ""}
+    try:
+        found = __salt__["lab_openstack.venv"](release, test=__opts__["test"])
+    except Exception as exc:  # pylint: disable=broad-except
+        ret["comment"] = str(exc)
+        return ret
+    if not found["built"]:
+        ret.update(result=True, comment=f"venv of {release} already in {found['path']}")
+    elif __opts__["test"]:
+        ret.update(result=None, changes={"venv": found["path"]},
+                   comment=f"would build the venv of {release} in {found['path']}")
+    else:
+        ret.update(result=True, changes={"venv": found["path"]},
+                   comment=f"built the venv of {release} in {found['path']}")
     return ret
