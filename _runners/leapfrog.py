@@ -1303,24 +1303,42 @@ def switch_computes(hosts, release=None, cluster=None, servers=None, reason=None
     return out
 
 
+PARALLEL_CALLS = 8  # a batch's API calls (on the first controller) running at once
+
+
 class _Switch:
-    """One batch's switch (see :func:`switch_computes`): per host its phases and outcome."""
+    """One batch's switch (see :func:`switch_computes`): per host its phases and outcome;
+    each phase runs for the batch's hosts side by side."""
 
     def __init__(self, config, release, policy, reason, timeout):
         self.release, self.policy, self.reason, self.timeout = release, policy, reason, timeout
         self.api = f"L@{_first(config, 'controller')}"
         self.phases, self.before, self.moved, self.results = {}, {}, {}, {}
 
-    def _each(self, hosts, work):
-        """Run ``work(host, phase)`` for each host still going; a failure ends that host."""
-        for host in hosts:
-            if host in self.results:
-                continue
+    def _each(self, hosts, work, parallel=True):
+        """Run ``work(host, phase)`` for each host still going, the hosts side by side (each
+        call its own Salt job; at most PARALLEL_CALLS at once) unless ``parallel`` is False;
+        a failure ends that host."""
+        import concurrent.futures  # pylint: disable=import-outside-toplevel
+        import contextvars  # pylint: disable=import-outside-toplevel
+
+        def one(host):
             try:
                 work(host, self.phases[host])
             except leapfrog_errors.LeapfrogError as exc:
                 self.results[host] = {"host": host, "error": str(exc),
                                       "phases": self.phases[host].phases}
+
+        going = [h for h in hosts if h not in self.results]
+        if not parallel or len(going) < 2:
+            for host in going:
+                one(host)
+            return
+        with concurrent.futures.ThreadPoolExecutor(min(PARALLEL_CALLS, len(going))) as pool:
+            # each thread in a copy of this one's context: Salt's loader dunders live there
+            done = [pool.submit(contextvars.copy_context().run, one, host) for host in going]
+            for future in done:
+                future.result()
 
     def _check(self, host, phase):
         current = phase("version", self.api, "nova_service.list", {"host": host})[0]["version"]
@@ -1379,7 +1397,8 @@ class _Switch:
         self.phases = {host: _Phases(self.timeout) for host in hosts}
         self._each(hosts, self._check)
         self._each(hosts, self._disable)  # every host first: none is a migration's target
-        self._each(hosts, self._empty)
+        # live migrations one host after another (the scheduler places each on what is left)
+        self._each(hosts, self._empty, parallel=self.policy != "migrate")
         going = [h for h in hosts if h not in self.results]
         if going:
             since = _utc_now()

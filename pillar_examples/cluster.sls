@@ -52,7 +52,9 @@ leapfrog:
       # testing: {fail_at: STEP}          # test only: make a step fail (or stall_at) at its boundary
       data_plane:
         canary: "cmp001*"                 # optional: list, glob or compound upgraded first
-        batch: "25%"                      # optional: hosts per batch, count or percentage
-        pause: 30                         # optional: seconds between compute restarts
+        batch: "25%"                      # optional: hosts per batch (switched together), count or percentage
+        pause: 30                         # optional: seconds between batches
+        timeout: 600                      # optional: seconds a host may take to get idle / come back
         servers: skip                     # optional: hosts with servers: skip | migrate | force
         redeploy_sls: nova.compute        # SLS that switches a compute (pillar leapfrog:release, leapfrog:services)
+        prestage_sls: nova.compute.pkgs   # optional: SLS installing a release's code, no service touched (pillar leapfrog:release)

@@ -64,7 +64,7 @@ def test_a_batch_is_redeployed_in_one_job_after_every_host_is_disabled(minions):
     assert calls.index(("L@ctl01", "nova_service.disable", "cmp02")) < calls.index(
         ("L@ctl01", "nova_service.wait_idle", "cmp01"))
     assert [t for t, f, _ in calls if f == "state.apply"] == ["L@cmp01,cmp02"]
-    assert [h for _, f, h in calls if f == "nova_service.enable"] == ["cmp01", "cmp02"]
+    assert sorted(h for _, f, h in calls if f == "nova_service.enable") == ["cmp01", "cmp02"]
     assert {h: r["release"] for h, r in out["hosts"].items()} == {"cmp01": "2025.1",
                                                                   "cmp02": "2025.1"}
 
@@ -75,7 +75,7 @@ def test_a_host_whose_redeploy_fails_stays_disabled_and_fails_the_batch_naming_i
                                  servers="force")
     assert out["retcode"] == 1 and out["failed"] == ["cmp02"]
     assert out["error"].startswith("cmp02: cmp02: state.apply failed: nova-compute (2025.1)")
-    enabled = [k["host"] for _, f, k in minions["calls"] if f == "nova_service.enable"]
+    enabled = sorted(k["host"] for _, f, k in minions["calls"] if f == "nova_service.enable")
     assert enabled == ["cmp01", "cmp03"]
     assert out["hosts"]["cmp01"]["release"] == "2025.1"
 
@@ -251,3 +251,21 @@ def test_prestage_applies_its_sls_on_every_compute_or_says_why_not(minions, monk
                                       "pillar": {"leapfrog": {"release": "2025.1"}}}
     assert out["retcode"] == 1 and out["failed"] == ["cmp02"] and "no space" in out["error"]
     assert out["hosts"] == {"cmp01": ["nova_pkgs: installed nova 31.0.0"]}
+
+
+def test_a_batch_waits_for_its_hosts_side_by_side(minions, monkeypatch):
+    import threading  # pylint: disable=import-outside-toplevel
+
+    both = threading.Barrier(2, timeout=10)  # broken unless two waits are in flight at once
+    real = runner.leapfrog_minions.call
+
+    def call(opts, target, func, kwargs=None, timeout=600, first=False):
+        if func == "nova_service.wait_up":
+            both.wait()
+        return real(opts, target, func, kwargs, timeout, first)
+
+    monkeypatch.setattr(runner.leapfrog_minions, "call", call)
+    out = runner.switch_computes(["cmp01", "cmp02"], release="2025.1", cluster="lab",
+                                 servers="force")
+    assert "retcode" not in out, out
+    assert sorted(out["hosts"]) == ["cmp01", "cmp02"]
