@@ -52,6 +52,9 @@ __func_alias__ = {"list_": "list"}
 
 BINARY = "nova-compute"
 MICROVERSION = "2.53"
+# an idempotent call answered 503 (the API overloaded, or haproxy with no backend up for a
+# moment) is sent again after each of these pauses, then the 503 is the error
+BUSY_PAUSES = (1, 2, 4)
 PAGE = 1000
 # nova's own "in progress" (migration_get_in_progress_by_host_and_node): every status but these
 MIGRATION_DONE = ("confirmed", "reverted", "error", "failed", "completed", "cancelled", "done")
@@ -128,20 +131,26 @@ class _Compute:
 
     def call(self, method, path, params=None, json=None):
         url = leapfrog_keystone.join(self.base, path)
-        for attempt in (1, 2):
+        renewed, busy = False, 0
+        while True:
             try:
                 return self.session.request(method, url, params=params, json=json,
                                             expect=(200, 201, 202, 204))
             except leapfrog_keystone.RequestFailed as exc:
                 reason = exc.args[0]
-                if attempt == 1 and reason.startswith("HTTP 401"):
+                if not renewed and reason.startswith("HTTP 401"):
+                    renewed = True
                     try:  # the token expired during a long wait
                         self.session.authenticate()
                         continue
                     except leapfrog_keystone.RequestFailed as again:
                         reason = again.args[0]
+                elif (reason.startswith("HTTP 503") and method in ("GET", "PUT")
+                      and busy < len(BUSY_PAUSES)):
+                    time.sleep(BUSY_PAUSES[busy])  # an overloaded API: the same call again
+                    busy += 1
+                    continue
                 raise NovaServiceError(f"compute API: {reason}") from None
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def services(self):
         found = self.call("GET", "os-services", params={"binary": BINARY}) or {}

@@ -1303,7 +1303,7 @@ def switch_computes(hosts, release=None, cluster=None, servers=None, reason=None
     return out
 
 
-PARALLEL_CALLS = 8  # a batch's API calls (on the first controller) running at once
+PARALLEL_CALLS = 4  # a batch's API calls (on the first controller) running at once: spare the API
 
 
 class _Switch:
@@ -1533,18 +1533,29 @@ def prestage_computes(release=None, cluster=None, pillar=None, timeout=1800):
             return {"cluster": name, "skipped": True, "reason": (
                 "data_plane:prestage_sls is not set: nothing installed ahead (the redeploy "
                 "installs the release's code during each switch)")}
-        answers, problems = leapfrog_minions.call_each(
-            __opts__, config["roles"]["compute"], "state.apply",
-            {"mods": sls, "pillar": {"leapfrog": {"release": release}}}, timeout=timeout)
+        changed, problems = _apply_on_computes(
+            config, sls, {"leapfrog": {"release": release}}, timeout)
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"cluster": cluster, "error": str(exc)})
-    out = {"cluster": name, "release": release, "sls": sls, "hosts": {
-        host: [_would_change(s) for s in states.values()
-               if isinstance(s, dict) and s.get("changes")]
-        for host, states in sorted(answers.items())}}
+    out = {"cluster": name, "release": release, "sls": sls, "hosts": changed}
     if problems:
         return _fail(dict(out, failed=sorted(problems), error="; ".join(problems.values())))
     return out
+
+
+def _apply_on_computes(config, mods, pillar, timeout, test=False):
+    """``state.apply mods`` with ``pillar`` on every compute at once (one Salt job):
+    ``({host: [a line per state that changed, or would with test]}, {host: problem})``."""
+    answers, problems = leapfrog_minions.call_each(
+        __opts__, config["roles"]["compute"], "state.apply",
+        {"mods": mods, "pillar": pillar, **({"test": True} if test else {})}, timeout=timeout)
+    changed = {}
+    for host, states in sorted(answers.items()):
+        moved = sorted((s for s in states.values() if isinstance(s, dict)
+                        and (s.get("changes") or (test and s.get("result") is None))),
+                       key=lambda s: s.get("__run_num__", 0))
+        changed[host] = [_would_change(s) for s in moved]
+    return changed, problems
 
 
 def _would_change(state):
@@ -1572,22 +1583,16 @@ def compute_changes(release=None, cluster=None, pillar=None, timeout=300):
     try:
         name, config = _load(cluster, pillar)
         release = str(release or config["releases"]["target"])
-        answers, problems = leapfrog_minions.call_each(
-            __opts__, config["roles"]["compute"], "state.apply",
-            {"mods": _compute_sls(config), "test": True,
-             "pillar": {"leapfrog": {"release": release, "services": "running"}}},
-            timeout=timeout)
+        changed, problems = _apply_on_computes(
+            config, _compute_sls(config),
+            {"leapfrog": {"release": release, "services": "running"}}, timeout, test=True)
         now = _cloud_releases(config, timeout).get("computes") or {}
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"cluster": cluster, "error": str(exc)})
     hosts = {}
-    for host in sorted(set(answers) | set(problems)):
-        states = answers.get(host) or {}
-        pending = sorted((s for s in states.values() if isinstance(s, dict)
-                          and (s.get("result") is None or s.get("changes"))),
-                         key=lambda s: s.get("__run_num__", 0))
+    for host in sorted(set(changed) | set(problems)):
         hosts[host] = {"release": now.get(host), "target": release,
-                       "changes": [_would_change(s) for s in pending]}
+                       "changes": changed.get(host, [])}
         if host in problems:
             hosts[host]["error"] = problems[host]
     out = {"cluster": name, "release": release, "hosts": hosts}
