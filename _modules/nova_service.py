@@ -575,7 +575,8 @@ def migrate_away(host, timeout=600, interval=2, **connection):
     the host first so nothing lands on it again), one at a time, and wait until each is
     ACTIVE on another host with no task in progress. A server that ends in ERROR, comes
     back on ``host`` or is still moving after ``timeout`` seconds stops it, named with its
-    status. A server counts as moved once nova has also closed its migration record. Returns ``{"host", "migrated": [{"id", "name", "to", "seconds"}], "seconds"}``.
+    status. A server counts as moved once nova has also closed its migration record.
+    Returns ``{"host", "migrated": [{"id", "name", "to", "seconds"}], "seconds"}``.
 
     CLI Example:
 

@@ -1285,15 +1285,12 @@ def switch_computes(hosts, release=None, cluster=None, servers=None, reason=None
         name, config = _load(cluster, pillar)
         release = str(release or config["releases"]["target"])
         sls = _compute_sls(config)
-        switch = _Switch(config, release, servers or config["data_plane"]["servers"],
+        switch = _Switch(name, config, release, servers or config["data_plane"]["servers"],
                          reason or f"leapfrog: switching to {release}",
                          int(timeout or config["data_plane"]["timeout"]))
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"hosts": hosts, "error": str(exc)})
     results = switch.run(list(hosts), sls)
-    for result in results.values():
-        if "error" not in result and not result.get("skipped"):
-            result["cluster"] = name
     failed = [h for h in hosts if "error" in results[h]]
     out = {"cluster": name, "release": release, "hosts": results,
            "seconds": round(time.monotonic() - started, 2)}
@@ -1310,8 +1307,9 @@ class _Switch:
     """One batch's switch (see :func:`switch_computes`): per host its phases and outcome;
     each phase runs for the batch's hosts side by side."""
 
-    def __init__(self, config, release, policy, reason, timeout):
-        self.release, self.policy, self.reason, self.timeout = release, policy, reason, timeout
+    def __init__(self, cluster, config, release, policy, reason, timeout):
+        self.cluster, self.release, self.policy = cluster, release, policy
+        self.reason, self.timeout = reason, timeout
         self.api = f"L@{_first(config, 'controller')}"
         self.phases, self.before, self.moved, self.results = {}, {}, {}, {}
 
@@ -1368,11 +1366,9 @@ class _Switch:
         import time  # pylint: disable=import-outside-toplevel
 
         begun = time.monotonic()
-        _, problems = leapfrog_minions.call_each(
-            __opts__, "L@" + ",".join(hosts), "state.apply",
-            {"mods": sls, "pillar": {"leapfrog": {"release": self.release,
-                                                  "services": "running"}}},
-            timeout=self.timeout)
+        _, problems = _apply_together(
+            "L@" + ",".join(hosts), sls,
+            {"leapfrog": {"release": self.release, "services": "running"}}, self.timeout)
         for host in hosts:
             self.phases[host].phases["redeploy"] = round(time.monotonic() - begun, 2)
             if host in problems:
@@ -1407,7 +1403,8 @@ class _Switch:
         seconds = round(time.monotonic() - began, 2)
         for host in (h for h in hosts if h not in self.results):
             self.results[host] = {
-                "host": host, "release": self.release, "servers": len(self.before[host]),
+                "host": host, "cluster": self.cluster, "release": self.release,
+                "servers": len(self.before[host]),
                 "migrated": self.moved[host], "phases": self.phases[host].phases,
                 "seconds": seconds}
         return {host: self.results[host] for host in hosts}
@@ -1533,8 +1530,8 @@ def prestage_computes(release=None, cluster=None, pillar=None, timeout=1800):
             return {"cluster": name, "skipped": True, "reason": (
                 "data_plane:prestage_sls is not set: nothing installed ahead (the redeploy "
                 "installs the release's code during each switch)")}
-        changed, problems = _apply_on_computes(
-            config, sls, {"leapfrog": {"release": release}}, timeout)
+        changed, problems = _apply_together(
+            config["roles"]["compute"], sls, {"leapfrog": {"release": release}}, timeout)
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"cluster": cluster, "error": str(exc)})
     out = {"cluster": name, "release": release, "sls": sls, "hosts": changed}
@@ -1543,11 +1540,12 @@ def prestage_computes(release=None, cluster=None, pillar=None, timeout=1800):
     return out
 
 
-def _apply_on_computes(config, mods, pillar, timeout, test=False):
-    """``state.apply mods`` with ``pillar`` on every compute at once (one Salt job):
-    ``({host: [a line per state that changed, or would with test]}, {host: problem})``."""
+def _apply_together(target, mods, pillar, timeout, test=False):
+    """``state.apply mods`` with ``pillar`` on the minions of ``target`` at once (one Salt
+    job): ``({host: [a line per state that changed, or would with test]}, {host:
+    problem})``."""
     answers, problems = leapfrog_minions.call_each(
-        __opts__, config["roles"]["compute"], "state.apply",
+        __opts__, target, "state.apply",
         {"mods": mods, "pillar": pillar, **({"test": True} if test else {})}, timeout=timeout)
     changed = {}
     for host, states in sorted(answers.items()):
@@ -1583,8 +1581,8 @@ def compute_changes(release=None, cluster=None, pillar=None, timeout=300):
     try:
         name, config = _load(cluster, pillar)
         release = str(release or config["releases"]["target"])
-        changed, problems = _apply_on_computes(
-            config, _compute_sls(config),
+        changed, problems = _apply_together(
+            config["roles"]["compute"], _compute_sls(config),
             {"leapfrog": {"release": release, "services": "running"}}, timeout, test=True)
         now = _cloud_releases(config, timeout).get("computes") or {}
     except leapfrog_errors.LeapfrogError as exc:

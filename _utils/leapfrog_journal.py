@@ -406,7 +406,9 @@ class Tracker:
             data["status"] = status
             if data["attempts"]:
                 attempt = data["attempts"][-1]
-                attempt.update(status=status, ended=iso(now), **({"error": error} if error else {}))
+                attempt.update(status=status, ended=iso(now))
+                if error:
+                    attempt["error"] = error
             if error:
                 data["error"] = error
             elapsed = self.run_elapsed(data)

@@ -10,11 +10,11 @@
     computes newer than their control plane) -> the target release's code installed on
     every compute ahead (leapfrog.prestage_computes: data_plane:prestage_sls, no service
     touched; skipped when unset) and runnable there (its nova code reads its own
-    migrations; nothing is restarted) -> per host what the switch would change (leapfrog.compute_changes: the
-    redeploy SLS with test=True, recorded in the journal) -> canary hosts, one at a time
-    (leapfrog.switch_compute: disable with a
-    reason, wait until idle, apply data_plane:redeploy_sls at <to>, wait until up with the
-    release's service version, enable, servers unchanged) -> approval (expires after
+    migrations; nothing is restarted) -> per host what the switch would change
+    (leapfrog.compute_changes: the redeploy SLS with test=True, recorded in the journal) ->
+    canary hosts, one at a time (leapfrog.switch_compute: disable with a reason, wait until
+    idle, apply data_plane:redeploy_sls at <to>, wait until up with the release's service
+    version, enable, servers unchanged) -> approval (expires after
     approval:expiry or pillar expiry seconds: the rest stays untouched) -> the other hosts in
     batches of data_plane:batch (a batch's hosts are switched together:
     leapfrog.switch_computes), a pause (data_plane:pause) between batches, stopping at the
@@ -22,7 +22,7 @@
     once every compute runs <to>: the controllers' [upgrade_levels] compute cap lifted
     (leapfrog.unpin_compute_rpc: nova services restarted one controller at a time) ->
     verify through the VIP -> report. Hosts with servers follow data_plane:servers
-    (skip | force; pillar servers= overrides).
+    (skip | migrate | force; pillar servers= overrides).
     Pillar: cluster, to (default releases:target), canary, batch, servers, timeout (seconds
     a host may take to come back: data_plane:timeout), expiry, run, testing (fail_at /
     stall_at: test only). #}
@@ -57,12 +57,12 @@ refused:
 {#- a batch of one host is that host's step; a bigger batch is switched together (one
     step, the redeploy applied on its hosts at once) #}
 {%- for batch in hosts['batches'] %}
-{%-   set name = batch[0] if batch | length == 1 else 'batch%02d' | format(loop.index) %}
 {%-   if batch | length == 1 %}
-{%-     do steps.append([name ~ '_switch', 'leapfrog.switch_compute', dict(switch, host=batch[0])]) %}
+{%-     set name, func, args = batch[0], 'leapfrog.switch_compute', dict(switch, host=batch[0]) %}
 {%-   else %}
-{%-     do steps.append([name ~ '_switch', 'leapfrog.switch_computes', dict(switch, hosts=batch)]) %}
+{%-     set name, func, args = 'batch%02d' | format(loop.index), 'leapfrog.switch_computes', dict(switch, hosts=batch) %}
 {%-   endif %}
+{%-   do steps.append([name ~ '_switch', func, args]) %}
 {%-   if hosts['pause'] and not loop.last %}
 {%-     do steps.append(['pause_after_' ~ name, 'leapfrog.pause', {'seconds': hosts['pause']}]) %}
 {%-   endif %}

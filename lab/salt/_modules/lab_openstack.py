@@ -31,8 +31,8 @@ def _run_dir():
             or os.environ.get("LEAPFROG_LAB_DIR", "/var/tmp/leapfrog-lab"))
 
 
-def _cloud():
-    """(run dir, the attached lab cloud); the lab's code imported from lab.json's repo."""
+def _lab_code():
+    """The lab's run dir; its code (lab.json's repo) put on sys.path."""
     run = _run_dir()
     try:
         with open(os.path.join(run, "lab.json")) as handle:
@@ -41,6 +41,12 @@ def _cloud():
         raise CommandExecutionError(f"no lab in {run} ({exc})") from exc
     if repo not in sys.path:
         sys.path.insert(0, repo)
+    return run
+
+
+def _cloud():
+    """(run dir, the attached lab cloud); the lab's code imported from lab.json's repo."""
+    run = _lab_code()
     from lab import openstack_cloud  # pylint: disable=import-outside-toplevel
 
     cloud_dir = os.path.join(run, "os")
@@ -183,7 +189,7 @@ def venv(release, test=False):
 
         salt cmp01 lab_openstack.venv 2025.1
     """
-    _run, _cloud_unused = _cloud()  # the lab's code on sys.path
+    _lab_code()
     from lab import openstack_venv  # pylint: disable=import-outside-toplevel,import-error
 
     release = str(release)
