@@ -1300,9 +1300,6 @@ def switch_computes(hosts, release=None, cluster=None, servers=None, reason=None
     return out
 
 
-PARALLEL_CALLS = 4  # a batch's API calls (on the first controller) running at once: spare the API
-
-
 class _Switch:
     """One batch's switch (see :func:`switch_computes`): per host its phases and outcome;
     each phase runs for the batch's hosts side by side."""
@@ -1311,12 +1308,13 @@ class _Switch:
         self.cluster, self.release, self.policy = cluster, release, policy
         self.reason, self.timeout = reason, timeout
         self.api = f"L@{_first(config, 'controller')}"
+        self.api_calls = config["data_plane"]["api_calls"]
         self.phases, self.before, self.moved, self.results = {}, {}, {}, {}
 
     def _each(self, hosts, work, parallel=True):
         """Run ``work(host, phase)`` for each host still going, the hosts side by side (each
-        call its own Salt job; at most PARALLEL_CALLS at once) unless ``parallel`` is False;
-        a failure ends that host."""
+        call its own Salt job; at most ``data_plane:api_calls`` at once) unless ``parallel``
+        is False; a failure ends that host."""
         import concurrent.futures  # pylint: disable=import-outside-toplevel
         import contextvars  # pylint: disable=import-outside-toplevel
 
@@ -1332,7 +1330,7 @@ class _Switch:
             for host in going:
                 one(host)
             return
-        with concurrent.futures.ThreadPoolExecutor(min(PARALLEL_CALLS, len(going))) as pool:
+        with concurrent.futures.ThreadPoolExecutor(min(self.api_calls, len(going))) as pool:
             # each thread in a copy of this one's context: Salt's loader dunders live there
             done = [pool.submit(contextvars.copy_context().run, one, host) for host in going]
             for future in done:

@@ -47,6 +47,12 @@ def _batch(value):
     return None
 
 
+def _positive(value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return f"expected a whole number of 1 or more, got {value!r}"
+    return None
+
+
 def _path(value):
     """A path lists every release from current to target, each hop a valid upgrade."""
     bad = [r for r in value if r not in RELEASES]
@@ -127,6 +133,10 @@ SCHEMA = {
                          doc="seconds a compute may take to get idle, or to come back up "
                              "at the new release, before its switch fails"),
         "servers": Field(str, required=False, default="skip", choices=SERVER_POLICIES),
+        "api_calls": Field(int, required=False, default=4, check=_positive,
+                           doc="compute API calls a batch makes at once on the first "
+                               "controller (raise it for a control plane with more "
+                               "nova-api workers)"),
         "redeploy_sls": Field(str, required=False, default="",
                               doc="SLS that switches a compute to a release (pillar "
                                   "leapfrog:release, leapfrog:services)"),

@@ -56,5 +56,6 @@ leapfrog:
         pause: 30                         # optional: seconds between batches
         timeout: 600                      # optional: seconds a host may take to get idle / come back
         servers: skip                     # optional: hosts with servers: skip | migrate | force
+        api_calls: 4                      # optional: compute API calls a batch makes at once
         redeploy_sls: nova.compute        # SLS that switches a compute (pillar leapfrog:release, leapfrog:services)
         prestage_sls: nova.compute.pkgs   # optional: SLS installing a release's code, no service touched (pillar leapfrog:release)

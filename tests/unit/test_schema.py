@@ -34,6 +34,7 @@ def test_defaults_are_filled(example):
     checked = leapfrog_schema.validate(example, "prod1")
     assert checked["approval"]["expiry"] == 7200
     assert checked["data_plane"]["batch"] == 1
+    assert checked["data_plane"]["api_calls"] == 4
 
 
 def test_missing_key_names_the_key_and_the_example(example):
@@ -50,12 +51,15 @@ def test_every_problem_is_reported_once(example):
     broken["database"]["port"] = "3306x"
     broken["releases"]["strategy"] = "yolo"
     broken["data_plane"]["batch"] = "-3"
+    broken["data_plane"]["api_calls"] = 0
     found = problems_of(broken)
-    assert len(found) == 4, found
+    assert len(found) == 5, found
     assert any("roles:compute: missing" in p for p in found)
     assert any("database:port: expected an integer, got str '3306x'" in p for p in found)
     assert any("'yolo' is not one of rolling, fast_forward" in p for p in found)
     assert any("data_plane:batch: expected a host count" in p for p in found)
+    assert any("data_plane:api_calls: expected a whole number of 1 or more, got 0" in p
+               for p in found)
 
 
 def test_unknown_release_and_unsupported_hop(example):

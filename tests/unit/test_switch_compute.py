@@ -269,3 +269,30 @@ def test_a_batch_waits_for_its_hosts_side_by_side(minions, monkeypatch):
                                  servers="force")
     assert "retcode" not in out, out
     assert sorted(out["hosts"]) == ["cmp01", "cmp02"]
+
+
+@pytest.mark.parametrize("api_calls", [1, 3])
+def test_a_batch_makes_at_most_data_plane_api_calls_at_once(minions, monkeypatch, api_calls):
+    import threading  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+
+    minions["pillar"]["leapfrog"]["clusters"]["lab"]["data_plane"]["api_calls"] = api_calls
+    lock, flight = threading.Lock(), {"now": 0, "most": 0}
+    real = runner.leapfrog_minions.call
+
+    def call(opts, target, func, kwargs=None, timeout=600, first=False):
+        with lock:
+            flight["now"] += 1
+            flight["most"] = max(flight["most"], flight["now"])
+        time.sleep(0.05)  # long enough for every thread allowed to be in flight together
+        try:
+            return real(opts, target, func, kwargs, timeout, first)
+        finally:
+            with lock:
+                flight["now"] -= 1
+
+    monkeypatch.setattr(runner.leapfrog_minions, "call", call)
+    out = runner.switch_computes(["cmp01", "cmp02", "cmp03", "cmp04"], release="2025.1",
+                                 cluster="lab", servers="force")
+    assert "retcode" not in out, out
+    assert flight["most"] == api_calls
