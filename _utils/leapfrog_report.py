@@ -294,6 +294,7 @@ def build(journal, probe=None, facts=None):
         "steps_by_status": counts,
         "requests": available.get("requests"),
         "failed_requests": available.get("failures"),
+        "failed_by": available.get("errors") or {},
         "failure_rate": available.get("failure_rate"),
         "longest_outage": available.get("longest_outage"),
         "controllers_rebuilt": _rebuilt(facts, nodes, steps),
@@ -328,6 +329,9 @@ def headline_text(report):
         lines.append(f"API through the VIP: {head.get('failed_requests')} failed of "
                      f"{head.get('requests')} requests ({_pct(head.get('failure_rate'))}), "
                      f"longest outage {head.get('longest_outage') or 0:.1f} s")
+        if head.get("failed_requests") and head.get("failed_by"):
+            lines.append("failed requests: " + ", ".join(
+                f"{reason} x{n}" for reason, n in sorted(head["failed_by"].items())))
     else:
         lines.append(f"API through the VIP: {NOT_RECORDED}")
     if report.get("error"):

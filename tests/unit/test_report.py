@@ -183,6 +183,10 @@ def test_json_round_trips_and_the_headline_names_the_report(written):
     line = leapfrog_report.headline_text(report)
     assert paths["markdown"] in line and "failed after" in line
     assert f"{summary['failures']} failed of {summary['requests']} requests" in line
+    # what failed, in the terminal too (the probe's errors: HTTP status or exception name)
+    assert report["headline"]["failed_by"] == report["availability"]["errors"] != {}
+    assert "failed requests: " + ", ".join(
+        f"{k} x{n}" for k, n in sorted(report["availability"]["errors"].items())) in line
     assert report["headline"]["controllers_rebuilt"] == 1
     assert report["headline"]["backups"] == 2 and report["headline"]["backups_verified"] == 1
     assert report["approvals"] == [{"step": "approve_gate", "at": report["approvals"][0]["at"],
