@@ -48,7 +48,8 @@ def _batch(value):
 
 
 def _positive(value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """An integer field's value (its type already checked) of 1 or more."""
+    if value < 1:
         return f"expected a whole number of 1 or more, got {value!r}"
     return None
 
