@@ -29,6 +29,7 @@ import time
 import salt.utils.data
 
 import leapfrog_errors
+import leapfrog_parse
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,10 @@ class DrainTimeout(HAProxyError):
         self.drained = drained or {}
 
 
+class LastServer(HAProxyError):
+    """Draining the server would leave a backend with no server UP (a full API outage)."""
+
+
 class ReadyTimeout(HAProxyError):
     """A server did not come back UP in time after ``ready``."""
 
@@ -118,25 +123,30 @@ def _config(socket=None, timeout=None):
         raise HAProxyError(f"haproxy socket must be a unix path or host:port, got {address!r}")
     if timeout in (None, ""):
         timeout = _pillar("timeout", DEFAULT_TIMEOUT)
-    try:
-        timeout = float(timeout)
-    except (TypeError, ValueError):
-        raise HAProxyError(f"socket timeout must be a number of seconds, got {timeout!r}")
-    if timeout <= 0:
-        raise HAProxyError(f"socket timeout must be positive, got {timeout}")
+    timeout = leapfrog_parse.seconds(timeout, "socket timeout", minimum=0.001, maximum=3600,
+                                     error=HAProxyError)
     return address, timeout
 
 
 def _seconds(value, pillar_key, default, what):
     if value in (None, ""):
         value = _pillar(pillar_key, default)
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise HAProxyError(f"{what} must be a number of seconds, got {value!r}")
-    if value < 0:
-        raise HAProxyError(f"{what} must not be negative, got {value}")
-    return value
+    return leapfrog_parse.seconds(value, what, error=HAProxyError)
+
+
+def _refuse_last_up(server, where, table):
+    """Refuse taking ``server`` out of a backend where it is the only server UP: every
+    request there would fail until it is back (``allow_last=True`` accepts that)."""
+    alone = sorted(
+        be for be, record in where.items()
+        if str(record["status"] or "").startswith(UP_STATUSES) and not any(
+            name != server and str(other["status"] or "").startswith(UP_STATUSES)
+            for name, other in table.get(be, {}).items()))
+    if alone:
+        raise LastServer(
+            f"refused: {server} is the last server UP in backend(s) {', '.join(alone)}; "
+            "draining it would stop every request there. Bring another server UP first, or "
+            "pass allow_last=True to accept the outage; nothing was changed")
 
 
 def _check_name(name, what="name"):
@@ -317,11 +327,13 @@ def _servers_by_backend(address, timeout):
     return out
 
 
-def _locate(server, backends, address, timeout):
-    """Return ``{backend: record}`` for ``server`` (checked names; unknown ones refused)."""
+def _locate(server, backends, address, timeout, table=None):
+    """Return ``{backend: record}`` for ``server`` (checked names; unknown ones refused);
+    ``table`` is a ``_servers_by_backend`` already read."""
     _check_name(server, "server")
     wanted = _backend_list(backends)
-    table = _servers_by_backend(address, timeout)
+    if table is None:
+        table = _servers_by_backend(address, timeout)
     if wanted is None:
         found = {be: servers[server] for be, servers in sorted(table.items()) if server in servers}
         if not found:
@@ -519,7 +531,7 @@ def set_state(server, state, backends=None, socket=None, timeout=None):
 
 
 def drain(server, backends=None, timeout=None, poll=0.5, on_timeout="fail", socket=None,
-          socket_timeout=None):
+          socket_timeout=None, allow_last=False):
     """
     Take ``server`` out of haproxy without cutting a request: set it to drain on every
     backend where it appears (or the given ``backends``), wait until it has no current and
@@ -535,6 +547,10 @@ def drain(server, backends=None, timeout=None, poll=0.5, on_timeout="fail", sock
     leaves every state as it is (those backends stay in DRAIN); ``on_timeout=maint`` puts
     them in maintenance anyway and lists them under ``forced``.
 
+    A server that is the last one UP in one of its backends is refused (nothing changes)
+    unless ``allow_last=True``: an orchestration that takes the API down on purpose (a
+    rollback, a one-controller cloud) says so.
+
     CLI Example:
 
     .. code-block:: bash
@@ -542,15 +558,18 @@ def drain(server, backends=None, timeout=None, poll=0.5, on_timeout="fail", sock
         salt prx01 haproxy_admin.drain ctl01
         salt prx01 haproxy_admin.drain ctl01 backends=keystone,nova_api timeout=60 on_timeout=maint
     """
-    if on_timeout not in ("fail", "maint"):
-        raise HAProxyError(f"on_timeout must be 'fail' or 'maint', got {on_timeout!r}")
+    leapfrog_parse.choice(on_timeout, "on_timeout", ("fail", "maint"), error=HAProxyError)
+    allow_last = leapfrog_parse.boolean(allow_last, "allow_last", error=HAProxyError)
     _backend_list(backends)
     _check_name(server, "server")
     address, stimeout = _config(socket, socket_timeout)
     limit = _seconds(timeout, "drain_timeout", DEFAULT_DRAIN_TIMEOUT, "drain timeout")
     poll = max(_seconds(poll, "drain_poll", 0.5, "poll interval"), 0.05)
-    where = _locate(server, backends, address, stimeout)
+    table = _servers_by_backend(address, stimeout)
+    where = _locate(server, backends, address, stimeout, table=table)
     _require_admin(address, stimeout)
+    if not allow_last:
+        _refuse_last_up(server, where, table)
 
     started = time.monotonic()
     done, pending = {}, {}

@@ -18,9 +18,11 @@ import leapfrog_errors
 import leapfrog_fault
 import leapfrog_journal
 import leapfrog_minions
+import leapfrog_parse
 import leapfrog_plan
 import leapfrog_rebuild
 import leapfrog_schema
+import leapfrog_scrub
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ def _fail(result):
     """Mark the call failed: the retcode in __context__ stops an orchestration, the one in
     the return makes ``salt-run`` exit non-zero."""
     __context__["retcode"] = 1
-    return {**result, "retcode": 1}
+    return {**leapfrog_scrub.scrub(result), "retcode": 1}
 
 
 def _load(cluster, pillar):
@@ -114,7 +116,7 @@ def run_id(cluster=None, run=None):
 
 
 def begin(cluster=None, run=None, steps=None, orch=None, plan=None, pillar=None,  # pylint: disable=redefined-outer-name
-          test=False):
+          test=False, target=None):
     """
     Open a run on a cluster: take the cluster's lock (one run at a time; a second run is
     refused with the running one's id; a lock whose process is gone or whose heartbeat is
@@ -123,6 +125,8 @@ def begin(cluster=None, run=None, steps=None, orch=None, plan=None, pillar=None,
     ``steps`` lists the run's step names (shown as pending by ``leapfrog.status``);
     ``plan`` (``leapfrog.plan``'s decision) is kept in the journal, so a resumed run renders
     the same steps even though the cloud has moved on (``leapfrog.plan run=...``).
+    ``orch`` and ``target`` (e.g. the release) bind the run id: resuming it with another
+    orchestration or target is refused before anything changes.
 
     CLI Example:
 
@@ -134,13 +138,16 @@ def begin(cluster=None, run=None, steps=None, orch=None, plan=None, pillar=None,
         name, _, tracker = _tracker(cluster, run, pillar, test, new_run=True)
         if test:
             data = tracker.journal.read() or {"steps": []}
+            leapfrog_journal.check_binding(name, tracker.run_id, data.get("meta") or {},
+                                           {"orch": orch, "target": target})
             done = {s["name"] for s in data["steps"] if s["status"] in ("done", "skipped")}
             lines = [f"run {tracker.run_id} on {name} (test: nothing changes)"] + [
                 f"  {s}: {'done, not repeated' if s in done else 'would run'}"
                 for s in (steps or [])]
             return {"cluster": name, "run": tracker.run_id, "test": True,
                     "text": "\n".join(lines)}
-        meta = {key: value for key, value in (("orch", orch), ("plan", plan)) if value}
+        meta = {key: value for key, value in (("orch", orch), ("plan", plan),
+                                              ("target", target)) if value}
         data = tracker.begin(steps or [], meta=meta or None)
     except leapfrog_errors.LeapfrogError as exc:
         return _step_fail(cluster, run, None, exc)
@@ -257,7 +264,9 @@ def wait_approval(cluster=None, run=None, step="approve_gate", expiry=None, pill
     try:
         name, config, tracker = _tracker(cluster, run, pillar, test)
         step = str(step)
-        seconds = float(expiry if expiry is not None else config["approval"]["expiry"])
+        seconds = leapfrog_parse.seconds(
+            expiry if expiry not in (None, "") else config["approval"]["expiry"], "expiry",
+            minimum=0.1)
         tag = tracker.tag("approve")
         event = None
         if not test:
@@ -397,7 +406,7 @@ def _compute_releases(config, computes, timeout):
     for mid, info in sorted(answers.items()):
         release = info.get("release") if isinstance(info, dict) else None
         if isinstance(release, str):
-            found[mid] = release
+            found[leapfrog_journal.check_name("compute", mid)] = release
         else:
             problems.append(f"compute {mid}: release not known from its pillar ({release!r})")
     if problems:
@@ -476,9 +485,10 @@ def plan(cluster=None, strategy=None, to=None, control=None, computes=None, pill
             "tree": tree.to_dict()}
 
 
-def validate(cluster=None, pillar=None):
+def validate(cluster=None, pillar=None, suffix=None):
     """
-    Check the cluster's pillar against leapfrog's schema and list every problem found.
+    Check the cluster's pillar against leapfrog's schema and list every problem found;
+    with ``suffix``, also the rehearsal's clone suffix (``leapfrog_schema.clone_suffix``).
 
     CLI Example:
 
@@ -493,6 +503,10 @@ def validate(cluster=None, pillar=None):
                       "example": leapfrog_schema.EXAMPLE})
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"cluster": cluster, "valid": False, "problems": [str(exc)]})
+    problem = None if suffix is None else leapfrog_schema.clone_suffix(
+        suffix, config["database"]["databases"])
+    if problem:
+        return _fail({"cluster": name, "valid": False, "problems": [problem]})
     releases = config["releases"]
     return {
         "cluster": name,
@@ -662,8 +676,8 @@ def call(func, role=None, target=None, kwargs=None, first=False, expect=None, cl
     try:
         _, config = _load(cluster, pillar)
         tgt = _role_target(config, role, target)
-        results = leapfrog_minions.call(__opts__, tgt, func, kwargs, first=bool(first),
-                                        timeout=timeout)
+        results = leapfrog_scrub.scrub(leapfrog_minions.call(
+            __opts__, tgt, func, kwargs, first=bool(first), timeout=timeout))
         for mid, ret in results.items():
             for key, value in (expect or {}).items():
                 got = ret.get(key) if isinstance(ret, dict) else None
@@ -873,8 +887,7 @@ def probe_start(cluster=None, run=None, pillar=None, duration=3600):
     urls = config["haproxy"].get("probe_urls") or []
     if not urls:
         return {"cluster": name, "run": run, "probe": "none (haproxy:probe_urls not set)"}
-    folder = _run_dir(name, run)
-    os.makedirs(folder, exist_ok=True)
+    folder = leapfrog_journal.private_dir(_run_dir(name, run))
     pid_file = os.path.join(folder, "probe.pid")
     pid = leapfrog_journal.read_json(pid_file) if os.path.exists(pid_file) else None
     if pid and leapfrog_journal.holder_alive(pid):
@@ -1136,7 +1149,20 @@ def report(cluster=None, run=None, pillar=None):
     return {"cluster": name, "run": run, **(result or {})}
 
 
-def rollback_sources(cluster=None, upgrade_run=None, pillar=None):
+UPGRADE_ORCHS = ("orch.upgrade_control_plane", "orch.upgrade_data_plane")
+
+
+def _later_runs(name, upgrade_run, data):
+    """Upgrade runs of the cluster that finished after ``upgrade_run`` began: they built on
+    it, so restoring its backups would throw their work away."""
+    began = data.get("created", "")
+    return [run for run, other in leapfrog_journal.list_runs(_journal_root(), name)
+            if run != upgrade_run and other.get("status") == "done"
+            and (other.get("meta") or {}).get("orch") in UPGRADE_ORCHS
+            and other.get("created", "") > began]
+
+
+def rollback_sources(cluster=None, upgrade_run=None, pillar=None, force=False):
     """
     What ``orch.rollback_control_plane`` restores from an upgrade run's journal: the DB
     backup (``backup_dbs``; refused when the run has none, or when it did not verify) and,
@@ -1144,6 +1170,8 @@ def rollback_sources(cluster=None, upgrade_run=None, pillar=None):
     Controllers without one were never touched and are only restarted. ``keys``: the
     controllers whose rebuild replaced their minion key (the old one was kept).
     ``computes``: the computes a fast-forward run stopped, each with the release it ran.
+    Refused when a later upgrade run of the cluster finished after this one (it built on
+    it: its work would be lost), naming it, unless ``force=True``.
 
     CLI Example:
 
@@ -1159,6 +1187,13 @@ def rollback_sources(cluster=None, upgrade_run=None, pillar=None):
         data = leapfrog_journal.Journal(_journal_root(), name, str(upgrade_run)).read()
         if not data:
             raise leapfrog_errors.LeapfrogError(f"cluster {name} has no run {upgrade_run}")
+        later = _later_runs(name, str(upgrade_run), data)
+        if later and not leapfrog_parse.boolean(force, "force"):
+            raise leapfrog_errors.LeapfrogError(
+                f"run {upgrade_run} was followed by finished upgrade run(s) "
+                f"{', '.join(sorted(later))}: rolling it back would undo them too and restore "
+                f"older data over theirs; roll back the latest run instead, or pass "
+                f"force=True to go back to before {upgrade_run} anyway")
         steps = {s["name"]: s for s in data["steps"]}
         db, checked = steps.get("backup_dbs") or {}, steps.get("verify_db_backup") or {}
         if db.get("status") != "done" or checked.get("status") != "done":
@@ -1185,7 +1220,7 @@ def rollback_sources(cluster=None, upgrade_run=None, pillar=None):
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"cluster": cluster, "upgrade_run": upgrade_run, "error": str(exc)})
     return {"cluster": name, "upgrade_run": str(upgrade_run), "db_backups": db_ids,
-            "disks": disks, "keys": keys, "computes": computes}
+            "disks": disks, "keys": keys, "computes": computes, "later_runs": later}
 
 
 # ------------------------------------------------------------------ the data plane
@@ -1285,9 +1320,12 @@ def switch_computes(hosts, release=None, cluster=None, servers=None, reason=None
         name, config = _load(cluster, pillar)
         release = str(release or config["releases"]["target"])
         sls = _compute_sls(config)
+        for host in hosts:
+            leapfrog_journal.check_name("host", host)
         switch = _Switch(name, config, release, servers or config["data_plane"]["servers"],
                          reason or f"leapfrog: switching to {release}",
-                         int(timeout or config["data_plane"]["timeout"]))
+                         timeout if timeout not in (None, "") else
+                         config["data_plane"]["timeout"])
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"hosts": hosts, "error": str(exc)})
     results = switch.run(list(hosts), sls)
@@ -1305,6 +1343,9 @@ class _Switch:
     each phase runs for the batch's hosts side by side."""
 
     def __init__(self, cluster, config, release, policy, reason, timeout):
+        leapfrog_parse.choice(release, "release", leapfrog_schema.RELEASES)
+        policy = leapfrog_parse.choice(policy, "servers", leapfrog_schema.SERVER_POLICIES)
+        timeout = leapfrog_parse.seconds(timeout, "timeout", minimum=1)
         self.cluster, self.release, self.policy = cluster, release, policy
         self.reason, self.timeout = reason, timeout
         self.api = f"L@{_first(config, 'controller')}"
@@ -1502,8 +1543,12 @@ def pause(seconds=30, cluster=None):  # pylint: disable=unused-argument
     """
     import time  # pylint: disable=import-outside-toplevel
 
-    time.sleep(float(seconds))
-    return {"paused": float(seconds)}
+    try:
+        seconds = leapfrog_parse.seconds(seconds, "pause", maximum=3600)
+    except leapfrog_errors.LeapfrogError as exc:
+        return _fail({"error": str(exc)})
+    time.sleep(seconds)
+    return {"paused": seconds}
 
 
 def prestage_computes(release=None, cluster=None, pillar=None, timeout=1800):
@@ -1625,7 +1670,12 @@ def data_plane_hosts(cluster=None, canary=None, batch=None, pillar=None):
         picked = leapfrog_minions.expected(__opts__, wanted) if wanted else []
         first = [h for h in computes if h in picked]
         rest = [h for h in computes if h not in first]
+        for host in computes:
+            leapfrog_journal.check_name("compute", host)
         size = batch if batch is not None else plane["batch"]
+        problem = leapfrog_schema.batch_problem(size)
+        if problem:
+            raise leapfrog_errors.LeapfrogError(f"batch: {problem}")
         if isinstance(size, str) and size.endswith("%"):
             size = max(1, -(-len(rest) * int(size[:-1]) // 100))
         size = max(1, int(size))

@@ -7,7 +7,17 @@ Layout under ``<master cachedir>/leapfrog`` (one folder per cluster, one per run
 
 Every write is atomic (temporary file + fsync + rename) and done under an ``flock`` so the
 orchestration, ``leapfrog.approve`` and ``leapfrog.status`` can share a journal from
-different processes.
+different processes. Files are 0600 in 0700 folders, and every result, error and event is
+scrubbed of passwords, tokens and private keys (``leapfrog_scrub``) before it is written or
+fired.
+
+A run id is bound to its cluster (its folder), its orchestration and its target: a journal
+begun by ``orch.upgrade_control_plane`` to 2025.1 is never resumed by another orchestration
+or toward another target. The lock is never taken from a live holder: the holding process
+refreshes its heartbeat from a thread, and only a holder whose process is gone (or, on
+another host, whose heartbeat is older than ``stale_after``) is taken over. Only an approval
+recorded in the journal (by ``leapfrog.approve`` on the master) opens a gate: an event on
+the bus merely wakes the waiter to read the journal again.
 
 A journal step moves ``pending -> running -> done | failed | skipped``. ``Tracker.run(step,
 work)`` is the one way to execute a step: a step already ``done`` in an earlier attempt of
@@ -24,18 +34,22 @@ import os
 import re
 import secrets
 import socket
+import threading
 import time
 
 import leapfrog_errors
 import leapfrog_fault
+import leapfrog_scrub
 
 log = logging.getLogger(__name__)
 
 STATUSES = ("pending", "running", "done", "failed", "skipped")
 RUN_STATUSES = ("running", "done", "failed")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 RESERVED = ("run", "approve")
 DEFAULT_STALE_AFTER = 6 * 3600
+HEARTBEAT_EVERY = 30
+BINDING = ("orch", "target")
 RESULT_LIMIT = 64 * 1024
 
 
@@ -88,12 +102,37 @@ def clock_text(seconds):
     return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
 
 
+def private_dir(folder):
+    """Create ``folder`` readable by its owner only (0700), with every parent it has to
+    create; an existing ``folder`` with wider modes is narrowed to 0700."""
+    missing, probe = [], os.path.abspath(folder)
+    while not os.path.isdir(probe):
+        missing.append(probe)
+        probe = os.path.dirname(probe)
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+    if os.stat(folder).st_mode & 0o077:
+        os.chmod(folder, 0o700)
+    return folder
+
+
+def private_open(path, mode="w"):
+    """Open ``path`` for writing as a 0600 file (also when it existed with wider modes)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8")
+
+
 def write_json(path, data):
-    """Write ``data`` as JSON atomically: a crash leaves the old or the new file, whole."""
+    """Write ``data`` as JSON atomically: a crash leaves the old or the new file, whole.
+    The file is 0600 in a 0700 folder (journals hold step results)."""
     folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
+    private_dir(folder)
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with private_open(tmp) as handle:
         json.dump(data, handle, indent=1, sort_keys=True, default=str)
         handle.write("\n")
         handle.flush()
@@ -117,7 +156,7 @@ def read_json(path):
 @contextlib.contextmanager
 def flocked(path):
     """An exclusive ``flock`` on ``path`` (created if needed) for the ``with`` body."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    private_dir(os.path.dirname(path))
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -128,8 +167,8 @@ def flocked(path):
 
 
 def json_safe(value):
-    """The value as it will read back from the journal (JSON types only)."""
-    return json.loads(json.dumps(value, default=str))
+    """The value as it will read back from the journal (JSON types only, secrets masked)."""
+    return leapfrog_scrub.scrub(json.loads(json.dumps(value, default=str)))
 
 
 def summarize(result, limit=160):
@@ -175,8 +214,11 @@ def same_holder(a, b):
 # --------------------------------------------------------------------------- lock
 class ClusterLock:
     """One run per cluster. The record names the run and its process; a holder whose
-    process is gone (same host: pid + start time) or whose heartbeat is older than
-    ``stale_after`` seconds is taken over, so a crashed run never blocks forever."""
+    process is gone (same host: pid + start time) is taken over, so a crashed run never
+    blocks forever. A live holder on this host is never taken over, however old its
+    heartbeat; a holder on another host (its process cannot be seen) is taken over once
+    its heartbeat is older than ``stale_after`` seconds (the holder refreshes it from a
+    thread, see ``Heartbeat``)."""
 
     def __init__(self, root, cluster, stale_after=DEFAULT_STALE_AFTER, clock=time.time):
         self.cluster = check_name("cluster", cluster)
@@ -194,6 +236,8 @@ class ClusterLock:
         if alive is False:
             return (f"its process (pid {holder.get('pid')} on {holder.get('host')}) "
                     "is gone")
+        if alive:
+            return None
         age = self.clock() - float(holder.get("heartbeat", 0))
         if age > self.stale_after:
             return (f"its last heartbeat is {age:.0f} s old (stale after "
@@ -239,6 +283,62 @@ class ClusterLock:
                 os.unlink(self.path)
                 return True
         return False
+
+
+class Heartbeat:
+    """Refreshes a held lock's heartbeat every ``every`` seconds from a daemon thread, as
+    long as this process holds the lock for the run (one thread per lock and run)."""
+
+    _running = {}
+    _guard = threading.Lock()
+
+    @classmethod
+    def start(cls, lock, run, every=HEARTBEAT_EVERY):
+        key = (lock.path, run)
+        with cls._guard:
+            thread = cls._running.get(key)
+            if thread is not None and thread.is_alive():
+                return thread
+            stop = threading.Event()
+
+            def beat():
+                while not stop.wait(every):
+                    try:
+                        if not lock.heartbeat(run):
+                            break
+                    except OSError as exc:  # a full disk must not kill the run
+                        log.warning("leapfrog: heartbeat of run %s: %s", run, exc)
+                with cls._guard:
+                    cls._running.pop(key, None)
+
+            thread = threading.Thread(target=beat, name=f"leapfrog-heartbeat-{run}",
+                                      daemon=True)
+            thread.stop = stop
+            cls._running[key] = thread
+            thread.start()
+            return thread
+
+    @classmethod
+    def stop(cls, lock, run):
+        with cls._guard:
+            thread = cls._running.pop((lock.path, run), None)
+        if thread is not None:
+            thread.stop.set()
+
+
+class RunMismatch(leapfrog_errors.LeapfrogError):
+    """A run id given to another orchestration or target than the one it was begun for."""
+
+
+def check_binding(cluster, run, recorded, wanted):
+    """Refuse resuming run ``run`` with an orchestration or target other than its own."""
+    for key in BINDING:
+        old, new = recorded.get(key), wanted.get(key)
+        if old is not None and new is not None and str(old) != str(new):
+            raise RunMismatch(
+                f"run {run} of cluster {cluster} was begun with {key} {old}, not {new}: a run "
+                f"id resumes only its own run; start a new run (leave run= out), or resume it "
+                f"with {key} {old}")
 
 
 # --------------------------------------------------------------------------- journal
@@ -339,7 +439,7 @@ class Tracker:
         return "/".join(("leapfrog", self.cluster, self.run_id) + parts)
 
     def fire(self, data, *parts):
-        data = dict(data, cluster=self.cluster, run=self.run_id)
+        data = leapfrog_scrub.scrub(dict(data, cluster=self.cluster, run=self.run_id))
         if self.fire_cb:
             try:
                 self.fire_cb(self.tag(*parts), data)
@@ -347,7 +447,7 @@ class Tracker:
                 log.warning("leapfrog: could not fire event %s: %s", self.tag(*parts), exc)
 
     def say(self, line):
-        line = f"[{self.cluster} {self.run_id}] {line}"
+        line = leapfrog_scrub.scrub_text(f"[{self.cluster} {self.run_id}] {line}")
         log.info("leapfrog: %s", line)
         if self.say_cb:
             try:
@@ -361,10 +461,18 @@ class Tracker:
 
     # -- run level
     def begin(self, steps=(), meta=None):
-        """Lock the cluster and open (or resume) the run; returns the journal."""
+        """Lock the cluster and open (or resume) the run; returns the journal.
+
+        ``meta`` may carry the run's binding (``orch``, ``target``): a journal begun with
+        other values is refused (``RunMismatch``) before anything is written or locked."""
+        binding = {k: (meta or {}).get(k) for k in BINDING}
+        recorded = (self.journal.read() or {}).get("meta") or {}
+        check_binding(self.cluster, self.run_id, recorded, binding)
         taken = self.lock.acquire(self.run_id)
+        Heartbeat.start(self.lock, self.run_id)
         resumed = self.journal.exists()
         with self.journal.edit() as data:
+            check_binding(self.cluster, self.run_id, data["meta"], binding)
             previous = data["status"]
             now = iso(self.clock())
             for attempt in data["attempts"]:
@@ -401,6 +509,7 @@ class Tracker:
 
     def end(self, status, error=None):
         """Close the run (``done`` or ``failed``) and release the lock."""
+        error = leapfrog_scrub.scrub_text(error)
         with self.journal.edit() as data:
             now = self.clock()
             data["status"] = status
@@ -413,6 +522,7 @@ class Tracker:
                 data["error"] = error
             elapsed = self.run_elapsed(data)
             snapshot = json_safe(data)
+        Heartbeat.stop(self.lock, self.run_id)
         self.lock.release(self.run_id)
         self.say(f"run {status} after {clock_text(elapsed)}" + (f": {error}" if error else ""))
         self.fire({"status": status, "elapsed": round(elapsed, 3),
@@ -445,6 +555,7 @@ class Tracker:
             self.say(f"step {step}: would run" + (f": {describe}" if describe else ""))
             return {"test": True, "would_run": describe or step}, False
         self.lock.acquire(self.run_id)
+        Heartbeat.start(self.lock, self.run_id)
         started = self.clock()
         with self.journal.edit() as data:
             record = self.journal.ensure(data, step)
@@ -469,10 +580,10 @@ class Tracker:
             result = work()
             self.faults.check(step, "end")
         except Exception as exc:  # pylint: disable=broad-except
-            error = str(exc) or type(exc).__name__
+            error = leapfrog_scrub.scrub_text(str(exc) or type(exc).__name__)
             self._finish(step, started, "failed", error=error)
             self.end("failed", error=f"step {step} failed: {error}")
-            raise StepFailed(f"step {step} failed: {error}") from exc
+            raise StepFailed(f"step {step} failed: {error}") from None
         status = "skipped" if isinstance(result, dict) and result.get("skipped") else "done"
         self._finish(step, started, status, result=result)
         return json_safe(result), True
@@ -529,8 +640,11 @@ def wait_approval(journal, step, expiry, next_event, clock=time.monotonic, poll=
     """Block until ``step`` of the run is approved, or raise ``ApprovalExpired``.
 
     ``next_event(timeout)`` returns the data of an approval event (or None after
-    ``timeout`` seconds); the journal is re-read between events, so an approval recorded
-    before we started listening is seen too. Returns the approval record.
+    ``timeout`` seconds). Only the journal counts: ``leapfrog.approve`` on the master writes
+    the approval there before it fires the event, and the event only wakes this loop to read
+    the journal again (an event any minion can send never opens the gate). The journal is
+    re-read between events, so an approval recorded before we started listening is seen
+    too. Returns the approval record.
     """
     deadline = clock() + float(expiry)
     while True:
@@ -548,7 +662,7 @@ def wait_approval(journal, step, expiry, next_event, clock=time.monotonic, poll=
         event = next_event(min(poll, left))
         if heartbeat:
             heartbeat()
-        if event is not None and event.get("step") in (None, step):
-            # the approving process writes the journal first; trust the event as well
-            if not (journal.read() or {}).get("approvals", {}).get(step):
-                record_approval(journal, step, event.get("by", "event"))
+        if event is not None and not (journal.read() or {}).get("approvals", {}).get(step):
+            log.warning("leapfrog: an approval event for run %s step %s without an approval "
+                        "in the journal was ignored (only salt-run leapfrog.approve approves)",
+                        journal.run, step)

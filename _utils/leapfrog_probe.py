@@ -333,7 +333,7 @@ def main(argv=None):
     text = json.dumps(summary, indent=2)
     if args.out:
         tmp = args.out + ".tmp"
-        with open(tmp, "w") as handle:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
             handle.write(text + "\n")
         os.replace(tmp, args.out)
     else:

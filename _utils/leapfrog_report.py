@@ -15,7 +15,7 @@ dict; ``write()`` renders it into a folder; ``headline_text()`` gives the lines 
     paths = leapfrog_report.write(report, "/var/cache/salt/master/leapfrog/prod1/<run>")
     print(leapfrog_report.headline_text(report))
 
-Only known fields are copied (allow-lists): step results are short strings, dict keys whose
+The files are 0600 in a 0700 folder. Only known fields are copied (allow-lists): step results are short strings, dict keys whose
 name holds password/passwd/token/secret/key/credential are dropped and ``key=value`` shapes
 in free text are masked, so no secret of a step result reaches a report file.
 """
@@ -25,17 +25,9 @@ import re
 from xml.sax.saxutils import escape as xml_escape, quoteattr
 
 import leapfrog_journal
+import leapfrog_scrub
 
 SECRET_NAME = re.compile(r"password|passwd|token|secret|key|credential", re.I)
-_SECRET_TEXT = [
-    # name=value, name: value, "name": "value" (name containing a secret word)
-    (re.compile(r"""(?i)([\w.-]*(?:password|passwd|token|secret|key|credential)[\w.-]*["']?"""
-                r"""\s*[:=]\s*)("[^"]*"?|'[^']*'?|[^\s,;&})\]]+)"""), r"\1***"),
-    # --password value / -p value style options
-    (re.compile(r"(?i)(--?[\w-]*(?:password|passwd|token|secret|key)[\w-]*\s+)(\S+)"), r"\1***"),
-    # user:password@ in URLs
-    (re.compile(r"(//[^/\s:@]+:)[^@\s/]+@"), r"\1***@"),
-]
 _XML_BAD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 RESULT_LIMIT = 160
 ERROR_LIMIT = 300
@@ -55,13 +47,11 @@ def scrub(text, limit=RESULT_LIMIT):
     """Free text made safe for a report: secrets masked, one line, at most ``limit`` chars.
 
     >>> scrub("mysql -u nova --password hunter2 (password=hunter2)")
-    'mysql -u nova --password *** (password=***)'
+    'mysql -u nova --password ****** (password=******)'
     """
     if text is None:
         return None
-    text = " ".join(str(text).split())
-    for pattern, repl in _SECRET_TEXT:
-        text = pattern.sub(repl, text)
+    text = leapfrog_scrub.scrub_text(" ".join(str(text).split()))
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
@@ -593,7 +583,7 @@ def svg(report, timeline=None, width=1000):
 # --------------------------------------------------------------------------- files
 def _write_text(path, text):
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with leapfrog_journal.private_open(tmp) as handle:
         handle.write(text)
     os.replace(tmp, path)
 
@@ -608,7 +598,7 @@ def write(report, directory, timeline=None):
     >>> paths = write(build(journal_data), "/var/cache/salt/master/leapfrog/lab/r1")
     ... # doctest: +SKIP
     """
-    os.makedirs(directory, exist_ok=True)
+    leapfrog_journal.private_dir(directory)
     paths = {"json": os.path.join(directory, "report.json"),
              "markdown": os.path.join(directory, "report.md"),
              "svg": os.path.join(directory, "timeline.svg")}

@@ -17,7 +17,9 @@ RELEASES = ["2024.1", "2024.2", "2025.1", "2025.2", "2026.1", "2026.2"]
 STRATEGIES = ["rolling", "fast_forward"]
 SERVER_POLICIES = ["skip", "migrate", "force"]
 ROLES = ["controller", "compute", "database", "haproxy", "hypervisor"]
-_BATCH = re.compile(r"^([1-9][0-9]*)%?$")
+_BATCH = re.compile(r"\A([1-9][0-9]*)%?\Z")
+_SUFFIX = re.compile(r"\A_[a-z0-9][a-z0-9_]{0,31}\Z")
+DEFAULT_SUFFIX = "_upgrade"
 
 
 class Field:
@@ -41,9 +43,25 @@ def _release(value):
     return None
 
 
-def _batch(value):
+def batch_problem(value):
     if isinstance(value, bool) or not _BATCH.match(str(value)):
         return f"expected a host count (e.g. 2) or a percentage (e.g. '25%'), got {value!r}"
+    return None
+
+
+def clone_suffix(suffix, databases):
+    """The problem with a rehearsal's clone ``suffix`` (None when it is fine): it must be
+    ``_`` and 1-32 lower-case letters, digits or ``_``, and no database of the cluster with
+    the suffix may name another of its databases (``nova`` + ``_api`` is ``nova_api``: the
+    rehearsal would overwrite, then drop, production)."""
+    if not isinstance(suffix, str) or not _SUFFIX.match(suffix):
+        return (f"suffix {suffix!r}: use '_' then 1-32 lower-case letters, digits or '_' "
+                f"(default {DEFAULT_SUFFIX})")
+    clash = sorted(f"{db}{suffix}" for db in databases if f"{db}{suffix}" in databases)
+    if clash:
+        return (f"suffix {suffix!r} would name production database(s) "
+                f"{', '.join(clash)} as clones: choose another suffix (default "
+                f"{DEFAULT_SUFFIX})")
     return None
 
 
@@ -128,7 +146,7 @@ SCHEMA = {
     "data_plane": Field(dict, keys={
         "canary": Field(str, required=False, default="",
                         doc="list, glob or compound target upgraded first"),
-        "batch": Field((int, str), required=False, default=1, check=_batch),
+        "batch": Field((int, str), required=False, default=1, check=batch_problem),
         "pause": Field(int, required=False, default=30, doc="seconds between restarts"),
         "timeout": Field(int, required=False, default=600,
                          doc="seconds a compute may take to get idle, or to come back up "

@@ -6,14 +6,14 @@ validate_pillar:
   salt.runner:
     - name: leapfrog.validate
 {%- if cluster %}
-    - cluster: {{ cluster }}
+    - cluster: {{ cluster | json }}
 {%- endif %}
 
 inventory:
   salt.runner:
     - name: leapfrog.inventory
 {%- if cluster %}
-    - cluster: {{ cluster }}
+    - cluster: {{ cluster | json }}
 {%- endif %}
     - require:
       - salt: validate_pillar

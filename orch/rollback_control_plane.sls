@@ -5,7 +5,8 @@
       salt-run state.orch orch.rollback_control_plane pillar='{"cluster": "prod1", "upgrade_run": "RUN", "run": "RB"}'  # resume
 
     Works from any point after the upgrade's verified DB backup. Stages (the API is down from
-    the first stop until the first ready): drain every controller and stop its VM -> the
+    the first stop until the first ready): every DB backup and every disk backup it will use
+    verified on its own minion (sha256, decompression) before anything stops -> drain every controller and stop its VM -> the
     computes a fast-forward run stopped: stopped again at the release they ran -> restore
     every DB from the run's backup once no session uses it (after 60 s the sessions left are
     killed and named in the result; checksums compared with the manifest) -> per controller
@@ -14,11 +15,14 @@
     services come back with the VM -> per controller: ready in haproxy once its health checks pass
     -> computes a fast-forward run stopped: started again at the release they ran -> verify
     through the VIP. The rollback is a run of its own (journal, lock, resume).
-    Pillar: cluster, upgrade_run (the run to undo), run (resume this rollback), testing. #}
+    Refused when a later upgrade run finished after upgrade_run (it built on it), unless
+    force is true.
+    Pillar: cluster, upgrade_run (the run to undo), run (resume this rollback), force,
+    testing. #}
 {%- from "orch/run.jinja" import run_states with context %}
 {%- set cluster = pillar.get('cluster') %}
 {%- set overrides = {'leapfrog': {'clusters': {cluster: {'testing': pillar.get('testing') or {}}}}} if cluster else {} %}
-{%- set sources = salt['saltutil.runner']('leapfrog.rollback_sources', cluster=cluster, upgrade_run=pillar.get('upgrade_run')) %}
+{%- set sources = salt['saltutil.runner']('leapfrog.rollback_sources', cluster=cluster, upgrade_run=pillar.get('upgrade_run'), force=pillar.get('force', False)) %}
 {%- if sources.get('retcode') %}
 
 refused:
@@ -30,9 +34,16 @@ refused:
 {%- set run = salt['saltutil.runner']('leapfrog.run_id', run=pillar.get('run')) %}
 {%- set controllers = config['controllers'] %}
 {%- set steps = [] %}
+{#- every backup it will use verified on its minion first: nothing stops before #}
+{%- for mid, backup in sources['db_backups'] | dictsort %}
+{%-   do steps.append(['verify_db_backup_' ~ mid, 'leapfrog.call', {'func': 'mysql_backup.verify', 'target': 'L@' ~ mid, 'kwargs': {'backup_id': backup}, 'expect': {'valid': True}}]) %}
+{%- endfor %}
+{%- for node, backup in sources['disks'] | dictsort %}
+{%-   do steps.append([node ~ '_verify_disk_backup', 'leapfrog.call', {'func': 'vm_backup.verify', 'target': 'L@' ~ config['vms']['nodes'][node]['hypervisor'], 'kwargs': {'backup': backup}}]) %}
+{%- endfor %}
 {%- for node in controllers %}
 {%-   set vm = config['vms']['nodes'][node] %}
-{%-   do steps.append([node ~ '_drain', 'leapfrog.call', {'func': 'haproxy_admin.drain', 'role': 'haproxy', 'kwargs': {'server': node, 'on_timeout': 'maint'}}]) %}
+{%-   do steps.append([node ~ '_drain', 'leapfrog.call', {'func': 'haproxy_admin.drain', 'role': 'haproxy', 'kwargs': {'server': node, 'on_timeout': 'maint', 'allow_last': True}}]) %}
 {%-   do steps.append([node ~ '_stop', 'leapfrog.call', {'func': 'vm_backup.stop', 'target': 'L@' ~ vm['hypervisor'], 'kwargs': {'domain': vm['domain']}}]) %}
 {%- endfor %}
 {#- computes a fast-forward stopped: kept stopped, at the release they ran, until the
@@ -68,12 +79,12 @@ refused:
 {%- set names = steps | map(attribute=0) | list %}
 
 {%- if opts.get('test') %}
-{%- set shown = salt['saltutil.runner']('leapfrog.begin', cluster=cluster, run=run, steps=names, pillar=overrides, test=True) %}
+{%- set shown = salt['saltutil.runner']('leapfrog.begin', cluster=cluster, run=run, steps=names, pillar=overrides, test=True, orch='orch.rollback_control_plane', target=sources['upgrade_run']) %}
 
 plan:
   test.show_notification:
     - text: {{ ('roll back run ' ~ sources['upgrade_run'] ~ ' of ' ~ cluster ~ ': DB backups ' ~ (sources['db_backups'] | json) ~ ', disks ' ~ (sources['disks'] | json) ~ '\n' ~ shown.get('text', '')) | json }}
 {%- else %}
-{{ run_states(cluster, run, steps, overrides, 'orch.rollback_control_plane', probe=False, report=False) }}
+{{ run_states(cluster, run, steps, overrides, 'orch.rollback_control_plane', probe=False, report=False, target=sources['upgrade_run']) }}
 {%- endif %}
 {%- endif %}

@@ -26,8 +26,8 @@ plan:
 begin:
   salt.runner:
     - name: leapfrog.begin
-    - cluster: {{ cluster }}
-    - run: {{ run }}
+    - cluster: {{ cluster | json }}
+    - run: {{ run | json }}
     - steps: {{ steps | json }}
     - orch: orch.test_core
     - pillar: {{ overrides | json }}
@@ -35,8 +35,8 @@ begin:
 one:
   salt.runner:
     - name: leapfrog.step
-    - cluster: {{ cluster }}
-    - run: {{ run }}
+    - cluster: {{ cluster | json }}
+    - run: {{ run | json }}
     - step: one
     - function: test.arg
     - function_kwargs: {"step": "one"}
@@ -49,11 +49,11 @@ one:
 gate:
   salt.runner:
     - name: leapfrog.wait_approval
-    - cluster: {{ cluster }}
-    - run: {{ run }}
+    - cluster: {{ cluster | json }}
+    - run: {{ run | json }}
     - step: gate
 {%- if pillar.get('expiry') is not none %}
-    - expiry: {{ pillar['expiry'] }}
+    - expiry: {{ pillar['expiry'] | json }}
 {%- endif %}
     - pillar: {{ overrides | json }}
     - require:
@@ -63,20 +63,20 @@ gate:
 two:
   salt.runner:
     - name: leapfrog.step
-    - cluster: {{ cluster }}
-    - run: {{ run }}
+    - cluster: {{ cluster | json }}
+    - run: {{ run | json }}
     - step: two
     - function: test.arg
     - function_kwargs: {"step": "two"}
     - pillar: {{ overrides | json }}
     - require:
-      - salt: {{ 'gate' if gate else 'one' }}
+      - salt: {{ ('gate' if gate else 'one') | json }}
 
 finish:
   salt.runner:
     - name: leapfrog.finish
-    - cluster: {{ cluster }}
-    - run: {{ run }}
+    - cluster: {{ cluster | json }}
+    - run: {{ run | json }}
     - pillar: {{ overrides | json }}
     - require:
       - salt: two

@@ -12,12 +12,14 @@
     on the first controller, with each hop's release -> verify the clones are at the target
     release's heads -> prove production not migrated (equal to the snapshot) -> drop the
     clones. On a failure the clones are dropped too and the run can be re-run.
-    Pillar: cluster, run (resume), suffix (default _upgrade), testing (fail_at / stall_at:
-    test only). #}
+    Pillar: cluster, run (resume), suffix (default _upgrade: '_' and lower-case letters,
+    digits, '_'; refused when a database with it would name another production database),
+    testing (fail_at / stall_at: test only). The clones' cleanup after a failure runs only
+    for a run that began (one refused by the lock drops nothing). #}
 {%- set cluster = pillar.get('cluster') %}
 {%- set suffix = pillar.get('suffix', '_upgrade') %}
 {%- set overrides = {'leapfrog': {'clusters': {cluster: {'testing': pillar.get('testing') or {}}}}} if cluster else {} %}
-{%- set info = salt['saltutil.runner']('leapfrog.validate', cluster=cluster) %}
+{%- set info = salt['saltutil.runner']('leapfrog.validate', cluster=cluster, suffix=suffix) %}
 {%- if not info.get('valid') %}
 
 invalid_pillar:
@@ -39,7 +41,7 @@ invalid_pillar:
 } %}
 
 {%- if opts.get('test') %}
-{%- set shown = salt['saltutil.runner']('leapfrog.begin', cluster=cluster, run=run, steps=steps, pillar=overrides, test=True) %}
+{%- set shown = salt['saltutil.runner']('leapfrog.begin', cluster=cluster, run=run, steps=steps, pillar=overrides, test=True, orch='orch.test_upgrade', target=path[-1]) %}
 
 plan:
   test.show_notification:
@@ -49,20 +51,21 @@ plan:
 begin:
   salt.runner:
     - name: leapfrog.begin
-    - cluster: {{ cluster }}
-    - run: {{ run }}
+    - cluster: {{ cluster | json }}
+    - run: {{ run | json }}
     - steps: {{ steps | json }}
     - orch: orch.test_upgrade
+    - target: {{ path[-1] | json }}
     - pillar: {{ overrides | json }}
 
 {%- for step in steps %}
 
-{{ step }}:
+{{ step | json }}:
   salt.runner:
     - name: leapfrog.step
-    - cluster: {{ cluster }}
-    - run: {{ run }}
-    - step: {{ step }}
+    - cluster: {{ cluster | json }}
+    - run: {{ run | json }}
+    - step: {{ step | json }}
 {%- if step == 'production_unchanged' %}
     - function: leapfrog.unchanged_since
     - function_kwargs: {{ {'step': 'snapshot', 'run': run, 'cluster': cluster} | json }}
@@ -72,7 +75,7 @@ begin:
 {%- endif %}
     - pillar: {{ overrides | json }}
     - require:
-      - salt: {{ 'begin' if loop.first else loop.previtem }}
+      - salt: {{ ('begin' if loop.first else loop.previtem) | json }}
 {%- endfor %}
 
 drop_clones_after_failure:
@@ -81,7 +84,9 @@ drop_clones_after_failure:
     - func: mysql_backup.drop_clone
     - role: database
     - kwargs: {{ {'suffix': suffix} | json }}
-    - cluster: {{ cluster }}
+    - cluster: {{ cluster | json }}
+    - require:
+      - salt: begin
     - onfail_any:
       - salt: clone
       - salt: isolate
@@ -92,8 +97,8 @@ drop_clones_after_failure:
 finish:
   salt.runner:
     - name: leapfrog.finish
-    - cluster: {{ cluster }}
-    - run: {{ run }}
+    - cluster: {{ cluster | json }}
+    - run: {{ run | json }}
     - pillar: {{ overrides | json }}
     - require:
       - salt: drop_clones

@@ -96,7 +96,7 @@ refused:
 {%-   set vm = config['vms']['nodes'][node] %}
 {%-   set on_node = {'target': 'L@' ~ node, 'func': 'state.apply'} %}
 {%-   if not ffu %}
-{%-     do steps.append([node ~ '_drain', 'leapfrog.call', {'func': 'haproxy_admin.drain', 'role': 'haproxy', 'kwargs': {'server': node}}]) %}
+{%-     do steps.append([node ~ '_drain', 'leapfrog.call', {'func': 'haproxy_admin.drain', 'role': 'haproxy', 'kwargs': {'server': node, 'allow_last': controllers | length == 1}}]) %}
 {%-   endif %}
 {%-   do steps.append([node ~ '_backup_disk', 'leapfrog.call', {'target': 'L@' ~ vm['hypervisor'], 'func': 'vm_backup.backup', 'kwargs': {'domain': vm['domain'], 'tag': run, 'restart': False}}]) %}
 {%-   do steps.append([node ~ '_rebuild', 'leapfrog.rebuild_node', {'node': node, 'backup': 'latest'}]) %}
@@ -144,7 +144,7 @@ refused:
 {%- set names = steps | map(attribute=0) | list %}
 
 {%- if opts.get('test') %}
-{%- set shown = salt['saltutil.runner']('leapfrog.begin', cluster=cluster, run=run, steps=names, pillar=overrides, test=True) %}
+{%- set shown = salt['saltutil.runner']('leapfrog.begin', cluster=cluster, run=run, steps=names, pillar=overrides, test=True, orch='orch.upgrade_control_plane', target=to) %}
 
 plan:
   test.show_notification:
@@ -154,6 +154,6 @@ plan:
 {%- for key in ['strategy', 'why', 'control', 'releases_from', 'hops', 'computes', 'text'] %}
 {%-   do kept.update({key: decided.get(key)}) %}
 {%- endfor %}
-{{ run_states(cluster, run, steps, overrides, 'orch.upgrade_control_plane', rollback='orch.rollback_control_plane', plan=kept) }}
+{{ run_states(cluster, run, steps, overrides, 'orch.upgrade_control_plane', rollback='orch.rollback_control_plane', plan=kept, target=to) }}
 {%- endif %}
 {%- endif %}

@@ -74,13 +74,13 @@ refused:
 {%- set names = steps | map(attribute=0) | list %}
 
 {%- if opts.get('test') %}
-{%- set shown = salt['saltutil.runner']('leapfrog.begin', cluster=cluster, run=run, steps=names, pillar=overrides, test=True) %}
+{%- set shown = salt['saltutil.runner']('leapfrog.begin', cluster=cluster, run=run, steps=names, pillar=overrides, test=True, orch='orch.upgrade_data_plane', target=to) %}
 {%- set changes = salt['saltutil.runner']('leapfrog.compute_changes', cluster=cluster, release=to) %}
 
 plan:
   test.show_notification:
     - text: {{ ('data plane of ' ~ cluster ~ ' to ' ~ to ~ '\ncanary: ' ~ (hosts['canary'] | join(', ') or 'none') ~ '\nthen, after approval, in batches: ' ~ (hosts['batches'] | json) ~ ' (pause ' ~ hosts['pause'] ~ ' s between batches)\nper host now: ' ~ (changes.get('summary') or changes.get('error', '')) ~ '\nper host: disable (reason), wait idle, apply the redeploy SLS at ' ~ to ~ ', wait up with its service version, enable, servers unchanged\n' ~ shown.get('text', '')) | json }}
 {%- else %}
-{{ run_states(cluster, run, steps, overrides, 'orch.upgrade_data_plane', expiry=pillar.get('expiry')) }}
+{{ run_states(cluster, run, steps, overrides, 'orch.upgrade_data_plane', expiry=pillar.get('expiry'), target=to) }}
 {%- endif %}
 {%- endif %}

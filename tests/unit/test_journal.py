@@ -279,15 +279,32 @@ def test_approval_expires_with_a_clear_message(tmp_path, clock):
         "re-run with the same run id to resume")
 
 
-def test_an_approval_event_ends_the_wait_and_is_journaled(tmp_path, clock):
+def test_an_approval_event_alone_never_opens_the_gate(tmp_path, clock):
+    """Any minion can fire ``leapfrog/<cluster>/<run>/approve``: the event only wakes the
+    waiter, the journal (written by leapfrog.approve on the master) decides."""
     journal = lj.Journal(str(tmp_path), "lab", "r1")
-    events = [None, {"step": "other", "by": "x"}, {"step": "gate", "by": "alice"}]
+    events = [{"step": "gate", "by": "mallory"}, {"step": "gate", "by": "mallory"}]
+    with pytest.raises(lj.ApprovalExpired):
+        lj.wait_approval(journal, "gate", 5, waiter(journal, clock, events), clock=clock,
+                         poll=1)
+    assert journal.read() is None or not journal.read()["approvals"]
+
+
+def test_an_approval_in_the_journal_ends_the_wait_at_its_event(tmp_path, clock):
+    journal = lj.Journal(str(tmp_path), "lab", "r1")
     beats = []
-    approval = lj.wait_approval(journal, "gate", 60, waiter(journal, clock, events),
-                                clock=clock, poll=1, heartbeat=lambda: beats.append(1))
+    queue = [None, {"step": "other", "by": "x"}]
+
+    def next_event(timeout):
+        clock.advance(timeout)
+        if not queue:  # leapfrog.approve: the journal first, then the event
+            lj.record_approval(journal, "gate", "alice", clock=clock)
+            return {"step": "gate", "by": "alice"}
+        return queue.pop(0)
+    approval = lj.wait_approval(journal, "gate", 60, next_event, clock=clock, poll=1,
+                                heartbeat=lambda: beats.append(1))
     assert approval["by"] == "alice"
     assert journal.read()["approvals"] == {"gate": approval}
-    assert "other" not in journal.read()["approvals"]
     assert len(beats) == 3
 
 
