@@ -37,6 +37,7 @@ import salt.utils.data
 
 import leapfrog_cmd
 import leapfrog_errors
+import leapfrog_parse
 
 try:
     import pymysql
@@ -720,12 +721,17 @@ def online_data_migrations(release=None, max_count=None, max_batches=1000, **kwa
     return _online(nova, conn, max_count, max_batches)
 
 
+def _count(value, name):
+    """A positive whole number of rows or calls (1 to 10 million)."""
+    return leapfrog_parse.number(value, name, minimum=1, maximum=10_000_000, integer=True,
+                                 error=NovaManageError)
+
+
 def _online(nova, conn, max_count=None, max_batches=1000):
     args = ["db", "online_data_migrations"]
+    max_batches = _count(max_batches, "max_batches")
     if max_count is not None:
-        if int(max_count) < 1:
-            raise NovaManageError(f"max_count must be a positive number, not {max_count}")
-        args += ["--max-count", str(int(max_count))]
+        args += ["--max-count", str(_count(max_count, "max_count"))]
     totals, calls, seconds = {}, 0, 0.0
     while True:
         result = _run(nova, conn, args, ok=(0, 1))
@@ -737,7 +743,7 @@ def _online(nova, conn, max_count=None, max_batches=1000):
             slot["done"] += counts["done"]
         if result["retcode"] == 0:
             break
-        if max_count is None or calls >= int(max_batches):
+        if max_count is None or calls >= max_batches:
             raise NovaManageError(
                 f"online data migrations still report work after {calls} call(s): "
                 f"{_error_line(result, conn)}"
@@ -933,15 +939,16 @@ def map_instances(cell="cell1", release=None, max_count=None, max_batches=1000, 
     opts, nova, conn = _setup(kwargs, release)
     uuid = _cell_uuid(_cells(nova, conn, opts.get("via", "auto")), cell)
     args = ["cell_v2", "map_instances", "--cell_uuid", uuid]
+    max_batches = _count(max_batches, "max_batches")
     if max_count is not None:
-        args += ["--max-count", str(int(max_count))]
+        args += ["--max-count", str(_count(max_count, "max_count"))]
     calls = 0
     while True:
         result = _run(nova, conn, args, ok=(0, 1))
         calls += 1
         if result["retcode"] == 0:
             break
-        if calls >= int(max_batches):
+        if calls >= max_batches:
             raise NovaManageError(f"map_instances still reports work after {calls} calls")
     return {"step": "map_instances", "cell": cell, "uuid": uuid, "calls": calls}
 

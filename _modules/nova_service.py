@@ -36,6 +36,7 @@ import salt.utils.data
 
 import leapfrog_errors
 import leapfrog_keystone
+import leapfrog_parse
 import leapfrog_plan
 
 try:
@@ -93,10 +94,7 @@ def _conf(connection):
 
 
 def _seconds(value, name):
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise NovaServiceError(f"{name} must be a number of seconds, got {value!r}") from None
+    return leapfrog_parse.seconds(value, name, error=NovaServiceError)
 
 
 # -- the compute API ---------------------------------------------------------------------------

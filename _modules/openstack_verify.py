@@ -32,6 +32,7 @@ import time
 
 import leapfrog_errors
 import leapfrog_keystone
+import leapfrog_parse
 
 log = logging.getLogger(__name__)
 
@@ -345,10 +346,8 @@ def wait(timeout=300, interval=5, checks=None, **kwargs):
         raise VerifyError(f"openstack_verify.wait: unknown argument(s) {', '.join(sorted(unknown))}")
     if "timeout_request" in kwargs:
         kwargs["timeout"] = kwargs.pop("timeout_request")
-    try:
-        limit, pause = float(timeout), max(float(interval), 0.1)
-    except (TypeError, ValueError):
-        raise VerifyError("timeout and interval must be numbers of seconds")
+    limit = leapfrog_parse.seconds(timeout, "timeout", error=VerifyError)
+    pause = max(leapfrog_parse.seconds(interval, "interval", error=VerifyError), 0.1)
     conf = _settings(dict(kwargs, checks=checks))
     started = time.monotonic()
     attempts = 0

@@ -1319,13 +1319,13 @@ def switch_computes(hosts, release=None, cluster=None, servers=None, reason=None
     try:
         name, config = _load(cluster, pillar)
         release = str(release or config["releases"]["target"])
-        sls = _compute_sls(config)
         for host in hosts:
             leapfrog_journal.check_name("host", host)
         switch = _Switch(name, config, release, servers or config["data_plane"]["servers"],
                          reason or f"leapfrog: switching to {release}",
                          timeout if timeout not in (None, "") else
                          config["data_plane"]["timeout"])
+        sls = _compute_sls(config)
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"hosts": hosts, "error": str(exc)})
     results = switch.run(list(hosts), sls)

@@ -13,13 +13,17 @@ _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 
 
+def _fmt(value):
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def _range_text(minimum, maximum):
     if minimum is not None and maximum is not None:
-        return f"from {minimum:g} to {maximum:g}"
+        return f"from {_fmt(minimum)} to {_fmt(maximum)}"
     if minimum is not None:
-        return f"{minimum:g} or more"
+        return f"{_fmt(minimum)} or more"
     if maximum is not None:
-        return f"at most {maximum:g}"
+        return f"at most {_fmt(maximum)}"
     return "any finite number"
 
 

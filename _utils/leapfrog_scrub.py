@@ -49,7 +49,7 @@ def scrub(value):
     """A copy of ``value`` (JSON-like data) with every secret masked."""
     if isinstance(value, dict):
         return {key: (MASK if secret_key(key) and item not in (None, "", False, True)
-                      and not isinstance(item, (dict, list)) else scrub(item))
+                      else scrub(item))
                 for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [scrub(item) for item in value]

@@ -334,3 +334,16 @@ def test_every_public_function_has_a_cli_example():
     for name, func in inspect.getmembers(haproxy_admin, inspect.isfunction):
         if not name.startswith("_") and func.__module__ == haproxy_admin.__name__:
             assert "CLI Example:" in (func.__doc__ or ""), name
+
+
+def test_draining_the_last_server_up_of_a_backend_is_refused_unless_allowed(spy):
+    spy.servers["nova"]["ctl02"]["status"] = "MAINT"
+    spy.servers["keystone"]["ctl02"]["status"] = "DOWN"
+    with pytest.raises(haproxy_admin.LastServer) as err:
+        haproxy_admin.drain("ctl01", timeout=5, poll=0.05)
+    assert "ctl01 is the last server UP in backend(s) keystone, nova" in str(err.value)
+    assert "allow_last=True" in str(err.value) and spy.sets == []
+    out = haproxy_admin.drain("ctl01", timeout=5, poll=0.05, allow_last="true")
+    assert sorted(out["backends"]) == ["keystone", "nova", "placement"]
+    with pytest.raises(haproxy_admin.HAProxyError, match="allow_last must be true or false"):
+        haproxy_admin.drain("ctl01", allow_last="perhaps")

@@ -360,7 +360,7 @@ def test_online_migrations_failure(fake):
 
 
 def test_online_migrations_bad_max_count():
-    with pytest.raises(leapfrog_errors.LeapfrogError, match="positive"):
+    with pytest.raises(leapfrog_errors.LeapfrogError, match="max_count must be from 1 to"):
         nova_manage.online_data_migrations(release="2025.1", max_count=0)
 
 
