@@ -465,6 +465,8 @@ class Tracker:
 
         ``meta`` may carry the run's binding (``orch``, ``target``): a journal begun with
         other values is refused (``RunMismatch``) before anything is written or locked."""
+        for step in steps:  # a bad name refuses the run before anything is locked
+            self.ensure_step_name(step)
         binding = {k: (meta or {}).get(k) for k in BINDING}
         recorded = (self.journal.read() or {}).get("meta") or {}
         check_binding(self.cluster, self.run_id, recorded, binding)
