@@ -2,9 +2,28 @@
 
 A backup is one folder ``<backup_dir>/<id>`` holding one compressed ``mariadb-dump
 --single-transaction`` file per database (``<db>.sql.zst``, or ``.sql.gz`` without zstd) and
-``manifest.json``: the databases, their charset, size, per-table row counts and
-``CHECKSUM TABLE`` values, the server version and each file's size and sha256. A backup is
+``manifest.json``: the databases, their charset, size, per-table row counts and row
+checksums, the server version, ``lock_seconds`` and each file's size and sha256. A backup is
 written under ``<id>.partial`` and renamed when complete, so a listed backup is a whole one.
+
+One snapshot: the dumps of all databases and the manifest's counts/checksums come from the
+same instant. A FLUSH TABLES WITH READ LOCK is held only while one dump per database opens
+its transaction (``lock_seconds``, typically milliseconds: writers wait that long), then the
+dumps and the checksums read in their snapshots while writers go on. A row checksum is
+COUNT(*) and the sum of a CRC32 of every row (each column's CRC32 and its NULLs), read
+through MVCC, unlike CHECKSUM TABLE; restores compare with the same method (backups of
+format 1 with CHECKSUM TABLE).
+
+Safety: one check (``_guard``) runs before every destructive path (``clone`` force,
+``drop_clone``, ``restore`` over an existing database): never a MariaDB system schema, never
+a production database (pillar ``leapfrog:database:databases``; for a renamed restore also
+the backup's databases) except the same-name restore a rollback does, and for clones and
+renamed restores never an existing database leapfrog did not create. What leapfrog creates
+is marked in ``information_schema.SCHEMATA.SCHEMA_COMMENT`` (``leapfrog clone of nova``,
+``leapfrog restore of nova``; MariaDB >= 10.5). A restore over an existing database loads a
+staging database, compares it with the manifest and only then swaps the tables in with one
+atomic RENAME TABLE; the replaced tables are kept until the result is verified (or on
+request). Every numeric, boolean and enum argument is parsed and range-checked.
 
 Connection: function arguments ``host``, ``port``, ``socket``, ``user``, ``password``, else
 pillar ``leapfrog:database`` (the same keys as ``database`` in pillar_examples/cluster.sls);
@@ -15,9 +34,6 @@ Backup folder: ``backup_dir`` argument, else pillar ``leapfrog:backups:dir`` + `
 else ``/var/backups/leapfrog/mysql``. ``prune`` keeps ``keep`` (else
 ``leapfrog:backups:keep``, else 3) backups.
 
-Row counts and checksums are taken in one consistent snapshot just before the dump; they
-describe the dump exactly when nothing writes to the databases in between (stop the writers,
-or compare ``restore``'s ``differences`` knowing they ran).
 """
 import concurrent.futures
 import contextlib
@@ -1345,8 +1361,9 @@ def drop_clone(databases=None, suffix=DEFAULT_SUFFIX, **connection):
 
 def checksums(databases=None, **connection):
     """
-    Return per database and table the row count and ``CHECKSUM TABLE`` value, read in one
-    consistent snapshot (what a backup's manifest records).
+    Return per database and table the row count and row checksum (the sum of a CRC32 of
+    every row, read through MVCC), all in one consistent snapshot: what a backup's manifest
+    records and what restores compare.
 
     CLI Example:
 
