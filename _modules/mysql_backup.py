@@ -176,7 +176,8 @@ def _connection(kwargs):
     for key in CONNECTION_KEYS:
         value = kwargs.get(key)
         params[key] = value if value not in (None, "") else pillar.get(key)
-    params["port"] = leapfrog_args.integer("port", params["port"] or 3306, 1, 65535)
+    port = 3306 if params["port"] in (None, "") else params["port"]
+    params["port"] = leapfrog_args.integer("port", port, 1, 65535)
     for key, default in (("host", "localhost"), ("user", "root"), ("socket", ""),
                          ("password", "")):
         value = params[key]
