@@ -251,3 +251,29 @@ def test_backup_is_one_snapshot_while_a_writer_inserts_and_updates(env):
             expected[k // 2] += 1
     assert rows == expected  # exactly the writer's first n commits, inserts and updates
     assert mirror == list(range(1, n + 1))  # the other database: the same instant
+
+
+def test_a_format_1_backup_is_still_compared_with_checksum_table(env):
+    """Backups taken before the row checksums recorded CHECKSUM TABLE: a restore of one
+    compares with that method, and still refuses a copy that differs."""
+    made = fn(env, "backup")(databases=[NOVA], label="format1")
+    path = env["backups"] / made["id"] / "manifest.json"
+    manifest = json.loads(path.read_text())
+    with env["db"].connect() as conn:
+        legacy = {}
+        for table in manifest["databases"][NOVA]["tables"]:
+            rows = q(conn, f"SELECT COUNT(*) FROM {NOVA}.{table}")[0][0]
+            legacy[table] = {"rows": rows,
+                             "checksum": q(conn, f"CHECKSUM TABLE {NOVA}.{table}")[0][1]}
+    manifest.update(format=1, databases={NOVA: {**manifest["databases"][NOVA],
+                                                 "tables": legacy}})
+    del manifest["stats_method"]
+    path.write_text(json.dumps(manifest))
+    out = fn(env, "restore")(made["id"], target=f"{NOVA}_v1")
+    assert out["matches_manifest"] is True
+    wrong = tamper(env, made["id"], "services")
+    with pytest.raises(CommandExecutionError, match=f"services: rows 4 -> 4, checksum {wrong}"):
+        fn(env, "restore")(made["id"], target=f"{NOVA}_v1", force=True)
+    assert comment(env, f"{NOVA}_v1") == f"leapfrog restore of {NOVA}"
+    with env["db"].connect() as conn:
+        q(conn, f"DROP DATABASE {NOVA}_v1")
