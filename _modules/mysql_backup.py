@@ -2,9 +2,28 @@
 
 A backup is one folder ``<backup_dir>/<id>`` holding one compressed ``mariadb-dump
 --single-transaction`` file per database (``<db>.sql.zst``, or ``.sql.gz`` without zstd) and
-``manifest.json``: the databases, their charset, size, per-table row counts and
-``CHECKSUM TABLE`` values, the server version and each file's size and sha256. A backup is
+``manifest.json``: the databases, their charset, size, per-table row counts and row
+checksums, the server version, ``lock_seconds`` and each file's size and sha256. A backup is
 written under ``<id>.partial`` and renamed when complete, so a listed backup is a whole one.
+
+One snapshot: the dumps of all databases and the manifest's counts/checksums come from the
+same instant. A FLUSH TABLES WITH READ LOCK is held only while one dump per database opens
+its transaction (``lock_seconds``, typically milliseconds: writers wait that long), then the
+dumps and the checksums read in their snapshots while writers go on. A row checksum is
+COUNT(*) and the sum of a CRC32 of every row (each column's CRC32 and its NULLs), read
+through MVCC, unlike CHECKSUM TABLE; restores compare with the same method (backups of
+format 1 with CHECKSUM TABLE).
+
+Safety: one check (``_guard``) runs before every destructive path (``clone`` force,
+``drop_clone``, ``restore`` over an existing database): never a MariaDB system schema, never
+a production database (pillar ``leapfrog:database:databases``; for a renamed restore also
+the backup's databases) except the same-name restore a rollback does, and for clones and
+renamed restores never an existing database leapfrog did not create. What leapfrog creates
+is marked in ``information_schema.SCHEMATA.SCHEMA_COMMENT`` (``leapfrog clone of nova``,
+``leapfrog restore of nova``; MariaDB >= 10.5). A restore over an existing database loads a
+staging database, compares it with the manifest and only then swaps the tables in with one
+atomic RENAME TABLE; the replaced tables are kept until the result is verified (or on
+request). Every numeric, boolean and enum argument is parsed and range-checked.
 
 Connection: function arguments ``host``, ``port``, ``socket``, ``user``, ``password``, else
 pillar ``leapfrog:database`` (the same keys as ``database`` in pillar_examples/cluster.sls);
@@ -15,11 +34,10 @@ Backup folder: ``backup_dir`` argument, else pillar ``leapfrog:backups:dir`` + `
 else ``/var/backups/leapfrog/mysql``. ``prune`` keeps ``keep`` (else
 ``leapfrog:backups:keep``, else 3) backups.
 
-Row counts and checksums are taken in one consistent snapshot just before the dump; they
-describe the dump exactly when nothing writes to the databases in between (stop the writers,
-or compare ``restore``'s ``differences`` knowing they ran).
 """
+import concurrent.futures
 import contextlib
+import contextvars
 import datetime
 import gzip
 import hashlib
@@ -31,6 +49,7 @@ import shutil
 import tempfile
 import time
 
+import leapfrog_args
 import leapfrog_cmd
 import leapfrog_errors
 
@@ -55,11 +74,24 @@ DEFAULT_SUFFIX = "_upgrade"
 SPACE_MARGIN = 16 * 1024 * 1024
 CHUNK = 1024 * 1024
 CONNECTION_KEYS = ("host", "port", "socket", "user", "password")
-_IDENT = re.compile(r"^[A-Za-z0-9_$][A-Za-z0-9_$-]{0,63}$")
-_LABEL = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_IDENT = re.compile(r"\A[A-Za-z0-9_$][A-Za-z0-9_$-]{0,63}\Z")
+_LABEL = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
+_SUFFIX = re.compile(r"\A_[A-Za-z0-9_]{1,40}\Z")
+_BACKUP_ID = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+_WORD = re.compile(r"\A[A-Za-z0-9_]{1,64}\Z")
+# What MariaDB itself owns: never dropped, replaced or restored over.
+SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
+# SCHEMA_COMMENT of every database leapfrog creates (clones, restore targets, staging and
+# moved-aside copies): the only existing databases a clone, drop_clone or targeted restore
+# may replace.
+MARK = "leapfrog "
+COMPRESSIONS = ("zstd", "gzip")
+MAX_SECONDS = 86400
+STATS_METHOD = "count+sum(crc32(row))"
+LOCK_WAIT = 60
 _UTF8 = ("utf8", "utf8mb3", "utf8mb4")
 MANIFEST = "manifest.json"
-FORMAT = 1
+FORMAT = 2
 
 
 class DatabaseUnreachable(leapfrog_errors.LeapfrogError):
@@ -92,6 +124,15 @@ class BackupCorrupt(leapfrog_errors.LeapfrogError):
 
 class BackupNotFound(leapfrog_errors.LeapfrogError):
     """No backup with that id (or no backup at all) under the backup folder."""
+
+
+class UnsafeTarget(leapfrog_errors.LeapfrogError):
+    """A destructive operation named a system schema, a production database or a database
+    leapfrog did not create."""
+
+
+class RestoreMismatch(leapfrog_errors.LeapfrogError):
+    """The staged copy of a restore does not match the backup's manifest (nothing replaced)."""
 
 
 def _binary(*names):
@@ -135,11 +176,17 @@ def _connection(kwargs):
     for key in CONNECTION_KEYS:
         value = kwargs.get(key)
         params[key] = value if value not in (None, "") else pillar.get(key)
-    params["host"] = params["host"] or "localhost"
-    params["port"] = int(params["port"] or 3306)
-    params["user"] = params["user"] or "root"
-    params["password"] = "" if params["password"] is None else str(params["password"])
-    params["socket"] = params["socket"] or ""
+    port = 3306 if params["port"] in (None, "") else params["port"]
+    params["port"] = leapfrog_args.integer("port", port, 1, 65535)
+    for key, default in (("host", "localhost"), ("user", "root"), ("socket", ""),
+                         ("password", "")):
+        value = params[key]
+        params[key] = default if value in (None, "") else str(value)
+        if any(ord(char) < 32 for char in params[key]):
+            shown = "the password" if key == "password" else repr(params[key])
+            raise leapfrog_errors.LeapfrogError(
+                f"invalid {key}: {shown} holds a line break or control character; fix "
+                f"leapfrog:database:{key} (or the {key}= argument)")
     return params
 
 
@@ -236,7 +283,9 @@ def _names(value, what="databases"):
     if value is None:
         return []
     if isinstance(value, str):
-        value = [v.strip() for v in value.split(",")]
+        value = [v.strip(" ") for v in value.split(",")]
+    elif not isinstance(value, (list, tuple)):
+        value = [value]
     names = [str(v) for v in value if str(v).strip()]
     bad = [n for n in names if not _IDENT.match(n)]
     if bad:
@@ -310,10 +359,7 @@ def _sha256(path):
 def _compression(requested):
     if requested in (None, ""):
         return "zstd" if _binary("zstd") else "gzip"
-    if requested not in ("zstd", "gzip"):
-        raise leapfrog_errors.LeapfrogError(
-            f"unknown compression {requested!r}: use zstd or gzip"
-        )
+    leapfrog_args.choice("compression", requested, COMPRESSIONS)
     if requested == "zstd" and not _binary("zstd"):
         raise leapfrog_errors.LeapfrogError("compression zstd asked but zstd is not installed: "
                                             "install zstd or use compression=gzip")
@@ -400,33 +446,57 @@ def _tables(conn, database):
         return [row[0] for row in cur.fetchall()]
 
 
-def _table_stats(conn, database):
-    """{table: {"rows": n, "checksum": c}} for every base table of ``database``."""
+def _row_checksum_sql(conn, database, table):
+    """A SELECT giving COUNT(*) and the sum of a CRC32 of every row: read through the
+    transaction's snapshot (MVCC), unlike CHECKSUM TABLE, and independent of row order.
+    A row's CRC32 covers each column's CRC32 and which columns are NULL."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+                    "AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (database, table))
+        columns = [_q(row[0]) for row in cur.fetchall()]
+    crcs = ", ".join(f"CRC32({c})" for c in columns)
+    nulls = ", ".join(f"ISNULL({c})" for c in columns)
+    return (f"SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT_WS(',', {crcs}, CONCAT({nulls})))), 0)"
+            f" FROM {_q(database)}.{_q(table)}")
+
+
+def _table_stats(conn, database, method=STATS_METHOD):
+    """{table: {"rows": n, "checksum": c}} for every base table of ``database``, with
+    ``method``: this module's row checksum, or ``CHECKSUM TABLE`` for backups of format 1."""
     tables = _tables(conn, database)
     stats = {}
-    if not tables:
-        return stats
     with conn.cursor() as cur:
         for table in tables:
+            if method == STATS_METHOD:
+                cur.execute(_row_checksum_sql(conn, database, table))
+                rows, checksum = cur.fetchone()
+                stats[table] = {"rows": int(rows), "checksum": int(checksum)}
+                continue
             cur.execute(f"SELECT COUNT(*) FROM {_q(database)}.{_q(table)}")
             stats[table] = {"rows": int(cur.fetchone()[0])}
-        cur.execute("CHECKSUM TABLE " + ", ".join(f"{_q(database)}.{_q(t)}" for t in tables))
-        for name, checksum in cur.fetchall():
-            table = name.split(".", 1)[1]
-            if table in stats:
-                stats[table]["checksum"] = None if checksum is None else int(checksum)
+            cur.execute(f"CHECKSUM TABLE {_q(database)}.{_q(table)}")
+            checksum = cur.fetchone()[1]
+            stats[table]["checksum"] = None if checksum is None else int(checksum)
     return stats
+
+
+@contextlib.contextmanager
+def _snapshot(conn):
+    """One consistent read view for the block (REPEATABLE READ, read only)."""
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+    try:
+        yield conn
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("COMMIT")
 
 
 def _snapshot_stats(conn, databases):
     """Row counts and checksums of several databases in one consistent read view."""
-    with conn.cursor() as cur:
-        cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-    try:
+    with _snapshot(conn):
         return {db: _table_stats(conn, db) for db in databases}
-    finally:
-        with conn.cursor() as cur:
-            cur.execute("COMMIT")
 
 
 def _differences(expected, found):
@@ -488,16 +558,87 @@ def _load(params, database, raw):
             f"{os.path.basename(client)} failed loading {database}: {_scrub(errors[0], params)}")
 
 
-def _create(conn, database, charset, collation, force):
+def _dump_all(conn, params, names, folder):
+    """Dump ``names`` (one ``<db>.sql`` each in ``folder``) in ONE consistent snapshot, and
+    read their row counts and checksums in that same snapshot.
+
+    ``conn`` takes FLUSH TABLES WITH READ LOCK, opens its own consistent snapshot, starts
+    one ``mariadb-dump --single-transaction`` per database, waits until each dump's
+    connection has selected its database (mariadb-dump opens its transaction before that)
+    or finished, then UNLOCK TABLES: writers wait only for that window. Returns
+    ``(stats, lock_seconds)``."""
+    with conn.cursor() as cur:
+        cur.execute(f"SET SESSION lock_wait_timeout = {LOCK_WAIT}")
+        try:
+            cur.execute("FLUSH TABLES WITH READ LOCK")
+        except pymysql.MySQLError as exc:
+            raise leapfrog_errors.LeapfrogError(
+                f"FLUSH TABLES WITH READ LOCK failed on {_where(params)} "
+                f"({_scrub(exc.args[-1], params)}): a consistent backup needs the RELOAD "
+                f"privilege and no statement running longer than {LOCK_WAIT} s; grant RELOAD "
+                "to leapfrog:database:user or retry when the long statement ends") from None
+    locked = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                cur.execute("SELECT COALESCE(MAX(ID), 0) FROM information_schema.PROCESSLIST")
+                first_id = int(cur.fetchone()[0])
+            futures = {db: pool.submit(contextvars.copy_context().run, _dump, params, db,
+                                       os.path.join(folder, f"{db}.sql")) for db in names}
+            _wait_dumps_started(conn, futures, first_id, params)
+        finally:
+            with conn.cursor() as cur:
+                cur.execute("UNLOCK TABLES")
+            lock_seconds = round(time.monotonic() - locked, 3)
+        try:
+            stats = {db: _table_stats(conn, db) for db in names}
+        finally:
+            with conn.cursor() as cur:
+                cur.execute("COMMIT")
+        for future in futures.values():
+            future.result()
+    log.info("mysql_backup: writers were blocked %.3f s while %d dump(s) opened their "
+             "snapshot", lock_seconds, len(names))
+    return stats, lock_seconds
+
+
+def _wait_dumps_started(conn, futures, first_id, params):
+    waiting = set(futures)
+    marks = ", ".join(["%s"] * len(waiting))
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        waiting = {db for db in waiting if not futures[db].done()}
+        if waiting:
+            with conn.cursor() as cur:
+                cur.execute("SELECT DB FROM information_schema.PROCESSLIST WHERE ID > %s AND "
+                            f"USER = %s AND DB IN ({marks})",
+                            [first_id, params["user"], *futures])
+                waiting -= {row[0] for row in cur.fetchall()}
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise leapfrog_errors.LeapfrogError(
+                f"mariadb-dump of {', '.join(sorted(waiting))} did not open its snapshot within "
+                f"{LOCK_WAIT} s (writers were blocked meanwhile): check the server's load and "
+                "max_connections, then retry")
+        time.sleep(0.005)
+
+
+def _create(conn, database, charset, collation, force=False, mark=""):
+    """CREATE DATABASE with the charset/collation and, for what leapfrog creates, the
+    ``mark`` (``leapfrog ...``) as its SCHEMA_COMMENT (see ``_guard``)."""
     for word in (charset, collation):
-        if not re.match(r"^[A-Za-z0-9_]{1,64}$", str(word)):
+        if not _WORD.match(str(word)):
             raise leapfrog_errors.LeapfrogError(
                 f"invalid charset/collation {word!r} for {database}: check the manifest")
     with conn.cursor() as cur:
         if force:
             cur.execute(f"DROP DATABASE IF EXISTS {_q(database)}")
         cur.execute(
-            f"CREATE DATABASE {_q(database)} CHARACTER SET {charset} COLLATE {collation}")
+            f"CREATE DATABASE {_q(database)} CHARACTER SET {charset} COLLATE {collation}"
+            + (" COMMENT %s" if mark else ""), (mark,) if mark else None)
 
 
 def _drop(conn, database):
@@ -549,6 +690,10 @@ def _resolve(root, backup_id, label=None):
             raise BackupNotFound(f"no backup in {root}: take one with mysql_backup.backup")
         return ids[-1]
     backup_id = str(backup_id)
+    if not _BACKUP_ID.match(backup_id):
+        raise BackupNotFound(
+            f"invalid backup id {backup_id!r}: an id is the name of a backup folder directly "
+            f"under {root} (no /, no leading .); see mysql_backup.list")
     if backup_id not in ids:
         raise BackupNotFound(
             f"no backup {backup_id} in {root} (have: {', '.join(ids[-5:]) or 'none'})"
@@ -578,8 +723,12 @@ def _summary(manifest, root):
 # --- public: backup --------------------------------------------------------------------------
 def backup(databases=None, backup_dir=None, label=None, compression=None, **connection):
     """
-    Back up databases consistently (``mariadb-dump --single-transaction``, one compressed
-    file per database) into a new folder under the backup folder, with a manifest.
+    Back up databases as ONE consistent snapshot (one ``mariadb-dump --single-transaction``
+    per database, all started under a short FLUSH TABLES WITH READ LOCK, one compressed
+    file per database) into a new folder under the backup folder, with a manifest whose
+    row counts and checksums are read in that same snapshot: the manifest describes the
+    dump exactly even while services write. Writers wait only while the dumps open their
+    snapshots: ``lock_seconds`` in the result and the manifest. Needs the RELOAD privilege.
 
     Refuses before starting when a database does not exist or when the free space under
     the backup folder is below the databases' size.
@@ -595,7 +744,8 @@ def backup(databases=None, backup_dir=None, label=None, compression=None, **conn
     host, port, socket, user, password
         connection; default pillar ``leapfrog:database``
 
-    Returns the id, path and per database the file, its sha256, bytes, tables and rows.
+    Returns the id, path, ``lock_seconds`` and per database the file, its sha256, bytes,
+    tables and rows.
 
     CLI Example:
 
@@ -620,20 +770,24 @@ def backup(databases=None, backup_dir=None, label=None, compression=None, **conn
         needed = sum(s["size_bytes"] for s in schemas.values()) + SPACE_MARGIN
         _require_space(root, needed, f"a backup of {', '.join(names)}",
                        "free space there or point leapfrog:backups:dir to a larger disk")
-        stats = _snapshot_stats(conn, names)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        backup_id = now.strftime("%Y%m%dT%H%M%S") + f".{now.microsecond // 1000:03d}Z"
+        if label:
+            backup_id += f"-{label}"
+        partial = os.path.join(root, backup_id + ".partial")
+        try:
+            os.makedirs(root, mode=0o700, exist_ok=True)
+            os.makedirs(partial, mode=0o700)
+        except OSError as exc:
+            raise leapfrog_errors.LeapfrogError(
+                f"cannot create the backup folder {partial}: {exc.strerror}; fix "
+                "leapfrog:backups:dir or its permissions") from None
+        try:
+            stats, lock_seconds = _dump_all(conn, params, names, partial)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
 
-    now = datetime.datetime.now(datetime.timezone.utc)
-    backup_id = now.strftime("%Y%m%dT%H%M%S") + f".{now.microsecond // 1000:03d}Z"
-    if label:
-        backup_id += f"-{label}"
-    partial = os.path.join(root, backup_id + ".partial")
-    try:
-        os.makedirs(root, mode=0o700, exist_ok=True)
-        os.makedirs(partial, mode=0o700)
-    except OSError as exc:
-        raise leapfrog_errors.LeapfrogError(
-            f"cannot create the backup folder {partial}: {exc.strerror}; fix "
-            "leapfrog:backups:dir or its permissions") from None
     manifest = {
         "format": FORMAT,
         "id": backup_id,
@@ -643,14 +797,14 @@ def backup(databases=None, backup_dir=None, label=None, compression=None, **conn
         "source": _where(params),
         "tool": os.path.basename(_binary("mariadb-dump", "mysqldump")),
         "compression": compression,
-        "stats_note": "rows and CHECKSUM TABLE taken in one snapshot just before the dump",
+        "stats_method": STATS_METHOD,
+        "stats_note": "every dump and the rows/checksums read in one snapshot",
+        "lock_seconds": lock_seconds,
         "databases": {},
     }
     try:
         for db in names:
             raw = os.path.join(partial, f"{db}.sql")
-            log.info("mysql_backup: dumping %s into %s", db, partial)
-            _dump(params, db, raw)
             raw_bytes = os.path.getsize(raw)
             path = _compress(raw, compression, params)
             os.chmod(path, 0o600)
@@ -682,6 +836,7 @@ def backup(databases=None, backup_dir=None, label=None, compression=None, **conn
         }
         for db, info in manifest["databases"].items()
     }
+    result["lock_seconds"] = lock_seconds
     result["seconds"] = round(time.monotonic() - started, 2)
     return result
 
@@ -787,13 +942,7 @@ def prune(keep=None, backup_dir=None):
     """
     if keep is None:
         keep = _pillar("leapfrog:backups:keep", DEFAULT_KEEP)
-    try:
-        keep = int(keep)
-    except (TypeError, ValueError):
-        keep = -1
-    if keep < 1:
-        raise leapfrog_errors.LeapfrogError(
-            "keep must be a whole number >= 1 (prune never removes every backup)")
+    keep = leapfrog_args.integer("keep", keep, 1, 10000)
     root = _backup_root(backup_dir)
     ids = _backup_ids(root)
     removed = ids[:-keep] if len(ids) > keep else []
@@ -804,19 +953,6 @@ def prune(keep=None, backup_dir=None):
 
 
 # --- public: restore / clone -----------------------------------------------------------------
-def _targets(names, target, suffix):
-    if target and len(names) != 1:
-        raise leapfrog_errors.LeapfrogError(
-            "target names one database: pass exactly one database with target=, or use "
-            "suffix= for several")
-    if target:
-        return {names[0]: _names([target], "target")[0]}
-    suffix = suffix or ""
-    if suffix:
-        _names([f"x{suffix}"], "suffix")
-    return {name: _names([name + suffix], "target")[0] for name in names}
-
-
 def _refuse_existing(conn, targets, force, params):
     existing = set(_existing(conn))
     clash = [t for t in targets.values() if t in existing]
@@ -855,22 +991,189 @@ def _wait_no_clients(conn, targets, timeout, kill=False):
             who = ", ".join(who)
             raise DatabaseInUse(
                 f"{len(found)} other session(s) still use the databases to restore after "
-                f"{timeout} s ({who}): stop the services that write to them first")
+                f"{timeout:g} s ({who}): stop the services that write to them first")
         time.sleep(1)
+
+
+def _suffix(suffix, what="suffix"):
+    """A clone/restore suffix: ``_`` then letters, digits, ``_`` (``_upgrade``)."""
+    if not isinstance(suffix, str) or not _SUFFIX.match(suffix):
+        raise leapfrog_errors.LeapfrogError(
+            f"invalid {what}={suffix!r}: it must start with _ and hold only letters, digits "
+            "and _ (41 at most), e.g. _upgrade")
+    return suffix
+
+
+def _targets(names, target, suffix):
+    if target and len(names) != 1:
+        raise leapfrog_errors.LeapfrogError(
+            "target names one database: pass exactly one database with target=, or use "
+            "suffix= for several")
+    if target and suffix:
+        raise leapfrog_errors.LeapfrogError("pass target= or suffix=, not both")
+    if target:
+        return {names[0]: _names([target], "target")[0]}
+    if suffix in (None, ""):
+        return {name: name for name in names}
+    suffix = _suffix(suffix)
+    return {name: _names([name + suffix], "target")[0] for name in names}
+
+
+def _schemata(conn):
+    """{database: SCHEMA_COMMENT} of every database on the server."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT SCHEMA_NAME, SCHEMA_COMMENT FROM information_schema.SCHEMATA")
+        return {name: comment or "" for name, comment in cur.fetchall()}
+
+
+def _guard(conn, action, names, production=(), in_place=()):
+    """The one check every destructive path (clone force, drop_clone, restore) runs before it
+    changes anything. Refuses, naming the database and the fix:
+
+    - a MariaDB system schema (``SYSTEM_SCHEMAS``), always;
+    - a production database: pillar ``leapfrog:database:databases`` and ``production``
+      (a renamed restore passes the backup's databases), unless it is in ``in_place``
+      (a same-name restore: nova from the backup over nova, what a rollback does);
+    - an existing database whose SCHEMA_COMMENT lacks leapfrog's mark (``MARK``): leapfrog
+      replaces or drops only what it created, unless it is in ``in_place``.
+
+    Names compare case-insensitively (a server with lower_case_table_names folds them)."""
+    comments = {name.lower(): comment for name, comment in _schemata(conn).items()}
+    prod = {p.lower() for p in _names(_pillar("leapfrog:database:databases", []))}
+    prod |= {p.lower() for p in production}
+    for name in names:
+        low = name.lower()
+        if low in SYSTEM_SCHEMAS:
+            raise UnsafeTarget(
+                f"refusing to {action} {name}: it is a MariaDB system schema; name another "
+                "database (target=/suffix=)")
+        if name in in_place:
+            continue
+        if low in prod:
+            raise UnsafeTarget(
+                f"refusing to {action} {name}: it is a production database of the cluster "
+                "(leapfrog:database:databases or the backup's databases); choose a target or "
+                "suffix that names no production database (e.g. suffix=_upgrade)")
+        if low in comments and not comments[low].startswith(MARK):
+            raise UnsafeTarget(
+                f"refusing to {action} {name}: it exists and leapfrog did not create it (no "
+                f"'{MARK.strip()}' mark in its SCHEMA_COMMENT); choose another target/suffix, "
+                "or drop it yourself if it really is a leftover")
+
+
+def _unmovable(conn, database):
+    """What RENAME TABLE cannot move to another database: views and sequences, triggers
+    ('Trigger in wrong schema'), routines and events (they stay behind)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT LOWER(TABLE_TYPE), TABLE_NAME FROM information_schema.TABLES WHERE "
+            "TABLE_SCHEMA = %s AND TABLE_TYPE != 'BASE TABLE' UNION ALL "
+            "SELECT 'trigger', TRIGGER_NAME FROM information_schema.TRIGGERS WHERE "
+            "TRIGGER_SCHEMA = %s UNION ALL "
+            "SELECT LOWER(ROUTINE_TYPE), ROUTINE_NAME FROM information_schema.ROUTINES WHERE "
+            "ROUTINE_SCHEMA = %s UNION ALL "
+            "SELECT 'event', EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s",
+            (database,) * 4)
+        return [f"{kind} {name}" for kind, name in cur.fetchall()]
+
+
+def _refuse_unmovable(conn, database, dest):
+    found = _unmovable(conn, database)
+    if found:
+        raise leapfrog_errors.LeapfrogError(
+            f"cannot restore over the existing {dest} by swapping tables: {database} holds "
+            f"{', '.join(found[:5])}, which RENAME TABLE cannot move to another database; "
+            f"restore into another name (target=) and compare, or drop {dest} after a "
+            "verified backup and restore again")
+
+
+def _side_name(dest, tag):
+    name = f"{dest}__lf{tag}"
+    if len(name) > 64:
+        raise leapfrog_errors.LeapfrogError(
+            f"cannot restore over {dest}: its staging/kept name {name} is longer than 64 "
+            "characters; restore into a shorter name (target=)")
+    return name
+
+
+def _swap(conn, stage, dest, kept, info, mark):
+    """Move ``dest``'s tables into the new database ``kept`` and ``stage``'s into ``dest``
+    in ONE RENAME TABLE (atomic: all pairs or none), then drop the emptied ``stage``."""
+    schema = _schema(conn, dest)
+    _create(conn, kept, schema["charset"], schema["collation"], mark=mark)
+    pairs = [f"{_q(dest)}.{_q(t)} TO {_q(kept)}.{_q(t)}" for t in _tables(conn, dest)]
+    pairs += [f"{_q(stage)}.{_q(t)} TO {_q(dest)}.{_q(t)}" for t in _tables(conn, stage)]
+    with conn.cursor() as cur:
+        if pairs:
+            cur.execute("RENAME TABLE " + ", ".join(pairs))
+        cur.execute(f"ALTER DATABASE {_q(dest)} CHARACTER SET {info['charset']} COLLATE "
+                    f"{info['collation']}")
+    _drop(conn, stage)
+
+
+def _stage(conn, params, plan, folder, compression, method):
+    """Load every database of ``plan`` into its staging name and compare it with the
+    manifest; on any difference drop what was staged and raise naming the differences."""
+    staged = []
+    try:
+        for item in plan:
+            info = item["info"]
+            started = time.monotonic()
+            workdir = tempfile.mkdtemp(prefix=".restore-", dir=folder)
+            try:
+                raw = os.path.join(workdir, f"{item['name']}.sql")
+                _decompress(os.path.join(folder, info["file"]), raw, compression, params)
+                _create(conn, item["stage"], info.get("charset", "utf8mb4"),
+                        info.get("collation", "utf8mb4_general_ci"),
+                        force=item["stage"] != item["dest"], mark=item["stage_mark"])
+                staged.append(item["stage"])
+                log.info("mysql_backup: restoring %s into %s", item["name"], item["stage"])
+                _load(params, item["stage"], raw)
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+            diff = _differences(info["tables"], _table_stats(conn, item["stage"], method))
+            if diff:
+                raise RestoreMismatch(
+                    f"restore of {item['name']} stopped before replacing anything: the "
+                    f"restored copy differs from the backup's manifest ({'; '.join(diff[:5])}); "
+                    f"{item['dest']} is untouched; check the backup (mysql_backup.show) or "
+                    "take a new one")
+            if item["stage"] != item["dest"]:
+                _refuse_unmovable(conn, item["stage"], item["dest"])
+            item["seconds"] = time.monotonic() - started
+    except BaseException:
+        for name in staged:
+            _drop(conn, name)
+        raise
 
 
 def restore(backup_id="latest", databases=None, target=None, suffix=None, force=False,
             backup_dir=None, label=None, clients_timeout=120, kill_clients=False,
-            **connection):
+            keep_replaced=False, **connection):
     """
-    Restore databases from a verified backup, into the same name or another one.
+    Restore databases from a verified backup, into the same name or another one, without
+    losing what it replaces until the restored copy is proven.
 
     The backup is verified first (sha256 and decompression); a corrupt backup is refused.
-    An existing target database is refused unless ``force=True`` (it is then dropped and
-    recreated). While other sessions use a target database (a service still writing), it
-    waits up to ``clients_timeout`` seconds, then refuses naming them, or with
-    ``kill_clients=True`` kills those leftover sessions (returned in ``killed_sessions``). After loading, the restored tables' row counts and checksums are compared
-    with the manifest and returned (``matches_manifest``, ``differences``).
+    Every target passes one safety check before anything changes: never a MariaDB system
+    schema; a same-name restore may replace that production database (what a rollback
+    does); a ``target``/``suffix`` restore never replaces a production database (pillar
+    ``leapfrog:database:databases`` or the backup's) nor an existing database leapfrog did
+    not create (databases it creates carry ``leapfrog ...`` in their SCHEMA_COMMENT).
+
+    An existing target is refused unless ``force=True``. Then the backup is loaded into a
+    staging database ``<target>__lfstage`` next to it, whose row counts and checksums must
+    equal the manifest's (else it is dropped, the target is left untouched and the error
+    names the differences). Only then one atomic RENAME TABLE moves the target's tables
+    into ``<target>__lf<YYYYmmddHHMMSS>`` and the staged ones into the target, which is
+    compared with the manifest again; the moved-aside copy is dropped after that, or kept
+    with ``keep_replaced=True`` (returned as ``kept``). A target holding views, triggers,
+    routines or events cannot be swapped (RENAME TABLE cannot move them): refused before
+    anything changes. The datadir needs room for the staging copy (checked first).
+
+    While other sessions use a target database (a service still writing), it waits up to
+    ``clients_timeout`` seconds (0 to 86400), then refuses naming them, or with
+    ``kill_clients=True`` kills those leftover sessions (returned in ``killed_sessions``).
 
     backup_id
         an id from ``mysql_backup.list`` or ``latest``
@@ -881,17 +1184,21 @@ def restore(backup_id="latest", databases=None, target=None, suffix=None, force=
     target
         restore the (single) database under this name
     suffix
-        restore every database as ``<name><suffix>``
+        restore every database as ``<name><suffix>`` (``_`` then letters, digits, ``_``)
 
     CLI Example:
 
     .. code-block:: bash
 
         salt dbs01 mysql_backup.restore latest databases=nova force=True
-        salt dbs01 mysql_backup.restore label=pre-upgrade-run42 force=True
+        salt dbs01 mysql_backup.restore label=pre-upgrade-run42 force=True keep_replaced=True
         salt dbs01 mysql_backup.restore 20261122T003000.123Z databases=nova target=nova_check
     """
     params = _connection(connection)
+    force = leapfrog_args.boolean("force", force)
+    kill_clients = leapfrog_args.boolean("kill_clients", kill_clients)
+    keep_replaced = leapfrog_args.boolean("keep_replaced", keep_replaced)
+    clients_timeout = leapfrog_args.number("clients_timeout", clients_timeout, 0, MAX_SECONDS)
     root = _backup_root(backup_dir)
     backup_id = _resolve(root, backup_id, label)
     manifest = _read_manifest(root, backup_id)
@@ -903,56 +1210,83 @@ def restore(backup_id="latest", databases=None, target=None, suffix=None, force=
             f"{', '.join(sorted(manifest['databases']))})"
         )
     targets = _targets(names, target, suffix)
+    in_place = [dest for name, dest in targets.items() if dest == name]
     verify(backup_id, backup_dir=root)
     folder = os.path.join(root, backup_id)
     compression = manifest.get("compression", "gzip")
-    results = {}
+    method = manifest.get("stats_method", "CHECKSUM TABLE")
+    stamp = time.strftime("%Y%m%d%H%M%S")
     with _connect(params) as conn:
+        existing = set(_existing(conn))
+        plan = []
+        for name in names:
+            dest = targets[name]
+            replace = dest in existing
+            plan.append({
+                "name": name, "dest": dest, "info": manifest["databases"][name],
+                "stage": _side_name(dest, "stage") if replace else dest,
+                "kept": _side_name(dest, stamp) if replace else None,
+                "stage_mark": (f"{MARK}staging restore of {name} from {backup_id}" if replace
+                               else "" if dest == name else f"{MARK}restore of {name}"),
+            })
+        _guard(conn, "restore over", list(targets.values()),
+               production=() if in_place else manifest["databases"], in_place=in_place)
+        _guard(conn, "stage a restore in", [i["stage"] for i in plan if i["kept"]])
         _refuse_existing(conn, targets, force, params)
+        for item in plan:
+            if item["kept"]:
+                _refuse_unmovable(conn, item["dest"], item["dest"])
         killed = _wait_no_clients(conn, targets, clients_timeout, kill_clients)
         largest = max(manifest["databases"][n].get("raw_bytes", 0) for n in names)
         _require_space(folder, largest + SPACE_MARGIN, "decompressing the dump",
                        "free space in the backup folder")
         _datadir_space(conn, sum(manifest["databases"][n].get("size_bytes", 0) for n in names)
-                       + SPACE_MARGIN, f"restoring {', '.join(names)}")
-        for name in names:
-            info = manifest["databases"][name]
-            dest = targets[name]
+                       + SPACE_MARGIN, f"the staged copy of {', '.join(names)} (the databases "
+                       "it replaces stay until it is verified)")
+        _stage(conn, params, plan, folder, compression, method)
+        results = {}
+        for item in plan:
             started = time.monotonic()
-            workdir = tempfile.mkdtemp(prefix=".restore-", dir=folder)
-            try:
-                raw = os.path.join(workdir, f"{name}.sql")
-                _decompress(os.path.join(folder, info["file"]), raw, compression, params)
-                _create(conn, dest, info.get("charset", "utf8mb4"),
-                        info.get("collation", "utf8mb4_general_ci"), force)
-                log.info("mysql_backup: restoring %s from %s into %s", name, backup_id, dest)
-                _load(params, dest, raw)
-            finally:
-                shutil.rmtree(workdir, ignore_errors=True)
-            found = _table_stats(conn, dest)
-            diff = _differences(info["tables"], found)
+            if item["kept"]:
+                _swap(conn, item["stage"], item["dest"], item["kept"], item["info"],
+                      f"{MARK}copy of {item['dest']} replaced by restore {backup_id}")
+            found = _table_stats(conn, item["dest"], method)
+            diff = _differences(item["info"]["tables"], found)
             if diff:
-                log.warning("mysql_backup: %s restored into %s differs from the manifest: %s",
-                            name, dest, "; ".join(diff))
-            results[name] = {
-                "target": dest,
+                kept = f"; its previous tables are in {item['kept']}" if item["kept"] else ""
+                raise RestoreMismatch(
+                    f"{item['dest']} differs from backup {backup_id} after the swap "
+                    f"({'; '.join(diff[:5])}){kept}: inspect it before anything else")
+            if item["kept"] and not keep_replaced:
+                _drop(conn, item["kept"])
+            elif item["kept"]:
+                log.info("mysql_backup: the replaced %s is kept in %s", item["dest"],
+                         item["kept"])
+            results[item["name"]] = {
+                "target": item["dest"],
                 "tables": len(found),
                 "rows": sum(t["rows"] for t in found.values()),
-                "matches_manifest": not diff,
-                "differences": diff,
-                "seconds": round(time.monotonic() - started, 2),
+                "matches_manifest": True,
+                "differences": [],
+                "kept": item["kept"] if keep_replaced else None,
+                "seconds": round(item["seconds"] + time.monotonic() - started, 2),
             }
     return {"id": backup_id, "databases": results, "killed_sessions": killed,
-            "matches_manifest": all(r["matches_manifest"] for r in results.values())}
+            "matches_manifest": True}
 
 
 def clone(databases=None, suffix=DEFAULT_SUFFIX, force=False, **connection):
     """
     Clone databases to ``<name><suffix>`` (default ``_upgrade``) on the same server, for an
-    upgrade rehearsal: a consistent dump loaded into the new name, same charset/collation.
+    upgrade rehearsal: the databases dumped in one consistent snapshot (as ``backup``),
+    each loaded into its new name with the same charset/collation and marked
+    ``leapfrog clone of <name>`` in its SCHEMA_COMMENT.
 
-    An existing clone is refused unless ``force=True``. Returns per database the clone's
-    name, tables, rows and whether its checksums equal the source's.
+    The suffix starts with ``_`` (letters, digits, ``_``). A clone name that is a system
+    schema or a production database (pillar ``leapfrog:database:databases``, e.g.
+    ``nova`` + ``_api``) is refused; an existing clone only with ``force=True`` and only
+    when leapfrog made it (its mark). Returns per database the clone's name, tables, rows
+    and whether its checksums equal the source's in the dump's snapshot.
 
     CLI Example:
 
@@ -963,49 +1297,50 @@ def clone(databases=None, suffix=DEFAULT_SUFFIX, force=False, **connection):
     """
     params = _connection(connection)
     names = _databases(databases)
-    if not suffix:
-        raise leapfrog_errors.LeapfrogError("clone needs a non-empty suffix (e.g. _upgrade)")
-    targets = _targets(names, None, suffix)
+    force = leapfrog_args.boolean("force", force)
+    targets = _targets(names, None, _suffix(suffix))
     results = {}
     with _connect(params) as conn:
         _require_databases(conn, names, params)
+        _guard(conn, "overwrite with a clone", list(targets.values()), production=names)
         _refuse_existing(conn, targets, force, params)
         schemas = {db: _schema(conn, db) for db in names}
         total = sum(s["size_bytes"] for s in schemas.values())
         tmp_root = tempfile.gettempdir()
-        _require_space(tmp_root, max(s["size_bytes"] for s in schemas.values()) + SPACE_MARGIN,
+        _require_space(tmp_root, total + SPACE_MARGIN,
                        "the clone's temporary dump", "free space in the temporary folder")
         _datadir_space(conn, total + SPACE_MARGIN, f"clones of {', '.join(names)}")
-        for name in names:
+        workdir = tempfile.mkdtemp(prefix="leapfrog-clone-", dir=tmp_root)
+        try:
             started = time.monotonic()
-            source_stats = _snapshot_stats(conn, [name])[name]
-            workdir = tempfile.mkdtemp(prefix="leapfrog-clone-", dir=tmp_root)
-            try:
-                raw = os.path.join(workdir, f"{name}.sql")
-                _dump(params, name, raw)
+            source_stats, _ = _dump_all(conn, params, names, workdir)
+            for name in names:
                 _create(conn, targets[name], schemas[name]["charset"],
-                        schemas[name]["collation"], force)
+                        schemas[name]["collation"], force, mark=f"{MARK}clone of {name}")
                 log.info("mysql_backup: cloning %s into %s", name, targets[name])
-                _load(params, targets[name], raw)
-            finally:
-                shutil.rmtree(workdir, ignore_errors=True)
-            found = _table_stats(conn, targets[name])
-            diff = _differences(source_stats, found)
-            results[name] = {
-                "target": targets[name],
-                "tables": len(found),
-                "rows": sum(t["rows"] for t in found.values()),
-                "identical": not diff,
-                "differences": diff,
-                "seconds": round(time.monotonic() - started, 2),
-            }
+                _load(params, targets[name], os.path.join(workdir, f"{name}.sql"))
+                found = _table_stats(conn, targets[name])
+                diff = _differences(source_stats[name], found)
+                results[name] = {
+                    "target": targets[name],
+                    "tables": len(found),
+                    "rows": sum(t["rows"] for t in found.values()),
+                    "identical": not diff,
+                    "differences": diff,
+                    "seconds": round(time.monotonic() - started, 2),
+                }
+                started = time.monotonic()
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
     return results
 
 
 def drop_clone(databases=None, suffix=DEFAULT_SUFFIX, **connection):
     """
-    Drop the clones ``<name><suffix>`` made by ``clone``. Only names ending with the
-    suffix are dropped; the suffix must start with ``_``.
+    Drop the clones ``<name><suffix>`` made by ``clone``. The suffix starts with ``_``;
+    a name that is a system schema, a production database (pillar
+    ``leapfrog:database:databases``: ``drop_clone nova suffix=_cell0`` is refused) or an
+    existing database without leapfrog's clone mark is refused before anything is dropped.
 
     CLI Example:
 
@@ -1015,11 +1350,9 @@ def drop_clone(databases=None, suffix=DEFAULT_SUFFIX, **connection):
     """
     params = _connection(connection)
     names = _databases(databases)
-    if not suffix or not str(suffix).startswith("_"):
-        raise leapfrog_errors.LeapfrogError(
-            f"drop_clone needs a suffix starting with _ (got {suffix!r}): it only drops clones")
-    targets = _targets(names, None, suffix)
+    targets = _targets(names, None, _suffix(suffix))
     with _connect(params) as conn:
+        _guard(conn, "drop", list(targets.values()), production=names)
         existing = set(_existing(conn))
         dropped = [t for t in targets.values() if t in existing]
         for name in dropped:
@@ -1029,8 +1362,9 @@ def drop_clone(databases=None, suffix=DEFAULT_SUFFIX, **connection):
 
 def checksums(databases=None, **connection):
     """
-    Return per database and table the row count and ``CHECKSUM TABLE`` value, read in one
-    consistent snapshot (what a backup's manifest records).
+    Return per database and table the row count and row checksum (the sum of a CRC32 of
+    every row, read through MVCC), all in one consistent snapshot: what a backup's manifest
+    records and what restores compare.
 
     CLI Example:
 
@@ -1138,7 +1472,7 @@ def precheck(databases=None, archive_threshold=1000, **connection):
     """
     params = _connection(connection)
     names = _databases(databases)
-    threshold = int(archive_threshold)
+    threshold = leapfrog_args.integer("archive_threshold", archive_threshold, 0, 10**12)
     problems, notes = [], []
     charset = []
     null_hosts = {}

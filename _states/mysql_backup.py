@@ -22,6 +22,7 @@ pillar ``leapfrog:database``; ``backup_dir`` to pillar ``leapfrog:backups:dir`` 
 """
 import datetime
 
+import leapfrog_args
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "mysql_backup"
@@ -74,6 +75,8 @@ def present(name, databases=None, backup_dir=None, max_age=None, compression=Non
     wanted = _names(databases) or _names(
         (__pillar__.get("leapfrog", {}).get("database", {}) or {}).get("databases"))
     try:
+        if max_age is not None:
+            max_age = leapfrog_args.number("max_age", max_age, 0, 10**9)
         found = None
         broken = []
         for item in reversed(__salt__["mysql_backup.list"](backup_dir=backup_dir)):
@@ -82,7 +85,7 @@ def present(name, databases=None, backup_dir=None, max_age=None, compression=Non
             if wanted and not set(wanted) <= set(item.get("databases", [])):
                 continue
             age = _age_seconds(item.get("created"))
-            if max_age is not None and (age is None or age > float(max_age)):
+            if max_age is not None and (age is None or age > max_age):
                 continue
             try:
                 __salt__["mysql_backup.verify"](item["id"], backup_dir=backup_dir)
@@ -127,14 +130,17 @@ def present(name, databases=None, backup_dir=None, max_age=None, compression=Non
 def cloned(name, suffix="_upgrade", force=False, **connection):
     """
     Ensure database ``name`` has a clone ``<name><suffix>`` identical to it (row counts and
-    ``CHECKSUM TABLE`` of every table).
+    row checksums of every table, as ``mysql_backup.checksums``).
 
     A clone that exists but differs (e.g. a rehearsal already migrated it) is replaced only
-    with ``force: True``; otherwise the state fails and says so.
+    with ``force: True`` and only when leapfrog made it (``mysql_backup.clone`` marks its
+    clones; a production or system database is never replaced); otherwise the state fails
+    and says so.
     """
     ret = _ret(name)
     target = f"{name}{suffix}"
     try:
+        force = leapfrog_args.boolean("force", force)
         exists = __salt__["mysql_backup.exists"]([target], **connection)[target]
         differences = []
         if exists:
@@ -179,8 +185,8 @@ def cloned(name, suffix="_upgrade", force=False, **connection):
 
 def clone_absent(name, suffix="_upgrade", **connection):
     """
-    Ensure the clone ``<name><suffix>`` of database ``name`` does not exist (drops only the
-    suffixed clone, never ``name``).
+    Ensure the clone ``<name><suffix>`` of database ``name`` does not exist (drops only a
+    clone leapfrog marked, never ``name``, a production or a system database).
     """
     ret = _ret(name)
     target = f"{name}{suffix}"

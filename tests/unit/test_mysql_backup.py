@@ -312,7 +312,7 @@ def test_list_and_prune_keep_newest_and_skip_partial(tmp_path):
 
 
 def test_prune_refuses_keep_zero(tmp_path):
-    with pytest.raises(leapfrog_errors.LeapfrogError, match="keep must be a whole number >= 1"):
+    with pytest.raises(leapfrog_errors.LeapfrogError, match=r"\Ainvalid keep=0: a whole number from 1 to 10000\Z"):
         mb.prune(keep=0, backup_dir=str(tmp_path))
 
 
@@ -352,7 +352,7 @@ def test_differences_are_readable():
 
 
 def test_drop_clone_needs_an_underscore_suffix():
-    with pytest.raises(leapfrog_errors.LeapfrogError, match="suffix starting with _"):
+    with pytest.raises(leapfrog_errors.LeapfrogError, match=r"invalid suffix='': it must start with _"):
         mb.drop_clone("nova", suffix="")
 
 
