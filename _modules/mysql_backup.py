@@ -49,7 +49,7 @@ import shutil
 import tempfile
 import time
 
-import leapfrog_args
+import leapfrog_parse
 import leapfrog_cmd
 import leapfrog_errors
 
@@ -177,7 +177,7 @@ def _connection(kwargs):
         value = kwargs.get(key)
         params[key] = value if value not in (None, "") else pillar.get(key)
     port = 3306 if params["port"] in (None, "") else params["port"]
-    params["port"] = leapfrog_args.integer("port", port, 1, 65535)
+    params["port"] = leapfrog_parse.number(port, "port", minimum=1, maximum=65535, integer=True)
     for key, default in (("host", "localhost"), ("user", "root"), ("socket", ""),
                          ("password", "")):
         value = params[key]
@@ -359,7 +359,7 @@ def _sha256(path):
 def _compression(requested):
     if requested in (None, ""):
         return "zstd" if _binary("zstd") else "gzip"
-    leapfrog_args.choice("compression", requested, COMPRESSIONS)
+    leapfrog_parse.choice(requested, "compression", COMPRESSIONS)
     if requested == "zstd" and not _binary("zstd"):
         raise leapfrog_errors.LeapfrogError("compression zstd asked but zstd is not installed: "
                                             "install zstd or use compression=gzip")
@@ -942,7 +942,7 @@ def prune(keep=None, backup_dir=None):
     """
     if keep is None:
         keep = _pillar("leapfrog:backups:keep", DEFAULT_KEEP)
-    keep = leapfrog_args.integer("keep", keep, 1, 10000)
+    keep = leapfrog_parse.number(keep, "keep", minimum=1, maximum=10000, integer=True)
     root = _backup_root(backup_dir)
     ids = _backup_ids(root)
     removed = ids[:-keep] if len(ids) > keep else []
@@ -1195,10 +1195,10 @@ def restore(backup_id="latest", databases=None, target=None, suffix=None, force=
         salt dbs01 mysql_backup.restore 20261122T003000.123Z databases=nova target=nova_check
     """
     params = _connection(connection)
-    force = leapfrog_args.boolean("force", force)
-    kill_clients = leapfrog_args.boolean("kill_clients", kill_clients)
-    keep_replaced = leapfrog_args.boolean("keep_replaced", keep_replaced)
-    clients_timeout = leapfrog_args.number("clients_timeout", clients_timeout, 0, MAX_SECONDS)
+    force = leapfrog_parse.boolean(force, "force")
+    kill_clients = leapfrog_parse.boolean(kill_clients, "kill_clients")
+    keep_replaced = leapfrog_parse.boolean(keep_replaced, "keep_replaced")
+    clients_timeout = leapfrog_parse.number(clients_timeout, "clients_timeout", minimum=0, maximum=MAX_SECONDS)
     root = _backup_root(backup_dir)
     backup_id = _resolve(root, backup_id, label)
     manifest = _read_manifest(root, backup_id)
@@ -1297,7 +1297,7 @@ def clone(databases=None, suffix=DEFAULT_SUFFIX, force=False, **connection):
     """
     params = _connection(connection)
     names = _databases(databases)
-    force = leapfrog_args.boolean("force", force)
+    force = leapfrog_parse.boolean(force, "force")
     targets = _targets(names, None, _suffix(suffix))
     results = {}
     with _connect(params) as conn:
@@ -1472,7 +1472,7 @@ def precheck(databases=None, archive_threshold=1000, **connection):
     """
     params = _connection(connection)
     names = _databases(databases)
-    threshold = leapfrog_args.integer("archive_threshold", archive_threshold, 0, 10**12)
+    threshold = leapfrog_parse.number(archive_threshold, "archive_threshold", minimum=0, maximum=10**12, integer=True)
     problems, notes = [], []
     charset = []
     null_hosts = {}

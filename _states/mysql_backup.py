@@ -22,7 +22,7 @@ pillar ``leapfrog:database``; ``backup_dir`` to pillar ``leapfrog:backups:dir`` 
 """
 import datetime
 
-import leapfrog_args
+import leapfrog_parse
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "mysql_backup"
@@ -76,7 +76,7 @@ def present(name, databases=None, backup_dir=None, max_age=None, compression=Non
         (__pillar__.get("leapfrog", {}).get("database", {}) or {}).get("databases"))
     try:
         if max_age is not None:
-            max_age = leapfrog_args.number("max_age", max_age, 0, 10**9)
+            max_age = leapfrog_parse.number(max_age, "max_age", minimum=0, maximum=10**9)
         found = None
         broken = []
         for item in reversed(__salt__["mysql_backup.list"](backup_dir=backup_dir)):
@@ -140,7 +140,7 @@ def cloned(name, suffix="_upgrade", force=False, **connection):
     ret = _ret(name)
     target = f"{name}{suffix}"
     try:
-        force = leapfrog_args.boolean("force", force)
+        force = leapfrog_parse.boolean(force, "force")
         exists = __salt__["mysql_backup.exists"]([target], **connection)[target]
         differences = []
         if exists:

@@ -312,7 +312,7 @@ def test_list_and_prune_keep_newest_and_skip_partial(tmp_path):
 
 
 def test_prune_refuses_keep_zero(tmp_path):
-    with pytest.raises(leapfrog_errors.LeapfrogError, match=r"\Ainvalid keep=0: a whole number from 1 to 10000\Z"):
+    with pytest.raises(leapfrog_errors.LeapfrogError, match=r"\Akeep must be from 1 to 10000, got 0\Z"):
         mb.prune(keep=0, backup_dir=str(tmp_path))
 
 
