@@ -24,6 +24,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_heavy)
 
 
+def pytest_terminal_summary(terminalreporter):
+    """Count the bad inputs refused (the test_bad_inputs_* files): the safety issue's figure."""
+    counts = {}
+    for status in ("passed", "failed"):
+        for report in terminalreporter.stats.get(status, []):
+            if report.when == "call" and "/test_bad_inputs" in report.nodeid.replace(os.sep, "/"):
+                counts[status] = counts.get(status, 0) + 1
+    if counts:
+        terminalreporter.write_line(
+            f"bad inputs: {counts.get('passed', 0)} refused with nothing changed, "
+            f"{counts.get('failed', 0)} not")
+
+
 @pytest.fixture(scope="session")
 def repo_root():
     return REPO
