@@ -41,8 +41,8 @@ def work(libvirt_lab):
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def loaders(libvirt_lab, work):
+def make_loaders(libvirt_lab, work, **backups):
+    """Loaders of this repo's modules/states on the lab's libvirtd, backups under work."""
     opts = salt.config.minion_config(None)
     opts.update({
         "root_dir": work, "cachedir": os.path.join(work, "cache"),
@@ -51,11 +51,16 @@ def loaders(libvirt_lab, work):
         "states_dirs": [os.path.join(REPO, "_states")],
         "pillar": {"leapfrog": {
             "libvirt": {"uri": libvirt_lab.uri},
-            "backups": {"dir": os.path.join(work, "backups"), "keep": 2},
+            "backups": {"dir": os.path.join(work, "backups"), "keep": 2, **backups},
             "vms": {"shutdown_timeout": 30},
         }},
     })
     return Loaders(opts)
+
+
+@pytest.fixture(scope="module")
+def loaders(libvirt_lab, work):
+    return make_loaders(libvirt_lab, work)
 
 
 @pytest.fixture(scope="module")
