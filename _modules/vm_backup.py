@@ -1027,8 +1027,9 @@ def restore(domain, backup, stop=False, start=False, timeout=None, keep_old=Fals
     The disks are first copied beside their targets in one pass that hashes the bytes it
     reads from the backup and writes to the copy, and the backup is verified with those
     sha256s; only then is the domain stopped. Each old disk file is renamed aside
-    (``<disk>.leapfrog-old-<time>``) and the copy renamed into place; the restored file is
-    hashed again at its place and must equal the backup's sha256. Then the domain XML is
+    (``<disk>.leapfrog-old-<time>``) and the copy renamed into place; the file at the disk's
+    path must then be that copy (same inode and size), whose sha256, of the bytes written
+    to it, equals the backup's (no second read: the downtime stays short). Then the domain XML is
     defined (a domain of the same name with another UUID, e.g. a rebuilt VM, is undefined;
     its disks stay in place) and started. Only after all that are the old disk files
     removed (kept, and listed under ``kept_old``, with ``keep_old=True``). When any of it
@@ -1085,7 +1086,7 @@ def restore(domain, backup, stop=False, start=False, timeout=None, keep_old=Fals
             phases["stop"] = round(time.monotonic() - mark, 3)
             swap = _Swap(conn, domain, old_xml, running)
             try:
-                replaced = swap.run(path, disks, tmps, start, phases, mark)
+                replaced = swap.run(path, disks, tmps, shas, start, phases, mark)
             except Exception as exc:  # pylint: disable=broad-except
                 raise leapfrog_errors.LeapfrogError(
                     f"restore of {domain!r} from {ident} failed ({exc}); {swap.undo()}"
@@ -1138,24 +1139,27 @@ class _Swap:
         self.aside = {}  # disk path -> where the old file waits
         self.placed = []  # disk paths holding a restored copy
 
-    def run(self, path, disks, tmps, start, phases, mark):
+    def run(self, path, disks, tmps, shas, start, phases, mark):
+        """``shas``: the sha256 of each copy's bytes, hashed as they were written."""
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         for disk in disks:
-            source = disk["source"]
+            source, tmp = disk["source"], tmps.pop(disk["target"])
+            copy = os.stat(tmp)
             if os.path.lexists(source):
                 self.aside[source] = f"{source}.leapfrog-old-{stamp}"
                 os.rename(source, self.aside[source])
-            os.rename(tmps.pop(disk["target"]), source)
+            os.rename(tmp, source)
             self.placed.append(source)
             _fsync(os.path.dirname(source))
-        phases["replace"] = round(time.monotonic() - mark, 3)
-        for disk in disks:  # read back at its place: the restored disk is the backup's
-            sha = _sha256(disk["source"])
-            if sha != disk["sha256"]:
+            # the file now at the disk's path is that copy, whose sha256 is the backup's
+            now = os.stat(source)
+            if (now.st_dev, now.st_ino, now.st_size) != (copy.st_dev, copy.st_ino,
+                                                         copy.st_size) \
+                    or shas[disk["target"]] != disk["sha256"]:
                 raise leapfrog_errors.LeapfrogError(
-                    f"the restored {disk['source']} has sha256 {sha}, the backup's is "
-                    f"{disk['sha256']}")
-        phases["verify restored"] = round(time.monotonic() - mark, 3)
+                    f"{source} is not the verified copy of the backup's {disk['file']} "
+                    f"(sha256 {shas[disk['target']]}, the backup's {disk['sha256']})")
+        phases["replace"] = round(time.monotonic() - mark, 3)
         replaced = None
         old = _lookup(self.conn, self.domain, missing_ok=True)
         with open(os.path.join(path, DOMAIN_XML)) as handle:
@@ -1374,12 +1378,13 @@ def rebuild(node, image, minion_pub=None, minion_pem=None, master=None, seed_iso
     NoCloud seed (``seed_iso``, or one built by ``seed`` from ``minion_pub``/``minion_pem``/
     ``master``; ``minion_pem`` only sealed to this hypervisor's minion key, never in clear)
     attached as a CD-ROM; ``vm_backup.detach_seed`` ejects and removes it once the new
-    minion answers (``leapfrog.rebuild_node`` does). The domain's other settings come from ``template``
-    (domain XML or a path to one) or from the existing domain. The old domain is undefined,
-    never its disks; a running one is refused unless ``stop=True``: back it up first.
-    The new domain carries leapfrog metadata (image, OS release) that ``info`` reports.
-    With ``backup`` (an id, ``latest`` or a path), that backup must be of this domain and
-    pass ``verify`` before anything is replaced.
+    minion answers (``leapfrog.rebuild_node`` does). The domain's other settings come from
+    ``template`` (domain XML or a path to one) or from the existing domain. The old domain
+    is undefined, never its disks; a running one is refused unless ``stop=True``: back it
+    up first. The new domain carries leapfrog metadata (image, OS release) that ``info``
+    reports. With ``backup`` (an id, ``latest`` or the path of a folder inside the VM
+    backup dir), that backup must be of this domain and pass ``verify`` before anything is
+    replaced. ``method``, ``stop`` and ``start`` are checked like every argument.
 
     CLI Example:
 
