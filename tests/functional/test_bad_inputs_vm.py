@@ -16,7 +16,7 @@ from salt.exceptions import CommandExecutionError
 
 from lab import guest
 from tests.functional.test_vm_backup import (  # noqa: F401  (fixtures)
-    _sha256, loaders, make_loaders, vm, work)
+    _sha256, loaders, make_loaders, remove_domain, vm, work)
 from tests.keypair import rsa_pair
 
 DOMAIN = "vmbad01"
@@ -104,13 +104,7 @@ def bad(libvirt_lab, guest_images, work, vm):  # noqa: F811
                          "pub": pub, "pem": pem},
                "conn": conn, "disk": made["disk"], "images": images, "root": root}
     finally:
-        try:
-            dom = conn.lookupByName(DOMAIN)
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-        finally:
-            conn.close()
+        remove_domain(conn, DOMAIN)
 
 
 @pytest.fixture(scope="module")

@@ -95,8 +95,13 @@ def node(libvirt_lab, guest_images, work):
     state = {"conn": conn, "disk": disk, "console": console, "images": images,
              "marker": first["marker"], "lines": 1, "boot_seconds": boot_seconds}
     yield state
+    remove_domain(conn, DOMAIN)
+
+
+def remove_domain(conn, name):
+    """Destroy and undefine a test's domain, then close the connection."""
     try:
-        dom = conn.lookupByName(DOMAIN)
+        dom = conn.lookupByName(name)
         if dom.isActive():
             dom.destroy()
         dom.undefine()
