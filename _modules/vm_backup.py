@@ -6,20 +6,36 @@ Configuration (``config.get``: minion config, grains or pillar; arguments win):
 
 - ``leapfrog:libvirt:uri`` (else saltext-virt's ``virt:connection:uri``, else
   ``qemu:///system``): the libvirt connection.
-- ``leapfrog:backups:dir``: where backups go, one folder per domain, one sub-folder per
-  backup (``<dir>/<domain>/<YYYYmmddTHHMMSSZ>[-<tag>]``) holding the disk copies,
-  ``domain.xml`` and ``manifest.json``. A backup is written under ``<name>.partial`` and
-  renamed when complete, so a half-written backup is never listed or restored.
-- ``leapfrog:backups:keep`` (default 3): backups ``prune`` keeps per domain.
+- ``leapfrog:backups:dir``: where backups go. Each kind of backup has its own sub-folder
+  (the DB backups ``<dir>/mysql``); VM backups are ``<dir>/vm/<domain>/<name>`` (``<name>``
+  is ``<YYYYmmddTHHMMSSffffffZ>[-<tag>]``, the backup id ``<domain>/<name>``), each holding
+  the disk copies, ``domain.xml`` and ``manifest.json`` (``"kind": "vm_backup"``). A
+  backup is written under ``<name>.partial`` and renamed when complete, so a half-written
+  backup is never listed or restored. ``list``/``prune``/``restore`` only see folders there
+  with a manifest of this kind for that domain; ``prune`` never deletes anything else.
+  Backups of the older layout (``<dir>/<domain>/<name>``, before the ``vm`` folder) are
+  not read: move each ``<dir>/<domain>`` folder to ``<dir>/vm/<domain>`` to use them.
+- Names (domains, tags, backup folders) are plain: letters, digits, ``.``, ``_``, ``-``,
+  starting with a letter or digit (``\\A...\\Z``, no trailing newline); a backup id
+  resolves only to a folder inside ``<dir>/vm`` (``..``, other absolute paths, symlinks out
+  are refused). Numbers and choices are checked: an error names the argument, the value
+  and the range.
+- ``leapfrog:backups:keep`` (default 3, 1 to 1000): backups ``prune`` keeps per domain.
 - ``leapfrog:backups:headroom`` (bytes, default 64 MiB): free space left over after a backup.
-- ``leapfrog:vms:shutdown_timeout`` (seconds, default 120): graceful ACPI shutdown wait
-  before the domain is destroyed.
+- ``leapfrog:vms:shutdown_timeout`` (seconds, default 120, 1 to 86400): graceful ACPI
+  shutdown wait before the domain is destroyed.
 
 Offline backups shut the domain down (ACPI power button, then destroy after the timeout),
 copy each disk (a reflink clone where the filesystem supports it, else a sparse copy that
 hashes the bytes it writes in the same pass) or, for a disk with a backing chain, flatten
 it with ``qemu-img convert``; live backups use libvirt's push backup (``backup-begin``),
 which is crash-consistent. The free space is checked before anything is stopped.
+
+A restore keeps each disk it replaces (renamed aside) until the restored copy's sha256
+equals the backup's and the domain is defined, and puts it back when anything fails. A
+rebuild's seed carries the new minion's private key: the module accepts that key only
+sealed to the hypervisor's own minion key, and ``detach_seed`` ejects and deletes the seed
+once the new minion answers.
 """
 import collections
 import concurrent.futures
@@ -30,6 +46,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -56,6 +73,12 @@ __virtualname__ = "vm_backup"
 __func_alias__ = {"list_": "list"}
 
 MANIFEST = "manifest.json"
+KIND = "vm_backup"  # a manifest's "kind": what prune and restore accept as a VM backup
+VM_SUBDIR = "vm"  # <leapfrog:backups:dir>/vm/<domain>/<backup>: each kind in its own folder
+NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+TAG_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+MAX_SHUTDOWN_TIMEOUT = 86400
+MAX_KEEP = 1000
 DOMAIN_XML = "domain.xml"
 FORMAT_VERSION = 1
 METADATA_NS = "https://leapfrog.invalid/xmlns/vm/1"
@@ -110,7 +133,7 @@ def __virtual__():
     return __virtualname__
 
 
-# -- configuration ------------------------------------------------------------------------
+# -- configuration and arguments ----------------------------------------------------------
 def _config(key, default=None):
     value = __salt__["config.get"](key, None)
     return default if value in (None, "") else value
@@ -122,11 +145,70 @@ def _uri(uri=None):
 
 
 def _backup_dir(backup_dir=None):
+    """The VM backups' own folder: ``<leapfrog:backups:dir>/vm``."""
     path = backup_dir or _config("leapfrog:backups:dir")
     if not path:
         raise leapfrog_errors.LeapfrogError(
             "no backup directory: set pillar leapfrog:backups:dir (or pass backup_dir=)")
-    return os.path.abspath(path)
+    return os.path.join(os.path.abspath(path), VM_SUBDIR)
+
+
+def _name(what, value):
+    """``value`` if it is a plain name (a domain, a tag, a backup's folder), else an error."""
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise leapfrog_errors.LeapfrogError(
+            f"{what} must be 1 to 128 letters, digits, '.', '_' or '-', starting with a letter "
+            f"or a digit, got {value!r}")
+    return value
+
+
+def _number(what, value, low, high, integer=False, unit=""):
+    """``value`` parsed as a number from ``low`` to ``high``, else an error naming it."""
+    kind = "a whole number" if integer else "a number"
+    problem = leapfrog_errors.LeapfrogError(
+        f"{what} must be {kind} from {low} to {high}{unit}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise problem
+    try:
+        number = float(value)
+    except ValueError:
+        raise problem from None
+    if not math.isfinite(number) or not low <= number <= high \
+            or (integer and not number.is_integer()):
+        raise problem
+    return int(number) if integer else number
+
+
+def _flag(what, value):
+    """``value`` as a bool: true/false (yes/no, on/off, 1/0), else an error naming it."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise leapfrog_errors.LeapfrogError(f"{what} must be true or false, got {value!r}")
+
+
+def _choice(what, value, choices):
+    if value not in choices:
+        raise leapfrog_errors.LeapfrogError(
+            f"{what} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+    return value
+
+
+def _shutdown_timeout(timeout):
+    """The ACPI shutdown wait: the argument, else pillar, checked (seconds)."""
+    if timeout is None:
+        timeout = _config("leapfrog:vms:shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
+    return _number("timeout", timeout, 1, MAX_SHUTDOWN_TIMEOUT, unit=" seconds")
+
+
+def _headroom():
+    return _number("leapfrog:backups:headroom",
+                   _config("leapfrog:backups:headroom", DEFAULT_HEADROOM), 0, 2 ** 50,
+                   integer=True, unit=" bytes")
 
 
 def _cmd(argv, ok_codes=(0,), timeout=None):
@@ -456,7 +538,11 @@ def _write_json(path, data):
 
 
 def _resolve(backup, backup_dir=None, domain=None):
-    """A backup id (``<domain>/<name>``), ``latest`` (with domain) or a path -> its folder."""
+    """A backup id (``<domain>/<name>``), ``latest`` (with domain) or the path of a backup
+    folder -> its folder, which must be ``<vm backups>/<domain>/<name>`` itself: ``..``,
+    another absolute path and symlinks (the domain's folder, the backup's) are refused."""
+    if domain is not None:
+        _name("domain", domain)
     if backup == "latest":
         if not domain:
             raise leapfrog_errors.LeapfrogError("backup='latest' needs the domain")
@@ -464,9 +550,23 @@ def _resolve(backup, backup_dir=None, domain=None):
         if not found:
             raise BackupInvalid(f"{domain}/latest", [f"no backup of {domain!r} exists"])
         return found[0]["path"]
+    root = _backup_dir(backup_dir)
+    real_root = os.path.realpath(root)
+    refused = leapfrog_errors.LeapfrogError(
+        f"backup {backup!r} is not a backup of this hypervisor: give an id <domain>/<name> "
+        f"as vm_backup.list shows it (a folder inside {root}, not a link); nothing was changed")
+    if not isinstance(backup, str):
+        raise refused
+    rel = backup
     if os.path.isabs(backup):
-        return backup
-    return os.path.join(_backup_dir(backup_dir), backup)
+        rel = os.path.relpath(os.path.realpath(backup), real_root)
+    parts = rel.split("/")
+    if len(parts) != 2 or not all(NAME_RE.match(part) for part in parts):
+        raise refused
+    path = os.path.join(root, *parts)
+    if os.path.realpath(path) != os.path.join(real_root, *parts):
+        raise refused
+    return path
 
 
 def _backup_id(path):
@@ -541,6 +641,7 @@ def info(domain, uri=None):
 
         salt kvm01 vm_backup.info ctl01
     """
+    _name("domain", domain)
     with _Conn(_uri(uri)) as conn:
         dom = _lookup(conn, domain)
         xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
@@ -581,6 +682,7 @@ def start(domain, uri=None):
 
         salt kvm01 vm_backup.start ctl01
     """
+    _name("domain", domain)
     with _Conn(_uri(uri)) as conn:
         dom = _lookup(conn, domain)
         if dom.isActive():
@@ -592,7 +694,8 @@ def start(domain, uri=None):
 def stop(domain, timeout=None, uri=None):
     """
     Stop a domain: ACPI shutdown, destroyed after ``timeout`` s (pillar
-    ``leapfrog:vms:shutdown_timeout``, default 120). Returns how it stopped.
+    ``leapfrog:vms:shutdown_timeout``, default 120; a number from 1 to 86400). Returns how
+    it stopped.
 
     CLI Example:
 
@@ -600,39 +703,46 @@ def stop(domain, timeout=None, uri=None):
 
         salt kvm01 vm_backup.stop ctl01 timeout=60
     """
-    timeout = timeout if timeout is not None else _config(
-        "leapfrog:vms:shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
+    _name("domain", domain)
+    timeout = _shutdown_timeout(timeout)
     with _Conn(_uri(uri)) as conn:
         return {"domain": domain, "stopped": _shutdown(_lookup(conn, domain), timeout)}
 
 
-def list_(domain=None, backup_dir=None):
-    """
-    List complete backups (those with a manifest), newest first, optionally of one domain.
+def _is_own(manifest, domain):
+    """Whether a manifest is a VM backup's (this module's kind) of ``domain``. Manifests
+    written before ``kind`` existed count when they carry the domain XML."""
+    return (isinstance(manifest, dict) and manifest.get("domain") == domain
+            and isinstance(manifest.get("disks"), list)
+            and (manifest.get("kind") == KIND
+                 or ("kind" not in manifest and "domain_xml" in manifest)))
 
-    CLI Example:
 
-    .. code-block:: bash
-
-        salt kvm01 vm_backup.list
-        salt kvm01 vm_backup.list domain=ctl01
-    """
+def _scan(domain=None, backup_dir=None):
+    """(backups, others): the complete VM backups (newest first) and the paths of the
+    folders beside them that are not (never touched)."""
     root = _backup_dir(backup_dir)
-    out = []
+    out, others = [], []
     if not os.path.isdir(root):
-        return out
-    domains = [domain] if domain else sorted(os.listdir(root))
+        return out, others
+    domains = [_name("domain", domain)] if domain else sorted(os.listdir(root))
     for name in domains:
         folder = os.path.join(root, name)
-        if not os.path.isdir(folder):
+        if not NAME_RE.match(name) or os.path.islink(folder) or not os.path.isdir(folder):
+            others.append(folder)
             continue
-        for entry in os.listdir(folder):
+        for entry in sorted(os.listdir(folder)):
             path = os.path.join(folder, entry)
-            if entry.endswith(".partial") or not os.path.isfile(os.path.join(path, MANIFEST)):
+            if entry.endswith(".partial"):
                 continue
             try:
-                manifest = _load_manifest(path)
+                manifest = None
+                if NAME_RE.match(entry) and not os.path.islink(path) and os.path.isdir(path):
+                    manifest = _load_manifest(path)
             except BackupInvalid:
+                manifest = None
+            if not _is_own(manifest, name):
+                others.append(path)
                 continue
             out.append({
                 "id": f"{name}/{entry}",
@@ -642,10 +752,26 @@ def list_(domain=None, backup_dir=None):
                 "mode": manifest.get("mode"),
                 "tag": manifest.get("tag"),
                 "os_release": manifest.get("os_release"),
-                "bytes": sum(d.get("actual_size") or 0 for d in manifest.get("disks", [])),
+                "bytes": sum(d.get("actual_size") or 0 for d in manifest["disks"]),
             })
     out.sort(key=lambda b: (b["created"] or "", b["id"]), reverse=True)
-    return out
+    return out, others
+
+
+def list_(domain=None, backup_dir=None):
+    """
+    List complete VM backups (folders ``<leapfrog:backups:dir>/vm/<domain>/<name>`` with a
+    manifest of this module's kind), newest first, optionally of one domain. Anything else
+    there is not listed.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt kvm01 vm_backup.list
+        salt kvm01 vm_backup.list domain=ctl01
+    """
+    return _scan(domain, backup_dir)[0]
 
 
 def verify(backup, backup_dir=None, domain=None):
@@ -679,14 +805,22 @@ def _verify_path(path, shas=None):
     ident = _backup_id(path)
     manifest = _load_manifest(path)
     problems = []
+    folder = os.path.basename(os.path.dirname(path))
+    if not _is_own(manifest, folder):
+        problems.append(f"{MANIFEST} is not a VM backup's of domain {folder!r} (kind "
+                        f"{manifest.get('kind')!r}, domain {manifest.get('domain')!r})")
     if not manifest.get("disks"):
         problems.append("manifest lists no disk")
     if not os.path.isfile(os.path.join(path, DOMAIN_XML)):
         problems.append(f"{DOMAIN_XML} is missing")
     checked = []
     for disk in manifest.get("disks", []):
+        if not NAME_RE.match(str(disk.get("file"))):
+            problems.append(f"{disk.get('target')}: file {disk.get('file')!r} is not a file "
+                            "name inside the backup")
+            continue
         file = os.path.join(path, disk["file"])
-        if not os.path.isfile(file):
+        if os.path.islink(file) or not os.path.isfile(file):
             problems.append(f"{disk['target']}: {disk['file']} is missing")
             continue
         fmt = disk.get("backup_format", "qcow2")
@@ -735,15 +869,15 @@ def backup(domain, mode="offline", tag=None, restart=True, timeout=None, os_rele
         salt kvm01 vm_backup.backup ctl01
         salt kvm01 vm_backup.backup ctl01 mode=live tag=run42
     """
-    if mode not in ("offline", "live"):
-        raise leapfrog_errors.LeapfrogError(f"mode must be 'offline' or 'live', got {mode!r}")
-    if tag is not None and not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", str(tag)):
+    _name("domain", domain)
+    mode = _choice("mode", mode, ("offline", "live"))
+    if tag is not None and not (isinstance(tag, str) and TAG_RE.match(tag)):
         raise leapfrog_errors.LeapfrogError(
             f"tag must be letters, digits, '.', '_' or '-' (at most 64), got {tag!r}")
+    restart = _flag("restart", restart)
     root = _backup_dir(backup_dir)
-    timeout = timeout if timeout is not None else _config(
-        "leapfrog:vms:shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
-    headroom = int(_config("leapfrog:backups:headroom", DEFAULT_HEADROOM))
+    timeout = _shutdown_timeout(timeout)
+    headroom = _headroom()
     started = time.monotonic()
     with _Conn(_uri(uri)) as conn:
         dom = _lookup(conn, domain)
@@ -806,6 +940,7 @@ def backup(domain, mode="offline", tag=None, restart=True, timeout=None, os_rele
                 handle.write(xml)
             manifest = {
                 "format": FORMAT_VERSION,
+                "kind": KIND,
                 "domain": domain,
                 "uuid": dom.UUIDString(),
                 "created": now.isoformat(),
@@ -880,35 +1015,46 @@ def _live_copy(dom, disks, skipped, partial):
 
 
 # -- public: restore ---------------------------------------------------------------------------
-def restore(domain, backup, stop=False, start=False, timeout=None, uri=None, backup_dir=None):
+def restore(domain, backup, stop=False, start=False, timeout=None, keep_old=False, uri=None,
+            backup_dir=None):
     """
     Put a backup back: its disks at their original paths and its domain XML, then start the
     domain if ``start``. Refuses a running domain unless ``stop=True`` (graceful shutdown,
-    then destroy), and a backup that fails ``verify``. The disks are first copied beside
-    their targets in one pass that hashes the bytes it reads from the backup and writes to
-    the copy, and the backup is verified with those sha256s (so each copy's sha256 is
-    checked against the manifest); only then is the domain stopped and are the copies
-    renamed into place, so a refused restore changes nothing and the downtime is short. A
-    domain of the same name with another UUID (e.g. a rebuilt VM) is undefined; its disks
-    are left in place.
+    then destroy after ``timeout`` s), a backup that fails ``verify``, and a folder without
+    room for the copies (the error says how much is needed and what to do) -- all before
+    anything is stopped or changed.
+
+    The disks are first copied beside their targets in one pass that hashes the bytes it
+    reads from the backup and writes to the copy, and the backup is verified with those
+    sha256s; only then is the domain stopped. Each old disk file is renamed aside
+    (``<disk>.leapfrog-old-<time>``) and the copy renamed into place; the file at the disk's
+    path must then be that copy (same inode and size), whose sha256, of the bytes written
+    to it, equals the backup's (no second read: the downtime stays short). Then the domain XML is
+    defined (a domain of the same name with another UUID, e.g. a rebuilt VM, is undefined;
+    its disks stay in place) and started. Only after all that are the old disk files
+    removed (kept, and listed under ``kept_old``, with ``keep_old=True``). When any of it
+    fails, the old disks are renamed back, the old domain definition is defined again and
+    started again if it was running: the error says what failed and that nothing changed.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt kvm01 vm_backup.restore ctl01 ctl01/20260101T120000Z start=True
-        salt kvm01 vm_backup.restore ctl01 latest stop=True start=True
+        salt kvm01 vm_backup.restore ctl01 latest stop=True start=True keep_old=True
     """
     started = time.monotonic()
+    _name("domain", domain)
+    stop, start = _flag("stop", stop), _flag("start", start)
+    keep_old = _flag("keep_old", keep_old)
+    timeout = _shutdown_timeout(timeout)
     path = _resolve(backup, backup_dir, domain)
     ident = _backup_id(path)
     manifest = _load_manifest(path)
     if manifest.get("domain") != domain:
         raise leapfrog_errors.LeapfrogError(
             f"backup {ident} is of domain {manifest.get('domain')!r}, not {domain!r}")
-    timeout = timeout if timeout is not None else _config(
-        "leapfrog:vms:shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
-    headroom = int(_config("leapfrog:backups:headroom", DEFAULT_HEADROOM))
+    headroom = _headroom()
     with _Conn(_uri(uri)) as conn:
         dom = _lookup(conn, domain, missing_ok=True)
         running = dom is not None and dom.isActive()
@@ -918,19 +1064,9 @@ def restore(domain, backup, stop=False, start=False, timeout=None, uri=None, bac
                 "first or pass stop=True")
         disks = [d for d in manifest.get("disks", [])
                  if os.path.isfile(os.path.join(path, d.get("file", "")))]
-        need = {}
-        for disk in disks:
-            folder = os.path.dirname(disk["source"])
-            os.makedirs(folder, exist_ok=True)
-            need[folder] = need.get(folder, 0) + os.path.getsize(os.path.join(path, disk["file"]))
-        for folder, size in need.items():
-            free = _free_bytes(folder)
-            if free < size + headroom:
-                raise NotEnoughSpace(f"not enough space in {folder} to restore {ident}: {free} "
-                                     f"bytes free, {size + headroom} needed; nothing was changed")
+        _check_restore_room(path, ident, disks, headroom)
         tmps = {}
         phases = {}
-        replaced_fds = []
         mark = time.monotonic()
         try:
             # copy beside the targets; the one pass hashes the bytes read from the backup,
@@ -945,50 +1081,152 @@ def restore(domain, backup, stop=False, start=False, timeout=None, uri=None, bac
             phases["copy+hash+fsync"] = round(time.monotonic() - mark, 3)
             _verify_path(path, shas)
             phases["verify"] = round(time.monotonic() - mark, 3)
-            restored = [{"target": disk["target"], "path": disk["source"],
-                         "sha256": shas[disk["target"]], "verified": True} for disk in disks]
+            old_xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) if dom is not None else None
             stopped = _shutdown(dom, timeout) if running else None
             phases["stop"] = round(time.monotonic() - mark, 3)
-            for disk in disks:
-                replaced_fds.append(_open_if_exists(disk["source"]))
-                os.replace(tmps.pop(disk["target"]), disk["source"])
-                _fsync(os.path.dirname(disk["source"]))
-            phases["replace"] = round(time.monotonic() - mark, 3)
+            swap = _Swap(conn, domain, old_xml, running)
+            try:
+                replaced = swap.run(path, disks, tmps, shas, start, phases, mark)
+            except Exception as exc:  # pylint: disable=broad-except
+                raise leapfrog_errors.LeapfrogError(
+                    f"restore of {domain!r} from {ident} failed ({exc}); {swap.undo()}"
+                ) from None
         finally:
-            # the replaced disks' blocks are freed when their last descriptor closes (about
-            # 0.1 s per 500 MiB on ext4 with discard): on another thread, off the downtime
-            _close_later(replaced_fds)
             for tmp in tmps.values():
                 if os.path.exists(tmp):
                     os.unlink(tmp)
-        replaced = None
-        if dom is not None and dom.UUIDString() != manifest.get("uuid"):
-            replaced = {"uuid": dom.UUIDString(),
-                        "disks": [d["source"] for d in _disks(
-                            dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))[0]]}
-            dom.undefine()
-        with open(os.path.join(path, DOMAIN_XML)) as handle:
-            dom = conn.defineXML(handle.read())
-        if start:
-            dom.create()
-        phases["define"] = round(time.monotonic() - mark, 3)
+        kept_old = swap.finish(keep_old)
         return {
             "domain": domain,
             "backup": ident,
             "os_release": manifest.get("os_release"),
             "stopped": stopped,
-            "disks": restored,
+            "disks": [{"target": d["target"], "path": d["source"], "sha256": d["sha256"],
+                       "verified": True} for d in disks],
             "replaced": replaced,
+            "kept_old": kept_old,
             "started": bool(start),
             "seconds": round(time.monotonic() - started, 3),
             "phases": phases,
         }
 
 
+def _check_restore_room(path, ident, disks, headroom):
+    """Refuse (before anything changes) when a disk's folder cannot hold its copy."""
+    need = {}
+    for disk in disks:
+        folder = os.path.dirname(disk["source"])
+        os.makedirs(folder, exist_ok=True)
+        need[folder] = need.get(folder, 0) + os.path.getsize(os.path.join(path, disk["file"]))
+    for folder, size in need.items():
+        free = _free_bytes(folder)
+        if free < size + headroom:
+            raise NotEnoughSpace(
+                f"not enough space in {folder} to restore {ident}: {free} bytes free, "
+                f"{size + headroom} needed ({size} for the copy of the backup's disks, which "
+                f"stand beside the old ones until verified, + {headroom} headroom); free "
+                f"{size + headroom - free} bytes there (or lower leapfrog:backups:headroom) "
+                "and run the restore again; nothing was changed")
+
+
+class _Swap:
+    """The part of a restore that changes things, and its undo: old disks renamed aside,
+    verified copies renamed into place, the backup's domain defined and started."""
+
+    def __init__(self, conn, domain, old_xml, was_running):
+        self.conn, self.domain = conn, domain
+        self.old_xml, self.was_running = old_xml, was_running
+        self.aside = {}  # disk path -> where the old file waits
+        self.placed = []  # disk paths holding a restored copy
+
+    def run(self, path, disks, tmps, shas, start, phases, mark):
+        """``shas``: the sha256 of each copy's bytes, hashed as they were written."""
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        for disk in disks:
+            source, tmp = disk["source"], tmps.pop(disk["target"])
+            copy = os.stat(tmp)
+            if os.path.lexists(source):
+                self.aside[source] = f"{source}.leapfrog-old-{stamp}"
+                os.rename(source, self.aside[source])
+            os.rename(tmp, source)
+            self.placed.append(source)
+            _fsync(os.path.dirname(source))
+            # the file now at the disk's path is that copy, whose sha256 is the backup's
+            now = os.stat(source)
+            if (now.st_dev, now.st_ino, now.st_size) != (copy.st_dev, copy.st_ino,
+                                                         copy.st_size) \
+                    or shas[disk["target"]] != disk["sha256"]:
+                raise leapfrog_errors.LeapfrogError(
+                    f"{source} is not the verified copy of the backup's {disk['file']} "
+                    f"(sha256 {shas[disk['target']]}, the backup's {disk['sha256']})")
+        phases["replace"] = round(time.monotonic() - mark, 3)
+        replaced = None
+        old = _lookup(self.conn, self.domain, missing_ok=True)
+        with open(os.path.join(path, DOMAIN_XML)) as handle:
+            xml = handle.read()
+        if old is not None and old.UUIDString() != ET.fromstring(xml).findtext("uuid"):
+            replaced = {"uuid": old.UUIDString(),
+                        "disks": [d["source"] for d in _disks(self.old_xml)[0]]}
+            old.undefine()
+        try:
+            dom = self.conn.defineXML(xml)
+        except libvirt.libvirtError as exc:
+            raise leapfrog_errors.LeapfrogError(f"libvirt refused the backup's domain XML: "
+                                                f"{exc}") from None
+        if start:
+            dom.create()
+        phases["define"] = round(time.monotonic() - mark, 3)
+        return replaced
+
+    def undo(self):
+        """Put the old disks and domain back; says what it did (or could not do)."""
+        try:
+            for source in self.placed:
+                os.unlink(source)
+            for source, aside in self.aside.items():
+                os.rename(aside, source)
+                _fsync(os.path.dirname(source))
+            current = _lookup(self.conn, self.domain, missing_ok=True)
+            if current is not None and current.isActive():
+                current.destroy()
+            if self.old_xml is None:
+                if current is not None:
+                    current.undefine()
+                return "the old disks were put back and nothing was changed"
+            old_uuid = ET.fromstring(self.old_xml).findtext("uuid")
+            if current is not None and current.UUIDString() != old_uuid:
+                current.undefine()
+            dom = self.conn.defineXML(self.old_xml)
+            if self.was_running:
+                dom.create()
+                return "the old disks were put back and the domain started again as it was"
+            return "the old disks were put back and nothing was changed"
+        except Exception as exc:  # pylint: disable=broad-except
+            waiting = ", ".join(f"{a} (for {s})" for s, a in self.aside.items()) or "none"
+            return (f"putting the old state back failed too ({exc}): the old disk files are "
+                    f"at {waiting}; rename them back by hand")
+
+    def finish(self, keep_old):
+        """The restore is verified and defined: the old disk files go (or stay)."""
+        if keep_old:
+            return sorted(self.aside.values())
+        # their blocks are freed when the last descriptor closes (about 0.1 s per 500 MiB on
+        # ext4 with discard): on another thread, off the downtime
+        fds = [_open_if_exists(aside) for aside in self.aside.values()]
+        for aside in self.aside.values():
+            os.unlink(aside)
+        _close_later(fds)
+        return []
+
+
 def prune(keep=None, domain=None, backup_dir=None):
     """
-    Delete all but the newest ``keep`` backups of each domain (default: pillar
-    ``leapfrog:backups:keep``, else 3). Returns what was removed and kept.
+    Delete all but the newest ``keep`` VM backups of each domain (default: pillar
+    ``leapfrog:backups:keep``, else 3; a whole number from 1 to 1000). Only folders
+    ``<leapfrog:backups:dir>/vm/<domain>/<name>`` holding a manifest of this module's kind
+    for that domain are counted or deleted; any other folder (DB backups under
+    ``<dir>/mysql``, a folder that is not a backup, a link) is never deleted and is listed
+    under ``left``. Returns what was removed, kept and left.
 
     CLI Example:
 
@@ -997,47 +1235,82 @@ def prune(keep=None, domain=None, backup_dir=None):
         salt kvm01 vm_backup.prune keep=2
         salt kvm01 vm_backup.prune keep=1 domain=ctl01
     """
-    keep = int(keep if keep is not None else _config("leapfrog:backups:keep", DEFAULT_KEEP))
-    if keep < 1:
-        raise leapfrog_errors.LeapfrogError(f"keep must be at least 1, got {keep}")
+    keep = _number("keep", keep if keep is not None else _config("leapfrog:backups:keep",
+                                                                  DEFAULT_KEEP),
+                   1, MAX_KEEP, integer=True)
     removed, kept = [], []
+    found, others = _scan(domain, backup_dir)
     by_domain = {}
-    for item in list_(domain=domain, backup_dir=backup_dir):
-        by_domain.setdefault(item["domain"] or item["id"].split("/")[0], []).append(item)
+    for item in found:
+        by_domain.setdefault(item["domain"], []).append(item)
     for items in by_domain.values():
         for index, item in enumerate(items):
             if index < keep:
                 kept.append(item["id"])
-            else:
-                shutil.rmtree(item["path"])
-                removed.append(item["id"])
-    return {"removed": removed, "kept": kept}
+                continue
+            # checked again just before: still this module's backup, not a link
+            path = _resolve(item["id"], backup_dir)
+            if not _is_own(_load_manifest(path), item["domain"]):
+                others.append(path)
+                continue
+            shutil.rmtree(path)
+            removed.append(item["id"])
+    return {"removed": removed, "kept": kept, "left": others}
 
 
 # -- public: rebuild on a new OS --------------------------------------------------------------
+def _unseal_pem(minion_pem):
+    """The clear private key of a value sealed to this minion's key (``leapfrog_rebuild.seal``
+    with the hypervisor minion's ``minion.pub``); a key in clear is refused: it would sit in
+    salt-call's argv, the job cache and the events."""
+    if isinstance(minion_pem, str) and "PRIVATE KEY" in minion_pem:
+        raise leapfrog_errors.LeapfrogError(
+            "minion_pem is a private key in clear: refused (it would land in the command "
+            "line, the job cache and the event bus); pass it sealed to this hypervisor's "
+            "minion key with leapfrog_rebuild.seal (leapfrog.rebuild_node does)")
+    if not leapfrog_rebuild.is_sealed(minion_pem):
+        raise leapfrog_errors.LeapfrogError(
+            "minion_pem must be a private key sealed to this hypervisor's minion key "
+            f"(leapfrog_rebuild.seal), got {type(minion_pem).__name__}")
+    pem = leapfrog_rebuild.unseal(minion_pem, os.path.join(__opts__["pki_dir"], "minion.pem"))
+    if "PRIVATE KEY" not in pem:
+        raise leapfrog_errors.LeapfrogError("the sealed minion_pem is not a PEM private key")
+    return pem
+
+
 def seed(path, minion_id, master, minion_pub, minion_pem, hostname=None, instance_id=None,
          grains=None):
     """
     Write a cloud-init NoCloud seed ISO (volume label ``cidata``) at ``path`` (mode 0600):
     ``user-data`` configures the salt minion (id, master, the given key pair, optional
-    grains) and ``meta-data`` names the instance. The private key exists only in that file;
-    it is never returned or logged.
+    grains) and ``meta-data`` names the instance. ``minion_pem`` is accepted only sealed to
+    this hypervisor's minion key (``leapfrog_rebuild.seal``, as ``leapfrog.rebuild_node``
+    sends it); a private key in clear is refused. The clear key exists only in the ISO; it
+    is never returned or logged. ``vm_backup.detach_seed`` removes the ISO once the VM's
+    minion is in.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt kvm01 vm_backup.seed /var/lib/libvirt/images/ctl01-seed.iso ctl01 10.0.0.5 \\
-            minion_pub="$(cat ctl01.pub)" minion_pem="$(cat ctl01.pem)"
+            minion_pub="$(cat ctl01.pub)" minion_pem="$(cat ctl01.pem.sealed.json)"
     """
+    return _seed(path, minion_id, master, minion_pub, _unseal_pem(minion_pem),
+                 hostname=hostname, instance_id=instance_id, grains=grains)
+
+
+def _seed(path, minion_id, master, minion_pub, minion_pem, hostname=None, instance_id=None,
+          grains=None):
+    """``seed`` with the private key in clear (only ever from ``_unseal_pem``)."""
     import yaml
 
-    for name, value in (("minion_id", minion_id), ("master", master),
-                        ("minion_pub", minion_pub), ("minion_pem", minion_pem)):
+    _name("minion_id", minion_id)
+    for name, value in (("master", master), ("minion_pub", minion_pub)):
         if not value or not isinstance(value, str):
             raise leapfrog_errors.LeapfrogError(f"seed needs {name}")
-    if "PRIVATE KEY" not in minion_pem or "PUBLIC KEY" not in minion_pub:
-        raise leapfrog_errors.LeapfrogError("minion_pem/minion_pub are not PEM keys")
+    if "PUBLIC KEY" not in minion_pub:
+        raise leapfrog_errors.LeapfrogError("minion_pub is not a PEM public key")
     hostname = hostname or minion_id
     instance_id = instance_id or f"{minion_id}-{int(time.time())}"
     conf = {"id": minion_id, "master": master}
@@ -1103,29 +1376,34 @@ def rebuild(node, image, minion_pub=None, minion_pem=None, master=None, seed_iso
     copy) named ``<domain>-<image name>.qcow2`` beside the old disk (which is kept; when
     the domain boots that very file, ``<domain>-<image name>-2.qcow2``), and a
     NoCloud seed (``seed_iso``, or one built by ``seed`` from ``minion_pub``/``minion_pem``/
-    ``master``) attached as a CD-ROM. The domain's other settings come from ``template``
-    (domain XML or a path to one) or from the existing domain. The old domain is undefined,
-    never its disks; a running one is refused unless ``stop=True``: back it up first.
-    The new domain carries leapfrog metadata (image, OS release) that ``info`` reports.
-    With ``backup`` (an id, ``latest`` or a path), that backup must be of this domain and
-    pass ``verify`` before anything is replaced.
+    ``master``; ``minion_pem`` only sealed to this hypervisor's minion key, never in clear)
+    attached as a CD-ROM; ``vm_backup.detach_seed`` ejects and removes it once the new
+    minion answers (``leapfrog.rebuild_node`` does). The domain's other settings come from
+    ``template`` (domain XML or a path to one) or from the existing domain. The old domain
+    is undefined, never its disks; a running one is refused unless ``stop=True``: back it
+    up first. The new domain carries leapfrog metadata (image, OS release) that ``info``
+    reports. With ``backup`` (an id, ``latest`` or the path of a folder inside the VM
+    backup dir), that backup must be of this domain and pass ``verify`` before anything is
+    replaced. ``method``, ``stop`` and ``start`` are checked like every argument.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt kvm01 vm_backup.rebuild ctl01 /var/lib/libvirt/images/trixie.qcow2 \\
-            master=10.0.0.5 os_release=trixie minion_pub=... minion_pem=...
+            master=10.0.0.5 os_release=trixie minion_pub=... minion_pem='{sealed: ...}'
     """
-    domain = domain or node
-    if isinstance(minion_pem, dict):  # sealed to this minion's key by leapfrog.rebuild_node
-        minion_pem = leapfrog_rebuild.unseal(minion_pem,
-                                             os.path.join(__opts__["pki_dir"], "minion.pem"))
+    _name("node", node)
+    domain = _name("domain", domain or node)
+    method = _choice("method", method, ("overlay", "copy"))
+    stop, start = _flag("stop", stop), _flag("start", start)
+    if minion_pem is not None:  # sealed to this minion's key by leapfrog.rebuild_node
+        minion_pem = _unseal_pem(minion_pem)
+    if not isinstance(image, str) or not image:
+        raise leapfrog_errors.LeapfrogError(f"image must be the path of a qcow2, got {image!r}")
     image = os.path.abspath(image)
     if not os.path.isfile(image):
         raise leapfrog_errors.LeapfrogError(f"image {image} does not exist")
-    if method not in ("overlay", "copy"):
-        raise leapfrog_errors.LeapfrogError(f"method must be 'overlay' or 'copy', got {method!r}")
     if backup is not None:
         checked = verify(backup, backup_dir=backup_dir, domain=domain)
         if checked["domain"] != domain:
@@ -1162,7 +1440,7 @@ def rebuild(node, image, minion_pub=None, minion_pem=None, master=None, seed_iso
                 raise leapfrog_errors.LeapfrogError(
                     "rebuild needs seed_iso, or minion_pub + minion_pem + master to build one")
             seed_iso = os.path.join(images_dir, f"{domain}-seed.iso")
-            seeded = seed(seed_iso, node, master, minion_pub, minion_pem, grains=grains)
+            seeded = _seed(seed_iso, node, master, minion_pub, minion_pem, grains=grains)
         else:
             seeded = {"path": seed_iso}
         base_format = _image_info(image).get("format", "qcow2")
@@ -1193,8 +1471,7 @@ def rebuild(node, image, minion_pub=None, minion_pem=None, master=None, seed_iso
         replaced = None
         if old is not None:
             if old.isActive():
-                _shutdown(old, _config("leapfrog:vms:shutdown_timeout",
-                                       DEFAULT_SHUTDOWN_TIMEOUT))
+                _shutdown(old, _shutdown_timeout(None))
             replaced = {"uuid": old.UUIDString(), "disks": [
                 d["source"] for d in _disks(old.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))[0]]}
             old.undefine()
@@ -1216,6 +1493,72 @@ def rebuild(node, image, minion_pub=None, minion_pem=None, master=None, seed_iso
             "replaced": replaced,
             "started": bool(start),
         }
+
+
+def detach_seed(domain, path, uri=None):
+    """
+    Eject the cloud-init seed ISO ``path`` from ``domain``'s CD-ROM (the running domain and
+    its persistent definition) and delete the file: once the rebuilt VM's minion is in, the
+    seed's private key has no use left. Only a file the domain's CD-ROM holds and that reads
+    as a NoCloud seed (volume label ``cidata``) is deleted; anything else is refused.
+    Returns whether it was detached and removed (an already detached, removed seed: both
+    False).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt kvm01 vm_backup.detach_seed ctl01 /var/lib/libvirt/images/ctl01-seed.iso
+    """
+    _name("domain", domain)
+    if not isinstance(path, str) or not os.path.isabs(path):
+        raise leapfrog_errors.LeapfrogError(f"path must be the seed's absolute path, got {path!r}")
+    with _Conn(_uri(uri)) as conn:
+        dom = _lookup(conn, domain)
+        holding = []
+        for flags in (0, libvirt.VIR_DOMAIN_XML_INACTIVE):
+            root = ET.fromstring(dom.XMLDesc(flags))
+            holding += [(flags, disk) for disk in root.findall("./devices/disk")
+                        if disk.get("device") == "cdrom" and disk.find("source") is not None
+                        and disk.find("source").get("file") == path]
+        if not holding and os.path.exists(path):
+            raise leapfrog_errors.LeapfrogError(
+                f"{path} is not in a CD-ROM of domain {domain!r}: not removed")
+        if os.path.exists(path) and _iso_label(path) != "cidata":
+            raise leapfrog_errors.LeapfrogError(
+                f"{path} is not a NoCloud seed (volume label cidata): not detached or removed")
+        for flags, disk in holding:
+            disk.remove(disk.find("source"))
+            affect = libvirt.VIR_DOMAIN_AFFECT_CONFIG if flags else \
+                libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE
+            if not flags and not dom.isActive():
+                continue
+            try:
+                dom.updateDeviceFlags(ET.tostring(disk, encoding="unicode"), affect)
+            except libvirt.libvirtError as exc:
+                raise leapfrog_errors.LeapfrogError(
+                    f"ejecting {path} from {domain!r} failed: {exc}") from None
+        removed = os.path.exists(path)
+        if removed:
+            os.unlink(path)
+            _fsync(os.path.dirname(path))
+        return {"domain": domain, "path": path, "detached": bool(holding), "removed": removed}
+
+
+def _iso_label(path):
+    import pycdlib
+
+    iso = pycdlib.PyCdlib()
+    try:
+        iso.open(path)
+        return iso.pvd.volume_identifier.decode().strip().lower()
+    except Exception:  # pylint: disable=broad-except  # not an ISO 9660 image
+        return None
+    finally:
+        try:
+            iso.close()
+        except Exception:  # pylint: disable=broad-except
+            pass
 
 
 def _attach_seed(root, seed_iso):

@@ -619,29 +619,29 @@ def rebuild_node(node, cluster=None, pillar=None, image=None, timeout=300, backu
     return {"cluster": name, **result}
 
 
-def restore_node_key(node, backup=None, key=None, cluster=None):  # pylint: disable=unused-argument
+def restore_node_key(node, backup=None, key=None, cluster=None, pillar=None):
     """
     Accept again the public key ``node`` had before a ``rebuild_node`` (kept under the
     master's cachedir, ``leapfrog/keys/<node>/``), so the node's restored old VM is let back
     in: the key kept by the rebuild that started from ``backup`` (the VM backup being
     restored), else the newest kept key; ``key`` names a kept file. Part of a rollback.
 
+    Only a node listed in the cluster's ``vms:nodes`` and only a file of that node's own
+    keep folder (real paths: no ``..``, no link out) that parses as a PEM public key is
+    accepted; anything else fails (retcode 1) and changes no key.
+
     CLI Example:
 
     .. code-block:: bash
 
         salt-run leapfrog.restore_node_key ctl01 backup=ctl01/20260101T120000Z-pre-rebuild
-
-    ``cluster`` is accepted (and not needed: keys are the master's) so the orchestrations
-    can pass it to every step alike.
     """
-    kept = leapfrog_rebuild.previous_keys(__opts__, node, backup)
-    path = key or (kept[0] if kept else None)
-    if not path or not os.path.isfile(path):
-        what = f" kept with backup {backup}" if backup else ""
-        return _fail({"node": node, "error": f"no key of {node}{what} (a rebuild keeps one)"})
-    with open(path) as handle:
-        pub = handle.read()
+    try:
+        _, config = _load(cluster, pillar)
+        path, pub = leapfrog_rebuild.kept_key(__opts__, config, node, backup, key)
+    except leapfrog_errors.LeapfrogError as exc:
+        problems = getattr(exc, "problems", None) or [str(exc)]
+        return _fail({"node": node, "error": "; ".join(problems)})
     leapfrog_rebuild.accept_pub(__opts__, node, pub)
     return {"node": node, "accepted": path, "finger": leapfrog_rebuild.finger(pub)}
 

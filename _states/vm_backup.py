@@ -23,7 +23,11 @@ States over the ``vm_backup`` execution module (run on the hypervisor minion).
         - os_release: trixie
         - master: 10.0.0.5
         - minion_pub: ...
-        - minion_pem: ...
+        - minion_pem: {sealed: ...}   # only sealed to kvm01's minion key (leapfrog_rebuild.seal)
+
+``minion_pem`` is refused in clear (it would sit in the job cache and events); the
+arguments go through ``vm_backup``'s checks (names, numbers, flags), whose errors become
+the state's comment.
 """
 import datetime
 import hashlib

@@ -13,7 +13,16 @@ Steps, each timed (``phases`` in the summary, seconds):
    (RSA-OAEP + AES-256-GCM, see ``seal``), so neither the master's job cache nor a log holds
    it in clear; it exists in clear only in the seed ISO the hypervisor writes.
 4. ``boot``: wait for the node's ``salt/minion/<node>/start`` event on the master bus.
-5. ``grains``: ``grains.item os oscodename`` on the node must equal ``vms:os``.
+5. ``grains``: ``grains.item os oscodename`` on the node must answer (the new minion is in)
+   and equal ``vms:os``.
+6. ``seed``: as soon as the node answered (before the OS is compared), the seed ISO holding
+   its private key is ejected from the domain and deleted (``vm_backup.detach_seed``); the
+   summary's ``seed`` says so (``path``, ``detached``, ``removed``). A rebuild whose minion
+   never answers keeps its seed (the VM still needs it).
+
+``restore_node_key`` (a rollback) accepts again only a key kept here for a node listed in
+``vms:nodes``: ``kept_key`` resolves it inside ``<cachedir>/leapfrog/keys/<node>/`` (real
+paths, no ``..``, no link out) and it must parse as a PEM public key.
 
 The master address written into the seed is ``vms:master`` when set (``host`` or
 ``host:port``), else the master's ``interface`` with ``:<ret_port>`` appended when the port
@@ -28,6 +37,8 @@ import re
 import time
 
 import leapfrog_errors
+
+NODE_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +118,7 @@ def master_address(opts, vms):
 def target(config, node, image=None):
     """Resolve the node's hypervisor, domain, image and expected OS from ``vms``."""
     vms = config["vms"]
-    entry = (vms.get("nodes") or {}).get(node)
+    entry = (vms.get("nodes") or {}).get(node) if isinstance(node, str) else None
     if not isinstance(entry, dict) or not entry.get("hypervisor"):
         known = ", ".join(sorted(vms.get("nodes") or {})) or "none"
         raise leapfrog_errors.LeapfrogError(
@@ -168,6 +179,41 @@ def previous_keys(opts, node, backup=None):
     if backup:
         found = [p for p in found if p.endswith(f"--{_backup_slug(backup)}.pub")]
     return found
+
+
+def kept_key(opts, config, node, backup=None, key=None):
+    """(path, public key) of the key ``restore_node_key`` may accept again for ``node``: a
+    node of ``vms:nodes`` only, and a file of its own keep dir only (``key``, else the one
+    kept with ``backup``, else the newest), which must parse as a PEM public key."""
+    if not isinstance(node, str) or not NODE_RE.match(node):
+        raise leapfrog_errors.LeapfrogError(
+            f"node must be a minion id (letters, digits, '.', '_', '-'), got {node!r}")
+    target(config, node)  # listed in vms:nodes, or an error naming the known nodes
+    folder = os.path.realpath(_keep_dir(opts, node))
+    if key is None:
+        kept = previous_keys(opts, node, backup)
+        if not kept:
+            what = f" kept with backup {backup}" if backup else ""
+            raise leapfrog_errors.LeapfrogError(
+                f"no key of {node}{what} under {folder} (a rebuild keeps one)")
+        key = kept[0]
+    if not isinstance(key, str):
+        raise leapfrog_errors.LeapfrogError(f"key must be a file name, got {key!r}")
+    path = os.path.realpath(os.path.join(folder, key))  # an absolute key stays absolute
+    if os.path.dirname(path) != folder or not os.path.isfile(path):
+        raise leapfrog_errors.LeapfrogError(
+            f"key {key!r} is not a key kept for {node}: only files of {folder} are accepted "
+            "(leapfrog.rebuild_node keeps them); nothing was changed")
+    with open(path) as handle:
+        pub = handle.read()
+    try:
+        from cryptography.hazmat.primitives import serialization
+
+        serialization.load_pem_public_key(pub.encode())
+    except (ValueError, TypeError, UnicodeError):
+        raise leapfrog_errors.LeapfrogError(
+            f"{path} is not a PEM public key: not accepted; nothing was changed") from None
+    return path, pub
 
 
 def accept_pub(opts, node, pub):
@@ -314,6 +360,16 @@ def run(opts, config, node, local, wheel, event, image=None, timeout=300, backup
                     raise
                 time.sleep(1)
         now = mark("grains", now)
+
+        step = "seed"  # the new minion is in: the seed's private key has no use left
+        seed_path = (rebuilt.get("seed") or {}).get("path")
+        seed = {"path": seed_path, "detached": False, "removed": False}
+        if seed_path:
+            seed.update(_call(local, hyp, "vm_backup.detach_seed", min(60, left()),
+                              arg=[domain, seed_path]))
+            seed.pop("domain", None)
+        now = mark("seed", now)
+        step = "grains"
         differ = {k: (new.get(k), v) for k, v in plan["os"].items() if str(new.get(k)) != v}
         if differ:
             text = ", ".join(f"{k}={got!r} (expected {want!r})"
@@ -333,7 +389,7 @@ def run(opts, config, node, local, wheel, event, image=None, timeout=300, backup
         "new": {"os": new.get("os"), "oscodename": new.get("oscodename")},
         "key": {"finger": finger(new_pub), "previous_kept": kept},
         "disk": rebuilt.get("disk"),
-        "seed": (rebuilt.get("seed") or {}).get("path"),
+        "seed": seed,
         "phases": phases,
         "seconds": round(time.monotonic() - started, 2),
     }

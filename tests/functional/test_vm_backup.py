@@ -41,8 +41,8 @@ def work(libvirt_lab):
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def loaders(libvirt_lab, work):
+def make_loaders(libvirt_lab, work, **backups):
+    """Loaders of this repo's modules/states on the lab's libvirtd, backups under work."""
     opts = salt.config.minion_config(None)
     opts.update({
         "root_dir": work, "cachedir": os.path.join(work, "cache"),
@@ -51,7 +51,7 @@ def loaders(libvirt_lab, work):
         "states_dirs": [os.path.join(REPO, "_states")],
         "pillar": {"leapfrog": {
             "libvirt": {"uri": libvirt_lab.uri},
-            "backups": {"dir": os.path.join(work, "backups"), "keep": 2},
+            "backups": {"dir": os.path.join(work, "backups"), "keep": 2, **backups},
             "vms": {"shutdown_timeout": 30},
         }},
     })
@@ -59,8 +59,26 @@ def loaders(libvirt_lab, work):
 
 
 @pytest.fixture(scope="module")
+def loaders(libvirt_lab, work):
+    return make_loaders(libvirt_lab, work)
+
+
+@pytest.fixture(scope="module")
 def vm(loaders):
     return loaders.modules.vm_backup
+
+
+@pytest.fixture(scope="module")
+def seal(work):
+    """This minion's key pair (the module unseals with it); seals a PEM to it as
+    leapfrog.rebuild_node does."""
+    import leapfrog_rebuild
+
+    pub, pem = rsa_pair()
+    os.makedirs(os.path.join(work, "pki"), exist_ok=True)
+    with open(os.path.join(work, "pki", "minion.pem"), "w") as handle:
+        handle.write(pem)
+    return lambda secret: leapfrog_rebuild.seal(secret, pub)
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +95,13 @@ def node(libvirt_lab, guest_images, work):
     state = {"conn": conn, "disk": disk, "console": console, "images": images,
              "marker": first["marker"], "lines": 1, "boot_seconds": boot_seconds}
     yield state
+    remove_domain(conn, DOMAIN)
+
+
+def remove_domain(conn, name):
+    """Destroy and undefine a test's domain, then close the connection."""
     try:
-        dom = conn.lookupByName(DOMAIN)
+        dom = conn.lookupByName(name)
         if dom.isActive():
             dom.destroy()
         dom.undefine()
@@ -133,7 +156,7 @@ def test_offline_restore_refuses_running_domain(vm, node):
     assert _dom(node).isActive()
 
 
-def test_backup_rebuild_restore_round_trip(vm, node, guest_images):
+def test_backup_rebuild_restore_round_trip(vm, node, guest_images, seal):
     # offline backup: ACPI shutdown, copy, leave it down for the rebuild
     backup = vm.backup(DOMAIN, restart=False, tag="pre-upgrade")
     assert backup["stopped"] == "acpi shutdown"
@@ -147,8 +170,14 @@ def test_backup_rebuild_restore_round_trip(vm, node, guest_images):
 
     # rebuild from the trixie image with a seed carrying a fresh key pair
     pub, pem = rsa_pair()
+    with pytest.raises(Exception) as info:  # never in clear: argv, job cache, events
+        vm.rebuild(DOMAIN, guest_images["images"]["trixie"], minion_pub=pub, minion_pem=pem,
+                   master="127.0.1.10", os_release="trixie", backup=node["backup"])
+    assert "minion_pem is a private key in clear: refused" in str(info.value)
+    assert pem not in str(info.value)
+    assert vm.info(DOMAIN)["image"] == guest_images["images"]["bookworm"]  # unchanged
     rebuilt = vm.rebuild(DOMAIN, guest_images["images"]["trixie"], minion_pub=pub,
-                         minion_pem=pem, master="127.0.1.10", os_release="trixie",
+                         minion_pem=seal(pem), master="127.0.1.10", os_release="trixie",
                          backup=node["backup"])
     assert "minion_pem" not in json.dumps(rebuilt) and "PRIVATE" not in json.dumps(rebuilt)
     seed = rebuilt["seed"]["path"]
@@ -165,6 +194,14 @@ def test_backup_rebuild_restore_round_trip(vm, node, guest_images):
     assert line["seed"] == rebuilt["seed"]["instance_id"]
     assert line["host"] == DOMAIN
     assert vm.info(DOMAIN)["image"] == guest_images["images"]["trixie"]
+
+    # the new minion is in (what leapfrog.rebuild_node waits for): the seed goes
+    detached = vm.detach_seed(DOMAIN, seed)
+    assert detached == {"domain": DOMAIN, "path": seed, "detached": True, "removed": True}
+    assert not os.path.exists(seed)
+    for flags in (0, 2):  # the running domain and its definition (VIR_DOMAIN_XML_INACTIVE)
+        assert seed not in _dom(node).XMLDesc(flags)
+    assert _dom(node).isActive()
 
     # the rebuilt VM's disk is an overlay: a live backup flattens its chain
     after = vm.backup(DOMAIN, mode="live", tag="rebuilt")
@@ -183,6 +220,9 @@ def test_backup_rebuild_restore_round_trip(vm, node, guest_images):
     assert restored["disks"][0]["sha256"] == manifest["disks"][0]["sha256"]
     # read back by another reader before the guest boots and writes to it
     assert _sha256(node["disk"]) == manifest["disks"][0]["sha256"]
+    # the disk it replaced was kept aside until then, and is gone now
+    assert restored["kept_old"] == []
+    assert not [f for f in os.listdir(node["images"]) if ".leapfrog-" in f]
     assert vm.start(DOMAIN)["started"] is True
     line = _next_line(node)
     assert line["os"] == "bookworm"
@@ -227,15 +267,80 @@ def test_corrupted_and_truncated_backups_are_refused(vm, node):
         shutil.rmtree(path)
 
 
+def _break_emulator(path):
+    """A sound backup whose domain XML libvirt refuses at define time (the emulator it
+    names is gone, as after a hypervisor's OS upgrade): fails after the disk swap."""
+    import re
+
+    bad = "<emulator>/nonexistent/qemu-system-x86_64</emulator>"
+    with open(os.path.join(path, "domain.xml")) as handle:
+        xml = re.sub(r"<emulator>[^<]*</emulator>", bad, handle.read())
+    assert bad in xml
+    with open(os.path.join(path, "domain.xml"), "w") as handle:
+        handle.write(xml)
+    with open(os.path.join(path, "manifest.json")) as handle:
+        manifest = json.load(handle)
+    manifest["domain_xml"] = xml
+    with open(os.path.join(path, "manifest.json"), "w") as handle:
+        json.dump(manifest, handle)
+
+
+def test_failed_restore_puts_the_old_disk_back(vm, node):
+    assert vm.stop(DOMAIN)["stopped"] == "acpi shutdown"
+    before_sha, before_xml = _sha256(node["disk"]), _dom(node).XMLDesc(2)
+    broken = _clone(vm, node["backup"], "noemulator")
+    _break_emulator(broken)
+    with pytest.raises(Exception) as info:
+        vm.restore(DOMAIN, broken, start=True)
+    text = str(info.value)
+    assert "libvirt refused the backup's domain XML" in text, text
+    assert "the old disks were put back and nothing was changed" in text, text
+    assert _sha256(node["disk"]) == before_sha
+    assert _dom(node).XMLDesc(2) == before_xml and not _dom(node).isActive()
+    assert not [f for f in os.listdir(node["images"]) if ".leapfrog-" in f]
+    shutil.rmtree(broken)
+
+    # a sound restore told to keep the disk it replaced: kept aside, byte for byte
+    restored = vm.restore(DOMAIN, node["backup"], keep_old=True)
+    (kept,) = restored["kept_old"]
+    assert kept.startswith(node["disk"] + ".leapfrog-old-") and _sha256(kept) == before_sha
+    assert _sha256(node["disk"]) == restored["disks"][0]["sha256"]
+    os.unlink(kept)
+    assert vm.start(DOMAIN)["started"] is True
+    _next_line(node)
+
+
 def test_list_and_prune(vm, node):
     listed = vm.list(domain=DOMAIN)
     assert [b["tag"] for b in listed] == ["rebuilt", "pre-upgrade", "live"]
     assert [b["os_release"] for b in listed] == ["trixie", "bookworm", "bookworm"]
     pruned = vm.prune()  # pillar leapfrog:backups:keep = 2
     assert pruned["removed"] == [node["live_backup"]]
+    # the lab's layout: DB backups share leapfrog:backups:dir, in their own folder; and
+    # folders that are not VM backups of this module beside the VM backups
+    root = os.path.dirname(os.path.dirname(vm.verify(node["backup"])["path"]))
+    base = os.path.dirname(root)
+    strangers = {
+        os.path.join(base, "mysql", "20260101T000000Z"): {"format": 1, "databases": {}},
+        os.path.join(root, "notes"): None,
+        os.path.join(root, DOMAIN, "20200101T000000Z-manual"): None,
+        os.path.join(root, DOMAIN, "20200101T000000Z-db"): {"domain": DOMAIN, "disks": []},
+    }
+    for folder, manifest in strangers.items():
+        os.makedirs(folder)
+        with open(os.path.join(folder, "manifest.json" if manifest else "README"), "w") as f:
+            json.dump(manifest or {}, f)
     pruned = vm.prune(keep=1)
     assert pruned["removed"] == [node["backup"]]
     assert [b["id"] for b in vm.list()] == [node["rebuilt_backup"]]
+    assert set(pruned["left"]) == {  # never deleted, and said so (not the DB side's)
+        os.path.join(root, "notes", "README"),
+        os.path.join(root, DOMAIN, "20200101T000000Z-manual"),
+        os.path.join(root, DOMAIN, "20200101T000000Z-db")}
+    for folder in strangers:
+        assert os.listdir(folder), folder  # still there, with its file
+        if os.path.dirname(folder) != base + "/mysql":
+            shutil.rmtree(folder)
     node["backup"] = node["rebuilt_backup"]
 
 

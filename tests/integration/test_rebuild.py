@@ -16,6 +16,7 @@ runs exactly while its domain runs. The tests run in file order:
    its marker and the minion reports bookworm again.
 """
 import concurrent.futures
+import glob
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ from lab import bridge as lab_bridge
 from lab import guest, procs, topology
 from lab.libvirt import Libvirt
 from lab.salt_cluster import SALT_BIN, SaltCluster
+from tests.keypair import rsa_pair
 
 NODE = "ctl01"
 HYP = "kvm01"
@@ -193,21 +195,35 @@ def test_rebuild_node_on_the_new_os(lab):
     assert rc == 0, data
     assert data["old"] == {"os": "Debian", "oscodename": "bookworm"}
     assert data["new"] == {"os": "Debian", "oscodename": "trixie"}
-    assert set(data["phases"]) == {"check", "key", "rebuild", "boot", "grains"}
+    assert set(data["phases"]) == {"check", "key", "rebuild", "boot", "grains", "seed"}
     assert data["master"] == f"{topology.MASTER_ADDRESS}:{cluster._ports()['ret_port']}"
     assert "PRIVATE KEY" not in json.dumps(data)
 
+    # once the new minion answered, its seed (the private key in clear) was ejected from
+    # the domain and deleted
+    assert data["seed"]["detached"] is True and data["seed"]["removed"] is True, data["seed"]
+    assert not os.path.exists(data["seed"]["path"])
+    conn = lab["virt"].connect()
+    try:
+        for flags in (0, 2):  # running domain, persistent definition (XML_INACTIVE)
+            assert data["seed"]["path"] not in conn.lookupByName(NODE).XMLDesc(flags)
+    finally:
+        conn.close()
+
     # the rebuilt minion answers with the key the master accepted before the VM existed
+    # (what the lab's cloud-init stand-in took from the seed into the guest's /etc/salt)
     new_key = _accepted_key(cluster, NODE)
     assert new_key != old_key
-    seed = guest.read_seed(data["seed"])["user_data"]["salt_minion"]
-    assert seed["public_key"].strip() == new_key.strip()
-    assert seed["conf"]["id"] == NODE
+    pki = [os.path.dirname(p) for p in glob.glob(os.path.join(run_dir, "bridge", "disks", "*",
+                                                              "pki", "minion.pub"))
+           if open(p).read().strip() == new_key.strip()]
+    assert len(pki) == 1, pki
+    with open(os.path.join(pki[0], "minion.pem")) as handle:
+        seed = {"private_key": handle.read()}
     assert cluster.salt(NODE, "grains.item", "oscodename")[NODE] == {"oscodename": "trixie"}
     line = guest.console_lines(lab["vm"]["console"])[-1]
     assert line["os"] == "trixie" and line["marker"] != lab["marker"]
     assert NODE not in _key_lists(cluster).get("minions_pre", [])
-    lab["seed"] = data["seed"]
 
     # the private key exists only in the seed: not in the master's cache, jobs or logs
     body = [ln for ln in seed["private_key"].splitlines() if "-----" not in ln]
@@ -236,7 +252,7 @@ def test_wrong_image_fails_the_os_check(lab):
     assert data["step"] == "grains"
     assert "ctl01 came back with the wrong OS: oscodename='bookworm' (expected 'trixie')" \
         in data["error"]
-    assert set(data["phases"]) == {"check", "key", "rebuild", "boot", "grains"}
+    assert set(data["phases"]) == {"check", "key", "rebuild", "boot", "grains", "seed"}
     # the VM was replaced, so its new key stays accepted: the node answers (wrong OS)
     assert cluster.salt(NODE, "grains.item", "oscodename")[NODE] == {"oscodename": "bookworm"}
 
@@ -282,6 +298,40 @@ def test_another_key_is_not_accepted(lab):
     assert _ping(cluster, NODE, timeout=10) is not True  # it never answers
     cluster.stop_minion(name)
     lab["impostor"].clear()
+
+
+def test_restore_node_key_accepts_only_a_kept_key_of_a_known_node(lab):
+    """A rollback's key step cannot be turned into "trust this key for that minion id"."""
+    cluster, run_dir = lab["cluster"], lab["run_dir"]
+    keep_dir = os.path.dirname(lab["kept_key"])
+    attacker_pub, _ = rsa_pair()
+    outside = os.path.join(run_dir, "attacker.pub")
+    with open(outside, "w") as handle:
+        handle.write(attacker_pub)
+    link = os.path.join(keep_dir, "29990101T000000Z--link.pub")
+    os.symlink(outside, link)
+    junk = os.path.join(keep_dir, "29990101T000000Z--junk.pub")
+    with open(junk, "w") as handle:
+        handle.write("not a key\n")
+    before = (_key_lists(cluster), _accepted_key(cluster, NODE))
+    cases = [
+        (["../.."], "node must be a minion id (letters, digits, '.', '_', '-'), got '../..'"),
+        (["ctl09"], "node 'ctl09' is not in vms:nodes (or has no hypervisor); known: ctl01"),
+        ([NODE, f"key={outside}"], "is not a key kept for ctl01: only files of"),
+        ([NODE, "key=../kvm01/x.pub"], "is not a key kept for ctl01: only files of"),
+        ([NODE, f"key={link}"], "is not a key kept for ctl01: only files of"),
+        ([NODE, f"key={junk}"], "is not a PEM public key: not accepted; nothing was changed"),
+    ]
+    try:
+        for args, text in cases:
+            proc = cluster.run("leapfrog.restore_node_key", *args, check=False)
+            assert proc.returncode != 0, (args, proc.stdout)
+            data = json.loads(proc.stdout)
+            assert data["retcode"] == 1 and text in data["error"], (args, data)
+            assert (_key_lists(cluster), _accepted_key(cluster, NODE)) == before
+    finally:
+        os.unlink(link)
+        os.unlink(junk)
 
 
 def test_rollback_restores_the_old_guest_and_minion(lab):

@@ -1,6 +1,8 @@
 """Fast checks of the rebuild's parts without daemons: sealing the private key to the
 hypervisor's minion key, the master address a seed carries, the node lookup, and how the
 lab bridge reads a domain and a guest's OS."""
+import os
+
 import pytest
 
 import leapfrog_errors
@@ -60,3 +62,29 @@ def test_bridge_reads_the_domain_and_the_guest_os():
     assert bridge.guest_os_grains("trixie") == {"os": "Debian", "oscodename": "trixie",
                                                 "osrelease": "13"}
     assert bridge.guest_os_grains("plan9") == {"oscodename": "plan9"}
+
+
+def test_kept_key_only_from_the_nodes_own_keep_dir(tmp_path):
+    opts = {"cachedir": str(tmp_path / "cache")}
+    config = {"vms": {"image": "/i.qcow2", "nodes": {"ctl01": {"hypervisor": "kvm01"},
+                                                     "ctl02": {"hypervisor": "kvm01"}}}}
+    pub, _ = rsa_pair()
+    kept = leapfrog_rebuild.keep_previous_key(opts, "ctl01", pub, backup="ctl01/b1")
+    other = leapfrog_rebuild.keep_previous_key(opts, "ctl02", pub)
+    assert leapfrog_rebuild.kept_key(opts, config, "ctl01", backup="ctl01/b1") == (kept, pub)
+    assert leapfrog_rebuild.kept_key(opts, config, "ctl01", key=os.path.basename(kept))[0] == kept
+    (tmp_path / "evil.pub").write_text(pub)
+    os.symlink(tmp_path / "evil.pub", os.path.join(os.path.dirname(kept), "x.pub"))
+    for key in (str(tmp_path / "evil.pub"), other, "../ctl02/" + os.path.basename(other),
+                "x.pub"):
+        with pytest.raises(leapfrog_errors.LeapfrogError, match="is not a key kept for ctl01"):
+            leapfrog_rebuild.kept_key(opts, config, "ctl01", key=key)
+    os.unlink(os.path.join(os.path.dirname(kept), "x.pub"))
+    for node, text in (("../..", "node must be a minion id"), ("ctl01\n", "node must be"),
+                       ("ctl09", "not in vms:nodes")):
+        with pytest.raises(leapfrog_errors.LeapfrogError, match=text):
+            leapfrog_rebuild.kept_key(opts, config, node)
+    with open(kept, "w") as handle:
+        handle.write("-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----\n")
+    with pytest.raises(leapfrog_errors.LeapfrogError, match="is not a PEM public key"):
+        leapfrog_rebuild.kept_key(opts, config, "ctl01")

@@ -202,7 +202,7 @@ def test_offline_backup_writes_manifest_and_restarts(tmp_path, fake_libvirt, bac
     assert manifest["os_release"] == "bookworm" and manifest["mode"] == "offline"
     assert [s["target"] for s in manifest["skipped"]] == ["hdc", "vdb", "vdc"]
     assert manifest["domain_xml"].startswith("<domain")
-    assert not [p for p in os.listdir(os.path.join(backup_root, "ctl01")) if p.endswith(".partial")]
+    assert not [p for p in os.listdir(os.path.join(backup_root, "vm", "ctl01")) if p.endswith(".partial")]
     assert vm_backup.verify(result["backup"])["verified"] is True
 
 
@@ -282,17 +282,20 @@ def test_restore_puts_disk_and_xml_back(tmp_path, fake_libvirt):
 
 def test_list_and_prune_keep_newest(tmp_path, backup_root):
     for stamp in ("20260101T000000Z", "20260102T000000Z", "20260103T000000Z"):
-        folder = os.path.join(backup_root, "ctl01", stamp)
+        folder = os.path.join(backup_root, "vm", "ctl01", stamp)
         os.makedirs(folder)
         with open(os.path.join(folder, "manifest.json"), "w") as handle:
-            json.dump({"domain": "ctl01", "created": stamp, "disks": []}, handle)
-    os.makedirs(os.path.join(backup_root, "ctl01", "20260104T000000Z.partial"))
+            json.dump({"kind": "vm_backup", "domain": "ctl01", "created": stamp, "disks": []},
+                      handle)
+    os.makedirs(os.path.join(backup_root, "vm", "ctl01", "20260104T000000Z.partial"))
     assert [b["id"] for b in vm_backup.list_()] == [
         "ctl01/20260103T000000Z", "ctl01/20260102T000000Z", "ctl01/20260101T000000Z"]
     result = vm_backup.prune()  # config keep: 2
     assert result == {"removed": ["ctl01/20260101T000000Z"],
-                      "kept": ["ctl01/20260103T000000Z", "ctl01/20260102T000000Z"]}
-    with pytest.raises(leapfrog_errors.LeapfrogError):
+                      "kept": ["ctl01/20260103T000000Z", "ctl01/20260102T000000Z"],
+                      "left": []}
+    with pytest.raises(leapfrog_errors.LeapfrogError, match="keep must be a whole number "
+                       "from 1 to 1000, got 0"):
         vm_backup.prune(keep=0)
 
 
@@ -308,13 +311,26 @@ def read_iso(path, name):
     return label, out.getvalue().decode()
 
 
-def test_seed_is_a_cidata_iso_readable_only_by_root(tmp_path):
+@pytest.fixture
+def sealed_to_me(tmp_path):
+    """A minion pki dir for the module; seals a PEM to its key as leapfrog.rebuild_node does."""
+    import leapfrog_rebuild
+
+    hyp_pub, hyp_pem = rsa_pair()
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    (pki / "minion.pem").write_text(hyp_pem)
+    vm_backup.__opts__["pki_dir"] = str(pki)
+    return lambda pem: leapfrog_rebuild.seal(pem, hyp_pub)
+
+
+def test_seed_is_a_cidata_iso_readable_only_by_root(tmp_path, sealed_to_me):
     import yaml
 
     pub, pem = rsa_pair()
     path = str(tmp_path / "seed.iso")
-    result = vm_backup.seed(path, "ctl01", "10.0.0.5", pub, pem, instance_id="ctl01-1",
-                            grains={"roles": ["ctl"]})
+    result = vm_backup.seed(path, "ctl01", "10.0.0.5", pub, sealed_to_me(pem),
+                            instance_id="ctl01-1", grains={"roles": ["ctl"]})
     assert os.stat(path).st_mode & 0o777 == 0o600
     assert "PRIVATE" not in json.dumps(result)
     label, user_data = read_iso(path, "user-data")
@@ -326,17 +342,19 @@ def test_seed_is_a_cidata_iso_readable_only_by_root(tmp_path):
     assert config["salt_minion"]["grains"] == {"roles": ["ctl"]}
     _, meta = read_iso(path, "meta-data")
     assert yaml.safe_load(meta) == {"instance-id": "ctl01-1", "local-hostname": "ctl01"}
-    with pytest.raises(leapfrog_errors.LeapfrogError):
+    with pytest.raises(leapfrog_errors.LeapfrogError, match="must be a private key sealed"):
         vm_backup.seed(path, "ctl01", "10.0.0.5", pub, "not a key")
+    with pytest.raises(leapfrog_errors.LeapfrogError, match="private key in clear: refused"):
+        vm_backup.seed(path, "ctl01", "10.0.0.5", pub, pem)
 
 
-def test_rebuild_defines_a_new_domain_from_the_image(tmp_path, fake_libvirt):
+def test_rebuild_defines_a_new_domain_from_the_image(tmp_path, fake_libvirt, sealed_to_me):
     old_disk = qcow2(tmp_path / "ctl01.qcow2")
     image = qcow2(tmp_path / "trixie.qcow2")
     dom = FakeDom(DOMAIN_XML.format(disk=old_disk))
     conn = fake_libvirt(FakeConn(dom))
     pub, pem = rsa_pair()
-    result = vm_backup.rebuild("ctl01", image, minion_pub=pub, minion_pem=pem,
+    result = vm_backup.rebuild("ctl01", image, minion_pub=pub, minion_pem=sealed_to_me(pem),
                                master="10.0.0.5", os_release="trixie")
     new_disk = str(tmp_path / "ctl01-trixie.qcow2")
     assert result["disk"] == new_disk and os.path.exists(old_disk)
@@ -363,7 +381,7 @@ def test_rebuild_refuses_a_running_domain(tmp_path, fake_libvirt):
 
 def test_every_public_function_has_a_cli_example():
     for name in ("info", "list_", "manifest", "start", "stop", "verify", "backup", "restore",
-                 "prune", "seed", "rebuild"):
+                 "prune", "seed", "rebuild", "detach_seed"):
         assert "CLI Example:" in getattr(vm_backup, name).__doc__, name
 
 
