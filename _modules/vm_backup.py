@@ -46,7 +46,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -57,6 +56,7 @@ import xml.etree.ElementTree as ET
 
 import leapfrog_cmd
 import leapfrog_errors
+import leapfrog_parse
 import leapfrog_rebuild
 
 try:
@@ -162,53 +162,17 @@ def _name(what, value):
     return value
 
 
-def _number(what, value, low, high, integer=False, unit=""):
-    """``value`` parsed as a number from ``low`` to ``high``, else an error naming it."""
-    kind = "a whole number" if integer else "a number"
-    problem = leapfrog_errors.LeapfrogError(
-        f"{what} must be {kind} from {low} to {high}{unit}, got {value!r}")
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise problem
-    try:
-        number = float(value)
-    except ValueError:
-        raise problem from None
-    if not math.isfinite(number) or not low <= number <= high \
-            or (integer and not number.is_integer()):
-        raise problem
-    return int(number) if integer else number
-
-
-def _flag(what, value):
-    """``value`` as a bool: true/false (yes/no, on/off, 1/0), else an error naming it."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
-    if text in ("true", "yes", "on", "1"):
-        return True
-    if text in ("false", "no", "off", "0"):
-        return False
-    raise leapfrog_errors.LeapfrogError(f"{what} must be true or false, got {value!r}")
-
-
-def _choice(what, value, choices):
-    if value not in choices:
-        raise leapfrog_errors.LeapfrogError(
-            f"{what} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
-    return value
-
-
 def _shutdown_timeout(timeout):
     """The ACPI shutdown wait: the argument, else pillar, checked (seconds)."""
     if timeout is None:
         timeout = _config("leapfrog:vms:shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
-    return _number("timeout", timeout, 1, MAX_SHUTDOWN_TIMEOUT, unit=" seconds")
+    return leapfrog_parse.seconds(timeout, "timeout", minimum=1, maximum=MAX_SHUTDOWN_TIMEOUT)
 
 
 def _headroom():
-    return _number("leapfrog:backups:headroom",
-                   _config("leapfrog:backups:headroom", DEFAULT_HEADROOM), 0, 2 ** 50,
-                   integer=True, unit=" bytes")
+    return leapfrog_parse.number(_config("leapfrog:backups:headroom", DEFAULT_HEADROOM),
+                                 "leapfrog:backups:headroom (bytes)", minimum=0,
+                                 maximum=2 ** 50, integer=True)
 
 
 def _cmd(argv, ok_codes=(0,), timeout=None):
@@ -870,11 +834,11 @@ def backup(domain, mode="offline", tag=None, restart=True, timeout=None, os_rele
         salt kvm01 vm_backup.backup ctl01 mode=live tag=run42
     """
     _name("domain", domain)
-    mode = _choice("mode", mode, ("offline", "live"))
+    mode = leapfrog_parse.choice(mode, "mode", ("offline", "live"))
     if tag is not None and not (isinstance(tag, str) and TAG_RE.match(tag)):
         raise leapfrog_errors.LeapfrogError(
             f"tag must be letters, digits, '.', '_' or '-' (at most 64), got {tag!r}")
-    restart = _flag("restart", restart)
+    restart = leapfrog_parse.boolean(restart, "restart")
     root = _backup_dir(backup_dir)
     timeout = _shutdown_timeout(timeout)
     headroom = _headroom()
@@ -1045,8 +1009,8 @@ def restore(domain, backup, stop=False, start=False, timeout=None, keep_old=Fals
     """
     started = time.monotonic()
     _name("domain", domain)
-    stop, start = _flag("stop", stop), _flag("start", start)
-    keep_old = _flag("keep_old", keep_old)
+    stop, start = leapfrog_parse.boolean(stop, "stop"), leapfrog_parse.boolean(start, "start")
+    keep_old = leapfrog_parse.boolean(keep_old, "keep_old")
     timeout = _shutdown_timeout(timeout)
     path = _resolve(backup, backup_dir, domain)
     ident = _backup_id(path)
@@ -1235,9 +1199,9 @@ def prune(keep=None, domain=None, backup_dir=None):
         salt kvm01 vm_backup.prune keep=2
         salt kvm01 vm_backup.prune keep=1 domain=ctl01
     """
-    keep = _number("keep", keep if keep is not None else _config("leapfrog:backups:keep",
-                                                                  DEFAULT_KEEP),
-                   1, MAX_KEEP, integer=True)
+    keep = leapfrog_parse.number(
+        keep if keep is not None else _config("leapfrog:backups:keep", DEFAULT_KEEP), "keep",
+        minimum=1, maximum=MAX_KEEP, integer=True)
     removed, kept = [], []
     found, others = _scan(domain, backup_dir)
     by_domain = {}
@@ -1395,8 +1359,8 @@ def rebuild(node, image, minion_pub=None, minion_pem=None, master=None, seed_iso
     """
     _name("node", node)
     domain = _name("domain", domain or node)
-    method = _choice("method", method, ("overlay", "copy"))
-    stop, start = _flag("stop", stop), _flag("start", start)
+    method = leapfrog_parse.choice(method, "method", ("overlay", "copy"))
+    stop, start = leapfrog_parse.boolean(stop, "stop"), leapfrog_parse.boolean(start, "start")
     if minion_pem is not None:  # sealed to this minion's key by leapfrog.rebuild_node
         minion_pem = _unseal_pem(minion_pem)
     if not isinstance(image, str) or not image:

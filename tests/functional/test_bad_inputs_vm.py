@@ -22,22 +22,23 @@ from tests.keypair import rsa_pair
 DOMAIN = "vmbad01"
 HUGE = 2 ** 49  # bytes of headroom
 INACTIVE = 2  # libvirt.VIR_DOMAIN_XML_INACTIVE
-RANGE = "must be a number from 1 to 86400 seconds"
-KEEP = "keep must be a whole number from 1 to 1000"
+RANGE = "(seconds) must be a number (from 1 to 86400)"
+RANGE_OUT = "(seconds) must be from 1 to 86400"
+KEEP = "keep must be a whole number (from 1 to 1000)"
 NOT_OURS = "is not a backup of this hypervisor: give an id <domain>/<name>"
 NAME = "must be 1 to 128 letters, digits, '.', '_' or '-'"
 
 # (case id, vm_backup function, args, kwargs, text the error must hold); "{...}" strings
 # are filled from the fixture's facts (the real backup id, the disk, the folder links)
 BAD_INPUTS = [
-    ("stop-timeout-nan", "stop", ["{domain}"], {"timeout": "nan"}, f"timeout {RANGE}, got 'nan'"),
-    ("stop-timeout-negative", "stop", ["{domain}"], {"timeout": -1}, f"timeout {RANGE}, got -1"),
-    ("stop-timeout-inf", "stop", ["{domain}"], {"timeout": "inf"}, f"timeout {RANGE}, got 'inf'"),
+    ("stop-timeout-nan", "stop", ["{domain}"], {"timeout": "nan"}, f"timeout {RANGE}, got 'nan' (not finite)"),
+    ("stop-timeout-negative", "stop", ["{domain}"], {"timeout": -1}, f"timeout {RANGE_OUT}, got -1"),
+    ("stop-timeout-inf", "stop", ["{domain}"], {"timeout": "inf"}, f"timeout {RANGE}, got 'inf' (not finite)"),
     ("stop-timeout-bool", "stop", ["{domain}"], {"timeout": True}, f"timeout {RANGE}, got True"),
     ("backup-timeout-nan", "backup", ["{domain}"], {"timeout": float("nan")},
-     f"timeout {RANGE}, got nan"),
+     f"timeout {RANGE}, got nan (not finite)"),
     ("backup-mode-bogus", "backup", ["{domain}"], {"mode": "bogus"},
-     "mode must be one of 'offline', 'live', got 'bogus'"),
+     "mode must be one of offline, live, got 'bogus'"),
     ("backup-restart-maybe", "backup", ["{domain}"], {"restart": "maybe"},
      "restart must be true or false, got 'maybe'"),
     ("backup-tag-newline", "backup", ["{domain}"], {"tag": "run1\n"},
@@ -45,7 +46,7 @@ BAD_INPUTS = [
     ("backup-domain-newline", "backup", ["{domain}\n"], {}, f"domain {NAME}"),
     ("backup-domain-dotdot", "backup", ["../etc"], {}, f"domain {NAME}"),
     ("prune-keep-abc", "prune", [], {"keep": "abc"}, f"{KEEP}, got 'abc'"),
-    ("prune-keep-zero", "prune", [], {"keep": 0}, f"{KEEP}, got 0"),
+    ("prune-keep-zero", "prune", [], {"keep": 0}, "keep must be from 1 to 1000, got 0"),
     ("prune-keep-fraction", "prune", [], {"keep": 2.5}, f"{KEEP}, got 2.5"),
     ("verify-dotdot", "verify", ["../../etc"], {}, NOT_OURS),
     ("verify-absolute", "verify", ["/etc"], {}, NOT_OURS),
@@ -57,11 +58,11 @@ BAD_INPUTS = [
     ("restore-stop-maybe", "restore", ["{domain}", "{backup}"], {"stop": "maybe"},
      "stop must be true or false, got 'maybe'"),
     ("restore-timeout-negative", "restore", ["{domain}", "{backup}"],
-     {"stop": True, "timeout": -5}, f"timeout {RANGE}, got -5"),
+     {"stop": True, "timeout": -5}, f"timeout {RANGE_OUT}, got -5"),
     ("restore-no-room", "tight.restore", ["{domain}", "{backup}"], {"stop": True},
      "bytes free, "),
     ("rebuild-method-bogus", "rebuild", ["{domain}", "{image}"], {"method": "bogus", "stop": True},
-     "method must be one of 'overlay', 'copy', got 'bogus'"),
+     "method must be one of overlay, copy, got 'bogus'"),
     ("rebuild-clear-pem", "rebuild", ["{domain}", "{image}"],
      {"minion_pem": "{pem}", "minion_pub": "{pub}", "master": "10.0.0.5", "stop": True},
      "minion_pem is a private key in clear: refused"),

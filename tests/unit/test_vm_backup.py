@@ -294,8 +294,8 @@ def test_list_and_prune_keep_newest(tmp_path, backup_root):
     assert result == {"removed": ["ctl01/20260101T000000Z"],
                       "kept": ["ctl01/20260103T000000Z", "ctl01/20260102T000000Z"],
                       "left": []}
-    with pytest.raises(leapfrog_errors.LeapfrogError, match="keep must be a whole number "
-                       "from 1 to 1000, got 0"):
+    with pytest.raises(leapfrog_errors.LeapfrogError, match="keep must be from 1 "
+                       "to 1000, got 0"):
         vm_backup.prune(keep=0)
 
 
