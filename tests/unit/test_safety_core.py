@@ -52,7 +52,8 @@ def test_numbers_booleans_and_choices_parse_what_an_operator_types():
 def test_scrub_masks_every_secret_shape_and_keeps_the_rest():
     pem = f"-----BEGIN RSA PRIVATE KEY-----\nMIIE{SECRET}\n-----END RSA PRIVATE KEY-----"
     data = {
-        "db_password": SECRET, "minion_pem": pem, "sealed": {"key": SECRET},
+        "db_password": SECRET, "minion_pem": pem, "sealed": {"data": "opaque", "x-token": SECRET},
+        "schema": {"console_auth_tokens": {"columns": "abc"}, "tokens_used": 3},
         "diff": f"-connection = mysql+pymysql://nova:{SECRET}@db/nova\n+password = {SECRET}",
         "headers": f"X-Auth-Token: {SECRET}", "cmd": f"mysql --password {SECRET} -u nova",
         "list": [f"token={SECRET}", pem], "rows": 3, "user": "nova",
@@ -60,6 +61,7 @@ def test_scrub_masks_every_secret_shape_and_keeps_the_rest():
     out = leapfrog_scrub.scrub(data)
     assert SECRET not in json.dumps(out)
     assert out["rows"] == 3 and out["user"] == "nova"
+    assert out["schema"] == data["schema"]  # a schema fingerprint reads back whole
     assert "mysql+pymysql://nova:******@db/nova" in out["diff"]
     assert "BEGIN RSA PRIVATE KEY" in out["list"][1]
 
