@@ -163,10 +163,17 @@ def test_fresh_seed_disk_starts_no_services(small, tmp_path):
                  "module_dirs": [os.path.join(REPO, "_modules")],
                  "pillar": {"leapfrog": {"libvirt": {"uri": small["virt"].uri},
                                          "vms": {"shutdown_timeout": 30}}}})
+    import leapfrog_rebuild  # pylint: disable=import-outside-toplevel
+
     pub, pem = rsa_pair()
+    hyp_pub, hyp_pem = rsa_pair()  # the hypervisor minion's own key: the PEM comes sealed
+    os.makedirs(opts["pki_dir"], exist_ok=True)
+    with open(os.path.join(opts["pki_dir"], "minion.pem"), "w", encoding="utf-8") as handle:
+        handle.write(hyp_pem)
     t0 = time.time()
     rebuilt = Loaders(opts).modules.vm_backup.rebuild(
-        NODE, guest.ensure()["images"][guest.NEW], minion_pub=pub, minion_pem=pem,
+        NODE, guest.ensure()["images"][guest.NEW], minion_pub=pub,
+        minion_pem=leapfrog_rebuild.seal(pem, hyp_pub),
         master=f"{topology.MASTER_ADDRESS}:4506", os_release=guest.NEW, stop=True)
     _wait_event(run_dir, "services-stopped", after=t0, timeout=60)
     seeded = _wait_event(run_dir, "seed", after=t0)
