@@ -26,6 +26,7 @@ import time
 import urllib.parse
 
 import leapfrog_errors
+import leapfrog_journal
 
 MAX_DURATION = 3600.0
 MAX_CONCURRENCY = 64
@@ -333,7 +334,7 @@ def main(argv=None):
     text = json.dumps(summary, indent=2)
     if args.out:
         tmp = args.out + ".tmp"
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        with leapfrog_journal.private_open(tmp) as handle:
             handle.write(text + "\n")
         os.replace(tmp, args.out)
     else:

@@ -15,9 +15,10 @@ dict; ``write()`` renders it into a folder; ``headline_text()`` gives the lines 
     paths = leapfrog_report.write(report, "/var/cache/salt/master/leapfrog/prod1/<run>")
     print(leapfrog_report.headline_text(report))
 
-The files are 0600 in a 0700 folder. Only known fields are copied (allow-lists): step results are short strings, dict keys whose
-name holds password/passwd/token/secret/key/credential are dropped and ``key=value`` shapes
-in free text are masked, so no secret of a step result reaches a report file.
+The files are 0600 in a 0700 folder. Only known fields are copied (allow-lists): step
+results are short strings, dict keys whose name holds password/passwd/token/secret/key/
+credential are dropped and secret shapes in free text are masked (``leapfrog_scrub``), so no
+secret of a step result reaches a report file.
 """
 import json
 import os
