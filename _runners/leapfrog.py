@@ -21,6 +21,7 @@ import leapfrog_minions
 import leapfrog_parse
 import leapfrog_plan
 import leapfrog_rebuild
+import leapfrog_schedules
 import leapfrog_schema
 import leapfrog_scrub
 
@@ -74,6 +75,10 @@ def _say(line):
         sys.stderr.flush()
 
 
+def _stale_after(config):
+    return (config.get("lock") or {}).get("stale_after", leapfrog_journal.DEFAULT_STALE_AFTER)
+
+
 def _tracker(cluster, run, pillar, test=False, new_run=False):
     """Load the cluster and build the run's Tracker; returns (name, config, tracker)."""
     name, config = _load(cluster, pillar)
@@ -83,10 +88,9 @@ def _tracker(cluster, run, pillar, test=False, new_run=False):
             raise leapfrog_errors.LeapfrogError("name the run: run=<id> (leapfrog.begin "
                                                 "or leapfrog.run_id gives one)")
         run = leapfrog_journal.new_run_id()
-    stale = (config.get("lock") or {}).get("stale_after", leapfrog_journal.DEFAULT_STALE_AFTER)
     tracker = leapfrog_journal.Tracker(
         _journal_root(), name, run, fire=_fire, say=_say, test=bool(test),
-        faults=leapfrog_fault.Faults.from_config(config), stale_after=stale)
+        faults=leapfrog_fault.Faults.from_config(config), stale_after=_stale_after(config))
     return name, config, tracker
 
 
@@ -97,6 +101,54 @@ def _step_fail(cluster, run, step, exc):
     if isinstance(exc, leapfrog_journal.LockBusy):
         out["running"] = exc.holder.get("run")
     return _fail(out)
+
+
+SCHEDULE_TIMEOUT = 45  # schedule.* wait up to 30 s for the minion's scheduler to answer
+
+
+def _schedules(name):
+    """The cluster's PausedSchedules, calling minions from this master."""
+    def call_each(ids, fun):
+        return leapfrog_minions.call_each(__opts__, "L@" + ",".join(ids), fun,
+                                          timeout=SCHEDULE_TIMEOUT)
+    return leapfrog_schedules.PausedSchedules(_journal_root(), name, call_each)
+
+
+def _cluster_minions(config):
+    """Every minion of the cluster's roles (the nodes a run may touch)."""
+    return sorted({mid for target in config["roles"].values()
+                   for mid in leapfrog_minions.expected(__opts__, target)})
+
+
+def _record_schedules(tracker, key, outcome):
+    """Keep a pause/resume outcome in the run's journal and say what did not answer."""
+    with tracker.journal.edit() as data:
+        data.setdefault("schedules", {})[key] = dict(
+            outcome, at=leapfrog_journal.iso(tracker.clock()))
+    verb = {"paused": "paused", "resumed": "turned back on"}[key]
+    tracker.say(f"schedulers {verb}: {', '.join(outcome[key]) or 'none'}")
+    for problem in outcome["silent"].values():
+        tracker.say(f"WARNING: scheduler not {verb}: {problem}; "
+                    + ("check the minion before going on" if key == "paused" else
+                       f"run: salt-run leapfrog.resume_schedules cluster={tracker.cluster}"))
+
+
+def _pause_schedules(config, tracker):
+    try:
+        outcome = _schedules(tracker.cluster).pause(_cluster_minions(config), tracker.run_id)
+    except leapfrog_errors.LeapfrogError as exc:  # e.g. the roles match no minion
+        outcome = {"paused": [], "already_off": [], "silent": {"*": str(exc)}}
+    _record_schedules(tracker, "paused", outcome)
+    return outcome
+
+
+def _resume_schedules(tracker):
+    try:
+        outcome = _schedules(tracker.cluster).resume()
+    except leapfrog_errors.LeapfrogError as exc:
+        outcome = {"resumed": [], "silent": {"*": str(exc)}}
+    _record_schedules(tracker, "resumed", outcome)
+    return outcome
 
 
 def run_id(cluster=None, run=None):
@@ -116,7 +168,7 @@ def run_id(cluster=None, run=None):
 
 
 def begin(cluster=None, run=None, steps=None, orch=None, plan=None, pillar=None,  # pylint: disable=redefined-outer-name
-          test=False, target=None):
+          test=False, target=None, schedules=False):
     """
     Open a run on a cluster: take the cluster's lock (one run at a time; a second run is
     refused with the running one's id; a lock whose process is gone or whose heartbeat is
@@ -126,7 +178,9 @@ def begin(cluster=None, run=None, steps=None, orch=None, plan=None, pillar=None,
     ``plan`` (``leapfrog.plan``'s decision) is kept in the journal, so a resumed run renders
     the same steps even though the cloud has moved on (``leapfrog.plan run=...``).
     ``orch`` and ``target`` (e.g. the release) bind the run id: resuming it with another
-    orchestration or target is refused before anything changes.
+    orchestration or target is refused before anything changes. ``schedules=True`` turns
+    off the Salt scheduler of every minion of the cluster that has it on, once the lock is
+    held (``leapfrog_schedules``; ``finish`` and ``stopped`` turn them back on).
 
     CLI Example:
 
@@ -135,7 +189,7 @@ def begin(cluster=None, run=None, steps=None, orch=None, plan=None, pillar=None,
         salt-run leapfrog.begin cluster=prod1 run=20261122-004100-ab12 steps='[one, two]'
     """
     try:
-        name, _, tracker = _tracker(cluster, run, pillar, test, new_run=True)
+        name, config, tracker = _tracker(cluster, run, pillar, test, new_run=True)
         if test:
             data = tracker.journal.read() or {"steps": []}
             leapfrog_journal.check_binding(name, tracker.run_id, data.get("meta") or {},
@@ -149,11 +203,13 @@ def begin(cluster=None, run=None, steps=None, orch=None, plan=None, pillar=None,
         meta = {key: value for key, value in (("orch", orch), ("plan", plan),
                                               ("target", target)) if value}
         data = tracker.begin(steps or [], meta=meta or None)
+        paused = _pause_schedules(config, tracker) if schedules else None
     except leapfrog_errors.LeapfrogError as exc:
         return _step_fail(cluster, run, None, exc)
-    return {"cluster": name, "run": tracker.run_id, "status": data["status"],
-            "attempt": len(data["attempts"]),
-            "done": [s["name"] for s in data["steps"] if s["status"] == "done"]}
+    out = {"cluster": name, "run": tracker.run_id, "status": data["status"],
+           "attempt": len(data["attempts"]),
+           "done": [s["name"] for s in data["steps"] if s["status"] == "done"]}
+    return dict(out, schedules=paused) if paused else out
 
 
 def _call_runner(fun, args=None, kwargs=None):
@@ -210,8 +266,9 @@ def step(cluster=None, run=None, step=None, function=None, function_args=None,
 def finish(cluster=None, run=None, pillar=None, test=False):
     """
     Close a run: refused while a step is failed or running; steps never run are marked
-    skipped; the journal says done, a ``leapfrog/<cluster>/<run>/run/done`` event is fired
-    and the cluster's lock is released.
+    skipped; the schedulers leapfrog turned off are turned back on; the journal says done,
+    a ``leapfrog/<cluster>/<run>/run/done`` event is fired and the cluster's lock is
+    released.
 
     CLI Example:
 
@@ -234,11 +291,13 @@ def finish(cluster=None, run=None, pillar=None, test=False):
             for record in edit["steps"]:
                 if record["status"] == "pending":
                     record.update(status="skipped", summary="not run by this orchestration")
+        resumed = _resume_schedules(tracker)
         data = tracker.end("done")
     except leapfrog_errors.LeapfrogError as exc:
         return _step_fail(cluster, run, None, exc)
     return {"cluster": name, "run": run, "status": data["status"],
-            "steps": {s["name"]: s["status"] for s in data["steps"]}}
+            "steps": {s["name"]: s["status"] for s in data["steps"]},
+            "schedules_resumed": resumed["resumed"]}
 
 
 def _user():
@@ -577,7 +636,9 @@ def rebuild_node(node, cluster=None, pillar=None, image=None, timeout=300, backu
     runner waits for ``salt/minion/<node>/start`` and checks ``grains.item os oscodename``.
 
     A running domain is refused unless ``stop=True``: back it up first (``backup=`` names a
-    backup of the domain that must verify before the domain is replaced). Returns the node,
+    backup of the domain that must verify before the domain is replaced). When the old
+    minion's scheduler was turned off by a run (``leapfrog_schedules``), the new one is
+    turned off too (``schedule_paused``). Returns the node,
     old/new OS, the new key's fingerprint and the seconds of each phase (check, key, rebuild,
     boot, grains); on failure, retcode 1 and the reason.
 
@@ -616,6 +677,12 @@ def rebuild_node(node, cluster=None, pillar=None, image=None, timeout=300, backu
         event.destroy()
         wheel.destroy()
     log.info("leapfrog rebuild: %s", leapfrog_rebuild.summary_line(result))
+    holder = leapfrog_journal.ClusterLock(_journal_root(), name).read() or {}
+    try:  # the new minion's scheduler starts on: off again while the run works
+        result["schedule_paused"] = _schedules(name).pause_rebuilt(node, holder.get("run"))
+    except leapfrog_errors.LeapfrogError as exc:
+        return _fail({"node": node, "cluster": name, **result,
+                      "error": f"{node} rebuilt, but its scheduler is not off: {exc}"})
     return {"cluster": name, **result}
 
 
@@ -990,8 +1057,9 @@ def _rolled_controllers(config):
 def stopped(cluster=None, run=None, orch=None, rollback=None):
     """
     Say how a failed run goes on: the failed step and its error, the command that resumes
-    it, and the one that rolls it back; stop the run's availability probe and write the
-    failed run's report (a resumed run's own report replaces it). Orchestrations call it on
+    it, and the one that rolls it back; stop the run's availability probe, turn back on the
+    schedulers the run turned off (a resume turns them off again) and write the failed
+    run's report (a resumed run's own report replaces it). Orchestrations call it on
     failure (onfail).
 
     CLI Example:
@@ -1000,9 +1068,10 @@ def stopped(cluster=None, run=None, orch=None, rollback=None):
 
         salt-run leapfrog.stopped cluster=prod1 run=20261122-004100-ab12
     """
-    name, _ = _load(cluster, None)
-    data = leapfrog_journal.Journal(_journal_root(), name, str(run)).read() or {"steps": []}
+    name, _, tracker = _tracker(cluster, run, None)
+    data = tracker.journal.read() or {"steps": []}
     failed = [s for s in data["steps"] if s["status"] == "failed"]
+    resumed = _resume_schedules(tracker)
     try:  # the failed run's report (its probe stopped: it would run on until its end)
         written = _write_report(name, run)
     except Exception as exc:  # pylint: disable=broad-except
@@ -1017,13 +1086,43 @@ def stopped(cluster=None, run=None, orch=None, rollback=None):
            "failed_step": failed[0]["name"] if failed else None,
            "error": (failed[0].get("error") if failed else None),
            "resume": cmd(orch or "<orchestration>", "run"),
-           "report": written.get("paths") or written.get("error")}
+           "report": written.get("paths") or written.get("error"),
+           "schedules_resumed": resumed["resumed"]}
     if rollback:
         out["rollback"] = cmd(rollback, "upgrade_run")
     for key in ("failed_step", "resume", "rollback"):
         if out.get(key):
             _say(f"leapfrog: {key.replace('_', ' ')}: {out[key]}")
     return out
+
+
+def resume_schedules(cluster=None, pillar=None):
+    """
+    Turn back on the Salt schedulers leapfrog turned off (the cluster's list, see
+    ``leapfrog_schedules``). Every run's end and failure stop do it; use it after a run was
+    killed and will not be resumed or rolled back. Refused while a live run holds the
+    cluster's lock.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.resume_schedules cluster=prod1
+    """
+    try:
+        name, config = _load(cluster, pillar)
+        lock = leapfrog_journal.ClusterLock(_journal_root(), name,
+                                            stale_after=_stale_after(config))
+        holder = lock.read()
+        if holder and lock.why_free(holder) is None:
+            raise leapfrog_journal.LockBusy(name, holder)
+        outcome = _schedules(name).resume()
+    except leapfrog_errors.LeapfrogError as exc:
+        return _step_fail(cluster, None, None, exc)
+    if outcome["silent"]:
+        return _fail({"cluster": name, **outcome,
+                      "error": "; ".join(outcome["silent"].values())})
+    return {"cluster": name, **outcome}
 
 
 def _step_results(data, suffix, statuses=("done",)):

@@ -103,7 +103,7 @@ class OpenStackCloud:
         self._own_hx = haproxy is None
         self.rabbitmq = rabbitmq
         self.haproxy = haproxy
-        self.neutron = None
+        self.neutrons = {}       # host -> the neutron stand-in on that controller
         self.admin_password = secrets.token_urlsafe(16)
         self.passwords = {user: secrets.token_urlsafe(16) for user in SERVICE_USERS}
         self.controllers = {}    # host -> {kind -> OpenStackService}
@@ -280,7 +280,7 @@ class OpenStackCloud:
             "frontends": self.haproxy.frontends if self.haproxy else {},
             "haproxy_dir": self.haproxy.run_dir if self.haproxy else None,
             "rabbitmq_dir": self.rabbitmq.run_dir if self.rabbitmq else None,
-            "neutron_port": self.neutron.port if self.neutron else None,
+            "neutron_ports": {host: stub.port for host, stub in self.neutrons.items()},
             "enabled": dict(self.enabled),
         }
 
@@ -305,8 +305,10 @@ class OpenStackCloud:
 
             cloud.mariadb = MariaDB(os.path.join(cloud.run_dir, "db"))
         cloud.rabbitmq = RabbitMQ(state.get("rabbitmq_dir") or os.path.join(cloud.run_dir, "mq"))
-        cloud.neutron = NeutronStub(os.path.join(cloud.run_dir, "neutron"),
-                                    cloud.controller_address, port=state["neutron_port"])
+        addresses = dict(cloud.controller_hosts)
+        cloud.neutrons = {host: NeutronStub(os.path.join(cloud.run_dir, "neutron", host),
+                                            addresses[host], port=port)
+                          for host, port in (state.get("neutron_ports") or {}).items()}
         cloud.haproxy = HAProxy(state.get("haproxy_dir") or os.path.join(cloud.run_dir, "hx"),
                                 state["frontends"])
         for host, address in cloud.controller_hosts:
@@ -330,7 +332,8 @@ class OpenStackCloud:
                for s in self.services()}
         out["rabbitmq"] = {"running": bool(self.rabbitmq and self.rabbitmq.running())}
         out["haproxy"] = {"running": bool(self.haproxy and self.haproxy.running())}
-        out["neutron-stub"] = {"running": bool(self.neutron and self.neutron.running())}
+        for host, stub in self.neutrons.items():
+            out[f"{host}/neutron-stub"] = {"running": stub.running()}
         return out
 
     def _start(self, pool):
@@ -351,16 +354,19 @@ class OpenStackCloud:
         self.controller = self.controllers[self.controller_id]
         for host, address in self.compute_hosts:
             self.computes[host] = self._service("nova-compute", host, address)
-        self.neutron = NeutronStub(os.path.join(self.run_dir, "neutron"),
-                                   self.controller_address)
-        self.neutron.start()
+        # a neutron stand-in per controller, as neutron-server runs on each: draining one
+        # controller leaves the others serving the network endpoint
+        self.neutrons = {host: NeutronStub(os.path.join(self.run_dir, "neutron", host),
+                                           address).start()
+                         for host, address in self.controller_hosts}
         frontends = {}
         for name, (kind, *_rest) in FRONTENDS.items():
             if kind:
                 servers = {host: f"{svc[kind].address}:{svc[kind].port}"
                            for host, svc in self.controllers.items()}
             else:
-                servers = {self.controller_id: f"{self.controller_address}:{self.neutron.port}"}
+                servers = {host: f"{stub.address}:{stub.port}"
+                           for host, stub in self.neutrons.items()}
             frontends[name] = {"bind": f"{self.vip}:0", "servers": servers}
         if self._own_hx:
             self.haproxy = HAProxy(os.path.join(self.run_dir, "hx"), frontends)
@@ -738,7 +744,8 @@ class OpenStackCloud:
         """Resident memory per process group (KiB) and the total."""
         parts = {f"{s.host}/{s.kind}": _rss_of(s) for s in self.services()}
         parts["rabbitmq"] = _rss_of(self.rabbitmq) if self.rabbitmq else 0
-        parts["neutron-stub"] = _rss_of(self.neutron) if self.neutron else 0
+        for host, stub in self.neutrons.items():
+            parts[f"{host}/neutron-stub"] = _rss_of(stub)
         if self.haproxy and self.haproxy.pid:
             from lab.openstack_service import rss_kb  # pylint: disable=import-outside-toplevel
 
@@ -776,7 +783,7 @@ class OpenStackCloud:
                     future.result()
                 except Exception as exc:  # pylint: disable=broad-except
                     errors.append(str(exc))
-        for part in (self.neutron, self.haproxy if self._own_hx else None,
+        for part in (*self.neutrons.values(), self.haproxy if self._own_hx else None,
                      self.rabbitmq if self._own_mq else None):
             if part is not None:
                 try:

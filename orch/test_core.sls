@@ -4,10 +4,13 @@
     salt-run state.orch orch.test_core pillar='{"cluster": "lab"}'
     salt-run state.orch orch.test_core pillar='{"cluster": "lab", "run": "RUN"}'         # resume
     salt-run state.orch orch.test_core pillar='{"cluster": "lab", "gate": true}'         # + approval
+    salt-run state.orch orch.test_core pillar='{"cluster": "lab", "schedules": true}'    # + schedulers off
     salt-run state.orch orch.test_core pillar='{"cluster": "lab", "testing": {"fail_at": "two"}}'
     salt-run state.orch orch.test_core pillar='{"cluster": "lab"}' test=True             # plan only
 
     pillar: cluster, run (resume that run), gate (wait for approval between one and two),
+    schedules (true: turn the cluster minions' Salt schedulers off for the run, and back on
+    at its end or after its failure),
     expiry (seconds of that wait), testing (fail_at / stall_at / stall_seconds: test only). #}
 {%- set cluster = pillar.get('cluster', 'lab') %}
 {%- set run = salt['saltutil.runner']('leapfrog.run_id', run=pillar.get('run')) %}
@@ -30,6 +33,7 @@ begin:
     - run: {{ run | json }}
     - steps: {{ steps | json }}
     - orch: orch.test_core
+    - schedules: {{ (pillar.get('schedules') is sameas true) | json }}
     - pillar: {{ overrides | json }}
 
 one:
@@ -80,4 +84,19 @@ finish:
     - pillar: {{ overrides | json }}
     - require:
       - salt: two
+{%- if pillar.get('schedules') is sameas true %}
+
+stopped_after_a_failure:
+  salt.runner:
+    - name: leapfrog.stopped
+    - cluster: {{ cluster | json }}
+    - run: {{ run | json }}
+    - orch: orch.test_core
+    - require:
+      - salt: begin
+    - onfail_any:
+{%- for name in steps %}
+      - salt: {{ name | json }}
+{%- endfor %}
+{%- endif %}
 {%- endif %}
