@@ -13,6 +13,7 @@ import salt.client
 import salt.utils.event
 import salt.utils.minions
 
+import leapfrog_builders
 import leapfrog_cluster
 import leapfrog_errors
 import leapfrog_fault
@@ -24,6 +25,7 @@ import leapfrog_rebuild
 import leapfrog_schedules
 import leapfrog_schema
 import leapfrog_scrub
+import leapfrog_steps
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +105,7 @@ def _step_fail(cluster, run, step, exc):
     return _fail(out)
 
 
-SCHEDULE_TIMEOUT = 45  # schedule.* wait up to 30 s for the minion's scheduler to answer
+SCHEDULE_TIMEOUT = 15  # a stopped controller (a rollback) costs this once per begin and end
 
 
 def _schedules(name):
@@ -232,7 +234,7 @@ def _call_runner(fun, args=None, kwargs=None):
 
 
 def step(cluster=None, run=None, step=None, function=None, function_args=None,
-         function_kwargs=None, pillar=None, test=False):
+         function_kwargs=None, pillar=None, test=False, kind=None, node=None):
     """
     Run the runner function ``function`` (with ``function_args``/``function_kwargs``; not
     ``arg``/``kwarg``, which ``salt.runner`` states keep for themselves) as step ``step``,
@@ -240,8 +242,9 @@ def step(cluster=None, run=None, step=None, function=None, function_args=None,
     without running again. Records start/end/result in the journal, fires
     ``leapfrog/<cluster>/<run>/<step>/<status>`` events and progress lines; a failure
     marks the run failed, releases the lock and sets retcode 1. The test-only fault switch
-    (``testing:fail_at``/``stall_at``) acts at the step's boundaries. ``test=True`` only
-    says what would run.
+    (``testing:fail_at``/``stall_at``) acts at the step's boundaries. ``kind`` and ``node``
+    (the plan's step kind and the node it is about) are recorded with the step: report and
+    rollback read them. ``test=True`` only says what would run.
 
     CLI Example:
 
@@ -256,7 +259,7 @@ def step(cluster=None, run=None, step=None, function=None, function_args=None,
         step = str(step)
         result, ran = tracker.run(
             step, lambda: _call_runner(function, function_args, function_kwargs),
-            describe=function)
+            describe=function, kind=kind, node=node)
     except leapfrog_errors.LeapfrogError as exc:
         return _step_fail(cluster, run, step, exc)
     return {"cluster": name, "run": tracker.run_id, "step": step, "ran": ran,
@@ -341,6 +344,12 @@ def wait_approval(cluster=None, run=None, step="approve_gate", expiry=None, pill
         def work():
             tracker.say(f"step {step}: waiting for approval (expires in {seconds:g} s): "
                         f"salt-run leapfrog.approve cluster={name} run={tracker.run_id}")
+            stored = ((tracker.journal.read() or {}).get("meta") or {}).get("plan") or {}
+            after = [s for s in stored.get("steps") or [] if s.get("irreversible")]
+            if after:
+                tracker.say(f"step {step}: the run passes its point of no return at step "
+                            f"{after[0]['name']} ({after[0].get('changes')}): a rollback "
+                            "is refused after it")
             approval = leapfrog_journal.wait_approval(
                 tracker.journal, step, seconds, next_event,
                 heartbeat=lambda: tracker.lock.heartbeat(tracker.run_id))
@@ -457,7 +466,8 @@ def _compute_releases(config, computes, timeout):
     """Compute -> release: from ``computes`` (a release, a mapping, or None = ask the
     compute role's minions through ``leapfrog.node_info``)."""
     if isinstance(computes, (str, int, float)):  # salt-run parses computes=2024.1 as a float
-        return {"all computes": str(computes)}
+        return {leapfrog_journal.check_name("compute", mid): str(computes)
+                for mid in leapfrog_minions.expected(__opts__, config["roles"]["compute"])}
     if isinstance(computes, dict):
         return {str(k): str(v) for k, v in computes.items()}
     answers = _ask(config["roles"]["compute"], timeout)
@@ -493,20 +503,38 @@ def _cloud_releases(config, timeout):
     return out if isinstance(out, dict) and out.get("computes") else {}
 
 
+def _decide(config, strategy=None, to=None, control=None, computes=None, timeout=10):
+    """A control-plane run's decision (``leapfrog_plan.strategy``), the computes' releases
+    and where they were read (nova's service versions, else the pillar)."""
+    releases = config["releases"]
+    facts, source = {}, "pillar"
+    if computes is None:
+        facts = _cloud_releases(config, timeout)
+        source = "nova's service versions" if facts else source
+    found = facts.get("computes") or _compute_releases(config, computes, timeout)
+    control = control or facts.get("control") or releases["current"]
+    decision = leapfrog_plan.strategy(
+        releases["path"], strategy or releases["strategy"], str(control), found,
+        to=str(to or releases["target"]))
+    return decision, found, source
+
+
 def plan(cluster=None, strategy=None, to=None, control=None, computes=None, pillar=None,
          timeout=10, test=False, run=None):
     """
-    Print the control-plane plan as a tree (steps, targets, expected impact) and check the
-    strategy (pillar ``releases:strategy``, or ``strategy``): a rolling hop the computes'
-    releases forbid is refused with the reason and the valid alternatives (retcode 1).
-    ``to`` is the control plane's release at the end of the run (default
+    Print the control-plane plan: the same object ``orch.upgrade_control_plane`` shows with
+    ``test=True``, stores at begin and runs (``leapfrog_steps.Plan``: one line per step,
+    its kind, where it acts, what it changes, its impact and the point of no return), and
+    check the strategy (pillar ``releases:strategy``, or ``strategy``): a rolling hop the
+    computes' releases forbid is refused with the reason and the valid alternatives
+    (retcode 1). ``to`` is the control plane's release at the end of the run (default
     ``releases:target``), ``control`` its release now and ``computes`` a release or
     ``{node: release}``; without ``computes`` both are what nova records (the service
     versions of its conductors and computes, ``nova_service.releases`` on the first
     controller) when it can be read, else the pillar's (``releases:current``, each
-    compute's ``leapfrog.node_info``); ``releases_from`` says which. With ``run``, an
-    existing run's recorded decision is returned as it was (``resumed``): its steps must not
-    change when it is resumed. Changes nothing (``test`` is accepted for orchestrations).
+    compute's ``leapfrog.node_info``); ``releases_from`` says which. With ``run``, the plan
+    that run stored at its begin is returned as it was (``resumed``). Changes nothing
+    (``test`` is accepted for orchestrations).
 
     CLI Example:
 
@@ -518,30 +546,117 @@ def plan(cluster=None, strategy=None, to=None, control=None, computes=None, pill
     try:
         name, config = _load(cluster, pillar)
         recorded = _recorded_plan(name, run) if run else None
-        if recorded:
-            return dict(recorded, cluster=name, possible=True, resumed=True)
-        releases = config["releases"]
-        facts, source = {}, "pillar"
-        if computes is None:
-            facts = _cloud_releases(config, timeout)
-            source = "nova's service versions" if facts else source
-        found = facts.get("computes") or _compute_releases(config, computes, timeout)
-        control = control or facts.get("control") or releases["current"]
-        decision = leapfrog_plan.strategy(
-            releases["path"], strategy or releases["strategy"], str(control), found,
-            to=str(to or releases["target"]))
+        if recorded and "steps" in recorded:
+            kept = leapfrog_steps.Plan.from_dict(recorded)
+            return {"cluster": name, "possible": True, "resumed": True, "run": str(run),
+                    "steps": kept.names(), "text": kept.render(), "plan": kept.to_dict()}
+        decision, found, source = _decide(config, strategy, to, control, computes, timeout)
     except leapfrog_plan.Impossible as exc:
         return _fail({"cluster": cluster, "possible": False, "reason": exc.reason,
                       "alternatives": exc.alternatives, "text": str(exc)})
     except leapfrog_errors.LeapfrogError as exc:
         problems = getattr(exc, "problems", None) or [str(exc)]
         return _fail({"cluster": cluster, "possible": False, "problems": problems})
-    tree = leapfrog_plan.control_plane(name, config, decision)
-    return {"cluster": name, "possible": True, "strategy": decision["strategy"],
-            "why": decision["why"], "control": decision["control"], "releases_from": source,
-            "hops": [list(h) for h in decision["hops"]],
-            "computes": found, "steps": tree.names(), "text": tree.render(),
-            "tree": tree.to_dict()}
+    out = {"cluster": name, "possible": True, "strategy": decision["strategy"],
+           "why": decision["why"], "control": decision["control"], "releases_from": source,
+           "hops": [list(h) for h in decision["hops"]], "computes": found}
+    if not decision["hops"]:
+        return dict(out, steps=[], text=f"Nothing to do: the control plane of {name} "
+                                        f"already runs {decision['control']}")
+    built = leapfrog_builders.control_plane({
+        "cluster": name, "run": leapfrog_journal.new_run_id(), "config": config,
+        "decision": decision, "computes": found, "controllers": _rolled_controllers(config)})
+    return dict(out, steps=built.names(), text=built.render(), plan=built.to_dict())
+
+
+def _plan_facts(orch, name, config, args, run):
+    """The facts of one run of ``orch``, gathered once (see ``leapfrog_builders``)."""
+    facts = {"cluster": name, "run": run, "config": config}
+    if orch == "orch.upgrade_control_plane":
+        decision, found, _ = _decide(config, args.get("strategy"), args.get("to"))
+        if not decision["hops"]:
+            raise leapfrog_errors.LeapfrogError(
+                f"nothing to do: the control plane already runs {decision['control']}")
+        if decision["strategy"] == "rolling" and len(decision["hops"]) != 1:
+            raise leapfrog_errors.LeapfrogError(
+                "orch.upgrade_control_plane runs one rolling hop per run; the plan asks for "
+                f"{len(decision['hops'])} hops: name the hop with to=<release>, or choose "
+                "strategy=fast_forward")
+        facts.update(decision=decision, computes=found,
+                     controllers=_rolled_controllers(config))
+    elif orch == "orch.upgrade_data_plane":
+        facts.update(to=str(args.get("to") or config["releases"]["path"][-1]),
+                     hosts=_data_plane_hosts(config, args.get("canary"), args.get("batch")),
+                     switch={k: args[k] for k in ("servers", "timeout") if args.get(k)},
+                     expiry=args.get("expiry"))
+    elif orch == "orch.test_upgrade":
+        suffix = str(args.get("suffix", "_upgrade"))
+        problem = leapfrog_schema.clone_suffix(suffix, config["database"]["databases"])
+        if problem:
+            raise leapfrog_errors.LeapfrogError(problem)
+        facts["suffix"] = suffix
+    elif orch == "orch.rollback_control_plane":
+        facts.update(sources=_rollback_sources(name, config, args.get("upgrade_run"),
+                                               args.get("force", False)),
+                     controllers=_rolled_controllers(config))
+    return facts
+
+
+def run_plan(orch=None, args=None, test=False):
+    """
+    The plan of one run of orchestration ``orch``, built once and kept: the orchestration
+    renders it (``orch/run.jinja``), ``begin`` stores it whole in the journal, and a resume
+    (``args`` with ``run`` naming a run that began) gets the stored plan back as it was,
+    even when the cluster changed since. ``args`` is the orchestration's pillar (cluster,
+    run, to, strategy, canary, batch, servers, timeout, expiry, upgrade_run, force,
+    testing). Returns ``cluster``, ``run``, ``plan`` (``leapfrog_steps.Plan.to_dict``),
+    ``text`` (what an operator reads: with ``test=True`` each step's journal status too)
+    and ``overrides`` (the run's pillar overrides); or ``refused`` with the reason
+    (retcode 1): an invalid pillar, an impossible strategy with its alternatives, nothing
+    to do.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.run_plan orch.upgrade_control_plane args='{cluster: prod1, to: "2025.1"}'
+    """
+    args = dict(args or {})
+    cluster = args.get("cluster")
+    overrides = ({"leapfrog": {"clusters": {cluster: {"testing": args.get("testing") or {}}}}}
+                 if cluster else {})
+    try:
+        if orch not in leapfrog_builders.BUILDERS:
+            raise leapfrog_errors.LeapfrogError(
+                f"orch must be one of {', '.join(leapfrog_builders.BUILDERS)}, got {orch!r}")
+        name, config = _load(cluster, overrides)
+        run = leapfrog_journal.check_name("run", str(args["run"])) if args.get("run") \
+            else leapfrog_journal.new_run_id()
+        data = leapfrog_journal.Journal(_journal_root(), name, run).read() or {}
+        stored = (data.get("meta") or {}).get("plan")
+        if data:  # a resume: the same orchestration, toward the same target
+            wanted = args.get("upgrade_run" if "rollback" in orch else "to")
+            leapfrog_journal.check_binding(name, run, data.get("meta") or {},
+                                           {"orch": orch, "target": wanted})
+        if isinstance(stored, dict) and "steps" in stored:
+            built = leapfrog_steps.Plan.from_dict(stored)
+        else:
+            built = leapfrog_builders.BUILDERS[orch](_plan_facts(orch, name, config, args, run))
+    except leapfrog_errors.PillarInvalid as exc:
+        return _fail({"cluster": cluster, "refused": "\n".join(exc.problems)})
+    except leapfrog_errors.LeapfrogError as exc:
+        return _fail({"cluster": cluster, "refused": str(exc)})
+    status = {s["name"]: s["status"] for s in data.get("steps") or []}
+    text = built.render(status if test else None)
+    if test and orch == "orch.upgrade_data_plane" and not status:
+        changes = compute_changes(release=built.target, cluster=name)
+        __context__.pop("retcode", None)  # shown, not a failure of the plan
+        text += f"\nper host now: {changes.get('summary') or changes.get('error', '')}"
+    if test:
+        text += f"\n\nrun {run} on {name} (test: nothing changes)"
+    return {"cluster": name, "run": run, "plan": built.to_dict(), "text": text,
+            "overrides": {"leapfrog": {"clusters": {name: {
+                "testing": args.get("testing") or {}}}}}}
 
 
 def validate(cluster=None, pillar=None, suffix=None):
@@ -1125,11 +1240,10 @@ def resume_schedules(cluster=None, pillar=None):
     return {"cluster": name, **outcome}
 
 
-def _step_results(data, suffix, statuses=("done",)):
-    """(step name, result) of the run's steps in ``statuses`` whose name ends with
-    ``suffix``."""
-    return [(s["name"], s.get("result")) for s in data["steps"]
-            if s["name"].endswith(suffix) and s["status"] in statuses
+def _records(data, *kinds, statuses=("done",)):
+    """The journal records of the run's steps of ``kinds`` in ``statuses`` that hold a
+    result (a mapping), in plan order: report and rollback read kinds, never names."""
+    return [s for s in data["steps"] if s.get("kind") in kinds and s["status"] in statuses
             and isinstance(s.get("result"), dict)]
 
 
@@ -1148,38 +1262,40 @@ def _flat_revisions(found):
 def _report_facts(data):
     """Backups, revisions and nodes of a control-plane run, read from its journal."""
     backups = []
-    for _, result in _step_results(data, "backup_dbs"):
-        for mid, ret in result.items():
+    for record in _records(data, "backup_db"):
+        for mid, ret in record["result"].items():
             for db, info in (ret.get("databases") or {}).items():
                 backups.append({"kind": "database", "name": db, "node": mid, "id": ret.get("id"),
                                 "path": info.get("file"), "sha256": info.get("sha256"),
                                 "bytes": info.get("bytes"), "verified": None})
-    verified = {mid: ret.get("valid") for _, r in _step_results(data, "verify_db_backup")
-                for mid, ret in r.items() if isinstance(ret, dict)}
+    verified = {mid: ret.get("valid") for r in _records(data, "verify_backup")
+                for mid, ret in r["result"].items() if isinstance(ret, dict)}
     for entry in backups:
         entry["verified"] = verified.get(entry["node"])
-    for name, result in _step_results(data, "_backup_disk"):
-        for mid, ret in result.items():
-            backups.append({"kind": "disk", "name": name[:-len("_backup_disk")], "node": mid,
+    for record in _records(data, "backup_disk"):
+        for mid, ret in record["result"].items():
+            backups.append({"kind": "disk", "name": record.get("node"), "node": mid,
                             "id": ret.get("backup"), "path": ret.get("path"),
                             "disks": {d["target"]: {"sha256": d.get("sha256")}
                                       for d in ret.get("disks") or []},
                             "verified": None})
-    rebuilt = {r["node"]: r for _, r in _step_results(data, "_rebuild") if r.get("node")}
+    rebuilt = {r["result"]["node"]: r["result"] for r in _records(data, "rebuild")
+               if r["result"].get("node")}
     for entry in backups:
         if entry["kind"] == "disk" and entry["name"] in rebuilt:
             entry["verified"] = True  # rebuild_node verifies the backup before replacing
     nodes = {}
-    for _, result in _step_results(data, "nodes_after"):
-        for mid, info in result.items():
+    for record in _records(data, "inventory"):
+        for mid, info in record["result"].items():
             old = (rebuilt.get(mid) or {}).get("old") or {}
             nodes[mid] = {"role": "controller", "os": info.get("os"),
                           "oscodename": info.get("oscodename"),
                           "oscodename_before": old.get("oscodename"),
                           "rebuilt": mid in rebuilt}
     nodes.update(_compute_facts(data))
-    revs = {when: _flat_revisions(dict(_step_results(data, f"revisions_{when}")).get(
-        f"revisions_{when}")) for when in ("before", "after")}
+    read = _records(data, "revisions")  # the first read before any change, the last after
+    revs = {"before": _flat_revisions(read[0]["result"]) if read else {},
+            "after": _flat_revisions(read[-1]["result"]) if len(read) > 1 else {}}
     return {"backups": backups, "revisions": revs, "nodes": nodes, "rebuilt": sorted(rebuilt)}
 
 
@@ -1188,18 +1304,20 @@ def _compute_facts(data):
     skipped (a line of the report, not a failure) or why its switch failed (a batch's
     failure is named in its step's error)."""
     computes = {}
-    for name, result in _step_results(data, "_stop"):
+    for record in _records(data, "stop_compute"):
+        result = record["result"]
         if "release_before" in result:
-            computes.setdefault(result.get("host") or name[:-len("_stop")], {}).update(
+            computes.setdefault(result.get("host") or record.get("node"), {}).update(
                 release_before=result["release_before"])
-    switched = [(s["name"][:-len("_switch")], {"error": s.get("error")})
-                for s in data["steps"] if s["status"] == "failed"
-                and s["name"].endswith("_switch") and not s["name"].startswith("batch")]
-    for name, result in _step_results(data, "_switch", ("done", "skipped")):
+    switched = [(s["node"], {"error": s.get("error")}) for s in data["steps"]
+                if s["status"] == "failed" and s.get("kind") == "switch_compute"
+                and s.get("node")]
+    for record in _records(data, "switch_compute", statuses=("done", "skipped")):
+        result = record["result"]
         if isinstance(result.get("hosts"), dict):  # a batch: one result per host
             switched += [(host, each) for host, each in result["hosts"].items()]
         else:
-            switched.append((result.get("host") or name[:-len("_switch")], result))
+            switched.append((result.get("host") or record.get("node"), result))
     for host, result in switched:
         entry = computes.setdefault(host, {})
         if "error" in result:
@@ -1270,7 +1388,8 @@ def rollback_sources(cluster=None, upgrade_run=None, pillar=None, force=False):
     controllers whose rebuild replaced their minion key (the old one was kept).
     ``computes``: the computes a fast-forward run stopped, each with the release it ran.
     Refused when a later upgrade run of the cluster finished after this one (it built on
-    it: its work would be lost), naming it, unless ``force=True``.
+    it: its work would be lost), naming it, or when the run passed its point of no return
+    (a done step its plan marks irreversible, e.g. a contract), unless ``force=True``.
 
     CLI Example:
 
@@ -1280,45 +1399,65 @@ def rollback_sources(cluster=None, upgrade_run=None, pillar=None, force=False):
     """
     try:
         name, config = _load(cluster, pillar)
-        if not upgrade_run:
-            raise leapfrog_errors.LeapfrogError("name the upgrade run to roll back: "
-                                                "upgrade_run=<id> (salt-run leapfrog.status)")
-        data = leapfrog_journal.Journal(_journal_root(), name, str(upgrade_run)).read()
-        if not data:
-            raise leapfrog_errors.LeapfrogError(f"cluster {name} has no run {upgrade_run}")
-        later = _later_runs(name, str(upgrade_run), data)
-        if later and not leapfrog_parse.boolean(force, "force"):
-            raise leapfrog_errors.LeapfrogError(
-                f"run {upgrade_run} was followed by finished upgrade run(s) "
-                f"{', '.join(sorted(later))}: rolling it back would undo them too and restore "
-                f"older data over theirs; roll back the latest run instead, or pass "
-                f"force=True to go back to before {upgrade_run} anyway")
-        steps = {s["name"]: s for s in data["steps"]}
-        db, checked = steps.get("backup_dbs") or {}, steps.get("verify_db_backup") or {}
-        if db.get("status") != "done" or checked.get("status") != "done":
-            raise leapfrog_errors.LeapfrogError(
-                f"run {upgrade_run} has no verified DB backup (backup_dbs: "
-                f"{db.get('status', 'absent')}, verify_db_backup: "
-                f"{checked.get('status', 'absent')}): nothing was changed before it, so there "
-                "is nothing to roll back")
-        db_ids = {mid: ret.get("id") for mid, ret in (db.get("result") or {}).items()}
-        disks = {}
-        for node in config["vms"]["nodes"]:
-            record = steps.get(f"{node}_backup_disk") or {}
-            if record.get("status") == "done":
-                disks[node] = next(iter(record["result"].values())).get("backup")
-        # a rebuild that got as far as replacing the node's key kept the old one
-        keys = [node for node, backup in sorted(disks.items())
-                if leapfrog_rebuild.previous_keys(__opts__, node, backup)]
-        # fast_forward: the computes it stopped, and the release each ran before
-        computes = {record["name"][:-len("_stop")]: record["result"]["release_before"]
-                    for record in data["steps"]
-                    if record["name"].endswith("_stop") and record.get("status") == "done"
-                    and isinstance(record.get("result"), dict)
-                    and "release_before" in record["result"]}
+        sources = _rollback_sources(name, config, upgrade_run, force)
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"cluster": cluster, "upgrade_run": upgrade_run, "error": str(exc)})
-    return {"cluster": name, "upgrade_run": str(upgrade_run), "db_backups": db_ids,
+    return {"cluster": name, **sources}
+
+
+def _past_no_return(data):
+    """The first done step of a run's stored plan marked irreversible (with its journal
+    record's ``ended``), or None."""
+    records = {s["name"]: s for s in data.get("steps") or []}
+    for step in ((data.get("meta") or {}).get("plan") or {}).get("steps") or []:
+        record = records.get(step.get("name")) or {}
+        if step.get("irreversible") and record.get("status") == "done":
+            return dict(step, ended=record.get("ended"))
+    return None
+
+
+def _rollback_sources(name, config, upgrade_run, force=False):
+    """What a rollback of ``upgrade_run`` restores (see ``rollback_sources``)."""
+    if not upgrade_run:
+        raise leapfrog_errors.LeapfrogError("name the upgrade run to roll back: "
+                                            "upgrade_run=<id> (salt-run leapfrog.status)")
+    data = leapfrog_journal.Journal(_journal_root(), name, str(upgrade_run)).read()
+    if not data:
+        raise leapfrog_errors.LeapfrogError(f"cluster {name} has no run {upgrade_run}")
+    later = _later_runs(name, str(upgrade_run), data)
+    forced = leapfrog_parse.boolean(force, "force")
+    if later and not forced:
+        raise leapfrog_errors.LeapfrogError(
+            f"run {upgrade_run} was followed by finished upgrade run(s) "
+            f"{', '.join(sorted(later))}: rolling it back would undo them too and restore "
+            f"older data over theirs; roll back the latest run instead, or pass "
+            f"force=True to go back to before {upgrade_run} anyway")
+    passed = _past_no_return(data)
+    if passed and not forced:
+        raise leapfrog_errors.LeapfrogError(
+            f"run {upgrade_run} passed its point of no return at step {passed['name']} "
+            f"({passed['changes']}; done {passed.get('ended')}): the cloud has moved on from "
+            "its backups, and restoring them loses every write made since. Go forward "
+            "instead (resume it with run=<its id> if it stopped), or pass force=True to "
+            "restore the backups anyway")
+    db = _records(data, "backup_db")
+    checked = _records(data, "verify_backup")
+    if not db or not checked:
+        raise leapfrog_errors.LeapfrogError(
+            f"run {upgrade_run} has no verified DB backup (no done step of kind "
+            f"{'verify_backup' if db else 'backup_db'}): nothing was changed before it, so "
+            "there is nothing to roll back")
+    db_ids = {mid: ret.get("id") for mid, ret in db[0]["result"].items()}
+    disks = {r["node"]: next(iter(r["result"].values())).get("backup")
+             for r in _records(data, "backup_disk")
+             if r.get("node") in config["vms"]["nodes"]}
+    # a rebuild that got as far as replacing the node's key kept the old one
+    keys = [node for node, backup in sorted(disks.items())
+            if leapfrog_rebuild.previous_keys(__opts__, node, backup)]
+    # fast_forward: the computes it stopped, and the release each ran before
+    computes = {r["node"]: r["result"]["release_before"]
+                for r in _records(data, "stop_compute") if "release_before" in r["result"]}
+    return {"upgrade_run": str(upgrade_run), "db_backups": db_ids,
             "disks": disks, "keys": keys, "computes": computes, "later_runs": later}
 
 
@@ -1758,27 +1897,33 @@ def data_plane_hosts(cluster=None, canary=None, batch=None, pillar=None):
     """
     try:
         name, config = _load(cluster, pillar)
-        plane = config["data_plane"]
-        computes = leapfrog_minions.expected(__opts__, config["roles"]["compute"])
-        if not computes:
-            raise leapfrog_errors.LeapfrogError(
-                f"role compute: {config['roles']['compute']!r} matches no minion")
-        wanted = canary if canary is not None else plane["canary"]
-        if isinstance(wanted, (list, tuple)):
-            wanted = "L@" + ",".join(wanted)
-        picked = leapfrog_minions.expected(__opts__, wanted) if wanted else []
-        first = [h for h in computes if h in picked]
-        rest = [h for h in computes if h not in first]
-        for host in computes:
-            leapfrog_journal.check_name("compute", host)
-        size = batch if batch is not None else plane["batch"]
-        problem = leapfrog_schema.batch_problem(size)
-        if problem:
-            raise leapfrog_errors.LeapfrogError(f"batch: {problem}")
-        if isinstance(size, str) and size.endswith("%"):
-            size = max(1, -(-len(rest) * int(size[:-1]) // 100))
-        size = max(1, int(size))
-        batches = [rest[i:i + size] for i in range(0, len(rest), size)]
+        hosts = _data_plane_hosts(config, canary, batch)
     except (leapfrog_errors.LeapfrogError, ValueError) as exc:
         return _fail({"cluster": cluster, "error": str(exc)})
-    return {"cluster": name, "canary": first, "batches": batches, "pause": plane["pause"]}
+    return {"cluster": name, **hosts}
+
+
+def _data_plane_hosts(config, canary=None, batch=None):
+    """{canary, batches, pause} of a data-plane run (see ``data_plane_hosts``)."""
+    plane = config["data_plane"]
+    computes = leapfrog_minions.expected(__opts__, config["roles"]["compute"])
+    if not computes:
+        raise leapfrog_errors.LeapfrogError(
+            f"role compute: {config['roles']['compute']!r} matches no minion")
+    wanted = canary if canary is not None else plane["canary"]
+    if isinstance(wanted, (list, tuple)):
+        wanted = "L@" + ",".join(wanted)
+    picked = leapfrog_minions.expected(__opts__, wanted) if wanted else []
+    first = [h for h in computes if h in picked]
+    rest = [h for h in computes if h not in first]
+    for host in computes:
+        leapfrog_journal.check_name("compute", host)
+    size = batch if batch is not None else plane["batch"]
+    problem = leapfrog_schema.batch_problem(size)
+    if problem:
+        raise leapfrog_errors.LeapfrogError(f"batch: {problem}")
+    if isinstance(size, str) and size.endswith("%"):
+        size = max(1, -(-len(rest) * int(size[:-1]) // 100))
+    size = max(1, int(size))
+    batches = [rest[i:i + size] for i in range(0, len(rest), size)]
+    return {"canary": first, "batches": batches, "pause": plane["pause"]}

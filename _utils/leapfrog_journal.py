@@ -539,7 +539,7 @@ class Tracker:
                 f"step name {step!r} is reserved ({', '.join(RESERVED)})")
 
     # -- steps
-    def run(self, step, work, describe=None, kind=None):
+    def run(self, step, work, describe=None, kind=None, node=None):
         """Run ``work()`` as step ``step`` once per run.
 
         Returns ``(result, ran)``: the recorded result and ``ran=False`` when the step was
@@ -565,8 +565,7 @@ class Tracker:
             record.update(status="running", started=iso(started), ended=None, error=None,
                           attempts=record.get("attempts", 0) + 1,
                           attempt=len(data["attempts"]))
-            if kind:
-                record["kind"] = kind
+            record.update({k: v for k, v in (("kind", kind), ("node", node)) if v})
             if interrupted:
                 record["interrupted"] = record.get("interrupted", 0) + 1
             if data["status"] != "running":

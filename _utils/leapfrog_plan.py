@@ -1,15 +1,9 @@
-"""Upgrade plans: a tree of steps (what, where, expected impact), COU style.
-
-``Step`` is one node of the tree; ``render()`` gives the indented text an operator reads
-and ``to_dict()`` the JSON a tool reads. ``strategy()`` decides whether the asked
+"""The strategy of a control-plane run: ``strategy()`` decides whether the asked
 combination of path, strategy and compute releases is possible (nova refuses a control
-plane beside computes that are too old) and, when not, says why and what would work.
-``control_plane()`` builds the tree from a recipe (``CONTROL_PLANE``, plain data) and the
-cluster's pillar: the orchestrations fill in each stage's real content by editing the
-recipe, not the builder.
+plane beside computes that are too old) and, when not, says why and what would work. The
+plan built from that decision is ``leapfrog_builders``'s; nova's service versions per
+release (``NOVA``, ``release_of``) live here too.
 """
-import copy
-import json
 
 import leapfrog_errors
 import leapfrog_schema
@@ -48,55 +42,6 @@ def release_of(version):
 
 def label(release):
     return f"{release} ({NAMES[release]})" if release in NAMES else str(release)
-
-
-class Step:
-    """One step of a plan: a description, where it acts, its expected impact, children."""
-
-    def __init__(self, description, targets=None, impact=None, children=None, name=None):
-        self.description = description
-        self.targets = targets
-        self.impact = impact
-        self.children = list(children or [])
-        self.name = name
-
-    def add(self, child):
-        self.children.append(child)
-        return child
-
-    def line(self):
-        text = self.description
-        if self.targets:
-            text += f" [on {self.targets}]"
-        if self.impact:
-            text += f" (impact: {self.impact})"
-        return text
-
-    def render(self, indent=0, width=4):
-        """The tree as indented text, one step per line."""
-        lines = [" " * (indent * width) + self.line()]
-        for child in self.children:
-            lines.append(child.render(indent + 1, width))
-        return "\n".join(lines)
-
-    def to_dict(self):
-        out = {"description": self.description}
-        for key in ("name", "targets", "impact"):
-            if getattr(self, key):
-                out[key] = getattr(self, key)
-        if self.children:
-            out["children"] = [c.to_dict() for c in self.children]
-        return out
-
-    def to_json(self):
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    def names(self):
-        """Every named step, depth first (the journal's step names)."""
-        found = [self.name] if self.name else []
-        for child in self.children:
-            found += child.names()
-        return found
 
 
 class Impossible(leapfrog_errors.LeapfrogError):
@@ -190,120 +135,3 @@ def strategy(path, chosen, control, computes, to=None):
         "plane" if oldest else "no compute found to constrain the hops")
     return {"strategy": chosen, "hops": hops, "computes_to": None, "control": control,
             "why": why}
-
-
-# The control-plane recipe. Each entry: name, description, targets, impact (format strings
-# over the context), optional ``when`` (a strategy, or "first" for the first controller),
-# ``foreach`` ("hops" or "controllers") and ``children``. Names become journal steps.
-CONTROL_PLANE = [
-    {"name": "precheck", "description": "Analyse and pre-check (collect every problem)",
-     "targets": "all roles", "impact": "none, read-only", "children": [
-         {"description": "Minions answer, pillar valid, nova-status upgrade check, DB "
-                         "charsets, NULL compute hosts, free space, haproxy health, compute "
-                         "service versions"}]},
-    {"name": "plan", "description": "Plan: {why}", "impact": "none"},
-    {"name": "backup", "description": "Back up and verify before anything changes",
-     "impact": "none", "children": [
-         {"name": "backup_dbs", "description": "Back up databases {databases} (consistent, "
-                                               "checksummed, restore-tested)",
-          "targets": "{database}"},
-         {"description": "Each controller's VM disk is backed up (offline, verified) "
-                         "when its turn comes, right before its rebuild"}]},
-    {"name": "approve", "description": "Wait for approval: salt-run leapfrog.approve "
-                                       "cluster={cluster} run=<run> (expires after {expiry} s)",
-     "impact": "none; expiry aborts cleanly"},
-    {"name": "stop_computes", "when": "fast_forward",
-     "description": "Stop nova-compute on every compute (disabled with a reason; servers "
-                    "keep running)", "targets": "{compute}", "impact": "workloads untouched"},
-    {"name": "hop_{to}", "foreach": "hops", "when": "rolling",
-     "description": "Control plane {frm} -> {to}", "targets": "{controller}",
-     "impact": "one controller at a time out of haproxy; API up", "children": [
-         {"name": "ctl_{to}_{node}", "foreach": "controllers",
-          "description": "Controller {node}: drain, stop, back up disk, rebuild on {os}, "
-                         "accept its pre-generated key, wait for the minion, redeploy "
-                         "{redeploy_sls} at {to}", "targets": "{node}",
-          "impact": "{node} out of haproxy; the other controllers serve", "children": [
-              {"name": "dbsync_{to}", "when": "first",
-               "description": "Staged DB syncs {frm} -> {to} (once, on the first "
-                              "controller)", "targets": "{node}"},
-              {"description": "Start, verify locally, ready in haproxy",
-               "targets": "{node}"}]}]},
-    {"name": "ctl_{node}", "foreach": "controllers", "when": "fast_forward",
-     "description": "Controller {node}: back up its disk (offline), rebuild on {os}, accept "
-                    "its pre-generated key, wait for the minion, redeploy {redeploy_sls} at "
-                    "{target}, services stopped", "targets": "{node}",
-     "impact": "API down once the last controller stops"},
-    {"name": "dbsync_{to}", "foreach": "hops", "when": "fast_forward",
-     "description": "Staged DB syncs {frm} -> {to} with {to}'s code, online data migrations "
-                    "included", "targets": "{first_controller}", "impact": "API down"},
-    {"name": "start_control", "when": "fast_forward",
-     "description": "Start every controller with nova's [workarounds] "
-                    "disable_compute_service_check_for_ffu; UP in haproxy",
-     "targets": "{controller}", "impact": "API back; computes still stopped"},
-    {"name": "switch_computes", "when": "fast_forward",
-     "description": "Switch every compute to {target}: redeploy, wait up with the new service "
-                    "version, enable", "targets": "{compute}",
-     "impact": "nova-compute restarts; workloads untouched"},
-    {"name": "ffu_off", "when": "fast_forward",
-     "description": "Remove the FFU workaround: controllers restarted one at a time, out of "
-                    "haproxy meanwhile", "targets": "{controller}",
-     "impact": "one controller at a time out of haproxy"},
-    {"name": "finish", "description": "Finish: online data migrations to completion, "
-                                      "contract, unpin", "targets": "{controller}",
-     "impact": "none"},
-    {"name": "verify", "description": "Verify through the VIP {vip}", "impact": "none"},
-    {"name": "report", "description": "Report: steps, timings, backups, revisions, API "
-                                      "availability", "impact": "none"},
-]
-
-
-def _fmt(text, context):
-    return text.format(**context) if text else text
-
-
-def _build(entries, context):
-    steps = []
-    for entry in entries:
-        when = entry.get("when")
-        if when in leapfrog_schema.STRATEGIES and when != context["strategy"]:
-            continue
-        if when == "first" and not context.get("first", False):
-            continue
-        if entry.get("foreach") == "hops":
-            items = [dict(context, frm=old, to=new, first=False)
-                     for old, new in context["hops"]]
-        elif entry.get("foreach") == "controllers":
-            items = [dict(context, node=node, first=i == 0, **context["vm_nodes"].get(node, {}))
-                     for i, node in enumerate(context["controllers"])]
-        else:
-            items = [context]
-        for item in items:
-            steps.append(Step(_fmt(entry["description"], item),
-                              targets=_fmt(entry.get("targets"), item),
-                              impact=_fmt(entry.get("impact"), item),
-                              name=_fmt(entry.get("name"), item),
-                              children=_build(entry.get("children", []), item)))
-    return steps
-
-
-def control_plane(cluster, config, decision, recipe=None):
-    """The control-plane plan of ``cluster`` (validated ``config``) as a ``Step`` tree."""
-    roles, vms = config["roles"], config["vms"]
-    hops = decision["hops"]
-    target = hops[-1][1] if hops else decision.get("control", config["releases"]["current"])
-    context = {
-        "cluster": cluster, "strategy": decision["strategy"], "why": decision["why"],
-        "hops": hops, "target": target, "controllers": sorted(vms["nodes"]),
-        "vm_nodes": vms["nodes"], "os": f"{vms['os']['os']} {vms['os']['oscodename']}",
-        "redeploy_sls": vms["redeploy_sls"], "databases": ", ".join(
-            config["database"]["databases"]), "expiry": config["approval"]["expiry"],
-        "vip": config["haproxy"]["vip"], **roles,
-        "first_controller": (sorted(vms["nodes"]) or ["-"])[0],
-    }
-    start = hops[0][0] if hops else target
-    path = " -> ".join([start] + [h[1] for h in hops])
-    root = Step(f"Upgrade the control plane of {cluster}: {path} ({decision['strategy']})",
-                children=_build(copy.deepcopy(recipe or CONTROL_PLANE), context))
-    if not hops:
-        root.children = [Step(f"Nothing to do: the control plane already runs {target}")]
-    return root

@@ -27,6 +27,7 @@ from xml.sax.saxutils import escape as xml_escape, quoteattr
 
 import leapfrog_journal
 import leapfrog_scrub
+import leapfrog_step_lines
 
 SECRET_NAME = re.compile(r"password|passwd|token|secret|key|credential", re.I)
 _XML_BAD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -133,7 +134,10 @@ def _steps(data, t0):
         if record.get("error"):
             step["error"] = scrub(record["error"], ERROR_LIMIT)
         elif record.get("status") in ("done", "skipped"):
-            step["result"] = short_result(record.get("result"), record.get("summary"))
+            told = leapfrog_step_lines.line(record.get("kind"), record.get("node"),
+                                            record.get("result"))
+            step["result"] = scrub(told, RESULT_LIMIT) if told else short_result(
+                record.get("result"), record.get("summary"))
         steps.append(step)
     return steps
 
@@ -218,7 +222,7 @@ def _rebuilt(facts, nodes, steps):
         return len(facts["rebuilt"])
     if any("rebuilt" in n for n in nodes.values()):
         return sum(1 for n in nodes.values() if n.get("rebuilt"))
-    return sum(1 for s in steps if s["name"].startswith("rebuild") and s["status"] == "done")
+    return sum(1 for s in steps if s.get("kind") == "rebuild" and s["status"] == "done")
 
 
 def build(journal, probe=None, facts=None):

@@ -9,6 +9,7 @@ import copy
 import re
 
 import leapfrog_errors
+import leapfrog_recipes
 
 EXAMPLE = "pillar_examples/cluster.sls"
 
@@ -72,6 +73,17 @@ def _positive(value):
     return None
 
 
+def _services(value):
+    """Every service listed has a recipe (leapfrog_recipes), each once."""
+    unknown = [s for s in value if s not in leapfrog_recipes.RECIPES]
+    if unknown:
+        return (f"no recipe for {', '.join(map(repr, unknown))}; known: "
+                f"{', '.join(leapfrog_recipes.RECIPES)}")
+    if len(set(value)) != len(value):
+        return "lists a service twice"
+    return None
+
+
 def _path(value):
     """A path lists every release from current to target, each hop a valid upgrade."""
     bad = [r for r in value if r not in RELEASES]
@@ -98,6 +110,9 @@ SCHEMA = {
         "venvs": Field(dict, required=False, default={},
                        doc="release -> virtualenv prefix on the nodes"),
     }),
+    "services": Field(list, required=False, default=list(leapfrog_recipes.DEFAULT_SERVICES),
+                      items=Field(str), check=_services,
+                      doc="the OpenStack services a run upgrades (their recipes), in order"),
     "roles": Field(dict, doc="role -> compound target (e.g. I@nova:compute)", keys={
         role: Field(str, doc=f"compound target of the {role} nodes") for role in ROLES
     }),

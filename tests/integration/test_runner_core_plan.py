@@ -23,4 +23,5 @@ def test_the_first_rolling_hop_is_planned_from_the_inventory(salt_master):
     assert ret.data["computes"] == {"cmp01": "2024.1", "cmp02": "2024.1"}
     assert ret.data["text"].splitlines()[0] == (
         "Upgrade the control plane of lab: 2024.1 -> 2025.1 (rolling)")
-    assert "ctl_2025.1_ctl01" in ret.data["steps"]
+    assert ret.data["steps"][5:7] == ["ctl01_drain", "ctl01_backup_disk"]
+    assert [s["kind"] for s in ret.data["plan"]["steps"][5:7]] == ["drain", "backup_disk"]

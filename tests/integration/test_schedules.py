@@ -12,6 +12,7 @@ import time
 import pytest
 
 import leapfrog_journal
+from tests.integration.test_runner_core import wait_until
 
 pytestmark = pytest.mark.usefixtures("salt_minions")
 
@@ -40,16 +41,6 @@ def firings(event_listener, salt_master, node, after, before=None):
                                       after_time=after)
     return [e for e in found if e.data.get("schedule") == JOB
             and (before is None or e.stamp < before)]
-
-
-def wait_for(check, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def orch(salt_master, timeout=180, **pillar):
@@ -82,8 +73,8 @@ def test_a_scheduled_old_release_highstate_never_fires_while_a_run_works(
     salt(salt_master, "dbs01", "schedule.disable")  # the operator's own choice
     try:
         started = now()
-        wait_for(lambda: firings(event_listener, salt_master, "ctl01", started), 30,
-                 "the scheduled highstate to fire before the run")  # it does fire
+        wait_until(lambda: firings(event_listener, salt_master, "ctl01", started), 30,
+                   what="the scheduled highstate to fire before the run")  # it does fire
 
         run = "it-schedules-paused"
         out = []
@@ -95,7 +86,7 @@ def test_a_scheduled_old_release_highstate_never_fires_while_a_run_works(
             data = journal(salt_master, run)
             gate = data and {s["name"]: s for s in data["steps"]}.get("gate")
             return gate and gate["status"] == "running"
-        wait_for(at_gate, 90, "the run to wait at its gate")
+        wait_until(at_gate, 90, what="the run to wait at its gate")
         paused = journal(salt_master, run)["schedules"]["paused"]
         assert set(ON) <= set(paused["paused"])
         assert "dbs01" not in paused["paused"]
@@ -119,8 +110,8 @@ def test_a_scheduled_old_release_highstate_never_fires_while_a_run_works(
         assert {node: enabled(salt_master, node) for node in (*ON, "dbs01")} == {
             "ctl01": True, "cmp01": True, "dbs01": False}
         resumed_at = now()
-        wait_for(lambda: firings(event_listener, salt_master, "ctl01", resumed_at), 30,
-                 "the scheduled highstate to fire again after the run")
+        wait_until(lambda: firings(event_listener, salt_master, "ctl01", resumed_at), 30,
+                   what="the scheduled highstate to fire again after the run")
     finally:
         salt(salt_master, "dbs01", "schedule.enable")
 

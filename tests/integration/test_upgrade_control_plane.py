@@ -4,6 +4,7 @@ plan and the run's steps, and the pre-check collects every problem instead of st
 the first. (The rolling hop itself runs on the whole lab: tests/integration/test_lab_upgrade.py.)"""
 import json
 import os
+import re
 
 import pytest
 
@@ -15,6 +16,12 @@ def orch(salt_master, *flags, **pillar):
         "state.orch", "orch.upgrade_control_plane", f"pillar={json.dumps(pillar)}", *flags)
     states = next(iter(ret.data["data"].values())) if isinstance(ret.data, dict) else {}
     return ret, {v["__id__"]: v for v in states.values()} if isinstance(states, dict) else {}
+
+
+def plan_steps(text):
+    """The step names of a printed plan ("  12. ctl01_drain [drain] on haproxy: ...")."""
+    found = (re.match(r"\s+\d+\. (\S+) \[", line) for line in text.splitlines())
+    return [m.group(1) for m in found if m]
 
 
 def runs_on_master(salt_master):
@@ -41,7 +48,7 @@ def test_plan_only_prints_the_tree_and_every_step_and_changes_nothing(salt_maste
     assert ret.returncode == 0, ret
     text = states["plan"]["comment"]
     assert text.splitlines()[0] == "Upgrade the control plane of lab: 2024.1 -> 2025.1 (rolling)"
-    steps = [line.split(":")[0].strip() for line in text.splitlines() if "would run" in line]
+    steps = plan_steps(text)
     assert steps[:5] == ["precheck", "revisions_before", "backup_dbs", "verify_db_backup",
                          "approval"]
     assert steps[5:13] == ["ctl01_drain", "ctl01_backup_disk", "ctl01_rebuild",
@@ -50,6 +57,12 @@ def test_plan_only_prints_the_tree_and_every_step_and_changes_nothing(salt_maste
     # the controllers are the controller role's minions with a VM (here: ctl01 alone)
     assert [s for s in steps if s.endswith("_ready")] == ["ctl01_ready"]
     assert steps[-3:] == ["verify", "revisions_after", "nodes_after"]
+    # the plan leapfrog.plan prints is the one the orchestration would run
+    shown = salt_master.salt_run_cli(timeout=120).run("leapfrog.plan", "cluster=lab",
+                                                      "to=2025.1")
+    assert shown.returncode == 0, shown
+    assert shown.data["steps"] == steps
+    assert "(test: nothing changes)" in text
     assert runs_on_master(salt_master) == before
 
 
@@ -62,7 +75,7 @@ def test_fast_forward_plan_stops_computes_syncs_every_hop_then_switches_them(sal
     assert text.splitlines()[0] == ("Upgrade the control plane of lab: 2024.1 -> 2025.1 -> "
                                     "2026.1 (fast_forward)")
     assert "disable_compute_service_check_for_ffu" in text
-    steps = [line.split(":")[0].strip() for line in text.splitlines() if "would run" in line]
+    steps = plan_steps(text)
     assert steps[5:7] == ["cmp01_stop", "cmp02_stop"]
     # the API closes as the controllers stop; the only controller is not drained for the
     # workaround's removal either (its keystone serves nova's restart)

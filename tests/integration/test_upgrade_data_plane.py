@@ -3,6 +3,8 @@ canary, the approval gate and the batches per host, and changes nothing."""
 import json
 import os
 
+from tests.integration.test_upgrade_control_plane import plan_steps
+
 import pytest
 
 pytestmark = pytest.mark.usefixtures("salt_minions")
@@ -17,8 +19,8 @@ def test_plan_only_lists_canary_gate_and_batches_per_host(salt_master):
     assert ret.returncode == 0, ret
     states = next(iter(ret.data["data"].values()))
     text = next(v["comment"] for v in states.values() if v["__id__"] == "plan")
-    assert "canary: cmp01" in text and 'in batches: [["cmp02"]] (pause 5 s' in text
-    steps = [line.split(":")[0].strip() for line in text.splitlines() if "would run" in line]
+    assert "why: canary: cmp01; then, after approval, 1 batch(es), 5 s apart" in text
+    steps = plan_steps(text)
     assert "per host now: " in text
     assert steps == ["control_plane_at_target", "prestage", "prestaged", "changes",
                      "cmp01_switch", "approval", "cmp02_switch", "unpin_compute_rpc", "verify"]
@@ -41,7 +43,7 @@ def test_a_batch_of_two_is_one_step_switching_both_together(salt_master):
     assert ret.returncode == 0, ret
     states = next(iter(ret.data["data"].values()))
     text = next(v["comment"] for v in states.values() if v["__id__"] == "plan")
-    assert 'in batches: [["cmp01", "cmp02"]]' in text
-    steps = [line.split(":")[0].strip() for line in text.splitlines() if "would run" in line]
+    assert "batch01_switch [switch_compute] on cmp01, cmp02: " in text
+    steps = plan_steps(text)
     assert steps == ["control_plane_at_target", "prestage", "prestaged", "changes", "approval",
                      "batch01_switch", "unpin_compute_rpc", "verify"]

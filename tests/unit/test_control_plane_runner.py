@@ -33,6 +33,13 @@ RESULTS = {
                      "reason": "1 server(s) on cmp02 and data_plane:servers is skip"},
 }
 
+# each step's kind and node, as its plan records them: the report reads these, not names
+KINDS = {"revisions_before": ("revisions", None), "backup_dbs": ("backup_db", None),
+         "verify_db_backup": ("verify_backup", None), "ctl01_backup_disk": ("backup_disk", "ctl01"),
+         "ctl01_rebuild": ("rebuild", "ctl01"), "revisions_after": ("revisions", None),
+         "nodes_after": ("inventory", None), "cmp01_stop": ("stop_compute", "cmp01"),
+         "cmp01_switch": ("switch_compute", "cmp01"), "cmp02_switch": ("switch_compute", "cmp02")}
+
 
 def test_report_is_written_from_the_journal_and_the_probe(bus, tmp_path):
     steps = list(RESULTS)
@@ -40,7 +47,9 @@ def test_report_is_written_from_the_journal_and_the_probe(bus, tmp_path):
     for name in steps:
         bus_result = RESULTS[name]
         runner._call_runner = lambda fun, args=None, kwargs=None, r=bus_result: r  # pylint: disable=protected-access
-        assert runner.step(cluster="lab", run="r1", step=name, function="x.y")["ran"]
+        kind, node = KINDS[name]
+        assert runner.step(cluster="lab", run="r1", step=name, function="x.y", kind=kind,
+                           node=node)["ran"]
     folder = runner._run_dir("lab", "r1")  # pylint: disable=protected-access
     with open(os.path.join(folder, "probe-1.json"), "w") as handle:
         json.dump({"requests": 500, "failures": 0, "longest_outage": 0.0, "started": 0,
@@ -109,3 +118,29 @@ def test_stopped_stops_the_runs_probe(bus):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_report_says_each_step_in_one_line_by_its_kind(bus):
+    """Not raw JSON: what an operator reads, from the kind and node the plan recorded."""
+    results = dict(RESULTS, ctl01_drain={"prx01": {"server": "ctl01", "seconds": 0.62, "backends": {
+        b: {"sessions": 0} for b in ("keystone", "nova_api", "placement", "glance",
+                                     "nova_metadata", "neutron")}}})
+    kinds = dict(KINDS, ctl01_drain=("drain", "ctl01"))
+    runner.begin(cluster="lab", run="r2", steps=list(results), orch="orch.upgrade_control_plane")
+    for name, result in results.items():
+        runner._call_runner = lambda fun, args=None, kwargs=None, r=result: r  # pylint: disable=protected-access
+        kind, node = kinds[name]
+        runner.step(cluster="lab", run="r2", step=name, function="x.y", kind=kind, node=node)
+    out = runner.report(cluster="lab", run="r2")
+    with open(out["paths"]["json"]) as handle:
+        lines = {s["name"]: s.get("result") for s in json.load(handle)["steps"]}
+    assert lines["ctl01_drain"] == "drained ctl01 from 6 backends, 0 sessions, 0.6 s"
+    assert lines["backup_dbs"] == "1 databases backed up on dbs01 as 20261122T010000Z-r1"
+    assert lines["ctl01_backup_disk"] == ("ctl01's disk backed up on kvm01 as "
+                                          "ctl01/20261122T010500Z-r1")
+    assert lines["ctl01_rebuild"] == "ctl01 rebuilt: bookworm -> trixie in 30 s"
+    assert lines["revisions_after"].startswith("nova api cdeec0c85668 cell0 2903cd72dc14 "
+                                               "main 2903cd72dc14; keystone 27e647c0fad4")
+    assert lines["cmp01_switch"] == "cmp01 switched to 2026.1 in 21.5 s"
+    assert lines["cmp02_switch"].startswith("cmp02 skipped: 1 server(s) on cmp02")
+    assert lines["cmp01_stop"] == "cmp01 stopped at 2024.1 (2 servers running on)"

@@ -93,64 +93,38 @@ def test_impossible_inputs_are_refused(control, computes, to, message):
 
 
 # ------------------------------------------------------------------------- trees
-def test_step_tree_renders_text_and_json():
-    root = leapfrog_plan.Step("Upgrade", children=[
-        leapfrog_plan.Step("Back up", targets="dbs01", impact="none", name="backup",
-                           children=[leapfrog_plan.Step("nova", name="backup_nova")])])
-    assert root.render() == ("Upgrade\n    Back up [on dbs01] (impact: none)\n"
-                             "        nova")
-    assert root.to_dict() == {"description": "Upgrade", "children": [
-        {"description": "Back up", "name": "backup", "targets": "dbs01", "impact": "none",
-         "children": [{"description": "nova", "name": "backup_nova"}]}]}
-    assert root.names() == ["backup", "backup_nova"]
-
-
-def test_golden_rolling_plan():
-    decision = leapfrog_plan.strategy(PATH, "rolling", "2024.1", {"cmp01": "2024.1"},
-                                      to="2025.1")
-    tree = leapfrog_plan.control_plane("prod1", example_config(), decision)
-    golden("plan_prod1_rolling_2025.1.txt", tree.render())
-    golden("plan_prod1_rolling_2025.1.json", tree.to_json())
-
-
-def test_golden_fast_forward_plan():
-    decision = leapfrog_plan.strategy(PATH, "fast_forward", "2024.1", {"cmp01": "2024.1"})
-    tree = leapfrog_plan.control_plane("prod1", example_config(), decision)
-    golden("plan_prod1_fast_forward_2026.1.txt", tree.render())
-    names = tree.names()
-    assert len(names) == len(set(names)), "journal step names must be unique"
-
-
 def test_golden_refusal():
     with pytest.raises(leapfrog_plan.Impossible) as err:
         leapfrog_plan.strategy(PATH, "rolling", "2024.1", {"cmp01": "2024.1"})
     golden("plan_prod1_rolling_refused.txt", str(err.value))
 
 
-def test_the_recipe_drives_the_tree():
-    recipe = [{"name": "only_{node}", "foreach": "controllers",
-               "description": "touch {node}", "targets": "{node}"}]
-    decision = leapfrog_plan.strategy(PATH, "rolling", "2024.1", {}, to="2025.1")
-    tree = leapfrog_plan.control_plane("prod1", example_config(), decision, recipe=recipe)
-    assert tree.names() == ["only_ctl01", "only_ctl02", "only_ctl03"]
-
-
-def test_nothing_to_do_at_the_target():
-    decision = leapfrog_plan.strategy(PATH, "rolling", "2026.1", {"cmp01": "2026.1"})
-    tree = leapfrog_plan.control_plane("prod1", example_config(), decision)
-    assert tree.render().endswith("Nothing to do: the control plane already runs 2026.1")
-
-
 # ------------------------------------------------------------------------- runner
-def test_runner_plan_prints_the_tree(monkeypatch):
+@pytest.fixture(autouse=True)
+def three_controllers(monkeypatch):
+    monkeypatch.setattr(runner, "_rolled_controllers", lambda config: ["ctl01", "ctl02",
+                                                                        "ctl03"])
+    monkeypatch.setattr(runner.leapfrog_minions, "expected",
+                        lambda opts, target: ["cmp001", "cmp002"])
+
+
+def test_runner_plan_prints_the_plan_a_run_executes(monkeypatch):
     monkeypatch.setattr(leapfrog_cluster, "master_pillar", lambda opts: example_pillar())
     result = runner.plan(cluster="prod1", to=2025.1, computes="2024.1")
     assert result["possible"] is True
     assert result["text"].startswith(
         "Upgrade the control plane of prod1: 2024.1 -> 2025.1 (rolling)")
-    assert "backup_dbs" in result["steps"]
-    assert json.dumps(result["tree"])
+    assert "backup_dbs" in result["steps"] and "ctl03_ready" in result["steps"]
+    assert [s["name"] for s in result["plan"]["steps"]] == result["steps"]
+    assert json.dumps(result["plan"])
     assert "retcode" not in runner.__context__
+
+
+def test_nothing_to_do_at_the_target(monkeypatch):
+    monkeypatch.setattr(leapfrog_cluster, "master_pillar", lambda opts: example_pillar())
+    result = runner.plan(cluster="prod1", control="2026.1", to="2026.1", computes="2026.1")
+    assert result["steps"] == []
+    assert result["text"] == "Nothing to do: the control plane of prod1 already runs 2026.1"
 
 
 def test_runner_plan_refuses_with_reason_and_alternatives(monkeypatch):

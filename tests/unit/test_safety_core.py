@@ -185,13 +185,34 @@ def test_wait_approval_refuses_a_nan_expiry(bus):
     assert ret["retcode"] == 1 and "expiry (seconds)" in ret["error"]
 
 
-def _finished_run(root, run, orch, created):
+def _finished_run(root, run, orch, created, contracted=False):
     journal = lj.Journal(root, "lab", run)
     with journal.edit() as data:
-        data.update(status="done", created=created, meta={"orch": orch})
-        data["steps"] = [{"name": "backup_dbs", "status": "done",
+        plan = {"steps": [{"name": "backup_dbs", "kind": "backup_db"},
+                          {"name": "verify_db_backup", "kind": "verify_backup"},
+                          {"name": "finish_keystone", "kind": "db_finish", "irreversible": True,
+                           "changes": "keystone DB: contract"}]}
+        data.update(status="done", created=created, meta={"orch": orch, "plan": plan})
+        data["steps"] = [{"name": "backup_dbs", "kind": "backup_db", "status": "done",
                           "result": {"dbs01": {"id": f"backup-{run}"}}},
-                         {"name": "verify_db_backup", "status": "done"}]
+                         {"name": "verify_db_backup", "kind": "verify_backup", "status": "done",
+                          "result": {"dbs01": {"valid": True}}},
+                         {"name": "finish_keystone", "kind": "db_finish",
+                          "status": "done" if contracted else "pending",
+                          "ended": "2026-01-01T01:00:00.000Z"}]
+
+
+def test_rollback_past_the_point_of_no_return_is_refused_unless_forced(bus):
+    root = runner._journal_root()  # pylint: disable=protected-access
+    _finished_run(root, "r5", "orch.upgrade_control_plane", "2026-01-05T00:00:00.000Z",
+                  contracted=True)
+    ret = runner.rollback_sources(cluster="lab", upgrade_run="r5")
+    assert ret["retcode"] == 1
+    assert ("run r5 passed its point of no return at step finish_keystone (keystone DB: "
+            "contract; done 2026-01-01T01:00:00.000Z)") in ret["error"]
+    assert "Go forward instead" in ret["error"] and "force=True" in ret["error"]
+    assert runner.rollback_sources(cluster="lab", upgrade_run="r5",
+                                   force=True)["db_backups"] == {"dbs01": "backup-r5"}
 
 
 def test_rollback_of_a_run_that_a_later_run_built_on_is_refused_unless_forced(bus):
@@ -211,20 +232,27 @@ def test_rollback_of_a_run_that_a_later_run_built_on_is_refused_unless_forced(bu
 INJECT = "x\nevil:\n  cmd.run:\n    - name: touch /tmp/pwned\n    - tgt: '*'"
 
 
-def _render(steps, **kwargs):
+def _render(plan, cluster, run):
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(REPO),
                              extensions=["jinja2.ext.do"])
     env.filters["json"] = json.dumps
     template = env.from_string(
-        '{%- from "orch/run.jinja" import run_states with context %}'
-        "{{ run_states(cluster, run, steps, {}, 'orch.x', rollback='orch.r', expiry=expiry,"
-        " target=target) }}")
-    return yaml.safe_load(template.render(steps=steps, **kwargs))
+        '{%- from "orch/run.jinja" import run_plan with context %}'
+        "{{ run_plan(got, rollback='orch.r') }}")
+    got = {"plan": plan, "cluster": cluster, "run": run, "overrides": {}}
+    return yaml.safe_load(template.render(got=got))
 
 
 def test_no_rendered_value_can_add_a_state():
-    steps = [["approval", None, {}], [INJECT, "leapfrog.call", {"kwargs": {"x": INJECT}}]]
-    states = _render(steps, cluster=INJECT, run=INJECT, expiry=INJECT, target=INJECT)
+    import leapfrog_steps  # pylint: disable=import-outside-toplevel
+
+    plan = leapfrog_steps.Plan("orch.x", INJECT, INJECT, INJECT, expiry=INJECT)
+    plan.add("approval", "approval")
+    plan.add("step2", "verify", "leapfrog.call", {"kwargs": {"x": INJECT}}, node=INJECT,
+             where=INJECT, changes=INJECT)
+    plan = plan.to_dict()
+    plan["steps"][1]["name"] = INJECT  # as if a host name had got through
+    states = _render(plan, cluster=INJECT, run=INJECT)
     assert "evil" not in states
     assert sorted(states) == sorted(["begin", "probe", "approval", INJECT, "report", "finish",
                                      "stopped_after_a_failure"])

@@ -23,7 +23,7 @@ class FakeMinions:
         done, problems = {}, {}
         for mid in ids:
             if mid in self.silent:
-                problems[mid] = f"{mid}: no answer to {fun} within 45 s"
+                problems[mid] = f"{mid}: no answer to {fun} within 15 s"
             elif fun == "schedule.is_enabled":
                 done[mid] = self.enabled[mid]
             else:

@@ -1,0 +1,365 @@
+"""Plan builders: each orchestration's plan (``leapfrog_steps.Plan``) from the facts of one
+run, gathered once by the runner. Small functions, one per part of a run, as COU's
+``_generate_*``; the services' database stages come from ``leapfrog_recipes``.
+
+Facts (plain data, so golden tests build plans from YAML):
+
+* every plan: ``cluster``, ``run``, ``config`` (the validated cluster pillar);
+* control plane: ``decision`` (``leapfrog_plan.strategy``: strategy, hops, control, why),
+  ``controllers`` (the controllers to roll, in order), ``computes`` ({host: release});
+* data plane: ``to``, ``hosts`` ({canary, batches, pause}), ``switch`` (servers, timeout);
+* rollback: ``sources`` (``leapfrog.rollback_sources``), ``controllers``;
+* rehearsal: ``suffix`` (checked by ``leapfrog_schema.clone_suffix``).
+"""
+import leapfrog_recipes
+import leapfrog_steps
+
+HAPROXY = {"role": "haproxy"}
+FIRST_CONTROLLER = {"role": "controller", "first": True}
+
+
+def _call(func, kwargs=None, expect=None, **where):
+    """kwargs of a ``leapfrog.call`` step: ``func`` with ``kwargs`` on a role or target."""
+    out = {"func": func, **where}
+    if kwargs is not None:
+        out["kwargs"] = kwargs
+    if expect is not None:
+        out["expect"] = expect
+    return out
+
+
+def _on(node):
+    return {"target": f"L@{node}"}
+
+
+# ----------------------------------------------------------------------- control plane
+def _deployed(to, ffu):
+    """The redeploy SLS's pillar per phase: services stopped or running, nova's FFU
+    workaround, and its [upgrade_levels] compute (auto while computes may be older)."""
+    return {
+        "stopped": {"leapfrog": {"release": to, "services": "stopped", "ffu": ffu,
+                                 "compute_rpc": "auto"}},
+        "running": {"leapfrog": {"release": to, "services": "running", "ffu": ffu,
+                                 "compute_rpc": "auto"}},
+        "ffu_off": {"leapfrog": {"release": to, "services": "running", "ffu": False,
+                                 "compute_rpc": None}},
+    }
+
+
+def _before(plan, run, to, strategy, databases):
+    plan.add("precheck", "precheck", "leapfrog.precheck", {"to": to, "strategy": strategy},
+             where="every role", changes="nothing: every problem collected")
+    plan.add("revisions_before", "revisions", "leapfrog.revisions", {"release": to},
+             where="first controller", changes="nothing: DB revisions recorded")
+    plan.add("backup_dbs", "backup_db", "leapfrog.call",
+             _call("mysql_backup.backup", {"label": run}, role="database"),
+             where="database", changes=f"a backup of {', '.join(databases)} (one snapshot)")
+    plan.add("verify_db_backup", "verify_backup", "leapfrog.call",
+             _call("mysql_backup.verify", {"label": run}, {"valid": True}, role="database"),
+             where="database", changes="nothing: the backup verified")
+    plan.add("approval", "approval", changes="nothing: waits for salt-run leapfrog.approve")
+
+
+def _db_stages(plan, recipes, ctx, phase):
+    for recipe in recipes:
+        for stage in recipe.phase(phase):
+            plan.add(stage.name, "db_sync" if phase == "sync" else "db_finish",
+                     "leapfrog.call", _call(stage.function, stage.kwargs(ctx),
+                                            **FIRST_CONTROLLER),
+                     node=recipe.service, where="first controller", changes=stage.changes,
+                     irreversible=stage.irreversible)
+
+
+def _replace_vm(plan, config, node, run, sls, pillar, ffu):
+    """A controller's VM backed up, rebuilt on the new OS and redeployed stopped."""
+    vm = config["vms"]["nodes"][node]
+    plan.add(f"{node}_backup_disk", "backup_disk", "leapfrog.call",
+             _call("vm_backup.backup", {"domain": vm["domain"], "tag": run, "restart": False},
+                   **_on(vm["hypervisor"])),
+             node=node, where=vm["hypervisor"],
+             changes=f"{node}'s VM stopped, its disk backed up (offline, verified)",
+             impact="API down once the last controller stops" if ffu else
+             f"{node} out of service")
+    plan.add(f"{node}_rebuild", "rebuild", "leapfrog.rebuild_node",
+             {"node": node, "backup": "latest"}, node=node, where=vm["hypervisor"],
+             changes=f"{node}'s VM rebuilt from {config['vms']['image']} with a "
+                     "pre-accepted key")
+    plan.add(f"{node}_redeploy", "redeploy", "leapfrog.call",
+             _call("state.apply", {"mods": sls, "pillar": pillar}, **_on(node)),
+             node=node, where=node, changes=f"{sls} applied, services stopped")
+
+
+def _rolling(plan, facts, to, recipes, ctx, deployed, sls):
+    config, run, controllers = facts["config"], facts["run"], facts["controllers"]
+    for index, node in enumerate(controllers):
+        plan.add(f"{node}_drain", "drain", "leapfrog.call",
+                 _call("haproxy_admin.drain",
+                       {"server": node, "allow_last": len(controllers) == 1}, **HAPROXY),
+                 node=node, where="haproxy", changes=f"{node} out of every backend",
+                 impact="none" if len(controllers) > 1 else "API down (one controller)")
+        _replace_vm(plan, config, node, run, sls, deployed["stopped"], ffu=False)
+        if index == 0:
+            _db_stages(plan, recipes, ctx, "sync")
+        plan.add(f"{node}_start", "start", "leapfrog.call",
+                 _call("state.apply", {"mods": sls, "pillar": deployed["running"]},
+                       **_on(node)),
+                 node=node, where=node, changes=f"services started at {to}")
+        plan.add(f"{node}_check", "check", "leapfrog.call",
+                 _call("haproxy_admin.check", {"server": node}, **HAPROXY), node=node,
+                 where="haproxy", changes="nothing: its own endpoints checked")
+        plan.add(f"{node}_ready", "ready", "leapfrog.call",
+                 _call("haproxy_admin.ready", {"server": node}, **HAPROXY), node=node,
+                 where="haproxy", changes=f"{node} back in every backend")
+
+
+def _fast_forward(plan, facts, to, recipes, ctx, deployed, sls):
+    config, run, controllers = facts["config"], facts["run"], facts["controllers"]
+    computes = sorted(facts["computes"])
+    reason = f"leapfrog: fast-forward to {to}"
+    for host in computes:
+        plan.add(f"{host}_stop", "stop_compute", "leapfrog.stop_compute",
+                 {"host": host, "release": facts["computes"][host], "reason": reason},
+                 node=host, where=host, changes="disabled with a reason, nova-compute "
+                 "stopped", impact="no new servers on it; servers keep running")
+    for node in controllers:
+        _replace_vm(plan, config, node, run, sls, deployed["stopped"], ffu=True)
+    _db_stages(plan, recipes, ctx, "sync")
+    for node in controllers:  # haproxy's checks bring each back as its services come up
+        plan.add(f"{node}_start", "start", "leapfrog.call",
+                 _call("state.apply", {"mods": sls, "pillar": deployed["running"]},
+                       **_on(node)),
+                 node=node, where=node, changes=f"services started at {to} with nova's "
+                 "FFU workaround", impact="API back with the first")
+        plan.add(f"{node}_ready", "ready", "leapfrog.call",
+                 _call("haproxy_admin.ready", {"server": node, "timeout": 120}, **HAPROXY),
+                 node=node, where="haproxy", changes=f"{node} UP in every backend")
+    for host in computes:
+        plan.add(f"{host}_switch", "switch_compute", "leapfrog.switch_compute",
+                 {"host": host, "release": to, "servers": "force", "reason": reason},
+                 node=host, where=host, changes=f"nova-compute redeployed at {to}, enabled "
+                 "(a rollback redeploys the release it ran)")
+    drain = len(controllers) > 1  # a cloud's only controller stays in: keystone serves
+    for node in controllers:
+        if drain:
+            plan.add(f"{node}_ffu_off_drain", "drain", "leapfrog.call",
+                     _call("haproxy_admin.drain", {"server": node}, **HAPROXY), node=node,
+                     where="haproxy", changes=f"{node} out of every backend")
+        plan.add(f"{node}_ffu_off", "restart", "leapfrog.call",
+                 _call("state.apply", {"mods": sls, "pillar": deployed["ffu_off"]},
+                       **_on(node)),
+                 node=node, where=node, changes="nova restarted without the FFU workaround")
+        plan.add(f"{node}_ffu_off_ready", "ready", "leapfrog.call",
+                 _call("haproxy_admin.ready", {"server": node}, **HAPROXY), node=node,
+                 where="haproxy", changes=f"{node} back in every backend")
+
+
+def _after(plan, recipes, ctx, ffu):
+    _db_stages(plan, recipes, ctx, "finish")
+    plan.add("verify", "verify", "leapfrog.call",
+             _call("openstack_verify.wait", {"timeout": 300}, **FIRST_CONTROLLER),
+             where="the VIP", changes="nothing: the operator's checks")
+    plan.add("revisions_after", "revisions", "leapfrog.revisions", {"release": ctx.to},
+             where="first controller", changes="nothing: DB revisions recorded")
+    plan.add("nodes_after", "inventory", "leapfrog.call",
+             _call("leapfrog.node_info", role="controller"), where="controllers",
+             changes="nothing: each controller's OS and release recorded")
+    if ffu:
+        plan.add("computes_after", "record", "leapfrog.call",
+                 _call("nova_service.list", **FIRST_CONTROLLER), where="first controller",
+                 changes="nothing: the compute services recorded")
+
+
+def control_plane(facts):
+    """orch.upgrade_control_plane: one rolling hop, or a fast-forward through the path."""
+    config, decision = facts["config"], facts["decision"]
+    path = [decision["hops"][0][0]] + [new for _, new in decision["hops"]]
+    to, ffu = path[-1], decision["strategy"] == "fast_forward"
+    recipes = leapfrog_recipes.recipes(config.get("services"))
+    ctx = leapfrog_recipes.Context(path=path, to=to, ffu=ffu)
+    plan = leapfrog_steps.Plan(
+        "orch.upgrade_control_plane", facts["cluster"], to,
+        f"Upgrade the control plane of {facts['cluster']}: {' -> '.join(path)} "
+        f"({decision['strategy']})", why=decision["why"])
+    _before(plan, facts["run"], to, decision["strategy"], config["database"]["databases"])
+    deployed, sls = _deployed(to, ffu), config["vms"]["redeploy_sls"]
+    (_fast_forward if ffu else _rolling)(plan, facts, to, recipes, ctx, deployed, sls)
+    _after(plan, recipes, ctx, ffu)
+    return plan.check()
+
+
+# -------------------------------------------------------------------------- data plane
+def data_plane(facts):
+    """orch.upgrade_data_plane: canary hosts, approval, the rest in batches, unpin."""
+    to, hosts = facts["to"], facts["hosts"]
+    switch = {"release": to, **facts.get("switch", {})}
+    plan = leapfrog_steps.Plan(
+        "orch.upgrade_data_plane", facts["cluster"], to,
+        f"Upgrade the data plane of {facts['cluster']} to {to}",
+        why=f"canary: {', '.join(hosts['canary']) or 'none'}; then, after approval, "
+            f"{len(hosts['batches'])} batch(es), {hosts['pause']} s apart",
+        expiry=facts.get("expiry"))
+    plan.add("control_plane_at_target", "precheck", "leapfrog.call",
+             _call("nova_manage.versions", {"release": to}, {"at_head": True},
+                   **FIRST_CONTROLLER),
+             where="first controller", changes=f"nothing: nova's DBs must be at {to}'s heads")
+    plan.add("prestage", "prestage", "leapfrog.prestage_computes", {"release": to},
+             where="every compute", changes=f"{to}'s code installed ahead, nothing restarted")
+    plan.add("prestaged", "record", "leapfrog.call",
+             _call("nova_manage.revisions", {"release": to}, role="compute"),
+             where="every compute", changes="nothing: the new code runs there")
+    plan.add("changes", "record", "leapfrog.compute_changes", {"release": to},
+             where="every compute", changes="nothing: what each switch would change")
+    changes = (f"disabled, emptied ({switch.get('servers', 'data_plane:servers')}), "
+               f"redeployed at {to}, enabled (no orchestration brings it back)")
+    for host in hosts["canary"]:
+        plan.add(f"{host}_switch", "switch_compute", "leapfrog.switch_compute",
+                 dict(switch, host=host), node=host, where=host, changes=changes,
+                 impact="no new servers on it meanwhile", irreversible=True)
+    plan.add("approval", "approval", changes="nothing: waits for salt-run leapfrog.approve "
+             "after the canary")
+    for index, batch in enumerate(hosts["batches"], 1):
+        if len(batch) == 1:
+            name, func, args = batch[0], "leapfrog.switch_compute", dict(switch, host=batch[0])
+        else:
+            name, func, args = (f"batch{index:02d}", "leapfrog.switch_computes",
+                                dict(switch, hosts=batch))
+        plan.add(f"{name}_switch", "switch_compute", func, args,
+                 node=batch[0] if len(batch) == 1 else None, where=", ".join(batch),
+                 changes=changes, impact=f"{len(batch)} host(s) take no new servers meanwhile",
+                 irreversible=True)
+        if hosts["pause"] and index < len(hosts["batches"]):
+            plan.add(f"pause_after_{name}", "pause", "leapfrog.pause",
+                     {"seconds": hosts["pause"]}, changes="nothing: a pause")
+    plan.add("unpin_compute_rpc", "unpin", "leapfrog.unpin_compute_rpc", {"release": to},
+             where="controllers", changes="nova restarted without the compute RPC cap, one "
+             "controller at a time (skipped while a compute is older)")
+    plan.add("verify", "verify", "leapfrog.call",
+             _call("openstack_verify.wait", {"timeout": 300}, **FIRST_CONTROLLER),
+             where="the VIP", changes="nothing: the operator's checks")
+    return plan.check()
+
+
+# ---------------------------------------------------------------------------- rollback
+def rollback(facts):
+    """orch.rollback_control_plane: back to where an upgrade run started, from its
+    backups (each verified before anything stops)."""
+    config, sources, controllers = facts["config"], facts["sources"], facts["controllers"]
+    nodes, compute_sls = config["vms"]["nodes"], config["data_plane"]["redeploy_sls"]
+    plan = leapfrog_steps.Plan(
+        "orch.rollback_control_plane", facts["cluster"], sources["upgrade_run"],
+        f"Roll back run {sources['upgrade_run']} of {facts['cluster']}",
+        why=f"DB backups {sources['db_backups']}, disks {sources['disks']}",
+        probe=False, report=False)
+    for mid, backup in sorted(sources["db_backups"].items()):
+        plan.add(f"verify_db_backup_{mid}", "verify_backup", "leapfrog.call",
+                 _call("mysql_backup.verify", {"backup_id": backup}, {"valid": True},
+                       **_on(mid)),
+                 node=mid, where=mid, changes="nothing: the DB backup verified")
+    for node, backup in sorted(sources["disks"].items()):
+        plan.add(f"{node}_verify_disk_backup", "verify_backup", "leapfrog.call",
+                 _call("vm_backup.verify", {"backup": backup}, **_on(nodes[node]["hypervisor"])),
+                 node=node, where=nodes[node]["hypervisor"],
+                 changes="nothing: the disk backup verified")
+    for node in controllers:
+        vm = nodes[node]
+        plan.add(f"{node}_drain", "drain", "leapfrog.call",
+                 _call("haproxy_admin.drain", {"server": node, "on_timeout": "maint",
+                                               "allow_last": True}, **HAPROXY),
+                 node=node, where="haproxy", changes=f"{node} out of every backend",
+                 impact="API down from the last one")
+        plan.add(f"{node}_stop", "stop_vm", "leapfrog.call",
+                 _call("vm_backup.stop", {"domain": vm["domain"]}, **_on(vm["hypervisor"])),
+                 node=node, where=vm["hypervisor"], changes=f"{node}'s VM stopped")
+    for host, release in sorted(sources["computes"].items()):
+        plan.add(f"{host}_stop", "stop_compute", "leapfrog.call",
+                 _call("state.apply", {"mods": compute_sls, "pillar": {"leapfrog": {
+                     "release": release, "services": "stopped"}}}, **_on(host)),
+                 node=host, where=host, changes=f"nova-compute kept stopped at {release}")
+    for mid, backup in sorted(sources["db_backups"].items()):
+        plan.add(f"restore_dbs_{mid}", "restore_db", "leapfrog.call",
+                 _call("mysql_backup.restore", {"backup_id": backup, "force": True,
+                                                "clients_timeout": 60, "kill_clients": True},
+                       {"matches_manifest": True}, **_on(mid)),
+                 node=mid, where=mid, changes=f"every database restored from {backup}")
+    for node in controllers:
+        vm = nodes[node]
+        if node in sources["disks"]:
+            if node in sources["keys"]:
+                plan.add(f"{node}_restore_key", "restore_key", "leapfrog.restore_node_key",
+                         {"node": node, "backup": sources["disks"][node]}, node=node,
+                         where="master", changes=f"{node}'s old minion key accepted again")
+            plan.add(f"{node}_restore_disk", "restore_disk", "leapfrog.call",
+                     _call("vm_backup.restore", {"domain": vm["domain"],
+                                                 "backup": sources["disks"][node],
+                                                 "stop": True, "start": True},
+                           **_on(vm["hypervisor"])),
+                     node=node, where=vm["hypervisor"],
+                     changes=f"{node}'s disk restored from {sources['disks'][node]}, started")
+        else:
+            plan.add(f"{node}_start", "start_vm", "leapfrog.call",
+                     _call("vm_backup.start", {"domain": vm["domain"]},
+                           **_on(vm["hypervisor"])),
+                     node=node, where=vm["hypervisor"], changes=f"{node}'s VM started")
+    for node in controllers:
+        plan.add(f"{node}_ready", "ready", "leapfrog.call",
+                 _call("haproxy_admin.ready", {"server": node, "timeout": 300}, **HAPROXY),
+                 node=node, where="haproxy", changes=f"{node} back in every backend")
+    for host, release in sorted(sources["computes"].items()):
+        plan.add(f"{host}_restart", "start_compute", "leapfrog.call",
+                 _call("state.apply", {"mods": compute_sls, "pillar": {"leapfrog": {
+                     "release": release, "services": "running"}}}, **_on(host)),
+                 node=host, where=host, changes=f"nova-compute started at {release}")
+    plan.add("verify", "verify", "leapfrog.call",
+             _call("openstack_verify.wait", {"timeout": 300}, **FIRST_CONTROLLER),
+             where="the VIP", changes="nothing: the operator's checks")
+    return plan.check()
+
+
+# --------------------------------------------------------------------------- rehearsal
+def rehearsal(facts):
+    """orch.test_upgrade: the path's staged sync on clones of production, production
+    proved unchanged, the clones dropped (also after a failure)."""
+    path, suffix = facts["config"]["releases"]["path"], facts["suffix"]
+    databases = facts["config"]["database"]["databases"]
+    plan = leapfrog_steps.Plan(
+        "orch.test_upgrade", facts["cluster"], path[-1],
+        f"Rehearse {' -> '.join(path)} of {facts['cluster']} on {suffix} clones",
+        why="production's databases are copied; only the copies are migrated",
+        probe=False, report=False, schedules=False)
+    plan.add("snapshot", "snapshot", "leapfrog.call",
+             _call("mysql_backup.schema", role="database"), where="database",
+             changes="nothing: production's structure and migration versions recorded")
+    plan.add("clone", "clone", "leapfrog.call",
+             _call("mysql_backup.clone", {"suffix": suffix, "force": True}, role="database"),
+             where="database", changes=f"{len(databases)} clones <db>{suffix}, replaced if "
+             "they exist")
+    plan.add("isolate", "isolate", "leapfrog.call",
+             _call("nova_manage.isolate_cells", {"suffix": suffix}, **FIRST_CONTROLLER),
+             where="first controller", changes="the cloned nova_api's cell mappings point at "
+             "the clones")
+    plan.add("staged_sync", "db_sync", "leapfrog.call",
+             _call("nova_manage.staged_sync", {"suffix": suffix, "path": path},
+                   **FIRST_CONTROLLER),
+             node="nova", where="first controller", changes="the clones migrated through "
+             "every release of the path")
+    plan.add("verify", "check", "leapfrog.call",
+             _call("nova_manage.versions", {"suffix": suffix, "release": path[-1]},
+                   {"at_head": True}, **FIRST_CONTROLLER),
+             where="first controller", changes=f"nothing: the clones at {path[-1]}'s heads")
+    plan.add("production_unchanged", "compare", "leapfrog.unchanged_since",
+             {"step": "snapshot", "run": facts["run"]}, where="database",
+             changes="nothing: production compared with the snapshot")
+    plan.add("drop_clones", "drop_clones", "leapfrog.call",
+             _call("mysql_backup.drop_clone", {"suffix": suffix}, role="database"),
+             where="database", changes="the clones dropped")
+    plan.on_failure("drop_clones_after_failure", "drop_clones", "leapfrog.call",
+                    _call("mysql_backup.drop_clone", {"suffix": suffix}, role="database"),
+                    of=["clone", "isolate", "staged_sync", "verify", "production_unchanged"],
+                    where="database", changes="the clones dropped")
+    return plan.check()
+
+
+BUILDERS = {"orch.upgrade_control_plane": control_plane,
+            "orch.upgrade_data_plane": data_plane,
+            "orch.rollback_control_plane": rollback,
+            "orch.test_upgrade": rehearsal}

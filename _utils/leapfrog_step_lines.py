@@ -1,0 +1,91 @@
+"""One line per step for the report, by the step's kind (what an operator wants to read:
+"drained ctl01 from 6 backends, 0 sessions, 0.6 s"), from the result the journal recorded.
+
+``line(kind, node, result)`` returns the line, or None when the kind has no line here or the
+result does not have the expected shape (the report then shows its generic short form).
+Results of ``leapfrog.call`` steps are ``{minion id: return}``.
+"""
+
+
+def _answers(result):
+    """(minion, return) pairs of a leapfrog.call result whose returns are mappings."""
+    return [(mid, ret) for mid, ret in sorted(result.items()) if isinstance(ret, dict)]
+
+
+def _drain(node, result):
+    parts = []
+    for _, ret in _answers(result):
+        backends = ret.get("backends") or {}
+        sessions = sum(int(b.get("sessions") or 0) for b in backends.values())
+        parts.append(f"drained {ret.get('server', node)} from {len(backends)} backends, "
+                     f"{sessions} sessions, {float(ret.get('seconds') or 0):.1f} s")
+    return "; ".join(parts) or None
+
+
+def _backup_db(node, result):
+    parts = []
+    for mid, ret in _answers(result):
+        lock = ret.get("lock_seconds")
+        parts.append(f"{len(ret.get('databases') or {})} databases backed up on {mid} as "
+                     f"{ret.get('id')}" + (f", writers paused {float(lock) * 1000:.0f} ms"
+                                           if lock is not None else ""))
+    return "; ".join(parts) or None
+
+
+def _verify_backup(node, result):
+    parts = [f"{mid}: {'valid' if ret.get('valid') is not False else 'INVALID'}"
+             for mid, ret in _answers(result)]
+    return ", ".join(parts) or None
+
+
+def _backup_disk(node, result):
+    parts = [f"{node}'s disk backed up on {mid} as {ret.get('backup')}"
+             for mid, ret in _answers(result)]
+    return "; ".join(parts) or None
+
+
+def _rebuild(node, result):
+    old = (result.get("old") or {}).get("oscodename")
+    new = (result.get("new") or {}).get("oscodename")
+    return f"{result.get('node', node)} rebuilt: {old} -> {new} in {result.get('seconds')} s"
+
+
+def _revisions(node, result):
+    nova = (result.get("nova") or {}).get("revisions") or {}
+    parts = [f"nova {' '.join(f'{db} {rev}' for db, rev in sorted(nova.items()))}"] \
+        if nova else []
+    for service in ("keystone", "glance", "placement"):
+        value = result.get(service)
+        if value:
+            parts.append(f"{service} {', '.join(value) if isinstance(value, list) else value}")
+    return "; ".join(parts) or None
+
+
+def _switch(node, result):
+    if isinstance(result.get("hosts"), dict):
+        return "; ".join(_switch(host, each) or host
+                         for host, each in sorted(result["hosts"].items()))
+    host = result.get("host") or node
+    if result.get("skipped"):
+        return f"{host} skipped: {result.get('reason')}"
+    return f"{host} switched to {result.get('release')} in {result.get('seconds')} s"
+
+
+def _stop_compute(node, result):
+    return (f"{result.get('host') or node} stopped at {result.get('release_before')} "
+            f"({result.get('servers')} servers running on)")
+
+
+LINES = {"drain": _drain, "backup_db": _backup_db, "verify_backup": _verify_backup,
+         "backup_disk": _backup_disk, "rebuild": _rebuild, "revisions": _revisions,
+         "switch_compute": _switch, "stop_compute": _stop_compute}
+
+
+def line(kind, node, result):
+    """The step's one line, or None (no line for its kind, or a result of another shape)."""
+    if kind not in LINES or not isinstance(result, dict) or result.get("truncated"):
+        return None
+    try:
+        return LINES[kind](node, result)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None

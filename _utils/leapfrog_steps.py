@@ -1,0 +1,173 @@
+"""A run's plan as data: the one object that is printed (``salt-run leapfrog.plan``,
+``test=True``), approved, stored whole in the journal at begin and executed by the
+orchestration (``orch/run.jinja``), as COU's plans are (``cou/steps``).
+
+A ``Step`` says what runs (a runner ``function`` and its ``kwargs``), what kind of work it
+is (``kind``: report, rollback and status read kinds, never names), the node or host it is
+about (``node``), where it acts and what it changes, its expected impact, the steps it
+``needs`` (the plan is a graph) and whether a rollback can still undo the cloud after it
+(``irreversible``: the point of no return). A ``Plan`` holds the steps of one run with its
+orchestration, cluster, target and title.
+"""
+import leapfrog_errors
+import leapfrog_journal
+
+# kind -> what a step of that kind does, for the plan's legend and checks
+KINDS = {
+    "precheck": "checks the cluster; changes nothing",
+    "revisions": "records the services' DB revisions (the first before, the last after)",
+    "inventory": "records each controller's OS and release",
+    "record": "reads and records state; changes nothing",
+    "backup_db": "backs up the databases",
+    "verify_backup": "verifies a backup on its minion",
+    "approval": "waits for salt-run leapfrog.approve",
+    "drain": "takes a controller out of every haproxy backend",
+    "backup_disk": "stops a controller's VM and backs up its disk",
+    "rebuild": "rebuilds a controller's VM on the new OS image",
+    "redeploy": "deploys a controller's services at the target, stopped",
+    "db_sync": "migrates a service's database (expand, migrate, sync)",
+    "start": "starts a controller's services",
+    "check": "checks a controller's own endpoints",
+    "ready": "puts a controller back in haproxy",
+    "stop_compute": "stops nova-compute on a compute (servers keep running)",
+    "switch_compute": "switches computes to the target release",
+    "db_finish": "finishes a service's migrations (online migrations, contract)",
+    "restart": "restarts a controller's services with new settings",
+    "verify": "verifies the cloud through its API",
+    "prestage": "installs the target's code ahead, nothing restarted",
+    "pause": "waits between batches",
+    "unpin": "lifts the compute RPC cap",
+    "stop_vm": "stops a controller's VM",
+    "restore_db": "restores the databases from a backup",
+    "restore_key": "accepts a node's old minion key again",
+    "restore_disk": "restores a controller's disk from a backup and starts it",
+    "start_vm": "starts a controller's VM",
+    "start_compute": "starts nova-compute on a compute",
+    "snapshot": "records production's structure to compare with later",
+    "clone": "clones the production databases (the rehearsal's copies)",
+    "isolate": "points the clones at each other, never at production",
+    "compare": "proves production unchanged since a snapshot",
+    "drop_clones": "drops the rehearsal's clones",
+}
+
+FIELDS = ("name", "kind", "function", "kwargs", "node", "where", "changes", "impact",
+          "needs", "irreversible")
+
+
+class PlanError(leapfrog_errors.LeapfrogError):
+    """A plan that cannot run: an unknown kind, a repeated name, a need that is not a step."""
+
+
+class Step:
+    """One step of a plan (see the module docstring for the fields)."""
+
+    def __init__(self, name, kind, function, kwargs=None, node=None, where=None,
+                 changes="nothing", impact="none", needs=(), irreversible=False):
+        self.name = leapfrog_journal.check_name("step", name)
+        if kind not in KINDS:
+            raise PlanError(f"step {name}: unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
+        self.kind, self.function, self.kwargs = kind, function, dict(kwargs or {})
+        self.node, self.where, self.changes, self.impact = node, where, changes, impact
+        self.needs, self.irreversible = list(needs), bool(irreversible)
+
+    def to_dict(self):
+        return {key: getattr(self, key) for key in FIELDS}
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(**{key: data[key] for key in FIELDS if key in data})
+
+    def line(self):
+        """One line an operator reads: name, kind, where, what changes, impact."""
+        text = f"{self.name} [{self.kind}]"
+        if self.where:
+            text += f" on {self.where}"
+        text += f": {self.changes}"
+        if self.impact and self.impact != "none":
+            text += f" (impact: {self.impact})"
+        if self.irreversible:
+            text += " -- POINT OF NO RETURN: a rollback cannot undo this"
+        return text
+
+
+class Plan:
+    """The steps of one run; ``add`` appends a step that needs the one before unless
+    ``needs`` says otherwise."""
+
+    def __init__(self, orch, cluster, target, title, why="", steps=(), probe=True,
+                 report=True, expiry=None, cleanup=(), schedules=True):
+        self.orch, self.cluster, self.target = orch, cluster, str(target)
+        self.title, self.why = title, why
+        self.steps = list(steps)
+        self.probe, self.report, self.expiry = bool(probe), bool(report), expiry
+        self.cleanup = list(cleanup)  # steps run when one of their ``needs`` fails
+        self.schedules = bool(schedules)  # the minions' schedulers off while it runs
+
+    def on_failure(self, name, kind, function, kwargs, of, **fields):
+        """A cleanup step: runs (not journaled) when any step of ``of`` fails."""
+        step = Step(name, kind, function, kwargs, needs=of, **fields)
+        self.cleanup.append(step)
+        return step
+
+    def add(self, name, kind, function=None, kwargs=None, needs=None, **fields):
+        if needs is None:
+            needs = [self.steps[-1].name] if self.steps else []
+        step = Step(name, kind, function, kwargs, needs=needs, **fields)
+        self.steps.append(step)
+        return step
+
+    def names(self):
+        return [s.name for s in self.steps]
+
+    def of_kind(self, *kinds):
+        return [s for s in self.steps if s.kind in kinds]
+
+    def check(self):
+        """Raise PlanError for a repeated name or a need that is no earlier step."""
+        seen = set()
+        for step in self.steps:
+            if step.name in seen:
+                raise PlanError(f"plan {self.title!r}: step {step.name} appears twice")
+            missing = [n for n in step.needs if n not in seen]
+            if missing:
+                raise PlanError(f"plan {self.title!r}: step {step.name} needs "
+                                f"{', '.join(missing)}, which no earlier step is")
+            seen.add(step.name)
+        for step in self.cleanup:
+            missing = [n for n in step.needs if n not in seen]
+            if missing or step.name in seen:
+                raise PlanError(f"plan {self.title!r}: cleanup {step.name} must follow "
+                                f"steps of the plan, not {', '.join(missing) or step.name}")
+        return self
+
+    def to_dict(self):
+        return {"orch": self.orch, "cluster": self.cluster, "target": self.target,
+                "title": self.title, "why": self.why, "probe": self.probe,
+                "report": self.report, "expiry": self.expiry, "schedules": self.schedules,
+                "steps": [s.to_dict() for s in self.steps],
+                "cleanup": [s.to_dict() for s in self.cleanup]}
+
+    @classmethod
+    def from_dict(cls, data):
+        if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
+            raise PlanError("not a plan: expected a mapping with a list of steps")
+        return cls(data["orch"], data["cluster"], data["target"], data["title"],
+                   why=data.get("why", ""), probe=data.get("probe", True),
+                   report=data.get("report", True), expiry=data.get("expiry"),
+                   schedules=data.get("schedules", True), steps=[Step.from_dict(s) for s in data["steps"]],
+                   cleanup=[Step.from_dict(s) for s in data.get("cleanup") or []]).check()
+
+    def render(self, status=None):
+        """The plan as text: the title, why, then one line per step (with its journal
+        status when ``status`` maps names to one, e.g. on a resume)."""
+        lines = [self.title]
+        if self.why:
+            lines.append(f"why: {self.why}")
+        lines.append(f"steps ({len(self.steps)}):")
+        for number, step in enumerate(self.steps, 1):
+            state = (status or {}).get(step.name)
+            mark = f" <{state}>" if state else ""
+            lines.append(f"  {number:2d}. {step.line()}{mark}")
+        for step in self.cleanup:
+            lines.append(f"  on a failure of {', '.join(step.needs)}: {step.line()}")
+        return "\n".join(lines)
