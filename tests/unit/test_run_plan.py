@@ -1,0 +1,68 @@
+"""leapfrog.run_plan with loader dunders: a new run's plan is built from the facts once, a
+begun run gets its stored plan back even when the cluster changed in between, a run id
+resumes only its orchestration and target, and rollback reads step kinds and nodes, so
+renaming a step breaks nothing."""
+import leapfrog_steps
+from tests.unit.test_journal_runner import PILLAR, bus, configure_loader_modules, runner  # noqa: F401 pylint: disable=unused-import
+
+DATA_PLANE = "orch.upgrade_data_plane"
+
+
+def hosts(batches):
+    return lambda config, canary=None, batch=None: {"canary": ["cmp01"], "batches": batches,
+                                                     "pause": 0}
+
+
+def test_a_resume_runs_the_stored_plan_though_the_computes_changed(bus, monkeypatch):
+    monkeypatch.setattr(runner, "_data_plane_hosts", hosts([["cmp02"]]))
+    first = runner.run_plan(DATA_PLANE, {"cluster": "lab", "run": "dp1", "to": "2025.1"})
+    assert "retcode" not in first, first
+    names = [s["name"] for s in first["plan"]["steps"]]
+    assert "cmp02_switch" in names
+    runner.begin(cluster="lab", run="dp1", steps=names, orch=DATA_PLANE, target="2025.1",
+                 plan=first["plan"])
+    # meanwhile a compute was added and the pillar's batches changed
+    monkeypatch.setattr(runner, "_data_plane_hosts", hosts([["cmp02", "cmp03"]]))
+    again = runner.run_plan(DATA_PLANE, {"cluster": "lab", "run": "dp1", "batch": 2})
+    assert again["plan"] == first["plan"]
+    fresh = runner.run_plan(DATA_PLANE, {"cluster": "lab", "to": "2025.1"})
+    assert "batch01_switch" in [s["name"] for s in fresh["plan"]["steps"]]
+
+
+def test_a_run_id_resumes_only_its_orchestration_and_target(bus, monkeypatch):
+    monkeypatch.setattr(runner, "_data_plane_hosts", hosts([["cmp02"]]))
+    first = runner.run_plan(DATA_PLANE, {"cluster": "lab", "run": "dp2", "to": "2025.1"})
+    runner.begin(cluster="lab", run="dp2", steps=["x"], orch=DATA_PLANE, target="2025.1",
+                 plan=first["plan"])
+    other = runner.run_plan(DATA_PLANE, {"cluster": "lab", "run": "dp2", "to": "2026.1"})
+    assert other["retcode"] == 1
+    assert "was begun with target 2025.1, not 2026.1" in other["refused"]
+    other = runner.run_plan("orch.rollback_control_plane", {"cluster": "lab", "run": "dp2"})
+    assert "was begun with orch orch.upgrade_data_plane" in other["refused"]
+    assert "must be one of" in runner.run_plan("orch.evil", {"cluster": "lab"})["refused"]
+
+
+def test_renamed_steps_break_no_rollback(bus, monkeypatch):
+    """The rollback finds the DB backup, the disk backups and the stopped computes by kind
+    and node, whatever the steps were called."""
+    monkeypatch.setattr(runner.leapfrog_rebuild, "previous_keys", lambda opts, n, b: [])
+    plan = leapfrog_steps.Plan("orch.upgrade_control_plane", "lab", "2025.1", "t")
+    for name, kind, node in [("save_everything", "backup_db", None),
+                             ("check_it", "verify_backup", None),
+                             ("ctl01_keep_a_copy", "backup_disk", "ctl01"),
+                             ("halt_cmp07", "stop_compute", "cmp07")]:
+        plan.add(name, kind, "x.y", node=node)
+    results = {"save_everything": {"dbs01": {"id": "db-1"}},
+               "check_it": {"dbs01": {"valid": True}},
+               "ctl01_keep_a_copy": {"kvm01": {"backup": "ctl01/disk-1"}},
+               "halt_cmp07": {"host": "cmp07", "release_before": "2024.1"}}
+    runner.begin(cluster="lab", run="up1", steps=plan.names(), orch=plan.orch,
+                 target="2025.1", plan=plan.to_dict())
+    for step in plan.steps:
+        runner._call_runner = lambda fun, args=None, kwargs=None, r=results[step.name]: r  # pylint: disable=protected-access
+        runner.step(cluster="lab", run="up1", step=step.name, function="x.y",
+                    kind=step.kind, node=step.node)
+    sources = runner.rollback_sources(cluster="lab", upgrade_run="up1")
+    assert sources["db_backups"] == {"dbs01": "db-1"}
+    assert sources["disks"] == {"ctl01": "ctl01/disk-1"}
+    assert sources["computes"] == {"cmp07": "2024.1"}
