@@ -83,10 +83,15 @@ def test_failed_rebuild_rollback_then_rolling_hop(lab):
     verify = lab.salt.salt("ctl01", "openstack_verify.check", timeout=300)["ctl01"]
     assert verify["healthy"] is True, verify
 
-    # 3. a new run takes the control plane to 2025.1 with the API up all along
+    # 3. a new run takes the control plane to 2025.1 with the API up all along, running
+    #    the very plan leapfrog.plan printed before it
+    shown = json.loads(lab.salt.run("leapfrog.plan", "cluster=lab", "to=2025.1",
+                                    timeout=300).stdout)
     result = operator.orchestrate(lab.salt, "orch.upgrade_control_plane",
                                   {"cluster": "lab", "to": "2025.1"}, log=_log)
     assert result.returncode == 0, (result.failed(), result.stdout[-3000:])
+    journaled = [s["name"] for s in operator.status(lab.salt, "lab", result.run)["steps"]]
+    assert journaled == shown["steps"] + ["report"]
     assert result.approved == [(result.run, "approval")]
     assert {v["oscodename"] for v in _grains(lab).values()} == {"trixie"}
     assert _nova_versions(lab, "2025.1")["at_head"] is True
