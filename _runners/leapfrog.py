@@ -17,6 +17,7 @@ import leapfrog_builders
 import leapfrog_cluster
 import leapfrog_errors
 import leapfrog_fault
+import leapfrog_history
 import leapfrog_journal
 import leapfrog_minions
 import leapfrog_parse
@@ -596,8 +597,9 @@ def _plan_facts(orch, name, config, args, run):
             raise leapfrog_errors.LeapfrogError(problem)
         facts["suffix"] = suffix
     elif orch == "orch.rollback_control_plane":
-        facts.update(sources=_rollback_sources(name, config, args.get("upgrade_run"),
-                                               args.get("force", False)),
+        facts.update(sources=leapfrog_history.rollback_sources(
+            __opts__, _journal_root(), name, config, args.get("upgrade_run"),
+            args.get("force", False)),
                      controllers=_rolled_controllers(config))
     return facts
 
@@ -1240,103 +1242,14 @@ def resume_schedules(cluster=None, pillar=None):
     return {"cluster": name, **outcome}
 
 
-def _records(data, *kinds, statuses=("done",)):
-    """The journal records of the run's steps of ``kinds`` in ``statuses`` that hold a
-    result (a mapping), in plan order: report and rollback read kinds, never names."""
-    return [s for s in data["steps"] if s.get("kind") in kinds and s["status"] in statuses
-            and isinstance(s.get("result"), dict)]
-
-
-def _flat_revisions(found):
-    """leapfrog.revisions' return as {database: revision text}."""
-    if not isinstance(found, dict) or "nova" not in found:
-        return {}
-    nova = (found.get("nova") or {}).get("revisions") or {}
-    out = {f"nova_{s}" if s != "main" else "nova": rev for s, rev in nova.items()}
-    for service in ("keystone", "placement", "glance"):
-        value = found.get(service)
-        out[service] = ", ".join(value) if isinstance(value, list) else value
-    return out
-
-
-def _report_facts(data):
-    """Backups, revisions and nodes of a control-plane run, read from its journal."""
-    backups = []
-    for record in _records(data, "backup_db"):
-        for mid, ret in record["result"].items():
-            for db, info in (ret.get("databases") or {}).items():
-                backups.append({"kind": "database", "name": db, "node": mid, "id": ret.get("id"),
-                                "path": info.get("file"), "sha256": info.get("sha256"),
-                                "bytes": info.get("bytes"), "verified": None})
-    verified = {mid: ret.get("valid") for r in _records(data, "verify_backup")
-                for mid, ret in r["result"].items() if isinstance(ret, dict)}
-    for entry in backups:
-        entry["verified"] = verified.get(entry["node"])
-    for record in _records(data, "backup_disk"):
-        for mid, ret in record["result"].items():
-            backups.append({"kind": "disk", "name": record.get("node"), "node": mid,
-                            "id": ret.get("backup"), "path": ret.get("path"),
-                            "disks": {d["target"]: {"sha256": d.get("sha256")}
-                                      for d in ret.get("disks") or []},
-                            "verified": None})
-    rebuilt = {r["result"]["node"]: r["result"] for r in _records(data, "rebuild")
-               if r["result"].get("node")}
-    for entry in backups:
-        if entry["kind"] == "disk" and entry["name"] in rebuilt:
-            entry["verified"] = True  # rebuild_node verifies the backup before replacing
-    nodes = {}
-    for record in _records(data, "inventory"):
-        for mid, info in record["result"].items():
-            old = (rebuilt.get(mid) or {}).get("old") or {}
-            nodes[mid] = {"role": "controller", "os": info.get("os"),
-                          "oscodename": info.get("oscodename"),
-                          "oscodename_before": old.get("oscodename"),
-                          "rebuilt": mid in rebuilt}
-    nodes.update(_compute_facts(data))
-    read = _records(data, "revisions")  # the first read before any change, the last after
-    revs = {"before": _flat_revisions(read[0]["result"]) if read else {},
-            "after": _flat_revisions(read[-1]["result"]) if len(read) > 1 else {}}
-    return {"backups": backups, "revisions": revs, "nodes": nodes, "rebuilt": sorted(rebuilt)}
-
-
-def _compute_facts(data):
-    """Per compute a run stopped or switched: its release before/after, why a host was
-    skipped (a line of the report, not a failure) or why its switch failed (a batch's
-    failure is named in its step's error)."""
-    computes = {}
-    for record in _records(data, "stop_compute"):
-        result = record["result"]
-        if "release_before" in result:
-            computes.setdefault(result.get("host") or record.get("node"), {}).update(
-                release_before=result["release_before"])
-    switched = [(s["node"], {"error": s.get("error")}) for s in data["steps"]
-                if s["status"] == "failed" and s.get("kind") == "switch_compute"
-                and s.get("node")]
-    for record in _records(data, "switch_compute", statuses=("done", "skipped")):
-        result = record["result"]
-        if isinstance(result.get("hosts"), dict):  # a batch: one result per host
-            switched += [(host, each) for host, each in result["hosts"].items()]
-        else:
-            switched.append((result.get("host") or record.get("node"), result))
-    for host, result in switched:
-        entry = computes.setdefault(host, {})
-        if "error" in result:
-            entry["note"] = f"failed: {result['error']}"
-        elif result.get("skipped"):
-            entry["note"] = f"skipped: {result.get('reason')}"
-        else:
-            entry.update(release=result.get("release"),
-                         note=f"switched in {result.get('seconds')} s")
-    return {host: dict(info, role="compute") for host, info in computes.items()}
-
-
 def _write_report(name, run, pillar=None):
     """Stop the run's probe, build its report from the journal and write it beside it."""
     import leapfrog_report  # pylint: disable=import-outside-toplevel
 
     probe = probe_stop(cluster=name, run=run, pillar=pillar)
     data = leapfrog_journal.Journal(_journal_root(), name, str(run)).read()
-    built = leapfrog_report.build(data, probe=probe, facts=_report_facts(data))
+    built = leapfrog_report.build(data, probe=probe,
+                                   facts=leapfrog_history.report_facts(data))
     paths = leapfrog_report.write(built, os.path.join(_run_dir(name, run), "report"))
     for line in leapfrog_report.headline_text(built).splitlines():
         _say(line)
@@ -1366,24 +1279,12 @@ def report(cluster=None, run=None, pillar=None):
     return {"cluster": name, "run": run, **(result or {})}
 
 
-UPGRADE_ORCHS = ("orch.upgrade_control_plane", "orch.upgrade_data_plane")
-
-
-def _later_runs(name, upgrade_run, data):
-    """Upgrade runs of the cluster that finished after ``upgrade_run`` began: they built on
-    it, so restoring its backups would throw their work away."""
-    began = data.get("created", "")
-    return [run for run, other in leapfrog_journal.list_runs(_journal_root(), name)
-            if run != upgrade_run and other.get("status") == "done"
-            and (other.get("meta") or {}).get("orch") in UPGRADE_ORCHS
-            and other.get("created", "") > began]
-
-
 def rollback_sources(cluster=None, upgrade_run=None, pillar=None, force=False):
     """
-    What ``orch.rollback_control_plane`` restores from an upgrade run's journal: the DB
-    backup (``backup_dbs``; refused when the run has none, or when it did not verify) and,
-    per controller, the disk backup taken before its rebuild (``<node>_backup_disk``).
+    What ``orch.rollback_control_plane`` restores from an upgrade run's journal
+    (``leapfrog_history``, by step kind): the DB backup (its ``backup_db`` step; refused
+    when the run has none, or when it did not verify) and, per controller, the disk backup
+    taken before its rebuild (its ``backup_disk`` step).
     Controllers without one were never touched and are only restarted. ``keys``: the
     controllers whose rebuild replaced their minion key (the old one was kept).
     ``computes``: the computes a fast-forward run stopped, each with the release it ran.
@@ -1399,66 +1300,11 @@ def rollback_sources(cluster=None, upgrade_run=None, pillar=None, force=False):
     """
     try:
         name, config = _load(cluster, pillar)
-        sources = _rollback_sources(name, config, upgrade_run, force)
+        sources = leapfrog_history.rollback_sources(__opts__, _journal_root(), name, config,
+                                                   upgrade_run, force)
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"cluster": cluster, "upgrade_run": upgrade_run, "error": str(exc)})
     return {"cluster": name, **sources}
-
-
-def _past_no_return(data):
-    """The first done step of a run's stored plan marked irreversible (with its journal
-    record's ``ended``), or None."""
-    records = {s["name"]: s for s in data.get("steps") or []}
-    for step in ((data.get("meta") or {}).get("plan") or {}).get("steps") or []:
-        record = records.get(step.get("name")) or {}
-        if step.get("irreversible") and record.get("status") == "done":
-            return dict(step, ended=record.get("ended"))
-    return None
-
-
-def _rollback_sources(name, config, upgrade_run, force=False):
-    """What a rollback of ``upgrade_run`` restores (see ``rollback_sources``)."""
-    if not upgrade_run:
-        raise leapfrog_errors.LeapfrogError("name the upgrade run to roll back: "
-                                            "upgrade_run=<id> (salt-run leapfrog.status)")
-    data = leapfrog_journal.Journal(_journal_root(), name, str(upgrade_run)).read()
-    if not data:
-        raise leapfrog_errors.LeapfrogError(f"cluster {name} has no run {upgrade_run}")
-    later = _later_runs(name, str(upgrade_run), data)
-    forced = leapfrog_parse.boolean(force, "force")
-    if later and not forced:
-        raise leapfrog_errors.LeapfrogError(
-            f"run {upgrade_run} was followed by finished upgrade run(s) "
-            f"{', '.join(sorted(later))}: rolling it back would undo them too and restore "
-            f"older data over theirs; roll back the latest run instead, or pass "
-            f"force=True to go back to before {upgrade_run} anyway")
-    passed = _past_no_return(data)
-    if passed and not forced:
-        raise leapfrog_errors.LeapfrogError(
-            f"run {upgrade_run} passed its point of no return at step {passed['name']} "
-            f"({passed['changes']}; done {passed.get('ended')}): the cloud has moved on from "
-            "its backups, and restoring them loses every write made since. Go forward "
-            "instead (resume it with run=<its id> if it stopped), or pass force=True to "
-            "restore the backups anyway")
-    db = _records(data, "backup_db")
-    checked = _records(data, "verify_backup")
-    if not db or not checked:
-        raise leapfrog_errors.LeapfrogError(
-            f"run {upgrade_run} has no verified DB backup (no done step of kind "
-            f"{'verify_backup' if db else 'backup_db'}): nothing was changed before it, so "
-            "there is nothing to roll back")
-    db_ids = {mid: ret.get("id") for mid, ret in db[0]["result"].items()}
-    disks = {r["node"]: next(iter(r["result"].values())).get("backup")
-             for r in _records(data, "backup_disk")
-             if r.get("node") in config["vms"]["nodes"]}
-    # a rebuild that got as far as replacing the node's key kept the old one
-    keys = [node for node, backup in sorted(disks.items())
-            if leapfrog_rebuild.previous_keys(__opts__, node, backup)]
-    # fast_forward: the computes it stopped, and the release each ran before
-    computes = {r["node"]: r["result"]["release_before"]
-                for r in _records(data, "stop_compute") if "release_before" in r["result"]}
-    return {"upgrade_run": str(upgrade_run), "db_backups": db_ids,
-            "disks": disks, "keys": keys, "computes": computes, "later_runs": later}
 
 
 # ------------------------------------------------------------------ the data plane
