@@ -43,6 +43,11 @@ CONTROLLER = ("ctl01", "127.0.1.21")
 CONTROLLER_KINDS = ("keystone", "placement", "glance", "nova-api", "nova-conductor",
                     "nova-scheduler")
 NOVA_CONTROL = ("nova-api", "nova-conductor", "nova-scheduler")
+# haproxy's health checks of the cloud's APIs: a server is DOWN after 3 checks failing
+# (each may take 2 s), not 2 of 1 s: on 2 cores a controller starting its services starves
+# the only other one for a second or two, and a backend with no server UP answers 503
+HEALTH_CHECK = {"inter": "500ms", "fall": 3, "rise": 2}
+HEALTH_TIMEOUTS = {"check": "2s"}
 # frontend name -> (service kind on the controller, keystone service type, name, URL path)
 FRONTENDS = {
     "keystone": ("keystone", "identity", "keystone", "/v3"),
@@ -310,7 +315,8 @@ class OpenStackCloud:
                                             addresses[host], port=port)
                           for host, port in (state.get("neutron_ports") or {}).items()}
         cloud.haproxy = HAProxy(state.get("haproxy_dir") or os.path.join(cloud.run_dir, "hx"),
-                                state["frontends"])
+                                state["frontends"], check=HEALTH_CHECK,
+                                timeouts=HEALTH_TIMEOUTS)
         for host, address in cloud.controller_hosts:
             cloud.controllers[host] = {
                 kind: cloud._service(kind, host, address,
@@ -369,7 +375,8 @@ class OpenStackCloud:
                            for host, stub in self.neutrons.items()}
             frontends[name] = {"bind": f"{self.vip}:0", "servers": servers}
         if self._own_hx:
-            self.haproxy = HAProxy(os.path.join(self.run_dir, "hx"), frontends)
+            self.haproxy = HAProxy(os.path.join(self.run_dir, "hx"), frontends,
+                                   check=HEALTH_CHECK, timeouts=HEALTH_TIMEOUTS)
             self.haproxy.start()
         else:
             for name, spec in frontends.items():
