@@ -1386,9 +1386,9 @@ VERSION_TABLES = ("alembic_version", "migrate_version")
 
 def schema(databases=None, **connection):
     """
-    Return per database a fingerprint of its structure: the sha256 of every table's
-    ``SHOW CREATE TABLE`` (AUTO_INCREMENT counters left out) and the rows of its version
-    tables (alembic_version). Unlike ``checksums`` it does not change while a live cloud
+    Return per database a fingerprint of its structure: per table ``{"ddl": sha256 of its
+    SHOW CREATE TABLE}`` (AUTO_INCREMENT counters left out), plus ``"rows"`` for its
+    version tables (alembic_version). Unlike ``checksums`` it does not change while a live cloud
     writes rows, only when something migrates the database: the proof that a rehearsal
     left production alone.
 
@@ -1411,10 +1411,12 @@ def schema(databases=None, **connection):
                 for table in tables:
                     cur.execute(f"SHOW CREATE TABLE `{name}`.`{table}`")
                     ddl = _AUTO_INCREMENT.sub("", cur.fetchone()[1])
-                    fingerprint[table] = hashlib.sha256(ddl.encode()).hexdigest()[:16]
+                    # a mapping per table: a table named like a secret (keystone's
+                    # access_token, credential) keeps its fingerprint through the scrub
+                    fingerprint[table] = {"ddl": hashlib.sha256(ddl.encode()).hexdigest()[:16]}
                     if table in VERSION_TABLES:
                         cur.execute(f"SELECT * FROM `{name}`.`{table}`")
-                        fingerprint[f"{table} rows"] = sorted(str(r) for r in cur.fetchall())
+                        fingerprint[table]["rows"] = sorted(str(r) for r in cur.fetchall())
                 out[name] = fingerprint
     return out
 

@@ -363,7 +363,7 @@ def test_schema_fingerprint_ignores_live_writes_and_sees_migrations(env):
         q(conn, f"UPDATE {db}.alembic_version SET version_num = '2903cd72dc14'")
         conn.commit()
         after_sync = fn(env, "schema")([db])
-        assert after_sync[db]["alembic_version rows"] == ["('2903cd72dc14',)"]
+        assert after_sync[db]["alembic_version"]["rows"] == ["('2903cd72dc14',)"]
         assert after_sync != before
         q(conn, f"ALTER TABLE {db}.services ADD COLUMN uuid CHAR(36)")
         assert fn(env, "schema")([db])[db]["services"] != before[db]["services"]

@@ -259,3 +259,13 @@ def test_no_rendered_value_can_add_a_state():
     assert states["approval"]["salt.runner"][2] == {"expiry": INJECT}
     assert {"salt": "begin"} in states["stopped_after_a_failure"]["salt.runner"][-2]["require"]
 
+
+def test_a_schema_fingerprint_survives_the_scrub_with_tables_named_like_secrets():
+    """keystone's access_token and credential tables: the journal keeps their fingerprints
+    (the rehearsal compares them), only real secrets are masked."""
+    fingerprint = {"dbs01": {"keystone": {"access_token": {"ddl": "ab12"},
+                                          "credential": {"ddl": "cd34"},
+                                          "alembic_version": {"ddl": "ef56", "rows": ["x"]}}}}
+    assert leapfrog_scrub.scrub(fingerprint) == fingerprint
+    assert leapfrog_scrub.scrub({"token": "abc"}) != {"token": "abc"}
+
