@@ -346,11 +346,14 @@ def wait_approval(cluster=None, run=None, step="approve_gate", expiry=None, pill
             tracker.say(f"step {step}: waiting for approval (expires in {seconds:g} s): "
                         f"salt-run leapfrog.approve cluster={name} run={tracker.run_id}")
             stored = ((tracker.journal.read() or {}).get("meta") or {}).get("plan") or {}
-            after = [s for s in stored.get("steps") or [] if s.get("irreversible")]
+            names = [s.get("name") for s in stored.get("steps") or []]
+            later = names[names.index(step) + 1:] if step in names else []
+            after = [s for s in stored.get("steps") or []
+                     if s.get("irreversible") and s.get("name") in later]
             if after:
-                tracker.say(f"step {step}: the run passes its point of no return at step "
-                            f"{after[0]['name']} ({after[0].get('changes')}): a rollback "
-                            "is refused after it")
+                tracker.say(f"step {step}: after approval the run passes its point of no "
+                            f"return at step {after[0]['name']} ({after[0].get('changes')}): "
+                            "a rollback is refused after it")
             approval = leapfrog_journal.wait_approval(
                 tracker.journal, step, seconds, next_event,
                 heartbeat=lambda: tracker.lock.heartbeat(tracker.run_id))
