@@ -61,7 +61,8 @@ def restart(cloud, server, drain):
         time.sleep(2.0)
         if drain:
             drained = haproxy_admin.drain(server)
-            assert sorted(drained["backends"]) == ["glance", "keystone", "nova", "placement"]
+            assert sorted(drained["backends"]) == ["glance", "keystone", "neutron", "nova",
+                                                   "placement"]
         cloud.stop_node(server)
         cloud.start_node(server)
         if drain:
