@@ -32,6 +32,26 @@ def _on(node):
     return {"target": f"L@{node}"}
 
 
+def _haproxy(plan, name, kind, func, node, changes, impact="none", **kwargs):
+    """A step on the haproxy role about controller ``node`` (drain, check, ready);
+    ``kwargs`` go to ``haproxy_admin.<func>``."""
+    return plan.add(name, kind, "leapfrog.call",
+                    _call(f"haproxy_admin.{func}", {"server": node, **kwargs}, **HAPROXY),
+                    node=node, where="haproxy", changes=changes, impact=impact)
+
+
+def _ready(plan, name, node, changes=None, **kwargs):
+    return _haproxy(plan, name, "ready", "ready", node,
+                    changes or f"{node} back in every backend", **kwargs)
+
+
+def _verify(plan):
+    """The operator's checks through the VIP, on the first controller."""
+    plan.add("verify", "verify", "leapfrog.call",
+             _call("openstack_verify.wait", {"timeout": 300}, **FIRST_CONTROLLER),
+             where="the VIP", changes="nothing: the operator's checks")
+
+
 # ----------------------------------------------------------------------- control plane
 def _deployed(to, ffu):
     """The redeploy SLS's pillar per phase: services stopped or running, nova's FFU
@@ -92,11 +112,9 @@ def _replace_vm(plan, config, node, run, sls, pillar, ffu):
 def _rolling(plan, facts, to, recipes, ctx, deployed, sls):
     config, run, controllers = facts["config"], facts["run"], facts["controllers"]
     for index, node in enumerate(controllers):
-        plan.add(f"{node}_drain", "drain", "leapfrog.call",
-                 _call("haproxy_admin.drain",
-                       {"server": node, "allow_last": len(controllers) == 1}, **HAPROXY),
-                 node=node, where="haproxy", changes=f"{node} out of every backend",
-                 impact="none" if len(controllers) > 1 else "API down (one controller)")
+        _haproxy(plan, f"{node}_drain", "drain", "drain", node, f"{node} out of every backend",
+                 impact="none" if len(controllers) > 1 else "API down (one controller)",
+                 allow_last=len(controllers) == 1)
         _replace_vm(plan, config, node, run, sls, deployed["stopped"], ffu=False)
         if index == 0:
             _db_stages(plan, recipes, ctx, "sync")
@@ -104,12 +122,9 @@ def _rolling(plan, facts, to, recipes, ctx, deployed, sls):
                  _call("state.apply", {"mods": sls, "pillar": deployed["running"]},
                        **_on(node)),
                  node=node, where=node, changes=f"services started at {to}")
-        plan.add(f"{node}_check", "check", "leapfrog.call",
-                 _call("haproxy_admin.check", {"server": node}, **HAPROXY), node=node,
-                 where="haproxy", changes="nothing: its own endpoints checked")
-        plan.add(f"{node}_ready", "ready", "leapfrog.call",
-                 _call("haproxy_admin.ready", {"server": node}, **HAPROXY), node=node,
-                 where="haproxy", changes=f"{node} back in every backend")
+        _haproxy(plan, f"{node}_check", "check", "check", node,
+                 "nothing: its own endpoints checked")
+        _ready(plan, f"{node}_ready", node)
 
 
 def _fast_forward(plan, facts, to, recipes, ctx, deployed, sls):
@@ -130,9 +145,7 @@ def _fast_forward(plan, facts, to, recipes, ctx, deployed, sls):
                        **_on(node)),
                  node=node, where=node, changes=f"services started at {to} with nova's "
                  "FFU workaround", impact="API back with the first")
-        plan.add(f"{node}_ready", "ready", "leapfrog.call",
-                 _call("haproxy_admin.ready", {"server": node, "timeout": 120}, **HAPROXY),
-                 node=node, where="haproxy", changes=f"{node} UP in every backend")
+        _ready(plan, f"{node}_ready", node, f"{node} UP in every backend", timeout=120)
     for host in computes:
         plan.add(f"{host}_switch", "switch_compute", "leapfrog.switch_compute",
                  {"host": host, "release": to, "servers": "force", "reason": reason},
@@ -141,23 +154,18 @@ def _fast_forward(plan, facts, to, recipes, ctx, deployed, sls):
     drain = len(controllers) > 1  # a cloud's only controller stays in: keystone serves
     for node in controllers:
         if drain:
-            plan.add(f"{node}_ffu_off_drain", "drain", "leapfrog.call",
-                     _call("haproxy_admin.drain", {"server": node}, **HAPROXY), node=node,
-                     where="haproxy", changes=f"{node} out of every backend")
+            _haproxy(plan, f"{node}_ffu_off_drain", "drain", "drain", node,
+                     f"{node} out of every backend")
         plan.add(f"{node}_ffu_off", "restart", "leapfrog.call",
                  _call("state.apply", {"mods": sls, "pillar": deployed["ffu_off"]},
                        **_on(node)),
                  node=node, where=node, changes="nova restarted without the FFU workaround")
-        plan.add(f"{node}_ffu_off_ready", "ready", "leapfrog.call",
-                 _call("haproxy_admin.ready", {"server": node}, **HAPROXY), node=node,
-                 where="haproxy", changes=f"{node} back in every backend")
+        _ready(plan, f"{node}_ffu_off_ready", node)
 
 
 def _after(plan, recipes, ctx, ffu):
     _db_stages(plan, recipes, ctx, "finish")
-    plan.add("verify", "verify", "leapfrog.call",
-             _call("openstack_verify.wait", {"timeout": 300}, **FIRST_CONTROLLER),
-             where="the VIP", changes="nothing: the operator's checks")
+    _verify(plan)
     plan.add("revisions_after", "revisions", "leapfrog.revisions", {"release": ctx.to},
              where="first controller", changes="nothing: DB revisions recorded")
     plan.add("nodes_after", "inventory", "leapfrog.call",
@@ -233,9 +241,7 @@ def data_plane(facts):
     plan.add("unpin_compute_rpc", "unpin", "leapfrog.unpin_compute_rpc", {"release": to},
              where="controllers", changes="nova restarted without the compute RPC cap, one "
              "controller at a time (skipped while a compute is older)")
-    plan.add("verify", "verify", "leapfrog.call",
-             _call("openstack_verify.wait", {"timeout": 300}, **FIRST_CONTROLLER),
-             where="the VIP", changes="nothing: the operator's checks")
+    _verify(plan)
     return plan.check()
 
 
@@ -262,11 +268,8 @@ def rollback(facts):
                  changes="nothing: the disk backup verified")
     for node in controllers:
         vm = nodes[node]
-        plan.add(f"{node}_drain", "drain", "leapfrog.call",
-                 _call("haproxy_admin.drain", {"server": node, "on_timeout": "maint",
-                                               "allow_last": True}, **HAPROXY),
-                 node=node, where="haproxy", changes=f"{node} out of every backend",
-                 impact="API down from the last one")
+        _haproxy(plan, f"{node}_drain", "drain", "drain", node, f"{node} out of every backend",
+                 impact="API down from the last one", on_timeout="maint", allow_last=True)
         plan.add(f"{node}_stop", "stop_vm", "leapfrog.call",
                  _call("vm_backup.stop", {"domain": vm["domain"]}, **_on(vm["hypervisor"])),
                  node=node, where=vm["hypervisor"], changes=f"{node}'s VM stopped")
@@ -301,17 +304,13 @@ def rollback(facts):
                            **_on(vm["hypervisor"])),
                      node=node, where=vm["hypervisor"], changes=f"{node}'s VM started")
     for node in controllers:
-        plan.add(f"{node}_ready", "ready", "leapfrog.call",
-                 _call("haproxy_admin.ready", {"server": node, "timeout": 300}, **HAPROXY),
-                 node=node, where="haproxy", changes=f"{node} back in every backend")
+        _ready(plan, f"{node}_ready", node, timeout=300)
     for host, release in sorted(sources["computes"].items()):
         plan.add(f"{host}_restart", "start_compute", "leapfrog.call",
                  _call("state.apply", {"mods": compute_sls, "pillar": {"leapfrog": {
                      "release": release, "services": "running"}}}, **_on(host)),
                  node=host, where=host, changes=f"nova-compute started at {release}")
-    plan.add("verify", "verify", "leapfrog.call",
-             _call("openstack_verify.wait", {"timeout": 300}, **FIRST_CONTROLLER),
-             where="the VIP", changes="nothing: the operator's checks")
+    _verify(plan)
     return plan.check()
 
 
