@@ -178,8 +178,8 @@ def begin(cluster=None, run=None, steps=None, orch=None, plan=None, pillar=None,
     older than ``lock:stale_after`` seconds is taken over) and create its journal, or
     resume it when ``run`` names an earlier run (done steps are not repeated).
     ``steps`` lists the run's step names (shown as pending by ``leapfrog.status``);
-    ``plan`` (``leapfrog.plan``'s decision) is kept in the journal, so a resumed run renders
-    the same steps even though the cloud has moved on (``leapfrog.plan run=...``).
+    ``plan`` (``leapfrog.run_plan``'s plan) is kept whole in the journal, so a resumed run
+    runs the same steps even though the cloud has moved on (``leapfrog.run_plan``).
     ``orch`` and ``target`` (e.g. the release) bind the run id: resuming it with another
     orchestration or target is refused before anything changes. ``schedules=True`` turns
     off the Salt scheduler of every minion of the cluster that has it on, once the lock is
@@ -345,14 +345,10 @@ def wait_approval(cluster=None, run=None, step="approve_gate", expiry=None, pill
         def work():
             tracker.say(f"step {step}: waiting for approval (expires in {seconds:g} s): "
                         f"salt-run leapfrog.approve cluster={name} run={tracker.run_id}")
-            stored = ((tracker.journal.read() or {}).get("meta") or {}).get("plan") or {}
-            names = [s.get("name") for s in stored.get("steps") or []]
-            later = names[names.index(step) + 1:] if step in names else []
-            after = [s for s in stored.get("steps") or []
-                     if s.get("irreversible") and s.get("name") in later]
-            if after:
+            ahead = leapfrog_history.next_no_return(tracker.journal.read() or {}, step)
+            if ahead:
                 tracker.say(f"step {step}: after approval the run passes its point of no "
-                            f"return at step {after[0]['name']} ({after[0].get('changes')}): "
+                            f"return at step {ahead['name']} ({ahead.get('changes')}): "
                             "a rollback is refused after it")
             approval = leapfrog_journal.wait_approval(
                 tracker.journal, step, seconds, next_event,
@@ -600,11 +596,16 @@ def _plan_facts(orch, name, config, args, run):
             raise leapfrog_errors.LeapfrogError(problem)
         facts["suffix"] = suffix
     elif orch == "orch.rollback_control_plane":
-        facts.update(sources=leapfrog_history.rollback_sources(
+        sources = leapfrog_history.rollback_sources(
             __opts__, _journal_root(), name, config, args.get("upgrade_run"),
-            args.get("force", False)),
-                     controllers=_rolled_controllers(config))
+            args.get("force", False))
+        facts.update(sources=sources, controllers=_rolled_controllers(config))
     return facts
+
+
+def _testing(name, args):
+    """The run's pillar overrides: the test-only fault switch of the orchestration's args."""
+    return {"leapfrog": {"clusters": {name: {"testing": args.get("testing") or {}}}}}
 
 
 def run_plan(orch=None, args=None, test=False):
@@ -628,13 +629,11 @@ def run_plan(orch=None, args=None, test=False):
     """
     args = dict(args or {})
     cluster = args.get("cluster")
-    overrides = ({"leapfrog": {"clusters": {cluster: {"testing": args.get("testing") or {}}}}}
-                 if cluster else {})
     try:
         if orch not in leapfrog_builders.BUILDERS:
             raise leapfrog_errors.LeapfrogError(
                 f"orch must be one of {', '.join(leapfrog_builders.BUILDERS)}, got {orch!r}")
-        name, config = _load(cluster, overrides)
+        name, config = _load(cluster, _testing(cluster, args) if cluster else None)
         run = leapfrog_journal.check_name("run", str(args["run"])) if args.get("run") \
             else leapfrog_journal.new_run_id()
         data = leapfrog_journal.Journal(_journal_root(), name, run).read() or {}
@@ -660,8 +659,7 @@ def run_plan(orch=None, args=None, test=False):
     if test:
         text += f"\n\nrun {run} on {name} (test: nothing changes)"
     return {"cluster": name, "run": run, "plan": built.to_dict(), "text": text,
-            "overrides": {"leapfrog": {"clusters": {name: {
-                "testing": args.get("testing") or {}}}}}}
+            "overrides": _testing(name, args)}
 
 
 def validate(cluster=None, pillar=None, suffix=None):

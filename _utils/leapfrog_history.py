@@ -112,11 +112,24 @@ def later_runs(root, name, upgrade_run, data):
             and other.get("created", "") > began]
 
 
+def next_no_return(data, step):
+    """The first step after ``step`` in a run's stored plan marked irreversible (what the
+    approval gate at ``step`` lets through), or None."""
+    names = [s.get("name") for s in _stored_steps(data)]
+    later = set(names[names.index(step) + 1:]) if step in names else set()
+    return next((s for s in _stored_steps(data)
+                 if s.get("irreversible") and s.get("name") in later), None)
+
+
+def _stored_steps(data):
+    return ((data.get("meta") or {}).get("plan") or {}).get("steps") or []
+
+
 def past_no_return(data):
     """The first done step of a run's stored plan marked irreversible (with its journal
     record's ``ended``), or None."""
     records = {s["name"]: s for s in data.get("steps") or []}
-    for step in ((data.get("meta") or {}).get("plan") or {}).get("steps") or []:
+    for step in _stored_steps(data):
         record = records.get(step.get("name")) or {}
         if step.get("irreversible") and record.get("status") == "done":
             return dict(step, ended=record.get("ended"))

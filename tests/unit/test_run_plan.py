@@ -66,3 +66,15 @@ def test_renamed_steps_break_no_rollback(bus, monkeypatch):
     assert sources["db_backups"] == {"dbs01": "db-1"}
     assert sources["disks"] == {"ctl01": "ctl01/disk-1"}
     assert sources["computes"] == {"cmp07": "2024.1"}
+
+
+def test_the_gate_names_the_first_point_of_no_return_after_it():
+    """The data plane's canary switch is irreversible but already behind its gate."""
+    import leapfrog_history  # pylint: disable=import-outside-toplevel
+    from tests.unit.test_golden_plans import build  # pylint: disable=import-outside-toplevel
+
+    plan = build("data_plane_canary_batches")
+    data = {"meta": {"plan": plan}}
+    assert leapfrog_history.next_no_return(data, "approval")["name"] == "batch01_switch"
+    assert leapfrog_history.next_no_return(data, "cmp004_switch") is None
+    assert leapfrog_history.next_no_return({}, "approval") is None
