@@ -25,6 +25,7 @@ import leapfrog_plan
 import leapfrog_rebuild
 import leapfrog_schedules
 import leapfrog_schema
+import leapfrog_salt_noise
 import leapfrog_scrub
 import leapfrog_steps
 
@@ -34,6 +35,7 @@ __virtualname__ = "leapfrog"
 
 
 def __virtual__():
+    leapfrog_salt_noise.install()  # Salt's own unclosed-client warnings, not the run's
     return __virtualname__
 
 
@@ -215,34 +217,40 @@ def begin(cluster=None, run=None, steps=None, orch=None, plan=None, pillar=None,
     return dict(out, schedules=paused) if paused else out
 
 
-def _call_runner(fun, args=None, kwargs=None):
-    """Run another runner function in this process; raise with its output on failure."""
-    import salt.runner  # pylint: disable=import-outside-toplevel
-
-    with salt.runner.RunnerClient(__opts__) as client:
-        out = client.cmd(fun, arg=list(args or []), kwarg=dict(kwargs or {}),
-                         print_event=False, full_return=True)
-    ret = out.get("return") if isinstance(out, dict) else out
-    failed = not out.get("success", True) or out.get("retcode") or (
-        isinstance(ret, dict) and ret.get("retcode")) or (
-        isinstance(ret, str) and ret.startswith(("Exception occurred", "\nPassed invalid")))
+def _run_function(function, args=None, kwargs=None):
+    """Run the runner function ``function`` in this process (the loader's own
+    ``__salt__``, no runner client); raise with its error when it fails (its retcode)."""
+    if function not in __salt__:
+        raise leapfrog_errors.LeapfrogError(
+            f"{function!r} is no runner function of this master (a step runs one, e.g. "
+            "leapfrog.call)")
+    before = __context__.pop("retcode", None)
+    try:
+        ret = __salt__[function](*(args or []), **(kwargs or {}))
+        failed = __context__.get("retcode") or (isinstance(ret, dict) and ret.get("retcode"))
+    finally:
+        __context__.pop("retcode", None)
+        if before is not None:
+            __context__["retcode"] = before
     if failed:
         error = ret.get("error") if isinstance(ret, dict) else None
         raise leapfrog_errors.LeapfrogError(  # its own error whole: it names the cause
-            f"{fun} failed: {error}" if isinstance(error, str)
-            else f"{fun} failed: {leapfrog_journal.summarize(ret, 400)}")
+            f"{function} failed: {error}" if isinstance(error, str)
+            else f"{function} failed: {leapfrog_journal.summarize(ret, 400)}")
     return ret
 
 
 def step(cluster=None, run=None, step=None, function=None, function_args=None,
          function_kwargs=None, pillar=None, test=False, kind=None, node=None):
     """
-    Run the runner function ``function`` (with ``function_args``/``function_kwargs``; not
-    ``arg``/``kwarg``, which ``salt.runner`` states keep for themselves) as step ``step``,
-    once per run: a step done in an earlier attempt of the run returns its recorded result
-    without running again. Records start/end/result in the journal, fires
-    ``leapfrog/<cluster>/<run>/<step>/<status>`` events and progress lines; a failure
-    marks the run failed, releases the lock and sets retcode 1. The test-only fault switch
+    Run the runner function ``function`` (e.g. ``leapfrog.call``; with ``function_args``/
+    ``function_kwargs``; not ``arg``/``kwarg``, which ``salt.runner`` states keep for
+    themselves) in this process as step ``step``, once per run: a step done in an earlier
+    attempt of the run returns its recorded result without running again. Records
+    start/end/result in the journal, fires ``leapfrog/<cluster>/<run>/<step>/<status>``
+    events and progress lines; a failure marks the run failed, releases the lock (a step
+    run side by side, in a process the orchestration started, leaves that to
+    ``leapfrog.stopped``; it dies with the orchestration) and sets retcode 1. The test-only fault switch
     (``testing:fail_at``/``stall_at``) acts at the step's boundaries. ``kind`` and ``node``
     (the plan's step kind and the node it is about) are recorded with the step: report and
     rollback read them. ``test=True`` only says what would run.
@@ -258,8 +266,10 @@ def step(cluster=None, run=None, step=None, function=None, function_args=None,
         if not step or not function:
             raise leapfrog_errors.LeapfrogError("step= and function= are required")
         step = str(step)
+        if tracker.lock.relation(tracker.run_id) == "child":
+            leapfrog_journal.die_with_parent()  # run side by side: ends with the run
         result, ran = tracker.run(
-            step, lambda: _call_runner(function, function_args, function_kwargs),
+            step, lambda: _run_function(function, function_args, function_kwargs),
             describe=function, kind=kind, node=node)
     except leapfrog_errors.LeapfrogError as exc:
         return _step_fail(cluster, run, step, exc)
@@ -701,7 +711,10 @@ def _expected_minions(target):
 
 def _ask(target, timeout):
     client = salt.client.get_local_client(__opts__["conf_file"])
-    return client.cmd(target, "leapfrog.node_info", tgt_type="compound", timeout=timeout)
+    try:
+        return client.cmd(target, "leapfrog.node_info", tgt_type="compound", timeout=timeout)
+    finally:
+        client.destroy()
 
 
 def inventory(cluster=None, pillar=None, timeout=10):
@@ -794,6 +807,7 @@ def rebuild_node(node, cluster=None, pillar=None, image=None, timeout=300, backu
     finally:
         event.destroy()
         wheel.destroy()
+        local.destroy()
     log.info("leapfrog rebuild: %s", leapfrog_rebuild.summary_line(result))
     holder = leapfrog_journal.ClusterLock(_journal_root(), name).read() or {}
     try:  # the new minion's scheduler starts on: off again while the run works
@@ -1189,6 +1203,8 @@ def stopped(cluster=None, run=None, orch=None, rollback=None):
     name, _, tracker = _tracker(cluster, run, None)
     data = tracker.journal.read() or {"steps": []}
     failed = [s for s in data["steps"] if s["status"] == "failed"]
+    leapfrog_journal.Heartbeat.stop(tracker.lock, tracker.run_id)
+    tracker.lock.release(tracker.run_id)  # a step run side by side left it to this process
     resumed = _resume_schedules(tracker)
     try:  # the failed run's report (its probe stopped: it would run on until its end)
         written = _write_report(name, run)

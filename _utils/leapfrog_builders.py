@@ -69,39 +69,54 @@ def _deployed(to, ffu):
 def _before(plan, run, to, strategy, databases):
     plan.add("precheck", "precheck", "leapfrog.precheck", {"to": to, "strategy": strategy},
              where="every role", changes="nothing: every problem collected")
-    plan.add("revisions_before", "revisions", "leapfrog.revisions", {"release": to},
-             where="first controller", changes="nothing: DB revisions recorded")
+    plan.side_by_side(
+        lambda: plan.add("revisions_before", "revisions", "leapfrog.revisions",
+                         {"release": to}, where="first controller",
+                         changes="nothing: DB revisions recorded"),
+        lambda: _backup_dbs(plan, run, databases))
+    plan.add("approval", "approval", changes="nothing: waits for salt-run leapfrog.approve")
+
+
+def _backup_dbs(plan, run, databases):
     plan.add("backup_dbs", "backup_db", "leapfrog.call",
              _call("mysql_backup.backup", {"label": run}, role="database"),
              where="database", changes=f"a backup of {', '.join(databases)} (one snapshot)")
     plan.add("verify_db_backup", "verify_backup", "leapfrog.call",
              _call("mysql_backup.verify", {"label": run}, {"valid": True}, role="database"),
              where="database", changes="nothing: the backup verified")
-    plan.add("approval", "approval", changes="nothing: waits for salt-run leapfrog.approve")
 
 
-def _db_stages(plan, recipes, ctx, phase):
-    for recipe in recipes:
+def _db_stages(plan, recipes, ctx, phase, node=None):
+    """Each service's stages of ``phase`` in order, the services side by side, on ``node``
+    (a controller already at the target; default: the first controller)."""
+    where = _on(node) if node else FIRST_CONTROLLER
+
+    def service(recipe):
         for stage in recipe.phase(phase):
             plan.add(stage.name, "db_sync" if phase == "sync" else "db_finish",
-                     "leapfrog.call", _call(stage.function, stage.kwargs(ctx),
-                                            **FIRST_CONTROLLER),
-                     node=recipe.service, where="first controller", changes=stage.changes,
-                     irreversible=stage.irreversible)
+                     "leapfrog.call", _call(stage.function, stage.kwargs(ctx), **where),
+                     node=recipe.service, where=node or "first controller",
+                     changes=stage.changes, irreversible=stage.irreversible)
+
+    plan.side_by_side(*[lambda recipe=recipe: service(recipe)
+                        for recipe in recipes if recipe.phase(phase)])
 
 
-def _replace_vm(plan, config, node, run, sls, pillar, ffu):
-    """A controller's VM backed up, rebuilt on the new OS and redeployed stopped."""
+def _backup_disk(plan, config, node, run, impact):
     vm = config["vms"]["nodes"][node]
     plan.add(f"{node}_backup_disk", "backup_disk", "leapfrog.call",
              _call("vm_backup.backup", {"domain": vm["domain"], "tag": run, "restart": False},
                    **_on(vm["hypervisor"])),
              node=node, where=vm["hypervisor"],
              changes=f"{node}'s VM stopped, its disk backed up (offline, verified)",
-             impact="API down once the last controller stops" if ffu else
-             f"{node} out of service")
+             impact=impact)
+
+
+def _rebuild(plan, config, node, sls, pillar):
+    """A controller's VM rebuilt on the new OS and redeployed, its services stopped."""
     plan.add(f"{node}_rebuild", "rebuild", "leapfrog.rebuild_node",
-             {"node": node, "backup": "latest"}, node=node, where=vm["hypervisor"],
+             {"node": node, "backup": "latest"}, node=node,
+             where=config["vms"]["nodes"][node]["hypervisor"],
              changes=f"{node}'s VM rebuilt from {config['vms']['image']} with a "
                      "pre-accepted key")
     plan.add(f"{node}_redeploy", "redeploy", "leapfrog.call",
@@ -109,48 +124,80 @@ def _replace_vm(plan, config, node, run, sls, pillar, ffu):
              node=node, where=node, changes=f"{sls} applied, services stopped")
 
 
+def _drain(plan, node, impact="none", **kwargs):
+    _haproxy(plan, f"{node}_drain", "drain", "drain", node, f"{node} out of every backend",
+             impact=impact, **kwargs)
+
+
+def _start(plan, node, sls, pillar, changes, impact="none"):
+    plan.add(f"{node}_start", "start", "leapfrog.call",
+             _call("state.apply", {"mods": sls, "pillar": pillar}, **_on(node)),
+             node=node, where=node, changes=changes, impact=impact)
+
+
 def _rolling(plan, facts, to, recipes, ctx, deployed, sls):
     config, run, controllers = facts["config"], facts["run"], facts["controllers"]
     for index, node in enumerate(controllers):
-        _haproxy(plan, f"{node}_drain", "drain", "drain", node, f"{node} out of every backend",
-                 impact="none" if len(controllers) > 1 else "API down (one controller)",
-                 allow_last=len(controllers) == 1)
-        _replace_vm(plan, config, node, run, sls, deployed["stopped"], ffu=False)
+        _drain(plan, node, "none" if len(controllers) > 1 else "API down (one controller)",
+               allow_last=len(controllers) == 1)
+        _backup_disk(plan, config, node, run, f"{node} out of service")
+        _rebuild(plan, config, node, sls, deployed["stopped"])
         if index == 0:
-            _db_stages(plan, recipes, ctx, "sync")
-        plan.add(f"{node}_start", "start", "leapfrog.call",
-                 _call("state.apply", {"mods": sls, "pillar": deployed["running"]},
-                       **_on(node)),
-                 node=node, where=node, changes=f"services started at {to}")
+            _db_stages(plan, recipes, ctx, "sync", node)
+        _start(plan, node, sls, deployed["running"], f"services started at {to}")
         _haproxy(plan, f"{node}_check", "check", "check", node,
                  "nothing: its own endpoints checked")
         _ready(plan, f"{node}_ready", node)
 
 
 def _fast_forward(plan, facts, to, recipes, ctx, deployed, sls):
+    """Every controller but the first rebuilt at the target while the first serves (side
+    by side); the API's window: the first drained and stopped, the path's DB syncs (the
+    services side by side) on the second, which starts; then the others start and the
+    first is rebuilt; the computes switched side by side; nova's FFU workaround lifted
+    one controller at a time. A single controller is rebuilt inside the window."""
     config, run, controllers = facts["config"], facts["run"], facts["controllers"]
+    first, rest = controllers[0], controllers[1:]
     computes = sorted(facts["computes"])
     reason = f"leapfrog: fast-forward to {to}"
-    for host in computes:
-        plan.add(f"{host}_stop", "stop_compute", "leapfrog.stop_compute",
-                 {"host": host, "release": facts["computes"][host], "reason": reason},
-                 node=host, where=host, changes="disabled with a reason, nova-compute "
-                 "stopped", impact="no new servers on it; servers keep running")
-    for node in controllers:
-        _replace_vm(plan, config, node, run, sls, deployed["stopped"], ffu=True)
-    _db_stages(plan, recipes, ctx, "sync")
-    for node in controllers:  # haproxy's checks bring each back as its services come up
-        plan.add(f"{node}_start", "start", "leapfrog.call",
-                 _call("state.apply", {"mods": sls, "pillar": deployed["running"]},
-                       **_on(node)),
-                 node=node, where=node, changes=f"services started at {to} with nova's "
-                 "FFU workaround", impact="API back with the first")
+    started = f"services started at {to} with nova's FFU workaround"
+    plan.side_by_side(*[lambda host=host: plan.add(
+        f"{host}_stop", "stop_compute", "leapfrog.stop_compute",
+        {"host": host, "release": facts["computes"][host], "reason": reason},
+        node=host, where=host, changes="disabled with a reason, nova-compute stopped",
+        impact="no new servers on it; servers keep running") for host in computes])
+
+    def ahead(node):  # rebuilt while the first controller serves
+        _drain(plan, node)
+        _backup_disk(plan, config, node, run, f"none: {first} serves")
+        _rebuild(plan, config, node, sls, deployed["stopped"])
+
+    plan.side_by_side(*[lambda node=node: ahead(node) for node in rest])
+    _drain(plan, first, "API down: the window opens", allow_last=True)
+    _backup_disk(plan, config, first, run,
+                 f"API down until {rest[0]} starts" if rest else "API down")
+
+    sync_node = rest[0] if rest else first  # a controller already at the target
+    if not rest:
+        _rebuild(plan, config, first, sls, deployed["stopped"])
+    _db_stages(plan, recipes, ctx, "sync", sync_node)
+    _start(plan, sync_node, sls, deployed["running"], started, "API back: the window closes")
+    _ready(plan, f"{sync_node}_ready", sync_node, f"{sync_node} UP in every backend",
+           timeout=120)
+
+    def up(node):
+        _start(plan, node, sls, deployed["running"], started)
         _ready(plan, f"{node}_ready", node, f"{node} UP in every backend", timeout=120)
-    for host in computes:
-        plan.add(f"{host}_switch", "switch_compute", "leapfrog.switch_compute",
-                 {"host": host, "release": to, "servers": "force", "reason": reason},
-                 node=host, where=host, changes=f"nova-compute redeployed at {to}, enabled "
-                 "(a rollback redeploys the release it ran)")
+
+    if rest:  # the others start, and the first is rebuilt, while the API serves
+        plan.side_by_side(*[lambda node=node: up(node) for node in rest[1:]],
+                          lambda: _rebuild(plan, config, first, sls, deployed["stopped"]))
+        up(first)
+    plan.side_by_side(*[lambda host=host: plan.add(
+        f"{host}_switch", "switch_compute", "leapfrog.switch_compute",
+        {"host": host, "release": to, "servers": "force", "reason": reason},
+        node=host, where=host, changes=f"nova-compute redeployed at {to}, enabled "
+        "(a rollback redeploys the release it ran)") for host in computes])
     drain = len(controllers) > 1  # a cloud's only controller stays in: keystone serves
     for node in controllers:
         if drain:
@@ -165,16 +212,20 @@ def _fast_forward(plan, facts, to, recipes, ctx, deployed, sls):
 
 def _after(plan, recipes, ctx, ffu):
     _db_stages(plan, recipes, ctx, "finish")
-    _verify(plan)
-    plan.add("revisions_after", "revisions", "leapfrog.revisions", {"release": ctx.to},
-             where="first controller", changes="nothing: DB revisions recorded")
-    plan.add("nodes_after", "inventory", "leapfrog.call",
-             _call("leapfrog.node_info", role="controller"), where="controllers",
-             changes="nothing: each controller's OS and release recorded")
+    records = [
+        lambda: _verify(plan),
+        lambda: plan.add("revisions_after", "revisions", "leapfrog.revisions",
+                         {"release": ctx.to}, where="first controller",
+                         changes="nothing: DB revisions recorded"),
+        lambda: plan.add("nodes_after", "inventory", "leapfrog.call",
+                         _call("leapfrog.node_info", role="controller"), where="controllers",
+                         changes="nothing: each controller's OS and release recorded")]
     if ffu:
-        plan.add("computes_after", "record", "leapfrog.call",
-                 _call("nova_service.list", **FIRST_CONTROLLER), where="first controller",
-                 changes="nothing: the compute services recorded")
+        records.append(lambda: plan.add(
+            "computes_after", "record", "leapfrog.call",
+            _call("nova_service.list", **FIRST_CONTROLLER), where="first controller",
+            changes="nothing: the compute services recorded"))
+    plan.side_by_side(*records)
 
 
 def control_plane(facts):
@@ -256,20 +307,20 @@ def rollback(facts):
         f"Roll back run {sources['upgrade_run']} of {facts['cluster']}",
         why=f"DB backups {sources['db_backups']}, disks {sources['disks']}",
         probe=False, report=False)
-    for mid, backup in sorted(sources["db_backups"].items()):
-        plan.add(f"verify_db_backup_{mid}", "verify_backup", "leapfrog.call",
-                 _call("mysql_backup.verify", {"backup_id": backup}, {"valid": True},
-                       **_on(mid)),
-                 node=mid, where=mid, changes="nothing: the DB backup verified")
-    for node, backup in sorted(sources["disks"].items()):
-        plan.add(f"{node}_verify_disk_backup", "verify_backup", "leapfrog.call",
-                 _call("vm_backup.verify", {"backup": backup}, **_on(nodes[node]["hypervisor"])),
-                 node=node, where=nodes[node]["hypervisor"],
-                 changes="nothing: the disk backup verified")
+    plan.side_by_side(*[lambda mid=mid, backup=backup: plan.add(
+        f"verify_db_backup_{mid}", "verify_backup", "leapfrog.call",
+        _call("mysql_backup.verify", {"backup_id": backup}, {"valid": True}, **_on(mid)),
+        node=mid, where=mid, changes="nothing: the DB backup verified")
+        for mid, backup in sorted(sources["db_backups"].items())], *[
+        lambda node=node, backup=backup: plan.add(
+            f"{node}_verify_disk_backup", "verify_backup", "leapfrog.call",
+            _call("vm_backup.verify", {"backup": backup}, **_on(nodes[node]["hypervisor"])),
+            node=node, where=nodes[node]["hypervisor"],
+            changes="nothing: the disk backup verified")
+        for node, backup in sorted(sources["disks"].items())])
     for node in controllers:
         vm = nodes[node]
-        _haproxy(plan, f"{node}_drain", "drain", "drain", node, f"{node} out of every backend",
-                 impact="API down from the last one", on_timeout="maint", allow_last=True)
+        _drain(plan, node, "API down from the last one", on_timeout="maint", allow_last=True)
         plan.add(f"{node}_stop", "stop_vm", "leapfrog.call",
                  _call("vm_backup.stop", {"domain": vm["domain"]}, **_on(vm["hypervisor"])),
                  node=node, where=vm["hypervisor"], changes=f"{node}'s VM stopped")
@@ -284,7 +335,7 @@ def rollback(facts):
                                                 "clients_timeout": 60, "kill_clients": True},
                        {"matches_manifest": True}, **_on(mid)),
                  node=mid, where=mid, changes=f"every database restored from {backup}")
-    for node in controllers:
+    def back(node):  # once every database is restored: the services start against it
         vm = nodes[node]
         if node in sources["disks"]:
             if node in sources["keys"]:
@@ -303,6 +354,8 @@ def rollback(facts):
                      _call("vm_backup.start", {"domain": vm["domain"]},
                            **_on(vm["hypervisor"])),
                      node=node, where=vm["hypervisor"], changes=f"{node}'s VM started")
+
+    plan.side_by_side(*[lambda node=node: back(node) for node in controllers])
     for node in controllers:
         _ready(plan, f"{node}_ready", node, timeout=300)
     for host, release in sorted(sources["computes"].items()):

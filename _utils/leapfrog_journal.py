@@ -182,15 +182,60 @@ def summarize(result, limit=160):
 
 
 # --------------------------------------------------------------------------- processes
-def process_start(pid):
-    """The start time of ``pid`` in clock ticks since boot (None if it does not exist)."""
+def _stat(pid):
+    """The fields of /proc/<pid>/stat after the command name (None if no such process)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-            stat = handle.read()
+            return handle.read().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return int(fields[19])  # field 22 of stat: starttime
+
+
+def process_start(pid):
+    """The start time of ``pid`` in clock ticks since boot (None if it does not exist)."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None  # field 22 of stat: starttime
+
+
+def parent_pid(pid):
+    """The parent of ``pid`` (None if it does not exist)."""
+    fields = _stat(pid)
+    return int(fields[1]) if fields else None  # field 4 of stat: ppid
+
+
+def is_my_ancestor(holder):
+    """True when ``holder`` (a lock record) is a parent, grandparent... of this process on
+    this host: a step the orchestration holding the lock runs side by side in a process of
+    its own."""
+    if holder.get("host") != socket.gethostname():
+        return False
+    pid = parent_pid(os.getpid())
+    while pid and pid > 1:
+        if pid == holder.get("pid") and process_start(pid) == holder.get("pid_start"):
+            return True
+        pid = parent_pid(pid)
+    return False
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent():
+    """Ask the kernel to SIGKILL this process when its parent ends (a step run side by
+    side dies with the orchestration, as a step run in its process does); True if set."""
+    import ctypes  # pylint: disable=import-outside-toplevel
+    import signal  # pylint: disable=import-outside-toplevel
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent:  # the parent ended before the request: end now
+        os.kill(os.getpid(), signal.SIGKILL)
+    return True
 
 
 def me():
@@ -244,13 +289,26 @@ class ClusterLock:
                     f"{self.stale_after:.0f} s)")
         return None
 
+    def relation(self, run):
+        """How this process stands to the lock of ``run``: ``holder`` (it holds it),
+        ``child`` (a process the holder started: a step run side by side) or None."""
+        holder = self.read()
+        if not holder or holder.get("run") != run:
+            return None
+        if same_holder(holder, me()):
+            return "holder"
+        return "child" if is_my_ancestor(holder) else None
+
     def acquire(self, run):
-        """Take the lock for ``run`` (re-entrant for this process); return a dict with
+        """Take the lock for ``run`` (re-entrant for this process and for the processes it
+        starts: those leave the record to their parent); return a dict with
         ``taken_over`` (the previous holder, or None). Raise ``LockBusy`` otherwise."""
         mine = me()
         with flocked(self.guard):
             holder = self.read()
             taken_over = None
+            if holder and holder.get("run") == run and is_my_ancestor(holder):
+                return {"lock": holder, "taken_over": None, "child": True}
             if holder and not (holder.get("run") == run and same_holder(holder, mine)):
                 reason = self.why_free(holder)
                 if reason is None:
@@ -509,8 +567,10 @@ class Tracker:
                    "resumed": resumed}, "run", "running")
         return snapshot
 
-    def end(self, status, error=None):
-        """Close the run (``done`` or ``failed``) and release the lock."""
+    def end(self, status, error=None, release=True):
+        """Close the run (``done`` or ``failed``) and release the lock (``release=False``:
+        a step run side by side leaves it to the orchestration, whose other steps may
+        still run; ``leapfrog.stopped`` releases it)."""
         error = leapfrog_scrub.scrub_text(error)
         with self.journal.edit() as data:
             now = self.clock()
@@ -524,8 +584,9 @@ class Tracker:
                 data["error"] = error
             elapsed = self.run_elapsed(data)
             snapshot = json_safe(data)
-        Heartbeat.stop(self.lock, self.run_id)
-        self.lock.release(self.run_id)
+        if release:
+            Heartbeat.stop(self.lock, self.run_id)
+            self.lock.release(self.run_id)
         self.say(f"run {status} after {clock_text(elapsed)}" + (f": {error}" if error else ""))
         self.fire({"status": status, "elapsed": round(elapsed, 3),
                    **({"error": error} if error else {})}, "run", status)
@@ -556,8 +617,9 @@ class Tracker:
         if self.test:
             self.say(f"step {step}: would run" + (f": {describe}" if describe else ""))
             return {"test": True, "would_run": describe or step}, False
-        self.lock.acquire(self.run_id)
-        Heartbeat.start(self.lock, self.run_id)
+        child = self.lock.acquire(self.run_id).get("child", False)
+        if not child:
+            Heartbeat.start(self.lock, self.run_id)
         started = self.clock()
         with self.journal.edit() as data:
             record = self.journal.ensure(data, step)
@@ -583,7 +645,7 @@ class Tracker:
         except Exception as exc:  # pylint: disable=broad-except
             error = leapfrog_scrub.scrub_text(str(exc) or type(exc).__name__)
             self._finish(step, started, "failed", error=error)
-            self.end("failed", error=f"step {step} failed: {error}")
+            self.end("failed", error=f"step {step} failed: {error}", release=not child)
             raise StepFailed(f"step {step} failed: {error}") from None
         status = "skipped" if isinstance(result, dict) and result.get("skipped") else "done"
         self._finish(step, started, status, result=result)

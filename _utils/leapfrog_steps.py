@@ -91,7 +91,8 @@ class Step:
 
 
 class Plan:
-    """The steps of one run; ``add`` appends a step that needs the one before unless
+    """The steps of one run; ``add`` appends a step that needs the plan's current tips
+    (the step before, or the ends of the branches ``side_by_side`` just added) unless
     ``needs`` says otherwise."""
 
     def __init__(self, orch, cluster, target, title, why="", steps=(), probe=True,
@@ -102,6 +103,7 @@ class Plan:
         self.probe, self.report, self.expiry = bool(probe), bool(report), expiry
         self.cleanup = list(cleanup)  # steps run when one of their ``needs`` fails
         self.schedules = bool(schedules)  # the minions' schedulers off while it runs
+        self.tips = [self.steps[-1].name] if self.steps else []
 
     def on_failure(self, name, kind, function, kwargs, of, **fields):
         """A cleanup step: runs (not journaled) when any step of ``of`` fails."""
@@ -110,11 +112,23 @@ class Plan:
         return step
 
     def add(self, name, kind, function=None, kwargs=None, needs=None, **fields):
-        if needs is None:
-            needs = [self.steps[-1].name] if self.steps else []
-        step = Step(name, kind, function, kwargs, needs=needs, **fields)
+        step = Step(name, kind, function, kwargs,
+                    needs=list(self.tips) if needs is None else needs, **fields)
         self.steps.append(step)
+        self.tips = [step.name]
         return step
+
+    def side_by_side(self, *branches):
+        """Add each branch (a callable adding steps) from the same tips: the branches run
+        at the same time; the next step added needs the end of every branch."""
+        if not branches:
+            return
+        start, ends = list(self.tips), []
+        for branch in branches:
+            self.tips = list(start)
+            branch()
+            ends += [tip for tip in self.tips if tip not in ends]
+        self.tips = ends
 
     def names(self):
         return [s.name for s in self.steps]
@@ -164,10 +178,14 @@ class Plan:
         if self.why:
             lines.append(f"why: {self.why}")
         lines.append(f"steps ({len(self.steps)}):")
+        previous = []
         for number, step in enumerate(self.steps, 1):
             state = (status or {}).get(step.name)
             mark = f" <{state}>" if state else ""
-            lines.append(f"  {number:2d}. {step.line()}{mark}")
+            after = "" if step.needs == previous else \
+                f" [after {', '.join(step.needs)}]" if step.needs else " [at the start]"
+            lines.append(f"  {number:2d}. {step.line()}{after}{mark}")
+            previous = [step.name]
         for step in self.cleanup:
             lines.append(f"  on a failure of {', '.join(step.needs)}: {step.line()}")
         return "\n".join(lines)

@@ -77,11 +77,14 @@ def test_fast_forward_plan_stops_computes_syncs_every_hop_then_switches_them(sal
     assert "disable_compute_service_check_for_ffu" in text
     steps = plan_steps(text)
     assert steps[5:7] == ["cmp01_stop", "cmp02_stop"]
-    # the API closes as the controllers stop; the only controller is not drained for the
-    # workaround's removal either (its keystone serves nova's restart)
-    assert not [s for s in steps if "drain" in s]
-    order = ["ctl01_redeploy", "dbsync_nova", "ctl01_start", "ctl01_ready", "cmp01_switch",
-             "cmp02_switch", "ctl01_ffu_off", "ctl01_ffu_off_ready", "finish_nova"]
+    # the API's window opens with the only controller's drain; it is not drained for the
+    # workaround's removal (its keystone serves nova's restart)
+    assert [s for s in steps if "drain" in s] == ["ctl01_drain"]
+    assert "ctl01_drain [drain] on haproxy: ctl01 out of every backend (impact: API down: " \
+           "the window opens)" in text
+    order = ["ctl01_drain", "ctl01_redeploy", "dbsync_nova", "ctl01_start", "ctl01_ready",
+             "cmp01_switch", "cmp02_switch", "ctl01_ffu_off", "ctl01_ffu_off_ready",
+             "finish_nova"]
     assert [steps.index(s) for s in order] == sorted(steps.index(s) for s in order)
     assert steps[-1] == "computes_after"
     assert runs_on_master(salt_master) == before

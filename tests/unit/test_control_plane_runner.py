@@ -46,7 +46,7 @@ def test_report_is_written_from_the_journal_and_the_probe(bus, tmp_path):
     runner.begin(cluster="lab", run="r1", steps=steps + ["report"], orch="orch.upgrade_control_plane")
     for name in steps:
         bus_result = RESULTS[name]
-        runner._call_runner = lambda fun, args=None, kwargs=None, r=bus_result: r  # pylint: disable=protected-access
+        runner._run_function = lambda fun, args=None, kwargs=None, r=bus_result: r  # pylint: disable=protected-access
         kind, node = KINDS[name]
         assert runner.step(cluster="lab", run="r1", step=name, function="x.y", kind=kind,
                            node=node)["ran"]
@@ -87,7 +87,7 @@ def test_cluster_config_masks_the_db_password(bus, monkeypatch):
 
 def test_stopped_names_the_failed_step_and_both_ways_on(bus):
     runner.begin(cluster="lab", run="r2", steps=["one"], orch="orch.upgrade_control_plane")
-    runner._call_runner = lambda *a, **k: (_ for _ in ()).throw(  # pylint: disable=protected-access
+    runner._run_function = lambda *a, **k: (_ for _ in ()).throw(  # pylint: disable=protected-access
         runner.leapfrog_errors.LeapfrogError("x.y failed: disk full"))
     runner.step(cluster="lab", run="r2", step="one", function="x.y")
     out = runner.stopped(cluster="lab", run="r2", orch="orch.upgrade_control_plane",
@@ -128,7 +128,7 @@ def test_the_report_says_each_step_in_one_line_by_its_kind(bus):
     kinds = dict(KINDS, ctl01_drain=("drain", "ctl01"))
     runner.begin(cluster="lab", run="r2", steps=list(results), orch="orch.upgrade_control_plane")
     for name, result in results.items():
-        runner._call_runner = lambda fun, args=None, kwargs=None, r=result: r  # pylint: disable=protected-access
+        runner._run_function = lambda fun, args=None, kwargs=None, r=result: r  # pylint: disable=protected-access
         kind, node = kinds[name]
         runner.step(cluster="lab", run="r2", step=name, function="x.y", kind=kind, node=node)
     out = runner.report(cluster="lab", run="r2")

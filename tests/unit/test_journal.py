@@ -385,3 +385,67 @@ def test_fault_switch_refuses_a_bad_boundary():
     with pytest.raises(lj.leapfrog_errors.LeapfrogError, match="boundary"):
         leapfrog_fault.Faults.from_config({"testing": {"fail_at": "x:middle"}}, environ={})
     assert not leapfrog_fault.Faults.from_config({}, environ={})
+
+
+def _in_child(work):
+    """Run ``work()`` in a forked child (as Salt runs a ``parallel`` state); its result."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read)
+        try:
+            out = json.dumps(work())
+        except Exception as exc:  # pylint: disable=broad-except
+            out = json.dumps({"raised": type(exc).__name__, "text": str(exc)})
+        os.write(write, out.encode())
+        os._exit(0)  # pylint: disable=protected-access
+    os.close(write)
+    with os.fdopen(read) as handle:
+        text = handle.read()
+    os.waitpid(pid, 0)
+    return json.loads(text)
+
+
+def test_a_step_run_side_by_side_shares_its_parents_lock_and_leaves_it_to_it(tmp_path, seen,
+                                                                            clock):
+    parent = tracker(tmp_path, seen, clock)
+    parent.begin(["a", "b"])
+    holder = parent.lock.read()
+
+    def fail_in_child():
+        child = tracker(tmp_path, {"events": [], "lines": []}, clock)
+        relation = child.lock.relation("r1")
+        try:
+            child.run("a", lambda: 1 / 0)
+        except lj.StepFailed as exc:
+            return {"relation": relation, "error": str(exc)}
+        return {"relation": relation}
+
+    out = _in_child(fail_in_child)
+    assert out == {"relation": "child", "error": "step a failed: division by zero"}
+    assert parent.lock.read() == holder  # still the parent's, not released by the child
+    assert parent.journal.step("a")["status"] == "failed"
+    assert parent.lock.relation("r1") == "holder"
+    assert _in_child(lambda: lj.ClusterLock(str(tmp_path), "lab").relation("r2")) is None
+
+
+def test_another_run_in_a_child_process_is_still_refused(tmp_path, seen, clock):
+    tracker(tmp_path, seen, clock).begin()
+    out = _in_child(lambda: tracker(tmp_path, {"events": [], "lines": []}, clock,
+                                    run="other").begin())
+    assert out["raised"] == "LockBusy" and "run r1 holds the lock" in out["text"]
+
+
+def test_a_process_that_is_no_child_of_the_holder_is_refused(tmp_path, clock):
+    lock = lj.ClusterLock(str(tmp_path), "lab", clock=clock)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        lj.write_json(lock.path, {"run": "r1", "pid": proc.pid,
+                                  "pid_start": lj.process_start(proc.pid),
+                                  "host": socket.gethostname(), "heartbeat": clock()})
+        assert lock.relation("r1") is None
+        with pytest.raises(lj.LockBusy):
+            lock.acquire("r1")
+    finally:
+        proc.kill()
+        proc.wait()

@@ -45,7 +45,7 @@ def bus(monkeypatch):
             raise runner.leapfrog_errors.LeapfrogError("bad.fun failed: boom")
         return {"fun": fun, "kwargs": kwargs}
 
-    monkeypatch.setattr(runner, "_call_runner", call)
+    monkeypatch.setattr(runner, "_run_function", call)
     return {"events": events, "calls": calls}
 
 

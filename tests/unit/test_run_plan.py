@@ -2,6 +2,8 @@
 begun run gets its stored plan back even when the cluster changed in between, a run id
 resumes only its orchestration and target, and rollback reads step kinds and nodes, so
 renaming a step breaks nothing."""
+import pytest
+
 import leapfrog_steps
 from tests.unit.test_journal_runner import PILLAR, bus, configure_loader_modules, runner  # noqa: F401 pylint: disable=unused-import
 
@@ -59,7 +61,7 @@ def test_renamed_steps_break_no_rollback(bus, monkeypatch):
     runner.begin(cluster="lab", run="up1", steps=plan.names(), orch=plan.orch,
                  target="2025.1", plan=plan.to_dict())
     for step in plan.steps:
-        runner._call_runner = lambda fun, args=None, kwargs=None, r=results[step.name]: r  # pylint: disable=protected-access
+        runner._run_function = lambda fun, args=None, kwargs=None, r=results[step.name]: r  # pylint: disable=protected-access
         runner.step(cluster="lab", run="up1", step=step.name, function="x.y",
                     kind=step.kind, node=step.node)
     sources = runner.rollback_sources(cluster="lab", upgrade_run="up1")
@@ -78,3 +80,33 @@ def test_the_gate_names_the_first_point_of_no_return_after_it():
     assert leapfrog_history.next_no_return(data, "approval")["name"] == "batch01_switch"
     assert leapfrog_history.next_no_return(data, "cmp004_switch") is None
     assert leapfrog_history.next_no_return({}, "approval") is None
+
+
+def test_side_by_side_branches_start_together_and_the_next_step_needs_their_ends():
+    plan = leapfrog_steps.Plan("orch.x", "lab", "2025.1", "t")
+    plan.add("a", "precheck")
+    plan.side_by_side(lambda: (plan.add("b1", "record"), plan.add("b2", "record")),
+                      lambda: plan.add("c", "record"))
+    plan.side_by_side()  # no branch: nothing changes
+    plan.add("d", "verify")
+    assert {s.name: s.needs for s in plan.check().steps} == {
+        "a": [], "b1": ["a"], "b2": ["b1"], "c": ["a"], "d": ["b2", "c"]}
+    assert plan.render().splitlines()[-2:] == [
+        "   4. c [record]: nothing [after a]", "   5. d [verify]: nothing [after b2, c]"]
+
+
+def test_a_step_runs_a_runner_function_in_process_and_fails_on_its_retcode(monkeypatch):
+    def failing(**kwargs):
+        runner.__context__["retcode"] = 1
+        return {"error": f"nothing matched {kwargs['target']}", "retcode": 1}
+
+    monkeypatch.setitem(runner.__salt__, "leapfrog.good", lambda **kwargs: {"got": kwargs})
+    monkeypatch.setitem(runner.__salt__, "leapfrog.bad", failing)
+    run = runner._run_function  # pylint: disable=protected-access
+    assert run("leapfrog.good", kwargs={"a": 1}) == {"got": {"a": 1}}
+    with pytest.raises(runner.leapfrog_errors.LeapfrogError,
+                       match="^leapfrog.bad failed: nothing matched L@x$"):
+        run("leapfrog.bad", kwargs={"target": "L@x"})
+    assert "retcode" not in runner.__context__  # the step's own failure sets it, not this
+    with pytest.raises(runner.leapfrog_errors.LeapfrogError, match="no runner function"):
+        run("leapfrog.nothing")
