@@ -15,13 +15,16 @@ import salt.utils.minions
 
 import leapfrog_builders
 import leapfrog_cluster
+import leapfrog_computes
 import leapfrog_errors
+import leapfrog_facts
 import leapfrog_fault
 import leapfrog_history
 import leapfrog_journal
 import leapfrog_minions
 import leapfrog_parse
 import leapfrog_plan
+import leapfrog_precheck
 import leapfrog_rebuild
 import leapfrog_schedules
 import leapfrog_schema
@@ -472,61 +475,10 @@ def status(cluster=None, run=None):
     return out
 
 
-def _compute_releases(config, computes, timeout):
-    """Compute -> release: from ``computes`` (a release, a mapping, or None = ask the
-    compute role's minions through ``leapfrog.node_info``)."""
-    if isinstance(computes, (str, int, float)):  # salt-run parses computes=2024.1 as a float
-        return {leapfrog_journal.check_name("compute", mid): str(computes)
-                for mid in leapfrog_minions.expected(__opts__, config["roles"]["compute"])}
-    if isinstance(computes, dict):
-        return {str(k): str(v) for k, v in computes.items()}
-    answers = _ask(config["roles"]["compute"], timeout)
-    found, problems = {}, []
-    for mid, info in sorted(answers.items()):
-        release = info.get("release") if isinstance(info, dict) else None
-        if isinstance(release, str):
-            found[leapfrog_journal.check_name("compute", mid)] = release
-        else:
-            problems.append(f"compute {mid}: release not known from its pillar ({release!r})")
-    if problems:
-        raise leapfrog_errors.LeapfrogError("; ".join(problems))
-    return found
-
-
 def _recorded_plan(name, run):
     """The decision ``begin`` kept in run ``run``'s journal (None: no such run or none kept)."""
     data = leapfrog_journal.Journal(_journal_root(), name, str(run)).read() or {}
     return (data.get("meta") or {}).get("plan")
-
-
-def _cloud_releases(config, timeout):
-    """``nova_service.releases`` on the first controller (the releases nova records for
-    its conductors and computes), or {} when it cannot be read there (no database
-    settings, no nova yet): the pillar's declared releases are used then."""
-    try:
-        first = _first(config, "controller")
-        out = leapfrog_minions.call(__opts__, f"L@{first}", "nova_service.releases",
-                                    timeout=max(timeout, 30))[first]
-    except leapfrog_errors.LeapfrogError as exc:
-        log.info("leapfrog: releases from the pillar: nova's service versions unread (%s)", exc)
-        return {}
-    return out if isinstance(out, dict) and out.get("computes") else {}
-
-
-def _decide(config, strategy=None, to=None, control=None, computes=None, timeout=10):
-    """A control-plane run's decision (``leapfrog_plan.strategy``), the computes' releases
-    and where they were read (nova's service versions, else the pillar)."""
-    releases = config["releases"]
-    facts, source = {}, "pillar"
-    if computes is None:
-        facts = _cloud_releases(config, timeout)
-        source = "nova's service versions" if facts else source
-    found = facts.get("computes") or _compute_releases(config, computes, timeout)
-    control = control or facts.get("control") or releases["current"]
-    decision = leapfrog_plan.strategy(
-        releases["path"], strategy or releases["strategy"], str(control), found,
-        to=str(to or releases["target"]))
-    return decision, found, source
 
 
 def plan(cluster=None, strategy=None, to=None, control=None, computes=None, pillar=None,
@@ -560,7 +512,7 @@ def plan(cluster=None, strategy=None, to=None, control=None, computes=None, pill
             kept = leapfrog_steps.Plan.from_dict(recorded)
             return {"cluster": name, "possible": True, "resumed": True, "run": str(run),
                     "steps": kept.names(), "text": kept.render(), "plan": kept.to_dict()}
-        decision, found, source = _decide(config, strategy, to, control, computes, timeout)
+        decision, found, source = leapfrog_facts.decide(__opts__, config, strategy, to, control, computes, timeout)
     except leapfrog_plan.Impossible as exc:
         return _fail({"cluster": cluster, "possible": False, "reason": exc.reason,
                       "alternatives": exc.alternatives, "text": str(exc)})
@@ -575,42 +527,8 @@ def plan(cluster=None, strategy=None, to=None, control=None, computes=None, pill
                                         f"already runs {decision['control']}")
     built = leapfrog_builders.control_plane({
         "cluster": name, "run": leapfrog_journal.new_run_id(), "config": config,
-        "decision": decision, "computes": found, "controllers": _rolled_controllers(config)})
+        "decision": decision, "computes": found, "controllers": leapfrog_minions.rolled_controllers(__opts__, config)})
     return dict(out, steps=built.names(), text=built.render(), plan=built.to_dict())
-
-
-def _plan_facts(orch, name, config, args, run):
-    """The facts of one run of ``orch``, gathered once (see ``leapfrog_builders``)."""
-    facts = {"cluster": name, "run": run, "config": config}
-    if orch == "orch.upgrade_control_plane":
-        decision, found, _ = _decide(config, args.get("strategy"), args.get("to"))
-        if not decision["hops"]:
-            raise leapfrog_errors.LeapfrogError(
-                f"nothing to do: the control plane already runs {decision['control']}")
-        if decision["strategy"] == "rolling" and len(decision["hops"]) != 1:
-            raise leapfrog_errors.LeapfrogError(
-                "orch.upgrade_control_plane runs one rolling hop per run; the plan asks for "
-                f"{len(decision['hops'])} hops: name the hop with to=<release>, or choose "
-                "strategy=fast_forward")
-        facts.update(decision=decision, computes=found,
-                     controllers=_rolled_controllers(config))
-    elif orch == "orch.upgrade_data_plane":
-        facts.update(to=str(args.get("to") or config["releases"]["path"][-1]),
-                     hosts=_data_plane_hosts(config, args.get("canary"), args.get("batch")),
-                     switch={k: args[k] for k in ("servers", "timeout") if args.get(k)},
-                     expiry=args.get("expiry"))
-    elif orch == "orch.test_upgrade":
-        suffix = str(args.get("suffix", "_upgrade"))
-        problem = leapfrog_schema.clone_suffix(suffix, config["database"]["databases"])
-        if problem:
-            raise leapfrog_errors.LeapfrogError(problem)
-        facts["suffix"] = suffix
-    elif orch == "orch.rollback_control_plane":
-        sources = leapfrog_history.rollback_sources(
-            __opts__, _journal_root(), name, config, args.get("upgrade_run"),
-            args.get("force", False))
-        facts.update(sources=sources, controllers=_rolled_controllers(config))
-    return facts
 
 
 def _testing(name, args):
@@ -655,7 +573,7 @@ def run_plan(orch=None, args=None, test=False):
         if isinstance(stored, dict) and "steps" in stored:
             built = leapfrog_steps.Plan.from_dict(stored)
         else:
-            built = leapfrog_builders.BUILDERS[orch](_plan_facts(orch, name, config, args, run))
+            built = leapfrog_builders.BUILDERS[orch](leapfrog_facts.plan_facts(__opts__, _journal_root(), orch, name, config, args, run))
     except leapfrog_errors.PillarInvalid as exc:
         return _fail({"cluster": cluster, "refused": "\n".join(exc.problems)})
     except leapfrog_errors.LeapfrogError as exc:
@@ -709,14 +627,6 @@ def _expected_minions(target):
     return sorted(found.get("minions", []))
 
 
-def _ask(target, timeout):
-    client = salt.client.get_local_client(__opts__["conf_file"])
-    try:
-        return client.cmd(target, "leapfrog.node_info", tgt_type="compound", timeout=timeout)
-    finally:
-        client.destroy()
-
-
 def inventory(cluster=None, pillar=None, timeout=10):
     """
     List the cluster's nodes by role, asking each node through its role's compound target
@@ -738,7 +648,7 @@ def inventory(cluster=None, pillar=None, timeout=10):
     roles, problems = {}, []
     for role, target in sorted(config["roles"].items()):
         expected = _expected_minions(target)
-        answers = _ask(target, timeout)
+        answers = leapfrog_minions.ask_node_info(__opts__, target, timeout)
         nodes = {mid: info for mid, info in sorted(answers.items()) if isinstance(info, dict)}
         silent = sorted(set(expected) - set(nodes))
         roles[role] = {"target": target, "nodes": nodes, "not_responding": silent}
@@ -929,56 +839,6 @@ def unchanged_since(step, run, func="mysql_backup.schema", role="database", data
 
 # ------------------------------------------------------------------ the control-plane
 # upgrade (orch.upgrade_control_plane): pre-check, revisions, availability probe, report
-def _first(config, role):
-    ids = leapfrog_minions.expected(__opts__, config["roles"][role])
-    if not ids:
-        raise leapfrog_errors.LeapfrogError(f"role {role}: {config['roles'][role]!r} matches "
-                                            "no minion")
-    return ids[0]
-
-
-def _collect(problems, what, func):
-    """Run one pre-check; its exception becomes a problem line instead of stopping."""
-    try:
-        return func()
-    except Exception as exc:  # pylint: disable=broad-except
-        problems.append(f"{what}: {exc}")
-        return None
-
-
-def _precheck_haproxy(config, problems):
-    answers = leapfrog_minions.call(__opts__, config["roles"]["haproxy"], "haproxy_admin.servers")
-    for mid, records in answers.items():
-        for rec in records:
-            if not str(rec.get("status", "")).startswith(("UP", "no check")):
-                problems.append(f"haproxy on {mid}: {rec['backend']}/{rec['server']} is "
-                                f"{rec.get('status')}; bring it UP (or fix it) before the upgrade")
-
-
-def _precheck_databases(config, problems, notes):
-    answers = leapfrog_minions.call(__opts__, config["roles"]["database"], "mysql_backup.precheck")
-    for mid, out in answers.items():
-        problems.extend(f"database on {mid}: {p}" for p in out.get("problems") or [])
-        notes.extend(f"database on {mid}: {n}" for n in out.get("notes") or [])
-
-
-def _precheck_release(config, control, problems):
-    first = _first(config, "controller")
-    out = leapfrog_minions.call(__opts__, f"L@{first}", "nova_manage.versions",
-                                {"release": control})[first]
-    if not out.get("at_head"):
-        problems.append(f"nova databases are not at {control}'s heads ({out.get('revisions')});"
-                        f" set releases:current (or from=) to the release the cloud runs")
-
-
-def _precheck_nova_status(config, control, problems, notes):
-    first = _first(config, "controller")
-    out = leapfrog_minions.call(__opts__, f"L@{first}", "nova_manage.upgrade_check",
-                                {"release": control})[first]
-    problems.extend(f"nova-status upgrade check: {name} failed" for name in out.get("failed") or [])
-    notes.extend(f"nova-status upgrade check: {name} warns" for name in out.get("warnings") or [])
-
-
 def precheck(cluster=None, to=None, strategy=None, pillar=None, timeout=10):
     """
     Analyse the cluster before an upgrade and collect every problem (it does not stop at
@@ -1007,23 +867,8 @@ def precheck(cluster=None, to=None, strategy=None, pillar=None, timeout=10):
         problems.append(decided.get("text") or "; ".join(decided.get("problems") or []))
     control = str(decided.get("control") or config["releases"]["current"])
     __context__.pop("retcode", None)  # the sub-checks' failures are collected, not final
-    _collect(problems, "release check", lambda: _precheck_release(config, control, problems))
-    _collect(problems, "nova-status", lambda: _precheck_nova_status(config, control, problems,
-                                                                    notes))
-    _collect(problems, "database pre-check", lambda: _precheck_databases(config, problems,
-                                                                          notes))
-    _collect(problems, "haproxy", lambda: _precheck_haproxy(config, problems))
-    controllers = leapfrog_minions.expected(__opts__, config["roles"]["controller"])
-    if decided.get("strategy") == "rolling" and len(controllers) < 2:
-        problems.append(
-            f"a rolling upgrade needs at least two controllers behind haproxy (one serves, "
-            f"and answers the others' token requests, while the other is upgraded); found "
-            f"{', '.join(controllers) or 'none'}: use strategy=fast_forward (the API is "
-            "closed meanwhile)")
-    no_vm = [n for n in controllers if n not in config["vms"]["nodes"]]
-    if no_vm:
-        problems.append(f"controller(s) {', '.join(no_vm)} have no VM in vms:nodes; add "
-                        "{hypervisor, domain} for each")
+    leapfrog_precheck.collect(__opts__, config, control, decided.get("strategy"), problems,
+                              notes)
     result = {"cluster": name, "ok": not problems, "problems": problems, "notes": notes,
               "strategy": decided.get("strategy"), "hops": decided.get("hops")}
     for line in problems:
@@ -1048,7 +893,7 @@ def revisions(cluster=None, release=None, pillar=None):
     try:
         _, config = _load(cluster, pillar)
         release = str(release or config["releases"]["target"])
-        first = _first(config, "controller")
+        first = leapfrog_minions.first(__opts__, config, "controller")
         tgt = f"L@{first}"
         out = {"release": release, "node": first,
                "nova": leapfrog_minions.call(__opts__, tgt, "nova_manage.versions",
@@ -1176,14 +1021,7 @@ def cluster_config(cluster=None, pillar=None):
         return _fail({"cluster": cluster, "problems": getattr(exc, "problems", None) or [str(exc)]})
     database = {k: ("****" if k in SECRET_KEYS else v) for k, v in config["database"].items()}
     return {**config, "database": database, "cluster": name,
-            "controllers": _rolled_controllers(config)}
-
-
-def _rolled_controllers(config):
-    """The controller role's minions that have a VM in ``vms:nodes``: the ones an
-    upgrade rolls, in order."""
-    return [node for node in leapfrog_minions.expected(__opts__, config["roles"]["controller"])
-            if node in config["vms"]["nodes"]]
+            "controllers": leapfrog_minions.rolled_controllers(__opts__, config)}
 
 
 def stopped(cluster=None, run=None, orch=None, rollback=None):
@@ -1326,43 +1164,6 @@ def rollback_sources(cluster=None, upgrade_run=None, pillar=None, force=False):
 
 # ------------------------------------------------------------------ the data plane
 # (orch.upgrade_data_plane): one compute switched to a release, through the compute API
-def _utc_now():
-    import datetime  # pylint: disable=import-outside-toplevel
-
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
-
-
-class _Phases:
-    """Timed calls of one compute's switch or stop: ``phases`` maps each phase to seconds."""
-
-    def __init__(self, timeout):
-        self.timeout = timeout
-        self.phases = {}
-
-    def __call__(self, name, target, func, kwargs=None):
-        import time  # pylint: disable=import-outside-toplevel
-
-        begun = time.monotonic()
-        out = leapfrog_minions.call(__opts__, target, func, kwargs, timeout=self.timeout)
-        self.phases[name] = round(time.monotonic() - begun, 2)
-        return next(iter(out.values()))
-
-
-def _compute_sls(config):
-    sls = config["data_plane"]["redeploy_sls"]
-    if not sls:
-        raise leapfrog_errors.LeapfrogError(
-            "data_plane:redeploy_sls is not set: name the SLS that switches a compute to "
-            "a release (see pillar_examples/cluster.sls)")
-    return sls
-
-
-def _quiesce(phase, api, host, reason, timeout):
-    """Disable ``host``'s nova-compute (with ``reason``) and wait until nothing runs on it."""
-    phase("disable", api, "nova_service.disable", {"host": host, "reason": reason})
-    phase("idle", api, "nova_service.wait_idle", {"host": host, "timeout": timeout})
-
-
 def switch_compute(host, release=None, cluster=None, servers=None, reason=None, pillar=None,
                    timeout=None):
     """
@@ -1422,11 +1223,11 @@ def switch_computes(hosts, release=None, cluster=None, servers=None, reason=None
         release = str(release or config["releases"]["target"])
         for host in hosts:
             leapfrog_journal.check_name("host", host)
-        switch = _Switch(name, config, release, servers or config["data_plane"]["servers"],
+        switch = leapfrog_computes.Switch(__opts__, name, config, release, servers or config["data_plane"]["servers"],
                          reason or f"leapfrog: switching to {release}",
                          timeout if timeout not in (None, "") else
                          config["data_plane"]["timeout"])
-        sls = _compute_sls(config)
+        sls = leapfrog_computes.compute_sls(config)
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"hosts": hosts, "error": str(exc)})
     results = switch.run(list(hosts), sls)
@@ -1437,117 +1238,6 @@ def switch_computes(hosts, release=None, cluster=None, servers=None, reason=None
         return _fail(dict(out, failed=failed, error="; ".join(
             f"{h}: {results[h]['error']}" for h in failed)))
     return out
-
-
-class _Switch:
-    """One batch's switch (see :func:`switch_computes`): per host its phases and outcome;
-    each phase runs for the batch's hosts side by side."""
-
-    def __init__(self, cluster, config, release, policy, reason, timeout):
-        leapfrog_parse.choice(release, "release", leapfrog_schema.RELEASES)
-        policy = leapfrog_parse.choice(policy, "servers", leapfrog_schema.SERVER_POLICIES)
-        timeout = leapfrog_parse.seconds(timeout, "timeout", minimum=1)
-        self.cluster, self.release, self.policy = cluster, release, policy
-        self.reason, self.timeout = reason, timeout
-        self.api = f"L@{_first(config, 'controller')}"
-        self.api_calls = config["data_plane"]["api_calls"]
-        self.phases, self.before, self.moved, self.results = {}, {}, {}, {}
-
-    def _each(self, hosts, work, parallel=True):
-        """Run ``work(host, phase)`` for each host still going, the hosts side by side (each
-        call its own Salt job; at most ``data_plane:api_calls`` at once) unless ``parallel``
-        is False; a failure ends that host."""
-        import concurrent.futures  # pylint: disable=import-outside-toplevel
-        import contextvars  # pylint: disable=import-outside-toplevel
-
-        def one(host):
-            try:
-                work(host, self.phases[host])
-            except leapfrog_errors.LeapfrogError as exc:
-                self.results[host] = {"host": host, "error": str(exc),
-                                      "phases": self.phases[host].phases}
-
-        going = [h for h in hosts if h not in self.results]
-        if not parallel or len(going) < 2:
-            for host in going:
-                one(host)
-            return
-        with concurrent.futures.ThreadPoolExecutor(min(self.api_calls, len(going))) as pool:
-            # each thread in a copy of this one's context: Salt's loader dunders live there
-            done = [pool.submit(contextvars.copy_context().run, one, host) for host in going]
-            for future in done:
-                future.result()
-
-    def _check(self, host, phase):
-        current = phase("version", self.api, "nova_service.list", {"host": host})[0]["version"]
-        if current is not None and leapfrog_plan.release_of(current) == self.release:
-            self.results[host] = {"host": host, "skipped": True, "reason": (
-                f"{host} already runs {self.release} (service version {current})")}
-            return
-        self.before[host] = {s["id"]: s["status"] for s in phase(
-            "servers", self.api, "nova_service.servers", {"host": host})}
-        if self.before[host] and self.policy == "skip":
-            self.results[host] = {"host": host, "skipped": True, "reason": (
-                f"{len(self.before[host])} server(s) on {host} and data_plane:servers is "
-                "skip (run with servers=force to switch it anyway)")}
-
-    def _disable(self, host, phase):
-        phase("disable", self.api, "nova_service.disable", {"host": host, "reason": self.reason})
-
-    def _empty(self, host, phase):
-        phase("idle", self.api, "nova_service.wait_idle", {"host": host, "timeout": self.timeout})
-        self.moved[host] = []
-        if self.before[host] and self.policy == "migrate":  # disabled: nothing comes back
-            self.moved[host] = phase("migrate", self.api, "nova_service.migrate_away",
-                                     {"host": host, "timeout": self.timeout})["migrated"]
-            self.before[host] = {}
-
-    def _redeploy(self, hosts, sls):
-        import time  # pylint: disable=import-outside-toplevel
-
-        begun = time.monotonic()
-        _, problems = _apply_together(
-            "L@" + ",".join(hosts), sls,
-            {"leapfrog": {"release": self.release, "services": "running"}}, self.timeout)
-        for host in hosts:
-            self.phases[host].phases["redeploy"] = round(time.monotonic() - begun, 2)
-            if host in problems:
-                self.results[host] = {"host": host, "error": problems[host],
-                                      "phases": self.phases[host].phases}
-
-    def _finish(self, host, phase, since):
-        phase("up", self.api, "nova_service.wait_up",
-              {"host": host, "version": self.release, "since": since, "timeout": self.timeout})
-        phase("enable", self.api, "nova_service.enable", {"host": host, "reason": self.reason})
-        after = {s["id"]: s["status"] for s in phase("servers_after", self.api,
-                                                     "nova_service.servers", {"host": host})}
-        if after != self.before[host]:
-            raise leapfrog_errors.LeapfrogError(
-                f"servers on {host} changed during its switch: before {self.before[host]}, "
-                f"after {after}")
-
-    def run(self, hosts, sls):
-        import time  # pylint: disable=import-outside-toplevel
-
-        began = time.monotonic()
-        self.phases = {host: _Phases(self.timeout) for host in hosts}
-        self._each(hosts, self._check)
-        self._each(hosts, self._disable)  # every host first: none is a migration's target
-        # live migrations one host after another (the scheduler places each on what is left)
-        self._each(hosts, self._empty, parallel=self.policy != "migrate")
-        going = [h for h in hosts if h not in self.results]
-        if going:
-            since = _utc_now()
-            self._redeploy(going, sls)
-            self._each(hosts, lambda host, phase: self._finish(host, phase, since))
-        seconds = round(time.monotonic() - began, 2)
-        for host in (h for h in hosts if h not in self.results):
-            self.results[host] = {
-                "host": host, "cluster": self.cluster, "release": self.release,
-                "servers": len(self.before[host]),
-                "migrated": self.moved[host], "phases": self.phases[host].phases,
-                "seconds": seconds}
-        return {host: self.results[host] for host in hosts}
 
 
 def stop_compute(host, release, reason=None, cluster=None, pillar=None, timeout=600):
@@ -1565,23 +1255,13 @@ def stop_compute(host, release, reason=None, cluster=None, pillar=None, timeout=
 
         salt-run leapfrog.stop_compute cmp01 2024.1 reason='fast-forward to 2026.1' cluster=prod1
     """
-    import time  # pylint: disable=import-outside-toplevel
-
-    started, phase = time.monotonic(), _Phases(timeout)
+    phase = leapfrog_computes.Phases(__opts__, timeout)
     try:
         name, config = _load(cluster, pillar)
-        sls = _compute_sls(config)
-        release = str(release)
-        api = f"L@{_first(config, 'controller')}"
-        servers = phase("servers", api, "nova_service.servers", {"host": host})
-        _quiesce(phase, api, host, reason or "leapfrog: nova-compute stopped for an upgrade",
-                 timeout)
-        phase("stop", f"L@{host}", "state.apply",
-              {"mods": sls, "pillar": {"leapfrog": {"release": release, "services": "stopped"}}})
+        out = leapfrog_computes.stop(__opts__, config, host, str(release), reason, phase)
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"host": host, "error": str(exc), "phases": phase.phases})
-    return {"host": host, "cluster": name, "release_before": release, "servers": len(servers),
-            "phases": phase.phases, "seconds": round(time.monotonic() - started, 2)}
+    return {"cluster": name, **out}
 
 
 def unpin_compute_rpc(release, cluster=None, pillar=None, timeout=600):
@@ -1601,34 +1281,13 @@ def unpin_compute_rpc(release, cluster=None, pillar=None, timeout=600):
 
         salt-run leapfrog.unpin_compute_rpc 2025.1 cluster=prod1
     """
-    import time  # pylint: disable=import-outside-toplevel
-
-    started, phase = time.monotonic(), _Phases(timeout)
+    phase = leapfrog_computes.Phases(__opts__, timeout)
     try:
         name, config = _load(cluster, pillar)
-        release = str(release)
-        first = _first(config, "controller")
-        facts = phase("releases", f"L@{first}", "nova_service.releases")
-        older = {h: r for h, r in facts["computes"].items() if r != release}
-        if older:
-            return {"cluster": name, "unpinned": False, "skipped": (
-                "compute(s) " + ", ".join(f"{h} ({r})" for h, r in sorted(older.items()))
-                + f" do not run {release}: the controllers keep [upgrade_levels] compute = "
-                "auto until they do (re-run the data plane for them)")}
-        controllers = _rolled_controllers(config)
-        out_of_rotation = len(controllers) > 1
-        haproxy = config["roles"]["haproxy"]
-        for node in controllers:
-            if out_of_rotation:
-                phase(f"{node}_drain", haproxy, "haproxy_admin.drain", {"server": node})
-            phase(f"{node}_restart", f"L@{node}", "state.apply", {
-                "mods": config["vms"]["redeploy_sls"], "pillar": {"leapfrog": {
-                    "release": release, "services": "running", "compute_rpc": None}}})
-            phase(f"{node}_ready", haproxy, "haproxy_admin.ready", {"server": node})
+        out = leapfrog_computes.unpin(__opts__, config, str(release), phase)
     except (leapfrog_errors.LeapfrogError, KeyError) as exc:
         return _fail({"cluster": cluster, "error": str(exc), "phases": phase.phases})
-    return {"cluster": name, "unpinned": True, "controllers": controllers,
-            "phases": phase.phases, "seconds": round(time.monotonic() - started, 2)}
+    return {"cluster": name, **out}
 
 
 def pause(seconds=30, cluster=None):  # pylint: disable=unused-argument
@@ -1674,38 +1333,14 @@ def prestage_computes(release=None, cluster=None, pillar=None, timeout=1800):
             return {"cluster": name, "skipped": True, "reason": (
                 "data_plane:prestage_sls is not set: nothing installed ahead (the redeploy "
                 "installs the release's code during each switch)")}
-        changed, problems = _apply_together(
-            config["roles"]["compute"], sls, {"leapfrog": {"release": release}}, timeout)
+        changed, problems = leapfrog_computes.apply_together(
+            __opts__, config["roles"]["compute"], sls, {"leapfrog": {"release": release}}, timeout)
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"cluster": cluster, "error": str(exc)})
     out = {"cluster": name, "release": release, "sls": sls, "hosts": changed}
     if problems:
         return _fail(dict(out, failed=sorted(problems), error="; ".join(problems.values())))
     return out
-
-
-def _apply_together(target, mods, pillar, timeout, test=False):
-    """``state.apply mods`` with ``pillar`` on the minions of ``target`` at once (one Salt
-    job): ``({host: [a line per state that changed, or would with test]}, {host:
-    problem})``."""
-    answers, problems = leapfrog_minions.call_each(
-        __opts__, target, "state.apply",
-        {"mods": mods, "pillar": pillar, **({"test": True} if test else {})}, timeout=timeout)
-    changed = {}
-    for host, states in sorted(answers.items()):
-        moved = sorted((s for s in states.values() if isinstance(s, dict)
-                        and (s.get("changes") or (test and s.get("result") is None))),
-                       key=lambda s: s.get("__run_num__", 0))
-        changed[host] = [_would_change(s) for s in moved]
-    return changed, problems
-
-
-def _would_change(state):
-    """One line for a state that changes (or, with ``test=True``, would change) something:
-    its id, its comment and a file's diff when it shows one."""
-    line = f"{state.get('__id__', '?')}: {state.get('comment', '')}".strip()
-    diff = (state.get("changes") or {}).get("diff")
-    return f"{line}\n{diff}" if diff else line
 
 
 def compute_changes(release=None, cluster=None, pillar=None, timeout=300):
@@ -1725,10 +1360,10 @@ def compute_changes(release=None, cluster=None, pillar=None, timeout=300):
     try:
         name, config = _load(cluster, pillar)
         release = str(release or config["releases"]["target"])
-        changed, problems = _apply_together(
-            config["roles"]["compute"], _compute_sls(config),
+        changed, problems = leapfrog_computes.apply_together(
+            __opts__, config["roles"]["compute"], leapfrog_computes.compute_sls(config),
             {"leapfrog": {"release": release, "services": "running"}}, timeout, test=True)
-        now = _cloud_releases(config, timeout).get("computes") or {}
+        now = leapfrog_facts.cloud_releases(__opts__, config, timeout).get("computes") or {}
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"cluster": cluster, "error": str(exc)})
     hosts = {}
@@ -1760,33 +1395,7 @@ def data_plane_hosts(cluster=None, canary=None, batch=None, pillar=None):
     """
     try:
         name, config = _load(cluster, pillar)
-        hosts = _data_plane_hosts(config, canary, batch)
+        hosts = leapfrog_facts.data_plane_hosts(__opts__, config, canary, batch)
     except (leapfrog_errors.LeapfrogError, ValueError) as exc:
         return _fail({"cluster": cluster, "error": str(exc)})
     return {"cluster": name, **hosts}
-
-
-def _data_plane_hosts(config, canary=None, batch=None):
-    """{canary, batches, pause} of a data-plane run (see ``data_plane_hosts``)."""
-    plane = config["data_plane"]
-    computes = leapfrog_minions.expected(__opts__, config["roles"]["compute"])
-    if not computes:
-        raise leapfrog_errors.LeapfrogError(
-            f"role compute: {config['roles']['compute']!r} matches no minion")
-    wanted = canary if canary is not None else plane["canary"]
-    if isinstance(wanted, (list, tuple)):
-        wanted = "L@" + ",".join(wanted)
-    picked = leapfrog_minions.expected(__opts__, wanted) if wanted else []
-    first = [h for h in computes if h in picked]
-    rest = [h for h in computes if h not in first]
-    for host in computes:
-        leapfrog_journal.check_name("compute", host)
-    size = batch if batch is not None else plane["batch"]
-    problem = leapfrog_schema.batch_problem(size)
-    if problem:
-        raise leapfrog_errors.LeapfrogError(f"batch: {problem}")
-    if isinstance(size, str) and size.endswith("%"):
-        size = max(1, -(-len(rest) * int(size[:-1]) // 100))
-    size = max(1, int(size))
-    batches = [rest[i:i + size] for i in range(0, len(rest), size)]
-    return {"canary": first, "batches": batches, "pause": plane["pause"]}

@@ -35,6 +35,31 @@ def _failed_states(ret):
             for key, r in ret.items() if isinstance(r, dict) and r.get("result") is False]
 
 
+def first(opts, config, role):
+    """The first minion (sorted ids) of a cluster role: where "once" calls run."""
+    ids = expected(opts, config["roles"][role])
+    if not ids:
+        raise leapfrog_errors.LeapfrogError(f"role {role}: {config['roles'][role]!r} matches "
+                                            "no minion")
+    return ids[0]
+
+
+def rolled_controllers(opts, config):
+    """The controller role's minions that have a VM in ``vms:nodes``: the ones an upgrade
+    rolls, in order."""
+    return [node for node in expected(opts, config["roles"]["controller"])
+            if node in config["vms"]["nodes"]]
+
+
+def ask_node_info(opts, target, timeout):
+    """``leapfrog.node_info`` of the minions of compound ``target``: {id: answer}."""
+    client = salt.client.get_local_client(opts["conf_file"])
+    try:
+        return client.cmd(target, "leapfrog.node_info", tgt_type="compound", timeout=timeout)
+    finally:
+        client.destroy()
+
+
 def call(opts, target, fun, kwargs=None, first=False, timeout=600):
     """Run ``fun(**kwargs)`` on the minions of compound ``target``; return {id: return}.
 

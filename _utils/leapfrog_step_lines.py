@@ -76,7 +76,48 @@ def _stop_compute(node, result):
             f"({result.get('servers')} servers running on)")
 
 
-LINES = {"drain": _drain, "backup_db": _backup_db, "verify_backup": _verify_backup,
+def _revision(value):
+    if isinstance(value, dict):
+        return ", ".join(f"{name} {rev}" for name, rev in sorted(value.items()))
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(rev) for rev in value) or "none"
+    return str(value)
+
+
+def _nova_sync(ret):
+    """nova's staged sync: each database's first and last revision over the path's hops."""
+    first, last = {}, {}
+    for hop in ret.get("hops") or []:
+        for step in hop.get("steps") or []:
+            for name, rev in (step.get("before") or {}).items():
+                first.setdefault(name, rev)
+            last.update(step.get("after") or {})
+    changed = [f"{name} {first[name]} -> {last[name]}" for name in sorted(last)
+               if first.get(name) != last[name]]
+    path = ret.get("path") or []
+    return (f"nova {' -> '.join(path)}: " + (", ".join(changed) or "nothing to migrate")
+            + f" ({ret.get('seconds')} s)")
+
+
+def _db_sync(node, result):
+    parts = []
+    for _, ret in _answers(result):
+        if "hops" in ret:
+            parts.append(_nova_sync(ret))
+        elif "stages" in ret:
+            stages = ret["stages"]
+            seconds = sum(float(s.get("seconds") or 0) for s in stages)
+            parts.append(f"{ret.get('service', node)} {'+'.join(s['stage'] for s in stages)}: "
+                         f"{_revision(ret.get('before'))} -> {_revision(ret.get('after'))} "
+                         f"({seconds:.1f} s)")
+        elif ret.get("step") == "online_data_migrations":
+            parts.append(f"{node} online data migrations at {ret.get('release')}: "
+                         f"{ret.get('migrated')} rows migrated in {ret.get('calls')} call(s), "
+                         f"{ret.get('seconds')} s")
+    return "; ".join(parts) or None
+
+
+LINES = {"db_sync": _db_sync, "db_finish": _db_sync, "drain": _drain, "backup_db": _backup_db, "verify_backup": _verify_backup,
          "backup_disk": _backup_disk, "rebuild": _rebuild, "revisions": _revisions,
          "switch_compute": _switch, "stop_compute": _stop_compute}
 

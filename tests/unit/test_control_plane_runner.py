@@ -125,7 +125,20 @@ def test_the_report_says_each_step_in_one_line_by_its_kind(bus):
     results = dict(RESULTS, ctl01_drain={"prx01": {"server": "ctl01", "seconds": 0.62, "backends": {
         b: {"sessions": 0} for b in ("keystone", "nova_api", "placement", "glance",
                                      "nova_metadata", "neutron")}}})
-    kinds = dict(KINDS, ctl01_drain=("drain", "ctl01"))
+    results.update(dbsync_nova={"ctl01": {"path": ["2024.1", "2025.1"], "seconds": 4.5, "hops": [
+        {"release": "2024.1", "steps": [], "skipped": "at its heads"},
+        {"release": "2025.1", "steps": [
+            {"step": "api_db sync", "before": {"api": "cdeec0c85668"}, "after": {"api": "cdeec0c85668"}},
+            {"step": "db sync", "before": {"main": "13863f4e1612", "cell0": "13863f4e1612"},
+             "after": {"main": "2903cd72dc14", "cell0": "2903cd72dc14"}}]}]}},
+        dbsync_keystone_expand={"ctl01": {"service": "keystone", "before": ["27e647c0fad4"],
+                                          "after": ["e25ffa003242"],
+                                          "stages": [{"stage": "expand", "seconds": 3.45}]}},
+        finish_nova={"ctl01": {"step": "online_data_migrations", "release": "2025.1",
+                               "calls": 2, "migrated": 7, "seconds": 4.9}})
+    kinds = dict(KINDS, ctl01_drain=("drain", "ctl01"), dbsync_nova=("db_sync", "nova"),
+                 dbsync_keystone_expand=("db_sync", "keystone"),
+                 finish_nova=("db_finish", "nova"))
     runner.begin(cluster="lab", run="r2", steps=list(results), orch="orch.upgrade_control_plane")
     for name, result in results.items():
         runner._run_function = lambda fun, args=None, kwargs=None, r=result: r  # pylint: disable=protected-access
@@ -135,6 +148,11 @@ def test_the_report_says_each_step_in_one_line_by_its_kind(bus):
     with open(out["paths"]["json"]) as handle:
         lines = {s["name"]: s.get("result") for s in json.load(handle)["steps"]}
     assert lines["ctl01_drain"] == "drained ctl01 from 6 backends, 0 sessions, 0.6 s"
+    assert lines["dbsync_nova"] == ("nova 2024.1 -> 2025.1: cell0 13863f4e1612 -> 2903cd72dc14, "
+                                    "main 13863f4e1612 -> 2903cd72dc14 (4.5 s)")
+    assert lines["dbsync_keystone_expand"] == "keystone expand: 27e647c0fad4 -> e25ffa003242 (3.5 s)"
+    assert lines["finish_nova"] == ("nova online data migrations at 2025.1: 7 rows migrated in "
+                                    "2 call(s), 4.9 s")
     assert lines["backup_dbs"] == "1 databases backed up on dbs01 as 20261122T010000Z-r1"
     assert lines["ctl01_backup_disk"] == ("ctl01's disk backed up on kvm01 as "
                                           "ctl01/20261122T010500Z-r1")

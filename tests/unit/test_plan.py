@@ -102,8 +102,8 @@ def test_golden_refusal():
 # ------------------------------------------------------------------------- runner
 @pytest.fixture(autouse=True)
 def three_controllers(monkeypatch):
-    monkeypatch.setattr(runner, "_rolled_controllers", lambda config: ["ctl01", "ctl02",
-                                                                        "ctl03"])
+    monkeypatch.setattr(runner.leapfrog_minions, "rolled_controllers",
+                        lambda opts, config: ["ctl01", "ctl02", "ctl03"])
     monkeypatch.setattr(runner.leapfrog_minions, "expected",
                         lambda opts, target: ["cmp001", "cmp002"])
 
@@ -147,8 +147,8 @@ def test_runner_plan_strategy_from_argument(monkeypatch):
 
 def test_runner_plan_reads_compute_releases_from_the_inventory(monkeypatch):
     monkeypatch.setattr(leapfrog_cluster, "master_pillar", lambda opts: example_pillar())
-    monkeypatch.setattr(runner, "_cloud_releases", lambda config, timeout: {})
-    monkeypatch.setattr(runner, "_ask", lambda target, timeout: {
+    monkeypatch.setattr(runner.leapfrog_facts, "cloud_releases", lambda opts, config, timeout: {})
+    monkeypatch.setattr(runner.leapfrog_minions, "ask_node_info", lambda opts, target, timeout: {
         "cmp001": {"release": "2025.1"}, "cmp002": {"release": "2025.1"}})
     result = runner.plan(cluster="prod1", control="2025.1")
     assert result["possible"] is True
@@ -160,9 +160,10 @@ def test_runner_plan_prefers_the_releases_nova_records(monkeypatch):
     """After a data-plane run the pillar still declares 2024.1 everywhere: the service
     versions in nova's cell database say where the cloud really is."""
     monkeypatch.setattr(leapfrog_cluster, "master_pillar", lambda opts: example_pillar())
-    monkeypatch.setattr(runner, "_cloud_releases", lambda config, timeout: {
+    monkeypatch.setattr(runner.leapfrog_facts, "cloud_releases", lambda opts, config, timeout: {
         "control": "2025.1", "computes": {"cmp001": "2025.1", "cmp002": "2025.1"}})
-    monkeypatch.setattr(runner, "_ask", lambda target, timeout: pytest.fail("pillar asked"))
+    monkeypatch.setattr(runner.leapfrog_minions, "ask_node_info",
+                        lambda opts, target, timeout: pytest.fail("pillar asked"))
     result = runner.plan(cluster="prod1")
     assert result["possible"] is True, result
     assert result["control"] == "2025.1" and result["releases_from"] == "nova's service versions"

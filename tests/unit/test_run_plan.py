@@ -11,12 +11,12 @@ DATA_PLANE = "orch.upgrade_data_plane"
 
 
 def hosts(batches):
-    return lambda config, canary=None, batch=None: {"canary": ["cmp01"], "batches": batches,
+    return lambda opts, config, canary=None, batch=None: {"canary": ["cmp01"], "batches": batches,
                                                      "pause": 0}
 
 
 def test_a_resume_runs_the_stored_plan_though_the_computes_changed(bus, monkeypatch):
-    monkeypatch.setattr(runner, "_data_plane_hosts", hosts([["cmp02"]]))
+    monkeypatch.setattr(runner.leapfrog_facts, "data_plane_hosts", hosts([["cmp02"]]))
     first = runner.run_plan(DATA_PLANE, {"cluster": "lab", "run": "dp1", "to": "2025.1"})
     assert "retcode" not in first, first
     names = [s["name"] for s in first["plan"]["steps"]]
@@ -24,7 +24,7 @@ def test_a_resume_runs_the_stored_plan_though_the_computes_changed(bus, monkeypa
     runner.begin(cluster="lab", run="dp1", steps=names, orch=DATA_PLANE, target="2025.1",
                  plan=first["plan"])
     # meanwhile a compute was added and the pillar's batches changed
-    monkeypatch.setattr(runner, "_data_plane_hosts", hosts([["cmp02", "cmp03"]]))
+    monkeypatch.setattr(runner.leapfrog_facts, "data_plane_hosts", hosts([["cmp02", "cmp03"]]))
     again = runner.run_plan(DATA_PLANE, {"cluster": "lab", "run": "dp1", "batch": 2})
     assert again["plan"] == first["plan"]
     fresh = runner.run_plan(DATA_PLANE, {"cluster": "lab", "to": "2025.1"})
@@ -32,7 +32,7 @@ def test_a_resume_runs_the_stored_plan_though_the_computes_changed(bus, monkeypa
 
 
 def test_a_run_id_resumes_only_its_orchestration_and_target(bus, monkeypatch):
-    monkeypatch.setattr(runner, "_data_plane_hosts", hosts([["cmp02"]]))
+    monkeypatch.setattr(runner.leapfrog_facts, "data_plane_hosts", hosts([["cmp02"]]))
     first = runner.run_plan(DATA_PLANE, {"cluster": "lab", "run": "dp2", "to": "2025.1"})
     runner.begin(cluster="lab", run="dp2", steps=["x"], orch=DATA_PLANE, target="2025.1",
                  plan=first["plan"])

@@ -218,8 +218,8 @@ def test_compute_changes_says_per_host_what_the_redeploy_would_do(minions, monke
         return {"cmp01": {"a": state, "b": same}, "cmp02": {"b": same}}, {}
 
     monkeypatch.setattr(runner.leapfrog_minions, "call_each", call_each)
-    monkeypatch.setattr(runner, "_cloud_releases",
-                        lambda config, timeout: {"computes": {"cmp01": "2024.1"}})
+    monkeypatch.setattr(runner.leapfrog_facts, "cloud_releases",
+                        lambda opts, config, timeout: {"computes": {"cmp01": "2024.1"}})
     out = runner.compute_changes(release="2025.1", cluster="lab")
     assert "retcode" not in out, out
     target, func, kwargs = minions["calls"][0]

@@ -1,0 +1,69 @@
+"""The pre-check's checks of the cloud itself (the runner's ``precheck`` adds the pillar,
+the inventory and the strategy): nova's databases at the current release's heads,
+``nova-status upgrade check``, the databases' own pre-check, every haproxy server UP, and
+the controllers a strategy needs. Every check runs; each problem is collected, none stops
+the others.
+"""
+import leapfrog_minions
+
+
+def _collect(problems, what, func):
+    """Run one pre-check; its exception becomes a problem line instead of stopping."""
+    try:
+        return func()
+    except Exception as exc:  # pylint: disable=broad-except
+        problems.append(f"{what}: {exc}")
+        return None
+
+
+def _haproxy(opts, config, problems):
+    answers = leapfrog_minions.call(opts, config["roles"]["haproxy"], "haproxy_admin.servers")
+    for mid, records in answers.items():
+        for rec in records:
+            if not str(rec.get("status", "")).startswith(("UP", "no check")):
+                problems.append(f"haproxy on {mid}: {rec['backend']}/{rec['server']} is "
+                                f"{rec.get('status')}; bring it UP (or fix it) before the upgrade")
+
+
+def _databases(opts, config, problems, notes):
+    answers = leapfrog_minions.call(opts, config["roles"]["database"], "mysql_backup.precheck")
+    for mid, out in answers.items():
+        problems.extend(f"database on {mid}: {p}" for p in out.get("problems") or [])
+        notes.extend(f"database on {mid}: {n}" for n in out.get("notes") or [])
+
+
+def _release(opts, config, control, problems):
+    first = leapfrog_minions.first(opts, config, "controller")
+    out = leapfrog_minions.call(opts, f"L@{first}", "nova_manage.versions",
+                                {"release": control})[first]
+    if not out.get("at_head"):
+        problems.append(f"nova databases are not at {control}'s heads ({out.get('revisions')});"
+                        f" set releases:current (or from=) to the release the cloud runs")
+
+
+def _nova_status(opts, config, control, problems, notes):
+    first = leapfrog_minions.first(opts, config, "controller")
+    out = leapfrog_minions.call(opts, f"L@{first}", "nova_manage.upgrade_check",
+                                {"release": control})[first]
+    problems.extend(f"nova-status upgrade check: {name} failed" for name in out.get("failed") or [])
+    notes.extend(f"nova-status upgrade check: {name} warns" for name in out.get("warnings") or [])
+
+
+def collect(opts, config, control, strategy, problems, notes):
+    """Run every check, appending to ``problems`` (what must be fixed) and ``notes``."""
+    _collect(problems, "release check", lambda: _release(opts, config, control, problems))
+    _collect(problems, "nova-status", lambda: _nova_status(opts, config, control, problems,
+                                                           notes))
+    _collect(problems, "database pre-check", lambda: _databases(opts, config, problems, notes))
+    _collect(problems, "haproxy", lambda: _haproxy(opts, config, problems))
+    controllers = leapfrog_minions.expected(opts, config["roles"]["controller"])
+    if strategy == "rolling" and len(controllers) < 2:
+        problems.append(
+            f"a rolling upgrade needs at least two controllers behind haproxy (one serves, "
+            f"and answers the others' token requests, while the other is upgraded); found "
+            f"{', '.join(controllers) or 'none'}: use strategy=fast_forward (the API is "
+            "closed meanwhile)")
+    no_vm = [n for n in controllers if n not in config["vms"]["nodes"]]
+    if no_vm:
+        problems.append(f"controller(s) {', '.join(no_vm)} have no VM in vms:nodes; add "
+                        "{hypervisor, domain} for each")
