@@ -129,6 +129,14 @@ def _drain(plan, node, impact="none", **kwargs):
              impact=impact, **kwargs)
 
 
+def _health_checked(plan, node):
+    """A stopped controller set ready in haproxy again: its health checks keep it DOWN
+    until its services answer, then bring it UP (a fast-forward's starting services ask
+    keystone for tokens through the VIP: it must route to the first one up)."""
+    _haproxy(plan, f"{node}_health_checked", "ready", "set_state", node,
+             f"{node} ready in haproxy again: DOWN until its services answer", state="ready")
+
+
 def _start(plan, node, sls, pillar, changes, impact="none"):
     plan.add(f"{node}_start", "start", "leapfrog.call",
              _call("state.apply", {"mods": sls, "pillar": pillar}, **_on(node)),
@@ -170,12 +178,14 @@ def _fast_forward(plan, facts, to, recipes, ctx, deployed, sls):
     def ahead(node):  # rebuilt while the first controller serves
         _drain(plan, node)
         _backup_disk(plan, config, node, run, f"none: {first} serves")
+        _health_checked(plan, node)
         _rebuild(plan, config, node, sls, deployed["stopped"])
 
     plan.side_by_side(*[lambda node=node: ahead(node) for node in rest])
     _drain(plan, first, "API down: the window opens", allow_last=True)
     _backup_disk(plan, config, first, run,
                  f"API down until {rest[0]} starts" if rest else "API down")
+    _health_checked(plan, first)
 
     sync_node = rest[0] if rest else first  # a controller already at the target
     if not rest:

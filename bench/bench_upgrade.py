@@ -18,7 +18,8 @@ run dir, and upgrades its control plane to 2025.1:
 
 Prints per approach: total time, requests, failed requests, longest API outage, the
 naive/leapfrog ratios, and leapfrog's total against its irreducible work (the rebuild,
-start and DB sync steps' own seconds, from the run's report). Loopback only; each lab is stopped and removed at the end.
+start and DB sync/finish steps' own seconds, from the run's report; and the wall time
+they cover, steps side by side counted once). Loopback only; each lab is stopped and removed at the end.
 """
 import argparse
 import glob
@@ -32,6 +33,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(REPO, "_utils"), REPO]
 
+import leapfrog_journal  # noqa: E402
 import leapfrog_probe  # noqa: E402
 from lab import operator, stack  # noqa: E402
 
@@ -67,12 +69,22 @@ def leapfrog_hop(lab):
 
 # the work a rolling hop cannot do without: each controller's rebuild and service start,
 # and the DB sync commands (the steps of these kinds, as the run's report times them)
-IRREDUCIBLE_KINDS = ("rebuild", "start", "db_sync")
+IRREDUCIBLE_KINDS = ("rebuild", "start", "db_sync", "db_finish")
 
 
 def irreducible(steps):
-    """Seconds of a run's steps whose kind is irreducible work."""
-    return sum(s.get("seconds") or 0 for s in steps if s.get("kind") in IRREDUCIBLE_KINDS)
+    """Seconds of a run's steps whose kind is irreducible work: their sum, and the wall
+    time they cover (steps side by side counted once)."""
+    mine = [s for s in steps if s.get("kind") in IRREDUCIBLE_KINDS]
+    spans = sorted((leapfrog_journal.parse_iso(s["started"]), leapfrog_journal.parse_iso(
+        s["ended"])) for s in mine if s.get("started") and s.get("ended"))
+    covered, reach = 0.0, None
+    for start, end in spans:
+        if reach is None or start > reach:
+            covered, reach = covered + end - start, end
+        elif end > reach:
+            covered, reach = covered + end - reach, end
+    return {"sum": sum(s.get("seconds") or 0 for s in mine), "wall": covered}
 
 
 def naive_hop(lab):
@@ -116,9 +128,11 @@ def main(argv=None):
         print(f"{name:<10}{row['seconds']:>9.1f}{row['requests']:>10}{row['failures']:>8}"
               f"{rate:>10.2f}{row['longest_outage']:>18.1f}")
     ours, naive = rows["leapfrog"], rows["naive"]
-    print(f"leapfrog total / irreducible work ({', '.join(IRREDUCIBLE_KINDS)} steps: "
-          f"{ours['irreducible']:.1f} s): {ours['seconds'] / max(ours['irreducible'], 0.001):.2f}x "
-          "(target 1.25x)")
+    work = ours["irreducible"]
+    print(f"leapfrog total / irreducible work ({', '.join(IRREDUCIBLE_KINDS)} steps' own "
+          f"time {work['sum']:.1f} s): {ours['seconds'] / max(work['sum'], 0.001):.2f}x "
+          f"(target 1.25x); against the wall time those steps cover ({work['wall']:.1f} s, "
+          f"side by side counted once): {ours['seconds'] / max(work['wall'], 0.001):.2f}x")
     print(f"naive/leapfrog: time {naive['seconds'] / max(ours['seconds'], 0.001):.2f}x, "
           f"failed requests {naive['failures']} vs {ours['failures']}, longest outage "
           f"{naive['longest_outage']:.1f} s vs {ours['longest_outage']:.1f} s")
