@@ -622,11 +622,6 @@ def validate(cluster=None, pillar=None, suffix=None):
     }
 
 
-def _expected_minions(target):
-    found = salt.utils.minions.CkMinions(__opts__).check_minions(target, tgt_type="compound")
-    return sorted(found.get("minions", []))
-
-
 def inventory(cluster=None, pillar=None, timeout=10):
     """
     List the cluster's nodes by role, asking each node through its role's compound target
@@ -645,17 +640,7 @@ def inventory(cluster=None, pillar=None, timeout=10):
         problems = getattr(exc, "problems", None) or [str(exc)]
         return _fail({"cluster": cluster, "problems": problems})
 
-    roles, problems = {}, []
-    for role, target in sorted(config["roles"].items()):
-        expected = _expected_minions(target)
-        answers = leapfrog_minions.ask_node_info(__opts__, target, timeout)
-        nodes = {mid: info for mid, info in sorted(answers.items()) if isinstance(info, dict)}
-        silent = sorted(set(expected) - set(nodes))
-        roles[role] = {"target": target, "nodes": nodes, "not_responding": silent}
-        if not expected and not nodes:
-            problems.append(f"role {role}: target {target!r} matches no minion")
-        for mid in silent:
-            problems.append(f"role {role}: minion {mid} did not answer within {timeout} s")
+    roles, problems = leapfrog_facts.inventory(__opts__, config, timeout)
     result = {"cluster": name, "roles": roles, "problems": problems}
     log.info("leapfrog inventory of %s: %d role(s), %d problem(s)", name, len(roles),
              len(problems))
@@ -859,18 +844,19 @@ def precheck(cluster=None, to=None, strategy=None, pillar=None, timeout=10):
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"cluster": cluster, "ok": False,
                       "problems": getattr(exc, "problems", None) or [str(exc)]})
-    problems, notes = [], []
-    found = inventory(cluster=name, pillar=pillar, timeout=timeout)
-    problems.extend(found.get("problems") or [])
-    decided = plan(cluster=name, to=to, strategy=strategy, pillar=pillar, timeout=timeout)
-    if not decided.get("possible"):
-        problems.append(decided.get("text") or "; ".join(decided.get("problems") or []))
-    control = str(decided.get("control") or config["releases"]["current"])
+    problems, notes = leapfrog_facts.inventory(__opts__, config, timeout)[1], []
+    decision = {}
+    try:  # the pillar is read once: the checks below get this call's config
+        decision = leapfrog_facts.decide(__opts__, config, strategy, to, timeout=timeout)[0]
+    except leapfrog_errors.LeapfrogError as exc:
+        problems.extend(getattr(exc, "problems", None) or [str(exc)])
+    control = str(decision.get("control") or config["releases"]["current"])
     __context__.pop("retcode", None)  # the sub-checks' failures are collected, not final
-    leapfrog_precheck.collect(__opts__, config, control, decided.get("strategy"), problems,
+    leapfrog_precheck.collect(__opts__, config, control, decision.get("strategy"), problems,
                               notes)
     result = {"cluster": name, "ok": not problems, "problems": problems, "notes": notes,
-              "strategy": decided.get("strategy"), "hops": decided.get("hops")}
+              "strategy": decision.get("strategy"),
+              "hops": [list(hop) for hop in decision["hops"]] if decision else None}
     for line in problems:
         _say(f"precheck problem: {line}")
     for line in notes:

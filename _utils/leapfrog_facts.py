@@ -128,3 +128,21 @@ def plan_facts(opts, root, orch, name, config, args, run):
             args.get("force", False))
         facts.update(sources=sources, controllers=leapfrog_minions.rolled_controllers(opts, config))
     return facts
+
+
+def inventory(opts, config, timeout):
+    """The cluster's nodes by role, each asked through its role's compound target:
+    ({role: {target, nodes, not_responding}}, [problem]); a role that matches no minion or
+    a node that does not answer is a problem."""
+    roles, problems = {}, []
+    for role, target in sorted(config["roles"].items()):
+        expected = leapfrog_minions.expected(opts, target)
+        answers = leapfrog_minions.ask_node_info(opts, target, timeout)
+        nodes = {mid: info for mid, info in sorted(answers.items()) if isinstance(info, dict)}
+        silent = sorted(set(expected) - set(nodes))
+        roles[role] = {"target": target, "nodes": nodes, "not_responding": silent}
+        if not expected and not nodes:
+            problems.append(f"role {role}: target {target!r} matches no minion")
+        for mid in silent:
+            problems.append(f"role {role}: minion {mid} did not answer within {timeout} s")
+    return roles, problems
