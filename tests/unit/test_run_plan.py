@@ -110,3 +110,13 @@ def test_a_step_runs_a_runner_function_in_process_and_fails_on_its_retcode(monke
     assert "retcode" not in runner.__context__  # the step's own failure sets it, not this
     with pytest.raises(runner.leapfrog_errors.LeapfrogError, match="no runner function"):
         run("leapfrog.nothing")
+
+
+def test_only_steps_that_overlap_another_run_in_a_process_of_their_own():
+    plan = leapfrog_steps.Plan("orch.x", "lab", "2025.1", "t")
+    plan.add("a", "precheck")
+    plan.side_by_side(lambda: (plan.add("b1", "record"), plan.add("b2", "record")),
+                      lambda: plan.add("c", "record"))
+    plan.add("d", "verify")
+    assert plan.side_by_side_steps() == ["b1", "b2", "c"]
+    assert plan.to_dict()["side_by_side"] == ["b1", "b2", "c"]
