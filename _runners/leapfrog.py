@@ -253,8 +253,8 @@ def step(cluster=None, run=None, step=None, function=None, function_args=None,
     start/end/result in the journal, fires ``leapfrog/<cluster>/<run>/<step>/<status>``
     events and progress lines; a failure marks the run failed, releases the lock (a step
     run side by side, in a process the orchestration started, leaves that to
-    ``leapfrog.stopped``; it dies with the orchestration) and sets retcode 1. The test-only fault switch
-    (``testing:fail_at``/``stall_at``) acts at the step's boundaries. ``kind`` and ``node``
+    ``leapfrog.stopped``; it dies with the orchestration) and sets retcode 1. The test-only
+    fault switch (``testing:fail_at``/``stall_at``) acts at the step's boundaries. ``kind`` and ``node``
     (the plan's step kind and the node it is about) are recorded with the step: report and
     rollback read them. ``test=True`` only says what would run.
 
@@ -512,7 +512,8 @@ def plan(cluster=None, strategy=None, to=None, control=None, computes=None, pill
             kept = leapfrog_steps.Plan.from_dict(recorded)
             return {"cluster": name, "possible": True, "resumed": True, "run": str(run),
                     "steps": kept.names(), "text": kept.render(), "plan": kept.to_dict()}
-        decision, found, source = leapfrog_facts.decide(__opts__, config, strategy, to, control, computes, timeout)
+        decision, found, source = leapfrog_facts.decide(__opts__, config, strategy, to,
+                                                        control, computes, timeout)
     except leapfrog_plan.Impossible as exc:
         return _fail({"cluster": cluster, "possible": False, "reason": exc.reason,
                       "alternatives": exc.alternatives, "text": str(exc)})
@@ -527,7 +528,8 @@ def plan(cluster=None, strategy=None, to=None, control=None, computes=None, pill
                                         f"already runs {decision['control']}")
     built = leapfrog_builders.control_plane({
         "cluster": name, "run": leapfrog_journal.new_run_id(), "config": config,
-        "decision": decision, "computes": found, "controllers": leapfrog_minions.rolled_controllers(__opts__, config)})
+        "decision": decision, "computes": found,
+        "controllers": leapfrog_minions.rolled_controllers(__opts__, config)})
     return dict(out, steps=built.names(), text=built.render(), plan=built.to_dict())
 
 
@@ -573,7 +575,8 @@ def run_plan(orch=None, args=None, test=False):
         if isinstance(stored, dict) and "steps" in stored:
             built = leapfrog_steps.Plan.from_dict(stored)
         else:
-            built = leapfrog_builders.BUILDERS[orch](leapfrog_facts.plan_facts(__opts__, _journal_root(), orch, name, config, args, run))
+            built = leapfrog_builders.BUILDERS[orch](leapfrog_facts.plan_facts(
+                __opts__, _journal_root(), orch, name, config, args, run))
     except leapfrog_errors.PillarInvalid as exc:
         return _fail({"cluster": cluster, "refused": "\n".join(exc.problems)})
     except leapfrog_errors.LeapfrogError as exc:
@@ -851,7 +854,6 @@ def precheck(cluster=None, to=None, strategy=None, pillar=None, timeout=10):
     except leapfrog_errors.LeapfrogError as exc:
         problems.extend(getattr(exc, "problems", None) or [str(exc)])
     control = str(decision.get("control") or config["releases"]["current"])
-    __context__.pop("retcode", None)  # the sub-checks' failures are collected, not final
     leapfrog_precheck.collect(__opts__, config, control, decision.get("strategy"), problems,
                               notes)
     result = {"cluster": name, "ok": not problems, "problems": problems, "notes": notes,
@@ -1027,8 +1029,7 @@ def stopped(cluster=None, run=None, orch=None, rollback=None):
     name, _, tracker = _tracker(cluster, run, None)
     data = tracker.journal.read() or {"steps": []}
     failed = [s for s in data["steps"] if s["status"] == "failed"]
-    leapfrog_journal.Heartbeat.stop(tracker.lock, tracker.run_id)
-    tracker.lock.release(tracker.run_id)  # a step run side by side left it to this process
+    tracker.release_lock()  # a step run side by side left it to this process
     resumed = _resume_schedules(tracker)
     try:  # the failed run's report (its probe stopped: it would run on until its end)
         written = _write_report(name, run)
@@ -1209,10 +1210,10 @@ def switch_computes(hosts, release=None, cluster=None, servers=None, reason=None
         release = str(release or config["releases"]["target"])
         for host in hosts:
             leapfrog_journal.check_name("host", host)
-        switch = leapfrog_computes.Switch(__opts__, name, config, release, servers or config["data_plane"]["servers"],
-                         reason or f"leapfrog: switching to {release}",
-                         timeout if timeout not in (None, "") else
-                         config["data_plane"]["timeout"])
+        switch = leapfrog_computes.Switch(
+            __opts__, name, config, release, servers or config["data_plane"]["servers"],
+            reason or f"leapfrog: switching to {release}",
+            timeout if timeout not in (None, "") else config["data_plane"]["timeout"])
         sls = leapfrog_computes.compute_sls(config)
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"hosts": hosts, "error": str(exc)})

@@ -32,6 +32,11 @@ def _on(node):
     return {"target": f"L@{node}"}
 
 
+def _apply(sls, pillar, node):
+    """kwargs of a ``leapfrog.call`` step applying ``sls`` with ``pillar`` on ``node``."""
+    return _call("state.apply", {"mods": sls, "pillar": pillar}, **_on(node))
+
+
 def _haproxy(plan, name, kind, func, node, changes, impact="none", **kwargs):
     """A step on the haproxy role about controller ``node`` (drain, check, ready);
     ``kwargs`` go to ``haproxy_admin.<func>``."""
@@ -120,7 +125,7 @@ def _rebuild(plan, config, node, sls, pillar):
              changes=f"{node}'s VM rebuilt from {config['vms']['image']} with a "
                      "pre-accepted key")
     plan.add(f"{node}_redeploy", "redeploy", "leapfrog.call",
-             _call("state.apply", {"mods": sls, "pillar": pillar}, **_on(node)),
+             _apply(sls, pillar, node),
              node=node, where=node, changes=f"{sls} applied, services stopped")
 
 
@@ -139,7 +144,7 @@ def _health_checked(plan, node):
 
 def _start(plan, node, sls, pillar, changes, impact="none"):
     plan.add(f"{node}_start", "start", "leapfrog.call",
-             _call("state.apply", {"mods": sls, "pillar": pillar}, **_on(node)),
+             _apply(sls, pillar, node),
              node=node, where=node, changes=changes, impact=impact)
 
 
@@ -214,8 +219,7 @@ def _fast_forward(plan, facts, to, recipes, ctx, deployed, sls):
             _haproxy(plan, f"{node}_ffu_off_drain", "drain", "drain", node,
                      f"{node} out of every backend")
         plan.add(f"{node}_ffu_off", "restart", "leapfrog.call",
-                 _call("state.apply", {"mods": sls, "pillar": deployed["ffu_off"]},
-                       **_on(node)),
+                 _apply(sls, deployed["ffu_off"], node),
                  node=node, where=node, changes="nova restarted without the FFU workaround")
         _ready(plan, f"{node}_ffu_off_ready", node)
 
@@ -336,8 +340,8 @@ def rollback(facts):
                  node=node, where=vm["hypervisor"], changes=f"{node}'s VM stopped")
     for host, release in sorted(sources["computes"].items()):
         plan.add(f"{host}_stop", "stop_compute", "leapfrog.call",
-                 _call("state.apply", {"mods": compute_sls, "pillar": {"leapfrog": {
-                     "release": release, "services": "stopped"}}}, **_on(host)),
+                 _apply(compute_sls, {"leapfrog": {"release": release,
+                                                   "services": "stopped"}}, host),
                  node=host, where=host, changes=f"nova-compute kept stopped at {release}")
     for mid, backup in sorted(sources["db_backups"].items()):
         plan.add(f"restore_dbs_{mid}", "restore_db", "leapfrog.call",
@@ -370,8 +374,8 @@ def rollback(facts):
         _ready(plan, f"{node}_ready", node, timeout=300)
     for host, release in sorted(sources["computes"].items()):
         plan.add(f"{host}_restart", "start_compute", "leapfrog.call",
-                 _call("state.apply", {"mods": compute_sls, "pillar": {"leapfrog": {
-                     "release": release, "services": "running"}}}, **_on(host)),
+                 _apply(compute_sls, {"leapfrog": {"release": release,
+                                                   "services": "running"}}, host),
                  node=host, where=host, changes=f"nova-compute started at {release}")
     _verify(plan)
     return plan.check()

@@ -585,12 +585,16 @@ class Tracker:
             elapsed = self.run_elapsed(data)
             snapshot = json_safe(data)
         if release:
-            Heartbeat.stop(self.lock, self.run_id)
-            self.lock.release(self.run_id)
+            self.release_lock()
         self.say(f"run {status} after {clock_text(elapsed)}" + (f": {error}" if error else ""))
         self.fire({"status": status, "elapsed": round(elapsed, 3),
                    **({"error": error} if error else {})}, "run", status)
         return snapshot
+
+    def release_lock(self):
+        """Stop the heartbeat and drop the cluster's lock if this run holds it."""
+        Heartbeat.stop(self.lock, self.run_id)
+        return self.lock.release(self.run_id)
 
     @staticmethod
     def ensure_step_name(step):

@@ -117,7 +117,8 @@ def _db_sync(node, result):
     return "; ".join(parts) or None
 
 
-LINES = {"db_sync": _db_sync, "db_finish": _db_sync, "drain": _drain, "backup_db": _backup_db, "verify_backup": _verify_backup,
+LINES = {"db_sync": _db_sync, "db_finish": _db_sync, "drain": _drain,
+         "backup_db": _backup_db, "verify_backup": _verify_backup,
          "backup_disk": _backup_disk, "rebuild": _rebuild, "revisions": _revisions,
          "switch_compute": _switch, "stop_compute": _stop_compute}
 

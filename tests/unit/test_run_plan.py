@@ -95,7 +95,8 @@ def test_side_by_side_branches_start_together_and_the_next_step_needs_their_ends
         "   4. c [record]: nothing [after a]", "   5. d [verify]: nothing [after b2, c]"]
 
 
-def test_a_step_runs_a_runner_function_in_process_and_fails_on_its_retcode(monkeypatch):
+def test_a_step_runs_a_runner_function_in_process_and_fails_on_its_retcode(
+        monkeypatch):
     def failing(**kwargs):
         runner.__context__["retcode"] = 1
         return {"error": f"nothing matched {kwargs['target']}", "retcode": 1}
