@@ -156,9 +156,7 @@ class Plan:
 
     def side_by_side_steps(self):
         """Names of the steps that may run while another does: those with a step that is
-        neither before nor after them in the graph. The others run one at a time, in the
-        orchestration's own process (Salt's ``parallel`` costs a fork and a polling loop
-        over every waiting state, 10 ms apart: worth it only where steps overlap)."""
+        neither before nor after them in the graph."""
         before = {}
         for step in self.steps:  # needs always name earlier steps (check)
             before[step.name] = set(step.needs).union(*(before[n] for n in step.needs))
@@ -166,12 +164,22 @@ class Plan:
         return [a for a in names if any(
             b != a and a not in before[b] and b not in before[a] for b in names)]
 
+    def parallel_steps(self):
+        """Names of the steps the orchestration runs in a process of their own (Salt's
+        ``parallel``): the side-by-side steps and every step that needs one (a join).
+        Salt's loop waits in place for the running requisites of a state that is not
+        parallel, so a plain join would hold back the branches not yet started; a
+        parallel one waits aside. The others run in the orchestration's own process:
+        ``parallel`` costs a fork and a 10 ms polling loop over every waiting state."""
+        side = set(self.side_by_side_steps())
+        return [s.name for s in self.steps if s.name in side or side.intersection(s.needs)]
+
     def to_dict(self):
         return {"orch": self.orch, "cluster": self.cluster, "target": self.target,
                 "title": self.title, "why": self.why, "probe": self.probe,
                 "report": self.report, "expiry": self.expiry, "schedules": self.schedules,
                 "steps": [s.to_dict() for s in self.steps],
-                "side_by_side": self.side_by_side_steps(),
+                "parallel": self.parallel_steps(),
                 "cleanup": [s.to_dict() for s in self.cleanup]}
 
     @classmethod

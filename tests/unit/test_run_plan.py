@@ -113,11 +113,14 @@ def test_a_step_runs_a_runner_function_in_process_and_fails_on_its_retcode(
         run("leapfrog.nothing")
 
 
-def test_only_steps_that_overlap_another_run_in_a_process_of_their_own():
+def test_steps_that_overlap_or_join_run_in_a_process_of_their_own():
     plan = leapfrog_steps.Plan("orch.x", "lab", "2025.1", "t")
     plan.add("a", "precheck")
     plan.side_by_side(lambda: (plan.add("b1", "record"), plan.add("b2", "record")),
                       lambda: plan.add("c", "record"))
     plan.add("d", "verify")
+    plan.add("e", "record")
     assert plan.side_by_side_steps() == ["b1", "b2", "c"]
-    assert plan.to_dict()["side_by_side"] == ["b1", "b2", "c"]
+    # d joins the branches: in Salt's loop a plain d would wait in place for b2 and c
+    # and hold back b2 until c ends; e follows one step only and runs in place
+    assert plan.to_dict()["parallel"] == ["b1", "b2", "c", "d"]
