@@ -1,36 +1,35 @@
-"""The leapfrog runner: cluster-wide views and stages, run on the salt-master.
+"""The leapfrog runner: the operator's and the orchestrations' entry points on the
+salt-master, each a few lines: load the cluster, call the one ``_utils/leapfrog_*.py``
+that does the job (the run core ``leapfrog_run``, the plans ``leapfrog_planner``, the facts
+``leapfrog_facts``, the precheck, the computes, the rebuild, the rollback's history),
+signal a failure.
 
 Every function takes ``cluster`` (optional when the master's pillar defines one cluster)
 and ``pillar`` overrides, reads ``leapfrog:clusters:<cluster>`` from the master's pillar
-and validates it. A failure sets ``__context__["retcode"] = 1`` so ``salt-run`` exits
-non-zero and an orchestration stops at that step.
+once and validates it. A failure sets ``__context__["retcode"] = 1`` so ``salt-run``
+exits non-zero and an orchestration stops at that step.
 """
 import logging
 import os
 import sys
 
-import salt.client
-import salt.utils.event
-import salt.utils.minions
 
-import leapfrog_builders
 import leapfrog_cluster
 import leapfrog_computes
 import leapfrog_errors
 import leapfrog_facts
-import leapfrog_fault
 import leapfrog_history
 import leapfrog_journal
 import leapfrog_minions
 import leapfrog_parse
 import leapfrog_plan
+import leapfrog_planner
 import leapfrog_precheck
 import leapfrog_rebuild
-import leapfrog_schedules
 import leapfrog_schema
 import leapfrog_salt_noise
+import leapfrog_run
 import leapfrog_scrub
-import leapfrog_steps
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +52,31 @@ def _load(cluster, pillar):
     return leapfrog_cluster.load(__opts__, cluster, pillar)
 
 
-# ------------------------------------------------------------------ runner core: journal,
-# lock, events, approval, plan. The journal lives under the master's cachedir
-# (leapfrog/<cluster>/<run>/journal.json), the lock beside it (leapfrog/<cluster>/lock.json).
+# ------------------------------------------------------------------ the run core
+# (leapfrog_run): begin, steps, the approval gate, finish, the failure stop, status, the
+# probe and the report; each entry point calls it through ``_core``.
 def _journal_root():
     return os.path.join(__opts__["cachedir"], "leapfrog")
 
 
-def _fire(tag, data):
-    """Send ``data`` on the master's event bus under ``tag`` (never secrets)."""
-    with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"],
-                                           listen=False) as event:
-        event.fire_event(data, tag)
+def _master():
+    return leapfrog_run.Master(__opts__, _say, __salt__, __context__)
+
+
+def _core(core_function, failed_step, /, **kwargs):
+    """Call ``core_function`` (leapfrog_run) on this master; a failure returns retcode 1
+    (naming ``failed_step`` when a step failed)."""
+    try:
+        return core_function(_master(), **kwargs)
+    except leapfrog_run.Failed as exc:
+        return _fail(exc.result)
+    except leapfrog_errors.LeapfrogError as exc:
+        return _step_fail(kwargs.get("cluster"), kwargs.get("run"), failed_step, exc)
+
+
+def _user():
+    return globals().get("__user__") or os.environ.get("SUDO_USER") or \
+        os.environ.get("USER") or "unknown"
 
 
 def _say(line):
@@ -83,25 +95,6 @@ def _say(line):
         sys.stderr.flush()
 
 
-def _stale_after(config):
-    return (config.get("lock") or {}).get("stale_after", leapfrog_journal.DEFAULT_STALE_AFTER)
-
-
-def _tracker(cluster, run, pillar, test=False, new_run=False):
-    """Load the cluster and build the run's Tracker; returns (name, config, tracker)."""
-    name, config = _load(cluster, pillar)
-    run = str(run) if run not in (None, "") else None  # salt-run may parse ids as numbers
-    if not run:
-        if not new_run:
-            raise leapfrog_errors.LeapfrogError("name the run: run=<id> (leapfrog.begin "
-                                                "or leapfrog.run_id gives one)")
-        run = leapfrog_journal.new_run_id()
-    tracker = leapfrog_journal.Tracker(
-        _journal_root(), name, run, fire=_fire, say=_say, test=bool(test),
-        faults=leapfrog_fault.Faults.from_config(config), stale_after=_stale_after(config))
-    return name, config, tracker
-
-
 def _step_fail(cluster, run, step, exc):
     out = {"cluster": cluster, "run": run, "error": str(exc)}
     if step:
@@ -109,54 +102,6 @@ def _step_fail(cluster, run, step, exc):
     if isinstance(exc, leapfrog_journal.LockBusy):
         out["running"] = exc.holder.get("run")
     return _fail(out)
-
-
-SCHEDULE_TIMEOUT = 15  # a stopped controller (a rollback) costs this once per begin and end
-
-
-def _schedules(name):
-    """The cluster's PausedSchedules, calling minions from this master."""
-    def call_each(ids, fun):
-        return leapfrog_minions.call_each(__opts__, "L@" + ",".join(ids), fun,
-                                          timeout=SCHEDULE_TIMEOUT)
-    return leapfrog_schedules.PausedSchedules(_journal_root(), name, call_each)
-
-
-def _cluster_minions(config):
-    """Every minion of the cluster's roles (the nodes a run may touch)."""
-    return sorted({mid for target in config["roles"].values()
-                   for mid in leapfrog_minions.expected(__opts__, target)})
-
-
-def _record_schedules(tracker, key, outcome):
-    """Keep a pause/resume outcome in the run's journal and say what did not answer."""
-    with tracker.journal.edit() as data:
-        data.setdefault("schedules", {})[key] = dict(
-            outcome, at=leapfrog_journal.iso(tracker.clock()))
-    verb = {"paused": "paused", "resumed": "turned back on"}[key]
-    tracker.say(f"schedulers {verb}: {', '.join(outcome[key]) or 'none'}")
-    for problem in outcome["silent"].values():
-        tracker.say(f"WARNING: scheduler not {verb}: {problem}; "
-                    + ("check the minion before going on" if key == "paused" else
-                       f"run: salt-run leapfrog.resume_schedules cluster={tracker.cluster}"))
-
-
-def _pause_schedules(config, tracker):
-    try:
-        outcome = _schedules(tracker.cluster).pause(_cluster_minions(config), tracker.run_id)
-    except leapfrog_errors.LeapfrogError as exc:  # e.g. the roles match no minion
-        outcome = {"paused": [], "already_off": [], "silent": {"*": str(exc)}}
-    _record_schedules(tracker, "paused", outcome)
-    return outcome
-
-
-def _resume_schedules(tracker):
-    try:
-        outcome = _schedules(tracker.cluster).resume()
-    except leapfrog_errors.LeapfrogError as exc:
-        outcome = {"resumed": [], "silent": {"*": str(exc)}}
-    _record_schedules(tracker, "resumed", outcome)
-    return outcome
 
 
 def run_id(cluster=None, run=None):
@@ -196,51 +141,8 @@ def begin(cluster=None, run=None, steps=None, orch=None, plan=None, pillar=None,
 
         salt-run leapfrog.begin cluster=prod1 run=20261122-004100-ab12 steps='[one, two]'
     """
-    try:
-        name, config, tracker = _tracker(cluster, run, pillar, test, new_run=True)
-        if test:
-            data = tracker.journal.read() or {"steps": []}
-            leapfrog_journal.check_binding(name, tracker.run_id, data.get("meta") or {},
-                                           {"orch": orch, "target": target})
-            done = {s["name"] for s in data["steps"] if s["status"] in ("done", "skipped")}
-            lines = [f"run {tracker.run_id} on {name} (test: nothing changes)"] + [
-                f"  {s}: {'done, not repeated' if s in done else 'would run'}"
-                for s in (steps or [])]
-            return {"cluster": name, "run": tracker.run_id, "test": True,
-                    "text": "\n".join(lines)}
-        meta = {key: value for key, value in (("orch", orch), ("plan", plan),
-                                              ("target", target)) if value}
-        data = tracker.begin(steps or [], meta=meta or None)
-        paused = _pause_schedules(config, tracker) if schedules else None
-    except leapfrog_errors.LeapfrogError as exc:
-        return _step_fail(cluster, run, None, exc)
-    out = {"cluster": name, "run": tracker.run_id, "status": data["status"],
-           "attempt": len(data["attempts"]),
-           "done": [s["name"] for s in data["steps"] if s["status"] == "done"]}
-    return dict(out, schedules=paused) if paused else out
-
-
-def _run_function(function, args=None, kwargs=None):
-    """Run the runner function ``function`` in this process (the loader's own
-    ``__salt__``, no runner client); raise with its error when it fails (its retcode)."""
-    if function not in __salt__:
-        raise leapfrog_errors.LeapfrogError(
-            f"{function!r} is no runner function of this master (a step runs one, e.g. "
-            "leapfrog.call)")
-    before = __context__.pop("retcode", None)
-    try:
-        ret = __salt__[function](*(args or []), **(kwargs or {}))
-        failed = __context__.get("retcode") or (isinstance(ret, dict) and ret.get("retcode"))
-    finally:
-        __context__.pop("retcode", None)
-        if before is not None:
-            __context__["retcode"] = before
-    if failed:
-        error = ret.get("error") if isinstance(ret, dict) else None
-        raise leapfrog_errors.LeapfrogError(  # its own error whole: it names the cause
-            f"{function} failed: {error}" if isinstance(error, str)
-            else f"{function} failed: {leapfrog_journal.summarize(ret, 400)}")
-    return ret
+    return _core(leapfrog_run.begin, None, cluster=cluster, run=run, steps=steps, orch=orch,
+                 plan=plan, pillar=pillar, test=test, target=target, schedules=schedules)
 
 
 def step(cluster=None, run=None, step=None, function=None, function_args=None,
@@ -264,20 +166,10 @@ def step(cluster=None, run=None, step=None, function=None, function_args=None,
 
         salt-run leapfrog.step cluster=prod1 run=20261122-004100-ab12 step=inventory function=leapfrog.inventory function_kwargs='{cluster: prod1}'
     """
-    try:
-        name, _, tracker = _tracker(cluster, run, pillar, test)
-        if not step or not function:
-            raise leapfrog_errors.LeapfrogError("step= and function= are required")
-        step = str(step)
-        if tracker.lock.relation(tracker.run_id) == "child":
-            leapfrog_journal.die_with_parent()  # run side by side: ends with the run
-        result, ran = tracker.run(
-            step, lambda: _run_function(function, function_args, function_kwargs),
-            describe=function, kind=kind, node=node)
-    except leapfrog_errors.LeapfrogError as exc:
-        return _step_fail(cluster, run, step, exc)
-    return {"cluster": name, "run": tracker.run_id, "step": step, "ran": ran,
-            "result": result}
+    return _core(leapfrog_run.step, step, cluster=cluster, run=run, step=step,
+                 function=function, function_args=function_args,
+                 function_kwargs=function_kwargs, pillar=pillar, test=test, kind=kind,
+                 node=node)
 
 
 def finish(cluster=None, run=None, pillar=None, test=False):
@@ -293,33 +185,8 @@ def finish(cluster=None, run=None, pillar=None, test=False):
 
         salt-run leapfrog.finish cluster=prod1 run=20261122-004100-ab12
     """
-    try:
-        name, _, tracker = _tracker(cluster, run, pillar, test)
-        data = tracker.journal.read()
-        if not data:
-            raise leapfrog_errors.LeapfrogError(f"run {run} of {name} has no journal")
-        open_steps = [s["name"] for s in data["steps"] if s["status"] in ("failed", "running")]
-        if open_steps:
-            raise leapfrog_errors.LeapfrogError(
-                f"run {run} cannot finish: step(s) {', '.join(open_steps)} not done")
-        if test:
-            return {"cluster": name, "run": run, "test": True, "would": "finish the run"}
-        with tracker.journal.edit() as edit:
-            for record in edit["steps"]:
-                if record["status"] == "pending":
-                    record.update(status="skipped", summary="not run by this orchestration")
-        resumed = _resume_schedules(tracker)
-        data = tracker.end("done")
-    except leapfrog_errors.LeapfrogError as exc:
-        return _step_fail(cluster, run, None, exc)
-    return {"cluster": name, "run": run, "status": data["status"],
-            "steps": {s["name"]: s["status"] for s in data["steps"]},
-            "schedules_resumed": resumed["resumed"]}
-
-
-def _user():
-    return globals().get("__user__") or os.environ.get("SUDO_USER") or \
-        os.environ.get("USER") or "unknown"
+    return _core(leapfrog_run.finish, None, cluster=cluster, run=run, pillar=pillar,
+                 test=test)
 
 
 def wait_approval(cluster=None, run=None, step="approve_gate", expiry=None, pillar=None,
@@ -337,48 +204,8 @@ def wait_approval(cluster=None, run=None, step="approve_gate", expiry=None, pill
 
         salt-run leapfrog.wait_approval cluster=prod1 run=20261122-004100-ab12 step=approve_canary expiry=600
     """
-    try:
-        name, config, tracker = _tracker(cluster, run, pillar, test)
-        step = str(step)
-        seconds = leapfrog_parse.seconds(
-            expiry if expiry not in (None, "") else config["approval"]["expiry"], "expiry",
-            minimum=0.1)
-        tag = tracker.tag("approve")
-        event = None
-        if not test:
-            event = salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"],
-                                                      listen=True)
-
-        def next_event(timeout):
-            found = event.get_event(wait=timeout, tag=tag, full=True)
-            if found and found.get("tag") == tag:
-                return found.get("data") or {}
-            return None
-
-        def work():
-            tracker.say(f"step {step}: waiting for approval (expires in {seconds:g} s): "
-                        f"salt-run leapfrog.approve cluster={name} run={tracker.run_id}")
-            ahead = leapfrog_history.next_no_return(tracker.journal.read() or {}, step)
-            if ahead:
-                tracker.say(f"step {step}: after approval the run passes its point of no "
-                            f"return at step {ahead['name']} ({ahead.get('changes')}): "
-                            "a rollback is refused after it")
-            approval = leapfrog_journal.wait_approval(
-                tracker.journal, step, seconds, next_event,
-                heartbeat=lambda: tracker.lock.heartbeat(tracker.run_id))
-            return {"summary": f"approved by {approval['by']} at {approval['at']}",
-                    "approval": approval}
-
-        try:
-            result, ran = tracker.run(step, work, describe=f"approval, expiry {seconds:g} s",
-                                      kind="approval")
-        finally:
-            if event is not None:
-                event.destroy()
-    except leapfrog_errors.LeapfrogError as exc:
-        return _step_fail(cluster, run, step, exc)
-    return {"cluster": name, "run": tracker.run_id, "step": step, "ran": ran,
-            "result": result}
+    return _core(leapfrog_run.wait_approval, step, cluster=cluster, run=run, step=step,
+                 expiry=expiry, pillar=pillar, test=test)
 
 
 def approve(cluster=None, run=None, step=None):
@@ -392,24 +219,7 @@ def approve(cluster=None, run=None, step=None):
 
         salt-run leapfrog.approve cluster=prod1 run=20261122-004100-ab12
     """
-    try:
-        name, _ = _load(cluster, None)
-        journal = leapfrog_journal.Journal(_journal_root(), name, str(run or ""))
-        data = journal.read()
-        if not data:
-            raise leapfrog_errors.LeapfrogError(f"cluster {name} has no run {run}")
-        gate = step or leapfrog_journal.waiting_gate(journal)
-        if not gate:
-            raise leapfrog_errors.LeapfrogError(
-                f"no step of run {run} waits for approval now; name one with step=")
-        leapfrog_journal.check_name("step", gate)
-        by = _user()
-        leapfrog_journal.record_approval(journal, gate, by)
-        _fire(f"leapfrog/{name}/{journal.run}/approve", {"cluster": name, "run": journal.run,
-                                                        "step": gate, "by": by})
-    except leapfrog_errors.LeapfrogError as exc:
-        return _step_fail(cluster, run, step, exc)
-    return {"cluster": name, "run": journal.run, "approved": gate, "by": by}
+    return _core(leapfrog_run.approve, step, cluster=cluster, run=run, step=step, by=_user())
 
 
 def status(cluster=None, run=None):
@@ -425,60 +235,7 @@ def status(cluster=None, run=None):
         salt-run leapfrog.status cluster=prod1
         salt-run leapfrog.status cluster=prod1 run=20261122-004100-ab12
     """
-    try:
-        name, _ = _load(cluster, None)
-        root = _journal_root()
-        runs = leapfrog_journal.list_runs(root, name)
-        if run:
-            data = leapfrog_journal.Journal(root, name, str(run)).read()
-            if not data:
-                raise leapfrog_errors.LeapfrogError(f"cluster {name} has no run {run}")
-        elif runs:
-            data = runs[0][1]
-        else:
-            return {"cluster": name, "runs": [], "comment": f"no run recorded for {name}"}
-        lock = leapfrog_journal.ClusterLock(root, name).read()
-    except leapfrog_errors.LeapfrogError as exc:
-        return _step_fail(cluster, run, None, exc)
-    steps, lines, stopped = [], [], None
-    for record in data["steps"]:
-        entry = {k: record.get(k) for k in ("name", "status", "started", "ended", "elapsed",
-                                             "attempts", "summary", "error") if record.get(k)
-                 is not None}
-        steps.append(entry)
-        if stopped is None and record["status"] in ("running", "failed", "pending"):
-            stopped = record["name"]
-        took = f" {record['elapsed']:.1f} s" if record.get("elapsed") is not None else ""
-        note = record.get("error") or record.get("summary") or ""
-        lines.append(f"{record['status']:>8} {record['name']}{took}"
-                     + (f"  {note}" if note else ""))
-    out = {"cluster": name, "run": data["run"], "status": data["status"],
-           "created": data["created"], "updated": data["updated"],
-           "attempts": len(data["attempts"]), "steps": steps, "text": "\n".join(lines),
-           "approvals": data.get("approvals", {})}
-    if stopped:
-        out["at_step"] = stopped
-    if data.get("error"):
-        out["error"] = data["error"]
-    if lock:
-        alive = leapfrog_journal.holder_alive(lock)
-        out["lock"] = {"run": lock.get("run"), "pid": lock.get("pid"), "host": lock.get("host"),
-                       "taken_at": lock.get("taken_at"),
-                       "alive": "unknown (other host)" if alive is None else alive}
-    if data["status"] == "failed":
-        orch = (data.get("meta") or {}).get("orch", "<orchestration>")
-        out["resume"] = (f"salt-run state.orch {orch} pillar='{{\"cluster\": \"{name}\", "
-                         f"\"run\": \"{data['run']}\"}}'")
-    if not run:
-        out["runs"] = [{"run": r, "status": d.get("status"), "created": d.get("created")}
-                       for r, d in runs[:10]]
-    return out
-
-
-def _recorded_plan(name, run):
-    """The decision ``begin`` kept in run ``run``'s journal (None: no such run or none kept)."""
-    data = leapfrog_journal.Journal(_journal_root(), name, str(run)).read() or {}
-    return (data.get("meta") or {}).get("plan")
+    return _core(leapfrog_run.status, None, cluster=cluster, run=run)
 
 
 def plan(cluster=None, strategy=None, to=None, control=None, computes=None, pillar=None,
@@ -507,30 +264,14 @@ def plan(cluster=None, strategy=None, to=None, control=None, computes=None, pill
     """
     try:
         name, config = _load(cluster, pillar)
-        recorded = _recorded_plan(name, run) if run else None
-        if recorded and "steps" in recorded:
-            kept = leapfrog_steps.Plan.from_dict(recorded)
-            return {"cluster": name, "possible": True, "resumed": True, "run": str(run),
-                    "steps": kept.names(), "text": kept.render(), "plan": kept.to_dict()}
-        decision, found, source = leapfrog_facts.decide(__opts__, config, strategy, to,
-                                                        control, computes, timeout)
+        return leapfrog_planner.control_plane(_master(), name, config, strategy, to, control,
+                                              computes, timeout, run)
     except leapfrog_plan.Impossible as exc:
         return _fail({"cluster": cluster, "possible": False, "reason": exc.reason,
                       "alternatives": exc.alternatives, "text": str(exc)})
     except leapfrog_errors.LeapfrogError as exc:
         problems = getattr(exc, "problems", None) or [str(exc)]
         return _fail({"cluster": cluster, "possible": False, "problems": problems})
-    out = {"cluster": name, "possible": True, "strategy": decision["strategy"],
-           "why": decision["why"], "control": decision["control"], "releases_from": source,
-           "hops": [list(h) for h in decision["hops"]], "computes": found}
-    if not decision["hops"]:
-        return dict(out, steps=[], text=f"Nothing to do: the control plane of {name} "
-                                        f"already runs {decision['control']}")
-    built = leapfrog_builders.control_plane({
-        "cluster": name, "run": leapfrog_journal.new_run_id(), "config": config,
-        "decision": decision, "computes": found,
-        "controllers": leapfrog_minions.rolled_controllers(__opts__, config)})
-    return dict(out, steps=built.names(), text=built.render(), plan=built.to_dict())
 
 
 def _testing(name, args):
@@ -560,28 +301,12 @@ def run_plan(orch=None, args=None, test=False):
     args = dict(args or {})
     cluster = args.get("cluster")
     try:
-        if orch not in leapfrog_builders.BUILDERS:
-            raise leapfrog_errors.LeapfrogError(
-                f"orch must be one of {', '.join(leapfrog_builders.BUILDERS)}, got {orch!r}")
         name, config = _load(cluster, _testing(cluster, args) if cluster else None)
-        run = leapfrog_journal.check_name("run", str(args["run"])) if args.get("run") \
-            else leapfrog_journal.new_run_id()
-        data = leapfrog_journal.Journal(_journal_root(), name, run).read() or {}
-        stored = (data.get("meta") or {}).get("plan")
-        if data:  # a resume: the same orchestration, toward the same target
-            wanted = args.get("upgrade_run" if "rollback" in orch else "to")
-            leapfrog_journal.check_binding(name, run, data.get("meta") or {},
-                                           {"orch": orch, "target": wanted})
-        if isinstance(stored, dict) and "steps" in stored:
-            built = leapfrog_steps.Plan.from_dict(stored)
-        else:
-            built = leapfrog_builders.BUILDERS[orch](leapfrog_facts.plan_facts(
-                __opts__, _journal_root(), orch, name, config, args, run))
+        run, built, status = leapfrog_planner.for_run(_master(), orch, name, config, args)
     except leapfrog_errors.PillarInvalid as exc:
         return _fail({"cluster": cluster, "refused": "\n".join(exc.problems)})
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"cluster": cluster, "refused": str(exc)})
-    status = {s["name"]: s["status"] for s in data.get("steps") or []}
     text = built.render(status if test else None)
     if test and orch == "orch.upgrade_data_plane" and not status:
         changes = compute_changes(release=built.target, cluster=name)
@@ -678,20 +403,14 @@ def rebuild_node(node, cluster=None, pillar=None, image=None, timeout=300, backu
         salt-run leapfrog.rebuild_node ctl01
         salt-run leapfrog.rebuild_node ctl01 cluster=prod1 backup=latest timeout=600
     """
-    import salt.utils.event
-    import salt.wheel
-
     try:
         name, config = _load(cluster, pillar)
     except leapfrog_errors.LeapfrogError as exc:
         problems = getattr(exc, "problems", None) or [str(exc)]
         return _fail({"node": node, "cluster": cluster, "error": "; ".join(problems)})
-    local = salt.client.get_local_client(__opts__["conf_file"])
-    wheel = salt.wheel.WheelClient(__opts__)
-    event = salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=True)
     try:
-        result = leapfrog_rebuild.run(__opts__, config, node, local, wheel, event,
-                                      image=image, timeout=timeout, backup=backup, stop=stop)
+        result = leapfrog_rebuild.run_on_master(__opts__, config, node, image=image,
+                                                timeout=timeout, backup=backup, stop=stop)
     except leapfrog_rebuild.RebuildFailed as exc:
         log.error("leapfrog: %s", exc)
         return _fail({"node": node, "cluster": name, "error": str(exc), "step": exc.step,
@@ -702,14 +421,10 @@ def rebuild_node(node, cluster=None, pillar=None, image=None, timeout=300, backu
         log.exception("leapfrog: rebuild of %s failed", node)
         return _fail({"node": node, "cluster": name,
                       "error": f"rebuild of {node} failed: {type(exc).__name__}: {exc}"})
-    finally:
-        event.destroy()
-        wheel.destroy()
-        local.destroy()
     log.info("leapfrog rebuild: %s", leapfrog_rebuild.summary_line(result))
     holder = leapfrog_journal.ClusterLock(_journal_root(), name).read() or {}
     try:  # the new minion's scheduler starts on: off again while the run works
-        result["schedule_paused"] = _schedules(name).pause_rebuilt(node, holder.get("run"))
+        result["schedule_paused"] = _master().schedules(name).pause_rebuilt(node, holder.get("run"))
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"node": node, "cluster": name, **result,
                       "error": f"{node} rebuilt, but its scheduler is not off: {exc}"})
@@ -894,10 +609,6 @@ def revisions(cluster=None, release=None, pillar=None):
     return out
 
 
-def _run_dir(name, run):
-    return os.path.join(_journal_root(), name, leapfrog_journal.check_name("run", str(run)))
-
-
 def probe_start(cluster=None, run=None, pillar=None, duration=3600):
     """
     Start the availability probe of a run (``leapfrog_probe`` in its own process on the
@@ -911,31 +622,8 @@ def probe_start(cluster=None, run=None, pillar=None, duration=3600):
 
         salt-run leapfrog.probe_start cluster=prod1 run=20261122-004100-ab12
     """
-    import subprocess  # pylint: disable=import-outside-toplevel
-
-    import leapfrog_probe  # pylint: disable=import-outside-toplevel
-
-    name, config = _load(cluster, pillar)
-    urls = config["haproxy"].get("probe_urls") or []
-    if not urls:
-        return {"cluster": name, "run": run, "probe": "none (haproxy:probe_urls not set)"}
-    folder = leapfrog_journal.private_dir(_run_dir(name, run))
-    pid_file = os.path.join(folder, "probe.pid")
-    pid = leapfrog_journal.read_json(pid_file) if os.path.exists(pid_file) else None
-    if pid and leapfrog_journal.holder_alive(pid):
-        return {"cluster": name, "run": run, "probe": "running", "pid": pid["pid"]}
-    count = len([f for f in os.listdir(folder) if f.startswith("probe-")])
-    out = os.path.join(folder, f"probe-{count + 1}.json")
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(leapfrog_probe.__file__))
-    with open(os.path.join(folder, "probe.log"), "ab") as log_file:
-        proc = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, "-m", "leapfrog_probe", "--duration", str(duration), "--out", out]
-            + list(urls), env=env, stdout=log_file, stderr=log_file,
-            stdin=subprocess.DEVNULL, start_new_session=True)
-    me = leapfrog_journal.me()
-    leapfrog_journal.write_json(pid_file, {"pid": proc.pid, "host": me["host"], "out": out,
-                                           "pid_start": leapfrog_journal.process_start(proc.pid)})
-    return {"cluster": name, "run": run, "probe": "started", "pid": proc.pid, "urls": urls}
+    return _core(leapfrog_run.probe_start, None, cluster=cluster, run=run, pillar=pillar,
+                 duration=duration)
 
 
 def probe_stop(cluster=None, run=None, pillar=None, timeout=30):
@@ -949,43 +637,8 @@ def probe_stop(cluster=None, run=None, pillar=None, timeout=30):
 
         salt-run leapfrog.probe_stop cluster=prod1 run=20261122-004100-ab12
     """
-    import signal  # pylint: disable=import-outside-toplevel
-    import time  # pylint: disable=import-outside-toplevel
-
-    name, _ = _load(cluster, pillar)
-    folder = _run_dir(name, run)
-    pid_file = os.path.join(folder, "probe.pid")
-    record = leapfrog_journal.read_json(pid_file) if os.path.exists(pid_file) else None
-    if record and leapfrog_journal.holder_alive(record):
-        os.kill(record["pid"], signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while leapfrog_journal.holder_alive(record) and time.monotonic() < deadline:
-            try:  # started by this process (same salt-run): reap it, or it stays a zombie
-                os.waitpid(record["pid"], os.WNOHANG)
-            except ChildProcessError:
-                pass
-            time.sleep(0.2)
-    return probe_summary(folder)
-
-
-def probe_summary(folder):
-    """Merge the run's probe files (one per attempt) into one summary, or None."""
-    summaries = []
-    for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-        if entry.startswith("probe-") and entry.endswith(".json"):
-            data = leapfrog_journal.read_json(os.path.join(folder, entry))
-            if isinstance(data, dict):
-                summaries.append(data)
-    if not summaries:
-        return None
-    if len(summaries) == 1:
-        return summaries[0]
-    merged = dict(summaries[-1])
-    merged["requests"] = sum(s.get("requests", 0) for s in summaries)
-    merged["failures"] = sum(s.get("failures", 0) for s in summaries)
-    merged["longest_outage"] = max(s.get("longest_outage", 0) for s in summaries)
-    merged["timeline"] = [row for s in summaries for row in s.get("timeline") or []]
-    return merged
+    return _core(leapfrog_run.probe_stop, None, cluster=cluster, run=run, pillar=pillar,
+                 timeout=timeout)
 
 
 SECRET_KEYS = ("password",)
@@ -1026,33 +679,8 @@ def stopped(cluster=None, run=None, orch=None, rollback=None):
 
         salt-run leapfrog.stopped cluster=prod1 run=20261122-004100-ab12
     """
-    name, _, tracker = _tracker(cluster, run, None)
-    data = tracker.journal.read() or {"steps": []}
-    failed = [s for s in data["steps"] if s["status"] == "failed"]
-    tracker.release_lock()  # a step run side by side left it to this process
-    resumed = _resume_schedules(tracker)
-    try:  # the failed run's report (its probe stopped: it would run on until its end)
-        written = _write_report(name, run)
-    except Exception as exc:  # pylint: disable=broad-except
-        written = {"error": f"no report: {exc}"}
-        probe_stop(cluster=name, run=run)
-
-    def cmd(orchestration, key):
-        return (f"salt-run state.orch {orchestration} pillar='{{\"cluster\": \"{name}\", "
-                f"\"{key}\": \"{run}\"}}'")
-
-    out = {"cluster": name, "run": run,
-           "failed_step": failed[0]["name"] if failed else None,
-           "error": (failed[0].get("error") if failed else None),
-           "resume": cmd(orch or "<orchestration>", "run"),
-           "report": written.get("paths") or written.get("error"),
-           "schedules_resumed": resumed["resumed"]}
-    if rollback:
-        out["rollback"] = cmd(rollback, "upgrade_run")
-    for key in ("failed_step", "resume", "rollback"):
-        if out.get(key):
-            _say(f"leapfrog: {key.replace('_', ' ')}: {out[key]}")
-    return out
+    return _core(leapfrog_run.stopped, None, cluster=cluster, run=run, orch=orch,
+                 rollback=rollback)
 
 
 def resume_schedules(cluster=None, pillar=None):
@@ -1068,34 +696,7 @@ def resume_schedules(cluster=None, pillar=None):
 
         salt-run leapfrog.resume_schedules cluster=prod1
     """
-    try:
-        name, config = _load(cluster, pillar)
-        lock = leapfrog_journal.ClusterLock(_journal_root(), name,
-                                            stale_after=_stale_after(config))
-        holder = lock.read()
-        if holder and lock.why_free(holder) is None:
-            raise leapfrog_journal.LockBusy(name, holder)
-        outcome = _schedules(name).resume()
-    except leapfrog_errors.LeapfrogError as exc:
-        return _step_fail(cluster, None, None, exc)
-    if outcome["silent"]:
-        return _fail({"cluster": name, **outcome,
-                      "error": "; ".join(outcome["silent"].values())})
-    return {"cluster": name, **outcome}
-
-
-def _write_report(name, run, pillar=None):
-    """Stop the run's probe, build its report from the journal and write it beside it."""
-    import leapfrog_report  # pylint: disable=import-outside-toplevel
-
-    probe = probe_stop(cluster=name, run=run, pillar=pillar)
-    data = leapfrog_journal.Journal(_journal_root(), name, str(run)).read()
-    built = leapfrog_report.build(data, probe=probe,
-                                   facts=leapfrog_history.report_facts(data))
-    paths = leapfrog_report.write(built, os.path.join(_run_dir(name, run), "report"))
-    for line in leapfrog_report.headline_text(built).splitlines():
-        _say(line)
-    return {"paths": paths, "headline": built.get("headline")}
+    return _core(leapfrog_run.resume_schedules, None, cluster=cluster, pillar=pillar)
 
 
 def report(cluster=None, run=None, pillar=None):
@@ -1112,13 +713,7 @@ def report(cluster=None, run=None, pillar=None):
 
         salt-run leapfrog.report cluster=prod1 run=20261122-004100-ab12
     """
-    try:
-        name, _, tracker = _tracker(cluster, run, pillar)
-        result, _ = tracker.run("report", lambda: _write_report(name, run, pillar),
-                                describe="leapfrog.report")
-    except leapfrog_errors.LeapfrogError as exc:
-        return _step_fail(cluster, run, "report", exc)
-    return {"cluster": name, "run": run, **(result or {})}
+    return _core(leapfrog_run.report, "report", cluster=cluster, run=run, pillar=pillar)
 
 
 def rollback_sources(cluster=None, upgrade_run=None, pillar=None, force=False):

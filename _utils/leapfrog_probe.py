@@ -342,5 +342,72 @@ def main(argv=None):
     return 0
 
 
+# ------------------------------------------------------------------ a run's probe process:
+# started beside the run (``probe.pid`` and one ``probe-N.json`` per attempt in its folder)
+def start_process(folder, urls, duration=3600):
+    """Start ``python -m leapfrog_probe`` on ``urls`` in its own session, its figures going
+    to the next ``probe-N.json`` of ``folder``; nothing when the folder's probe runs.
+    Returns ``{"probe": "started"|"running", "pid": ...}``."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+
+    folder = leapfrog_journal.private_dir(folder)
+    pid_file = os.path.join(folder, "probe.pid")
+    pid = leapfrog_journal.read_json(pid_file) if os.path.exists(pid_file) else None
+    if pid and leapfrog_journal.holder_alive(pid):
+        return {"probe": "running", "pid": pid["pid"]}
+    count = len([f for f in os.listdir(folder) if f.startswith("probe-")])
+    out = os.path.join(folder, f"probe-{count + 1}.json")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(folder, "probe.log"), "ab") as log_file:
+        proc = subprocess.Popen(  # pylint: disable=consider-using-with
+            [sys.executable, "-m", "leapfrog_probe", "--duration", str(duration), "--out", out]
+            + list(urls), env=env, stdout=log_file, stderr=log_file,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+    me = leapfrog_journal.me()
+    leapfrog_journal.write_json(pid_file, {"pid": proc.pid, "host": me["host"], "out": out,
+                                           "pid_start": leapfrog_journal.process_start(proc.pid)})
+    return {"probe": "started", "pid": proc.pid}
+
+
+def stop_process(folder, timeout=30):
+    """Stop ``folder``'s probe (SIGTERM by its recorded PID; it writes its figures) and
+    return the summary of every probe of the folder merged (``merged_summary``)."""
+    import signal  # pylint: disable=import-outside-toplevel
+
+    pid_file = os.path.join(folder, "probe.pid")
+    record = leapfrog_journal.read_json(pid_file) if os.path.exists(pid_file) else None
+    if record and leapfrog_journal.holder_alive(record):
+        os.kill(record["pid"], signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while leapfrog_journal.holder_alive(record) and time.monotonic() < deadline:
+            try:  # started by this process (same salt-run): reap it, or it stays a zombie
+                os.waitpid(record["pid"], os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.2)
+    return merged_summary(folder)
+
+
+def merged_summary(folder):
+    """Merge the folder's probe files (one per attempt of a run) into one summary, or None."""
+    summaries = []
+    for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if entry.startswith("probe-") and entry.endswith(".json"):
+            data = leapfrog_journal.read_json(os.path.join(folder, entry))
+            if isinstance(data, dict):
+                summaries.append(data)
+    if not summaries:
+        return None
+    if len(summaries) == 1:
+        return summaries[0]
+    merged = dict(summaries[-1])
+    merged["requests"] = sum(s.get("requests", 0) for s in summaries)
+    merged["failures"] = sum(s.get("failures", 0) for s in summaries)
+    merged["longest_outage"] = max(s.get("longest_outage", 0) for s in summaries)
+    merged["timeline"] = [row for s in summaries for row in s.get("timeline") or []]
+    return merged
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

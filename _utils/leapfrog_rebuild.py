@@ -395,6 +395,24 @@ def run(opts, config, node, local, wheel, event, image=None, timeout=300, backup
     }
 
 
+
+def run_on_master(opts, config, node, **kwargs):
+    """``run`` with this master's clients (a LocalClient, a WheelClient and the event bus
+    listening before anything is published), destroyed at the end."""
+    import salt.client  # pylint: disable=import-outside-toplevel
+    import salt.utils.event  # pylint: disable=import-outside-toplevel
+    import salt.wheel  # pylint: disable=import-outside-toplevel
+
+    local = salt.client.get_local_client(opts["conf_file"])
+    wheel = salt.wheel.WheelClient(opts)
+    event = salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=True)
+    try:
+        return run(opts, config, node, local, wheel, event, **kwargs)
+    finally:
+        event.destroy()
+        wheel.destroy()
+        local.destroy()
+
 def summary_line(result):
     """One log line of a summary (never holds a key)."""
     return json.dumps({k: result.get(k) for k in ("node", "old", "new", "phases", "seconds")})

@@ -46,11 +46,11 @@ def test_report_is_written_from_the_journal_and_the_probe(bus, tmp_path):
     runner.begin(cluster="lab", run="r1", steps=steps + ["report"], orch="orch.upgrade_control_plane")
     for name in steps:
         bus_result = RESULTS[name]
-        runner._run_function = lambda fun, args=None, kwargs=None, r=bus_result: r  # pylint: disable=protected-access
+        bus["answer"] = bus_result
         kind, node = KINDS[name]
         assert runner.step(cluster="lab", run="r1", step=name, function="x.y", kind=kind,
                            node=node)["ran"]
-    folder = runner._run_dir("lab", "r1")  # pylint: disable=protected-access
+    folder = runner._master().run_dir("lab", "r1")  # pylint: disable=protected-access
     with open(os.path.join(folder, "probe-1.json"), "w") as handle:
         json.dump({"requests": 500, "failures": 0, "longest_outage": 0.0, "started": 0,
                    "timeline": [{"second": 0, "ok": 500, "fail": 0}]}, handle)
@@ -87,7 +87,7 @@ def test_cluster_config_masks_the_db_password(bus, monkeypatch):
 
 def test_stopped_names_the_failed_step_and_both_ways_on(bus):
     runner.begin(cluster="lab", run="r2", steps=["one"], orch="orch.upgrade_control_plane")
-    runner._run_function = lambda *a, **k: (_ for _ in ()).throw(  # pylint: disable=protected-access
+    bus["answer"] = lambda fun: (_ for _ in ()).throw(
         runner.leapfrog_errors.LeapfrogError("x.y failed: disk full"))
     runner.step(cluster="lab", run="r2", step="one", function="x.y")
     out = runner.stopped(cluster="lab", run="r2", orch="orch.upgrade_control_plane",
@@ -106,7 +106,7 @@ def test_stopped_stops_the_runs_probe(bus):
     import sys  # pylint: disable=import-outside-toplevel
 
     runner.begin(cluster="lab", run="r3", steps=["one"], orch="orch.upgrade_control_plane")
-    folder = runner._run_dir("lab", "r3")  # pylint: disable=protected-access
+    folder = runner._master().run_dir("lab", "r3")  # pylint: disable=protected-access
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     runner.leapfrog_journal.write_json(os.path.join(folder, "probe.pid"), {
         "pid": proc.pid, "host": runner.leapfrog_journal.me()["host"],
@@ -141,7 +141,7 @@ def test_the_report_says_each_step_in_one_line_by_its_kind(bus):
                  finish_nova=("db_finish", "nova"))
     runner.begin(cluster="lab", run="r2", steps=list(results), orch="orch.upgrade_control_plane")
     for name, result in results.items():
-        runner._run_function = lambda fun, args=None, kwargs=None, r=result: r  # pylint: disable=protected-access
+        bus["answer"] = result
         kind, node = kinds[name]
         runner.step(cluster="lab", run="r2", step=name, function="x.y", kind=kind, node=node)
     out = runner.report(cluster="lab", run="r2")

@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 import leapfrog_cluster
+import leapfrog_run
 from tests.loader import load
 
 runner = load("runners", "leapfrog")
@@ -34,19 +35,27 @@ def configure_loader_modules(tmp_path):
 
 @pytest.fixture
 def bus(monkeypatch):
-    events, calls = [], []
+    """The master's bus and runner functions replaced: ``events`` fired, ``calls`` made;
+    a step's function returns ``bus["answer"]`` when set (called with the function's name
+    when callable), else echoes its kwargs (``bad.fun`` fails)."""
+    state = {"events": [], "calls": [], "answer": None}
     monkeypatch.setattr(leapfrog_cluster, "master_pillar", lambda opts: yaml.safe_load(PILLAR))
-    monkeypatch.setattr(runner, "_fire", lambda tag, data: events.append((tag, data)))
+    monkeypatch.setattr(leapfrog_run.Master, "fire",
+                        lambda self, tag, data: state["events"].append((tag, data)))
     monkeypatch.setattr(runner, "_say", lambda line: None)
 
-    def call(fun, args=None, kwargs=None):
-        calls.append(fun)
+    def call(self, fun, args=None, kwargs=None):  # pylint: disable=unused-argument
+        state["calls"].append(fun)
+        if callable(state["answer"]):
+            return state["answer"](fun)
+        if state["answer"] is not None:
+            return state["answer"]
         if fun == "bad.fun":
             raise runner.leapfrog_errors.LeapfrogError("bad.fun failed: boom")
         return {"fun": fun, "kwargs": kwargs}
 
-    monkeypatch.setattr(runner, "_run_function", call)
-    return {"events": events, "calls": calls}
+    monkeypatch.setattr(leapfrog_run.Master, "run_function", call)
+    return state
 
 
 def test_a_run_through_the_runner(bus):
@@ -149,7 +158,7 @@ def test_approve_records_and_fires(bus, monkeypatch):
         def destroy(self):
             pass
 
-    monkeypatch.setattr(runner.salt.utils.event, "get_master_event", lambda *a, **k: NoBus())
+    monkeypatch.setattr(leapfrog_run.salt.utils.event, "get_master_event", lambda *a, **k: NoBus())
     ret = runner.wait_approval(cluster="lab", run="r1", step="gate", expiry=5)
     assert ret["ran"] is True and "approved by" in ret["result"]["summary"]
 
@@ -167,7 +176,7 @@ def test_wait_approval_expires(bus, monkeypatch):
         def destroy(self):
             pass
 
-    monkeypatch.setattr(runner.salt.utils.event, "get_master_event", lambda *a, **k: QuietBus())
+    monkeypatch.setattr(leapfrog_run.salt.utils.event, "get_master_event", lambda *a, **k: QuietBus())
     runner.begin(cluster="lab", run="r1", steps=["gate", "after"])
     ret = runner.wait_approval(cluster="lab", run="r1", step="gate", expiry=0.2)
     assert ret["retcode"] == 1 and "expired after 0.2 s" in ret["error"]

@@ -61,7 +61,7 @@ def test_renamed_steps_break_no_rollback(bus, monkeypatch):
     runner.begin(cluster="lab", run="up1", steps=plan.names(), orch=plan.orch,
                  target="2025.1", plan=plan.to_dict())
     for step in plan.steps:
-        runner._run_function = lambda fun, args=None, kwargs=None, r=results[step.name]: r  # pylint: disable=protected-access
+        bus["answer"] = results[step.name]
         runner.step(cluster="lab", run="up1", step=step.name, function="x.y",
                     kind=step.kind, node=step.node)
     sources = runner.rollback_sources(cluster="lab", upgrade_run="up1")
@@ -103,7 +103,7 @@ def test_a_step_runs_a_runner_function_in_process_and_fails_on_its_retcode(
 
     monkeypatch.setitem(runner.__salt__, "leapfrog.good", lambda **kwargs: {"got": kwargs})
     monkeypatch.setitem(runner.__salt__, "leapfrog.bad", failing)
-    run = runner._run_function  # pylint: disable=protected-access
+    run = runner._master().run_function  # pylint: disable=protected-access
     assert run("leapfrog.good", kwargs={"a": 1}) == {"got": {"a": 1}}
     with pytest.raises(runner.leapfrog_errors.LeapfrogError,
                        match="^leapfrog.bad failed: nothing matched L@x$"):
