@@ -174,12 +174,19 @@ class Plan:
         side = set(self.side_by_side_steps())
         return [s.name for s in self.steps if s.name in side or side.intersection(s.needs)]
 
+    def ends(self):
+        """Names of the steps no other step needs (the graph's sinks): every step comes
+        before one of them, so a failure anywhere fails one of them too (Salt marks the
+        states after a failed one failed)."""
+        needed = {n for step in self.steps for n in step.needs}
+        return [name for name in self.names() if name not in needed]
+
     def to_dict(self):
         return {"orch": self.orch, "cluster": self.cluster, "target": self.target,
                 "title": self.title, "why": self.why, "probe": self.probe,
                 "report": self.report, "expiry": self.expiry, "schedules": self.schedules,
                 "steps": [s.to_dict() for s in self.steps],
-                "parallel": self.parallel_steps(),
+                "parallel": self.parallel_steps(), "ends": self.ends(),
                 "cleanup": [s.to_dict() for s in self.cleanup]}
 
     @classmethod

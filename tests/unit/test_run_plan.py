@@ -124,3 +124,24 @@ def test_steps_that_overlap_or_join_run_in_a_process_of_their_own():
     # d joins the branches: in Salt's loop a plain d would wait in place for b2 and c
     # and hold back b2 until c ends; e follows one step only and runs in place
     assert plan.to_dict()["parallel"] == ["b1", "b2", "c", "d"]
+
+
+def test_the_closing_states_wait_for_the_plans_ends_only():
+    """report, finish and the failure stop require the steps no step needs: a plain state
+    requiring a running step waits in Salt's loop and holds back every pending one."""
+    from tests.unit.test_safety_core import _render  # pylint: disable=import-outside-toplevel
+
+    plan = leapfrog_steps.Plan("orch.x", "lab", "2025.1", "t")
+    plan.add("a", "precheck")
+    plan.side_by_side(lambda: (plan.add("b1", "record"), plan.add("b2", "record")),
+                      lambda: plan.add("c", "record"))
+    plan.add("d", "verify")
+    plan.add("e", "record", needs=["a"])
+    assert plan.ends() == ["d", "e"]
+    states = {k: {key: value for item in v["salt.runner"] for key, value in item.items()}
+              for k, v in _render(plan.to_dict(), "lab", "r1").items()}
+    assert states["report"]["require"] == [{"salt": "d"}, {"salt": "e"}]
+    assert states["finish"]["require"] == [{"salt": "d"}, {"salt": "e"}, {"salt": "report"}]
+    assert states["stopped_after_a_failure"]["onfail_any"] == [
+        {"salt": "d"}, {"salt": "e"}, {"salt": "report"}]
+    assert [k for k, v in states.items() if v.get("parallel")] == ["b1", "b2", "c", "d", "e"]
