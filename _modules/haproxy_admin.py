@@ -45,6 +45,7 @@ NAME_RE = re.compile(r"\A[A-Za-z0-9._-]{1,128}\Z")
 KINDS = {0: "frontend", 1: "backend", 2: "server", 3: "listener"}
 UP_STATUSES = ("UP", "no check")
 STATES = ("ready", "drain", "maint")
+HEALTH = ("up", "stopping", "down")
 # show stat columns kept as text (everything else that looks like an integer becomes one)
 TEXT_FIELDS = {
     "pxname", "svname", "status", "check_status", "last_chk", "last_agt", "addr", "cookie",
@@ -281,6 +282,14 @@ def _set(backend, server, state, address, timeout):
     raise HAProxyError(f"haproxy refused 'set server {backend}/{server} state {state}': {answer}")
 
 
+def _set_health(backend, server, health, address, timeout):
+    answer = _send(f"set server {backend}/{server} health {health}", address, timeout).strip()
+    if answer:
+        raise HAProxyError(
+            f"haproxy refused 'set server {backend}/{server} health {health}': {answer} "
+            "(the server needs health checks: 'check' on its server line)")
+
+
 # -- show stat -------------------------------------------------------------------------------
 
 def _typed(field, value):
@@ -505,27 +514,35 @@ def level(socket=None, timeout=None):
 
 # -- mutators --------------------------------------------------------------------------------
 
-def set_state(server, state, backends=None, socket=None, timeout=None):
+def set_state(server, state, backends=None, socket=None, timeout=None, health=None):
     """
     Set ``server`` to ``state`` (ready, drain or maint) on every backend where it appears (or
-    the given ones) without waiting; returns ``{backend: status read back}``. Prefer
-    ``drain``/``ready``, which wait for the outcome.
+    the given ones) without waiting; returns ``{backend: status read back}``. ``health``
+    (up, stopping or down) forces the server's health first: ``state=ready health=down``
+    puts a stopped server back so that only its health checks bring it UP (without it,
+    haproxy trusts the health it had before maint and sends traffic to it until its checks
+    fail). Prefer ``drain``/``ready``, which wait for the outcome.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt prx01 haproxy_admin.set_state ctl01 maint backends=nova_api
+        salt prx01 haproxy_admin.set_state ctl01 ready health=down
     """
     if state not in STATES:
         raise HAProxyError(f"unknown server state {state!r}; one of {', '.join(STATES)}")
+    if health is not None and health not in HEALTH:
+        raise HAProxyError(f"unknown server health {health!r}; one of {', '.join(HEALTH)}")
     _backend_list(backends)
     _check_name(server, "server")
     address, timeout = _config(socket, timeout)
     where = _locate(server, backends, address, timeout)
     _require_admin(address, timeout)
-    for be in where:
+    for be in where:  # health after the state: leaving maint restores the old health
         _set(be, server, state, address, timeout)
+        if health:
+            _set_health(be, server, health, address, timeout)
     after = _locate(server, list(where), address, timeout)
     return {be: record["status"] for be, record in after.items()}
 

@@ -139,7 +139,8 @@ def _health_checked(plan, node):
     until its services answer, then bring it UP (a fast-forward's starting services ask
     keystone for tokens through the VIP: it must route to the first one up)."""
     _haproxy(plan, f"{node}_health_checked", "ready", "set_state", node,
-             f"{node} ready in haproxy again: DOWN until its services answer", state="ready")
+             f"{node} ready in haproxy again: DOWN until its services answer", state="ready",
+             health="down")
 
 
 def _start(plan, node, sls, pillar, changes, impact="none"):

@@ -14,6 +14,8 @@ BAD_INPUTS = [
     ("drain", {"server": "ctl01", "socket_timeout": "abc"}, "socket timeout (seconds)"),
     ("ready", {"server": "ctl01", "timeout": "inf"}, "not finite"),
     ("set_state", {"server": "ctl01", "state": "down"}, "unknown server state"),
+    ("set_state", {"server": "ctl01", "state": "ready", "health": "sick"},
+     "unknown server health"),
 ]
 
 

@@ -194,3 +194,21 @@ def test_check_reaches_a_maintained_servers_own_endpoints_and_names_a_dead_one(h
     finally:
         haproxy_lab.backends["ctl02"].start()
     haproxy_admin.ready("ctl02", timeout=10)
+
+
+def test_a_stopped_server_set_ready_with_health_down_gets_no_traffic(haproxy_lab):
+    """A controller's VM stopped after its drain, put back ``ready`` so its health checks
+    bring it UP once its services answer: with ``health=down`` haproxy sends it nothing
+    meanwhile; without, haproxy trusts the health it had before maint (UP)."""
+    haproxy_admin.drain("ctl01", backends=["nova"], timeout=10)
+    haproxy_lab.backends["ctl01"].stop()
+    assert haproxy_admin.set_state("ctl01", "ready", backends=["nova"],
+                                   health="down") == {"nova": "DOWN"}
+    for _ in range(8):  # every request lands on ctl02, none fails
+        with urllib.request.urlopen(haproxy_lab.url("nova"), timeout=5) as response:
+            assert response.headers["X-Backend"] == "ctl02"
+    haproxy_admin.set_state("ctl01", "maint", backends=["nova"])
+    # without: UP (going down as its checks fail), and traffic goes to it meanwhile
+    assert haproxy_admin.set_state("ctl01", "ready", backends=["nova"])["nova"].startswith("UP")
+    with pytest.raises(haproxy_admin.HAProxyError, match="unknown server health 'sick'"):
+        haproxy_admin.set_state("ctl01", "ready", backends=["nova"], health="sick")
