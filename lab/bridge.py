@@ -25,8 +25,8 @@ domains' state and run id (a restart between two polls is a new run id):
   takes what the lab cloud runs for that node; a fresh seed has nothing deployed). After
   the minion, the bridge starts that node's services at that release (``OpenStackCloud
   .start_node``): a restored old disk comes back with its old services.
-- a domain stops (or disappears): that node's minion and its OpenStack services are
-  stopped by their PIDs.
+- a domain stops (or disappears): that node's OpenStack services are killed by their PIDs
+  (at once, as a powered-off VM's are), then its minion is stopped.
 
 Events of one domain are handled in order, each in its own thread (a start waits for the
 previous stop of that domain to finish).
@@ -279,7 +279,7 @@ class Bridge:
     def _stop_services(self, name, node):
         cloud = self._cloud()
         if cloud is not None and node in cloud.controllers:
-            cloud.stop_node(node)
+            cloud.stop_node(node, timeout=0)
             self._event("services-stopped", domain=name, node=node)
 
     # -- domain life cycle ---------------------------------------------------------------------
@@ -376,8 +376,15 @@ class Bridge:
         self.cluster.start_minion(minion_id)
 
     def _on_stop(self, name):
+        """The domain is off: its node's services die at once (SIGKILL, as a powered-off
+        VM's processes do: a graceful stop here would keep them answering haproxy's checks
+        for seconds after the VM stopped), then its minion stops."""
         with self._lock:
             minion_id = self._owner.pop(name, None)
+        try:
+            self._stop_services(name, minion_id or name)
+        except Exception as exc:  # pylint: disable=broad-except
+            self._event("error", domain=name, error=f"stopping services: {exc}")
         if minion_id:
             try:
                 os.unlink(_node_file(self.run_dir, minion_id))
@@ -385,10 +392,6 @@ class Bridge:
                 pass
             stopped = self.cluster.stop_minion(minion_id)
             self._event("minion-stopped", domain=name, node=minion_id, was_running=stopped)
-        try:
-            self._stop_services(name, minion_id or name)
-        except Exception as exc:  # pylint: disable=broad-except
-            self._event("error", domain=name, error=f"stopping services: {exc}")
 
     def _submit(self, name, func, *args):
         """Run ``func`` in a thread after the previous work of domain ``name``."""

@@ -700,10 +700,12 @@ class OpenStackCloud:
             return [self.computes[host]]
         raise CloudError(f"no node {host!r} in this cloud")
 
-    def stop_node(self, host, services=None):
-        """Stop every service of ``host`` (or just ``services``) by PID, in parallel."""
+    def stop_node(self, host, services=None, timeout=10):
+        """Stop every service of ``host`` (or just ``services``) by PID, in parallel: TERM,
+        then KILL after ``timeout`` seconds (0: at once)."""
         with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
-            list(pool.map(lambda service: service.stop(), services or self.node_services(host)))
+            list(pool.map(lambda service: service.stop(timeout),
+                          services or self.node_services(host)))
         self.save(hosts=[host])
 
     def start_node(self, host, release=None, services=None):
