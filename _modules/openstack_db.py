@@ -1,11 +1,13 @@
 """
-Database schema syncs of keystone, placement and glance, from a release's virtualenv.
+Database schema syncs of keystone, placement, glance, neutron and cinder, from a release's
+virtualenv.
 
 One small generic module: ``service`` names the tool (``keystone-manage``,
-``placement-manage``, ``glance-manage``) and the config section its connection goes in. The
-venv comes from ``release`` (pillar ``leapfrog:releases:venvs:<release>``), ``venv`` or
-``binary``; the database from pillar ``leapfrog:database`` (host, port, socket, user,
-password) and ``database`` (default: pillar ``leapfrog:<service>:database``, else the
+``placement-manage``, ``glance-manage``, ``neutron-db-manage``, ``cinder-manage``) and the
+config section its connection goes in. The venv comes from ``release`` (pillar
+``leapfrog:<service>:venvs:<release>`` for a service deployed in a venv of its own, else
+``leapfrog:releases:venvs:<release>``), ``venv`` or ``binary``; the database from pillar
+``leapfrog:database`` (host, port, socket, user, password) and ``database`` (default: pillar ``leapfrog:<service>:database``, else the
 service's name), or ``config_file`` (used as is).
 The connection is written to a 0600 config file in a private temporary directory removed
 after the call: the password is never on a command line, in a return or in a log.
@@ -44,28 +46,48 @@ ANY_RC = range(-255, 256)
 DB_KEYS = ("host", "port", "socket", "user", "password")
 OPTION_KEYS = DB_KEYS + ("release", "venv", "binary", "venvs", "config_file", "database")
 
-# service -> its tool, config section, and the argv of each stage ("check" maps exit codes to
-# the next step the tool asks for).
+# service -> its tool, config section, and the argv of each stage. ``check``: the tool's own
+# check (argv, exit code -> the next stage), else the heads are read from the code: the
+# files naming them (``head_files``, neutron's EXPAND_HEAD/CONTRACT_HEAD) or the end of the
+# migration chain (``versions``). ``rolling``: the stages of a rolling upgrade, in order;
+# ``offline``: the tool's "offline migrations pending?" (argv, exit code -> pending);
+# ``defaults``: [DEFAULT] options the tool needs besides the connection.
 SERVICES = {
     "keystone": {
         "tool": "keystone-manage", "section": "database", "package": "keystone",
         "stages": {"sync": ["db_sync"], "expand": ["db_sync", "--expand"],
                    "migrate": ["db_sync", "--migrate"], "contract": ["db_sync", "--contract"]},
         "check": (["db_sync", "--check"], {0: None, 2: "expand", 3: "migrate", 4: "contract"}),
+        "rolling": ("expand", "migrate", "contract"),
     },
     "glance": {
         "tool": "glance-manage", "section": "database", "package": "glance",
         "stages": {"sync": ["db", "sync"], "expand": ["db", "expand"],
                    "migrate": ["db", "migrate"], "contract": ["db", "contract"]},
         "check": (["db", "check"], {0: None, 3: "expand", 4: "migrate", 5: "contract"}),
+        "rolling": ("expand", "migrate", "contract"),
     },
     "placement": {
         "tool": "placement-manage", "section": "placement_database", "package": "placement",
         "stages": {"sync": ["db", "sync"]},
-        "check": None,  # placement's chain is linear: compared with its migration files
+        "versions": "db/sqlalchemy/alembic/versions",  # a linear chain
+    },
+    "neutron": {
+        "tool": "neutron-db-manage", "section": "database", "package": "neutron",
+        "defaults": {"core_plugin": "ml2"},
+        "stages": {"sync": ["upgrade", "heads"], "expand": ["upgrade", "--expand"],
+                   "contract": ["upgrade", "--contract"]},
+        "head_files": ("db/migration/alembic_migrations/versions",
+                       {"EXPAND_HEAD": "expand", "CONTRACT_HEAD": "contract"}),
+        "rolling": ("expand", "contract"),
+        "offline": (["has_offline_migrations"], {0: False, 1: True}),
+    },
+    "cinder": {
+        "tool": "cinder-manage", "section": "database", "package": "cinder",
+        "stages": {"sync": ["db", "sync"], "online": ["db", "online_data_migrations"]},
+        "versions": "db/migrations/versions",  # a linear chain
     },
 }
-ROLLING = ("expand", "migrate", "contract")
 
 
 class OpenstackDbError(leapfrog_errors.LeapfrogError):
@@ -132,6 +154,7 @@ class _Call:
             if not release:
                 raise OpenstackDbError("name a release (pillar leapfrog:releases:venvs), a venv or a binary")
             venvs = dict(_pillar("leapfrog:releases:venvs", {}) or {})
+            venvs.update(_pillar(f"leapfrog:{self.service}:venvs", {}) or {})  # its own
             venvs.update(opts.get("venvs") or {})
             venvs = {str(k): v for k, v in venvs.items()}
             if str(release) not in venvs:
@@ -184,6 +207,10 @@ class _Call:
             path = os.path.join(tmpdir, f"{self.service}.conf")
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
+                defaults = self.spec.get("defaults") or {}
+                if defaults:
+                    handle.write("[DEFAULT]\n" + "".join(
+                        f"{key} = {value}\n" for key, value in defaults.items()))
                 handle.write(f"[{self.spec['section']}]\n"
                              f"connection = {self.url.replace('$', '$$')}\n"
                              "max_retries = 2\nretry_interval = 1\n")
@@ -260,20 +287,31 @@ def _error_line(result):
     return (stderr or stdout or ["no output"])[-1]
 
 
-def _placement_head(call):
+def _code_heads(call):
+    """The heads the release's code migrates to, read from its files: ``{head: stage}``
+    (the stage that reaches it), or None without the code."""
     package = call.package_dir()
     if not package:
         return None
+    if "head_files" in call.spec:
+        folder, files = call.spec["head_files"]
+        heads = {}
+        for name, stage in files.items():
+            try:
+                with open(os.path.join(package, folder, name), encoding="utf-8") as handle:
+                    heads[handle.read().strip()] = stage
+            except OSError:
+                return None
+        return heads
     links = {}
-    for path in glob.glob(os.path.join(package, "db", "sqlalchemy", "alembic", "versions", "*.py")):
+    for path in glob.glob(os.path.join(package, call.spec["versions"], "*.py")):
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
         rev = re.search(r"^revision\s*=\s*['\"](\w+)['\"]", text, re.M)
         down = re.search(r"^down_revision\s*=\s*(?:None|['\"](\w+)['\"])", text, re.M)
         if rev and down:
             links[rev.group(1)] = down.group(1)
-    heads = set(links) - set(links.values())
-    return sorted(heads) or None
+    return {head: "sync" for head in set(links) - set(links.values())} or None
 
 
 def version(service, **kwargs):
@@ -294,22 +332,25 @@ def check(service, **kwargs):
     """
     Say whether the service database is up to date with the release's code and, if not, the
     next step (``expand``, ``migrate``, ``contract`` or ``sync``), using the tool's own check
-    (keystone ``db_sync --check``, glance ``db check``) or, for placement, its migration files.
+    (keystone ``db_sync --check``, glance ``db check``) or the heads its code names
+    (placement's and cinder's migration chain, neutron's EXPAND_HEAD/CONTRACT_HEAD).
 
     CLI Example:
 
     .. code-block:: bash
 
         salt ctl01 openstack_db.check glance release=2026.1
+        salt ctl01 openstack_db.check neutron release=2026.1
     """
     call = _Call(service, kwargs)
     current = call.revisions()
-    if call.spec["check"] is None:
-        heads = _placement_head(call)
+    if "check" not in call.spec:
+        heads = _code_heads(call)
         if heads is None:
             raise OpenstackDbError(f"cannot read {service}'s migrations (give a venv)")
-        nxt = None if current == heads else "sync"
-        return {"service": service, "current": current, "heads": heads,
+        missing = [stage for head, stage in heads.items() if head not in (current or [])]
+        nxt = min(missing, key=list(call.spec["stages"]).index) if missing else None
+        return {"service": service, "current": current, "heads": sorted(heads),
                 "up_to_date": nxt is None, "next": nxt}
     args, codes = call.spec["check"]
     result = call.run(args, ok=tuple(codes))
@@ -318,11 +359,36 @@ def check(service, **kwargs):
             "rc": result["retcode"]}
 
 
+def offline_migrations(service, **kwargs):
+    """
+    Say whether the release's code has migrations that need every server of the service
+    stopped (neutron: ``neutron-db-manage has_offline_migrations``, run with the target's
+    code against the current database): ``pending`` True makes a rolling upgrade
+    impossible. A service whose tool has no such check answers ``pending`` None.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 openstack_db.offline_migrations neutron release=2026.1
+    """
+    call = _Call(service, kwargs)
+    if "offline" not in call.spec:
+        return {"service": service, "pending": None,
+                "comment": f"{call.spec['tool']} has no offline-migration check"}
+    args, codes = call.spec["offline"]
+    result = call.run(args, ok=tuple(codes))
+    return {"service": service, "pending": codes[result["retcode"]],
+            "seconds": result["seconds"]}
+
+
 def sync(service, stage="sync", **kwargs):
     """
-    Run the service's schema sync. ``stage``: ``sync`` (offline, all of it), or for keystone
-    and glance ``expand`` / ``migrate`` / ``contract`` (rolling upgrades), or ``rolling`` for
-    the three in order. Returns the revisions before and after and whether they changed.
+    Run the service's schema sync. ``stage``: ``sync`` (offline, all of it), the stages of
+    a rolling upgrade (keystone and glance ``expand`` / ``migrate`` / ``contract``, neutron
+    ``expand`` / ``contract``) or ``rolling`` for them in order, cinder's ``online`` (online
+    data migrations to completion). Returns the revisions before and after and whether
+    they changed.
 
     CLI Example:
 
@@ -330,14 +396,15 @@ def sync(service, stage="sync", **kwargs):
 
         salt ctl01 openstack_db.sync keystone stage=expand release=2026.1
         salt ctl01 openstack_db.sync placement release=2026.1
+        salt ctl01 openstack_db.sync neutron stage=contract release=2026.1
     """
     call = _Call(service, kwargs)
-    stages = list(ROLLING) if stage == "rolling" else [stage]
+    stages = list(call.spec.get("rolling") or [stage]) if stage == "rolling" else [stage]
     for name in stages:
         if name not in call.spec["stages"]:
             raise OpenstackDbError(
                 f"{service} has no stage {name}; it has: {', '.join(call.spec['stages'])}"
-                + (", rolling" if "expand" in call.spec["stages"] else ""))
+                + (", rolling" if call.spec.get("rolling") else ""))
     before = call.revisions()
     ran = []
     for name in stages:

@@ -26,6 +26,7 @@ import leapfrog_plan
 import leapfrog_planner
 import leapfrog_precheck
 import leapfrog_rebuild
+import leapfrog_recipes
 import leapfrog_schema
 import leapfrog_salt_noise
 import leapfrog_run
@@ -584,8 +585,9 @@ def precheck(cluster=None, to=None, strategy=None, pillar=None, timeout=10):
 def revisions(cluster=None, release=None, pillar=None):
     """
     The schema revisions of the cloud's databases, read on the first controller with
-    ``release``'s code: nova's (api, main, cell0, and whether they are at that release's
-    heads) and keystone's, placement's and glance's alembic versions.
+    ``release``'s code, for every service of the cluster's ``services`` as its recipe says:
+    nova's (api, main, cell0, and whether they are at that release's heads), the others'
+    alembic versions (``openstack_db.version``).
 
     CLI Example:
 
@@ -598,12 +600,11 @@ def revisions(cluster=None, release=None, pillar=None):
         release = str(release or config["releases"]["target"])
         first = leapfrog_minions.first(__opts__, config, "controller")
         tgt = f"L@{first}"
-        out = {"release": release, "node": first,
-               "nova": leapfrog_minions.call(__opts__, tgt, "nova_manage.versions",
-                                             {"release": release})[first]}
-        for service in ("keystone", "placement", "glance"):
-            out[service] = leapfrog_minions.call(__opts__, tgt, "openstack_db.version",
-                                                 {"service": service, "release": release})[first]
+        out = {"release": release, "node": first}
+        for recipe in leapfrog_recipes.recipes(config["services"]):
+            function, kwargs = recipe.version
+            out[recipe.service] = leapfrog_minions.call(__opts__, tgt, function,
+                                                        kwargs(release))[first]
     except leapfrog_errors.LeapfrogError as exc:
         return _fail({"error": str(exc)})
     return out

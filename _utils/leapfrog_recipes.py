@@ -14,8 +14,9 @@ A recipe lists its database stages in the order they run, each in one phase:
 Each stage names the execution function the first controller runs (through
 ``leapfrog.call``) and builds its kwargs from the run's context (``Context``). ``processes``
 lists the service's processes per role (what the redeploy SLS stops and starts).
-A cluster's pillar ``services`` lists the recipes a run applies (default: all below, in
-this order). Adding a service is a recipe here plus its tests.
+A cluster's pillar ``services`` lists the recipes a run applies (default: nova, keystone,
+glance, placement, in this order; neutron and cinder when listed). Adding a service is a
+recipe here plus its tests.
 """
 import collections
 
@@ -35,10 +36,15 @@ class Stage:
 
 
 class Recipe:
-    """A service: its database stages and its processes per role."""
+    """A service: its database stages, its processes per role and its databases (what
+    a run's backup must hold before any stage runs)."""
 
-    def __init__(self, service, stages, processes):
+    def __init__(self, service, stages, processes, databases=None, version=None):
         self.service, self.stages, self.processes = service, list(stages), dict(processes)
+        self.databases = list(databases or [service])
+        # (function, kwargs builder): how its DB revisions are read with a release's code
+        self.version = version or ("openstack_db.version",
+                                   lambda release: {"service": service, "release": release})
 
     def phase(self, phase):
         return [s for s in self.stages if s.phase == phase]
@@ -71,15 +77,39 @@ RECIPES = {
               lambda ctx: {"release": ctx.to},
               changes="nova: online data migrations to completion"),
     ], {"controller": ["nova-api", "nova-conductor", "nova-scheduler"],
-        "compute": ["nova-compute"]}),
+        "compute": ["nova-compute"]}, databases=["nova_api", "nova", "nova_cell0"],
+        version=("nova_manage.versions", lambda release: {"release": release})),
     "keystone": Recipe("keystone", _openstack_db("keystone", ["expand", "migrate"], True),
                        {"controller": ["keystone"]}),
     "glance": Recipe("glance", _openstack_db("glance", ["expand", "migrate"], True),
                      {"controller": ["glance-api"]}),
     "placement": Recipe("placement", _openstack_db("placement", ["sync"], False),
                         {"controller": ["placement-api"]}),
+    # expand with the target's code before its first server starts (old servers live with
+    # it); contract once no older neutron server runs. 2024.1 runs neutron-server (eventlet);
+    # 2025.1 on, the WSGI API plus the RPC, periodic and OVN maintenance workers.
+    "neutron": Recipe("neutron", [
+        Stage("dbsync_neutron_expand", "sync", "openstack_db.sync",
+              _db_sync("neutron", "expand"),
+              changes="neutron DB: expand (servers of the old release keep working)"),
+        Stage("finish_neutron", "finish", "openstack_db.sync", _db_sync("neutron", "contract"),
+              irreversible=True,
+              changes="neutron DB: contract (drops what the old release reads: going back "
+                      "means the backup, writes since lost)"),
+    ], {"controller": ["neutron-server", "neutron-api", "neutron-rpc-server",
+                       "neutron-periodic-workers", "neutron-ovn-maintenance-worker"]}),
+    # one sync (additive), then the online data migrations once every service runs the
+    # target; the RPC pins follow the oldest service until then
+    "cinder": Recipe("cinder", [
+        Stage("dbsync_cinder", "sync", "openstack_db.sync", _db_sync("cinder", "sync"),
+              changes="cinder DB: sync"),
+        Stage("finish_cinder", "finish", "openstack_db.sync", _db_sync("cinder", "online"),
+              changes="cinder: online data migrations to completion"),
+    ], {"controller": ["cinder-api", "cinder-scheduler"], "storage": ["cinder-volume"]}),
 }
-DEFAULT_SERVICES = list(RECIPES)
+# a cluster without pillar ``services`` runs these (the four every cloud of the first wave
+# has); neutron and cinder are listed in ``services`` by the clusters that run them
+DEFAULT_SERVICES = ["nova", "keystone", "glance", "placement"]
 
 
 def recipes(services=None):

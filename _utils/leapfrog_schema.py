@@ -232,6 +232,18 @@ def _check_keys(mapping, keys, where, problems):
 
 
 def _cross_checks(config, where, problems):
+    services, database = config.get("services"), config.get("database")
+    if isinstance(services, list) and isinstance(database, dict) and \
+            isinstance(database.get("databases"), list):
+        missing = [db for name in services if name in leapfrog_recipes.RECIPES
+                   for db in leapfrog_recipes.RECIPES[name].databases
+                   if db not in database["databases"]]
+        if missing:
+            problems.append(
+                f"{where}:database:databases: lacks {', '.join(missing)}, the database(s) of "
+                f"services {', '.join(services)}: a run backs up only what this lists, and "
+                "upgrades every service listed; add them, or leave the service out of "
+                "services")
     releases = config.get("releases")
     if not isinstance(releases, dict):
         return

@@ -8,6 +8,10 @@ in the repo so every build installs the same versions. Venvs live under
 file carrying the constraint file's hash makes the "already built?" check cost one small
 read, and a changed constraint file rebuilds the venv.
 
+neutron and cinder have a venv per release of their own (``neutron-2025.1``,
+``cinder-2026.1``: ``SERVICE_SPECS``, the pins FACTS.md measured), frozen and cached the same
+way.
+
 One more venv, ``client``, holds the operator's ``openstack`` CLI (python-openstackclient of
 the 2024.1 series), frozen in ``lab/constraints/client.txt`` against the 2024.1 constraint
 file (the libraries it shares with the 2024.1 venv have the same pins). It is built and
@@ -84,6 +88,42 @@ CLIENT_SPEC = Release(
     check=("python-openstackclient", 6), constrained_by=("2024.1",),
     title="openstack CLI (python-openstackclient, 2024.1 series) lab venv")
 
+# neutron and cinder of each release, each in a venv of its own (as OSA and kolla deploy a
+# service per venv or image): FACTS.md's pins. ``neutron-<release>`` / ``cinder-<release>``.
+SERVICE_SPECS = {
+    "neutron-2024.1": Release(
+        "neutron-2024.1", 24, "2024-09-15",
+        ["neutron==24.*", "PyMySQL", "gunicorn", "setuptools<81", "eventlet<0.36"],
+        check=("neutron", 24), title="neutron 2024.1 (24.x) lab venv"),
+    "neutron-2025.1": Release(
+        "neutron-2025.1", 26, "2025-09-15", ["neutron==26.*", "PyMySQL", "gunicorn"],
+        check=("neutron", 26), title="neutron 2025.1 (26.x) lab venv"),
+    # 28.x imports pyroute2 without declaring it; the cut-off would pull neutron-lib 5
+    # (2026.2): 'Plugin ovn-router not found'
+    "neutron-2026.1": Release(
+        "neutron-2026.1", 28, "2026-09-01",
+        ["neutron==28.*", "PyMySQL", "gunicorn", "cryptography<47", "pyroute2",
+         "neutron-lib<3.25"],
+        check=("neutron", 28), title="neutron 2026.1 (28.x) lab venv"),
+    # fixtures: cinder.tests.fake_driver needs it; eventlet 0.37 kills cinder-volume 2024.1
+    "cinder-2024.1": Release(
+        "cinder-2024.1", 24, "2024-09-15",
+        ["cinder==24.*", "PyMySQL", "gunicorn", "setuptools<81", "fixtures", "eventlet<0.36"],
+        check=("cinder", 24), title="cinder 2024.1 (24.x) lab venv"),
+    "cinder-2025.1": Release(
+        "cinder-2025.1", 26, "2025-09-15", ["cinder==26.*", "PyMySQL", "gunicorn", "fixtures"],
+        check=("cinder", 26), title="cinder 2025.1 (26.x) lab venv"),
+    "cinder-2026.1": Release(
+        "cinder-2026.1", 28, "2026-09-01",
+        ["cinder==28.*", "PyMySQL", "gunicorn", "cryptography<47", "fixtures"],
+        check=("cinder", 28), title="cinder 2026.1 (28.x) lab venv"),
+}
+
+
+def service_venv(service, release):
+    """The name of ``service``'s venv of ``release`` (``neutron-2025.1``)."""
+    return f"{service}-{release}"
+
 
 class VenvError(RuntimeError):
     """A venv could not be built (unknown release, missing constraints, uv failed)."""
@@ -111,11 +151,11 @@ def _release(release):
     if str(release) == CLIENT:
         return CLIENT_SPEC
     try:
-        return RELEASES[str(release)]
+        return RELEASES.get(str(release)) or SERVICE_SPECS[str(release)]
     except KeyError:
         raise VenvError(
-            f"unknown release {release}; known: {', '.join(RELEASES)} (and {CLIENT}: the CLI)"
-        ) from None
+            f"unknown release {release}; known: {', '.join(RELEASES)}, the services' "
+            f"{', '.join(SERVICE_SPECS)} (and {CLIENT}: the CLI)") from None
 
 
 def constraints_file(release):

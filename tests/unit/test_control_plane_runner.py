@@ -162,3 +162,22 @@ def test_the_report_says_each_step_in_one_line_by_its_kind(bus):
     assert lines["cmp01_switch"] == "cmp01 switched to 2026.1 in 21.5 s"
     assert lines["cmp02_switch"].startswith("cmp02 skipped: 1 server(s) on cmp02")
     assert lines["cmp01_stop"] == "cmp01 stopped at 2024.1 (2 servers running on)"
+
+
+def test_revisions_reads_each_listed_service_as_its_recipe_says(bus, monkeypatch):
+    calls = []
+
+    def call(opts, tgt, func, kwargs=None, **_):
+        calls.append((tgt, func, kwargs))
+        return {"ctl01": [f"{func}:{(kwargs or {}).get('service', 'nova')}"]}
+
+    monkeypatch.setattr(runner.leapfrog_minions, "first", lambda opts, config, role: "ctl01")
+    monkeypatch.setattr(runner.leapfrog_minions, "call", call)
+    out = runner.revisions(cluster="lab", release="2025.1", pillar={"leapfrog": {"clusters": {
+        "lab": {"services": ["nova", "keystone", "placement"],
+                "database": {"databases": ["nova_api", "nova", "nova_cell0", "keystone",
+                                           "placement"]}}}}})
+    assert calls == [("L@ctl01", "nova_manage.versions", {"release": "2025.1"}),
+                     ("L@ctl01", "openstack_db.version", {"service": "keystone", "release": "2025.1"}),
+                     ("L@ctl01", "openstack_db.version", {"service": "placement", "release": "2025.1"})]
+    assert out["placement"] == ["openstack_db.version:placement"] and "glance" not in out

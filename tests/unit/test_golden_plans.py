@@ -31,7 +31,9 @@ def build(name):
     with open(os.path.join(SAMPLES, f"{name}.yaml")) as handle:
         sample = yaml.safe_load(handle)
     pillar = copy.deepcopy(example_pillar()["leapfrog"]["clusters"]["prod1"])
-    pillar.update(sample.get("pillar") or {})
+    for key, value in (sample.get("pillar") or {}).items():  # a mapping merges one level
+        pillar[key] = dict(pillar[key], **value) if isinstance(value, dict) and \
+            isinstance(pillar.get(key), dict) else value
     config = leapfrog_schema.validate(pillar, "prod1")
     facts = {"cluster": "prod1", "run": RUN, "config": config,
              "controllers": sample.get("controllers", []), **(sample.get("facts") or {})}

@@ -18,7 +18,8 @@ leapfrog:
               database: "I@mysql:server", haproxy: "I@haproxy:proxy",
               hypervisor: "G@roles:kvm"}
       haproxy: {socket: /run/haproxy.sock, vip: 10.0.0.10}
-      database: {host: db, user: root, password: SECRET-PW, databases: [nova]}
+      database: {host: db, user: root, password: SECRET-PW,
+                 databases: [nova_api, nova, nova_cell0, keystone, glance, placement]}
       vms: {image: /i.qcow2, os: {os: Debian, oscodename: trixie}, redeploy_sls: ctl,
             nodes: {ctl01: {hypervisor: kvm01, domain: ctl01}}}
       backups: {dir: /b}

@@ -112,7 +112,8 @@ def test_placement_check_reads_its_migration_files(fake, revisions):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(service="cinder", release="2026.1"), "unknown service cinder; known: keystone, glance, placement"),
+    (dict(service="swift", release="2026.1"),
+     "unknown service swift; known: keystone, glance, placement, neutron, cinder"),
     (dict(service="keystone", release="2023.1"), "unknown release 2023.1: not in pillar"),
     (dict(service="placement", release="2026.1", stage="contract"), "placement has no stage contract; it has: sync"),
     (dict(service="keystone", release="2026.1", stage="shrink"), "keystone has no stage shrink"),
