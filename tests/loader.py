@@ -19,3 +19,19 @@ def load(kind, name):
     sys.modules[modname] = module
     spec.loader.exec_module(module)
     return module
+
+
+def minion_modules(cachedir, pillar, names):
+    """This repository's execution modules ``names`` (plus cmd, pillar and config) through
+    Salt's real loader, as a minion with ``pillar`` and id ctl01 loads them."""
+    import salt.config  # pylint: disable=import-outside-toplevel
+    import salt.loader  # pylint: disable=import-outside-toplevel
+
+    opts = salt.config.minion_config(None)
+    opts.update({
+        "file_client": "local", "cachedir": str(cachedir), "id": "ctl01",
+        "module_dirs": [os.path.join(REPO, "_modules")],
+        "utils_dirs": [os.path.join(REPO, "_utils")],
+        "pillar": pillar,
+    })
+    return salt.loader.minion_mods(opts, whitelist=["cmd", "pillar", "config", *names])

@@ -4,13 +4,9 @@ pillar ``leapfrog:<service>:venvs`` names them), through Salt's loader: a 2024.1
 taken to 2026.1 the way a rolling upgrade does (neutron expand before the new servers,
 contract once no old one runs; cinder sync, then its online data migrations), and the
 offline-migration check that decides whether a rolling hop is possible."""
-import os
-
 import pytest
-import salt.config
-import salt.loader
 
-from tests.conftest import REPO
+from tests.loader import minion_modules
 
 DATABASES = {"neutron": "lfneutron", "cinder": "lfcinder", "fresh": "lfneutron_fresh"}
 # FACTS.md: neutron's heads per release (contract unchanged since 2024.1), cinder's head
@@ -30,18 +26,11 @@ def env(mariadb, service_venvs, tmp_path_factory):
 
     recreate()
     base = tmp_path_factory.mktemp("neutron_cinder_db")
-    opts = salt.config.minion_config(None)
-    opts.update({
-        "file_client": "local", "cachedir": str(base / "cache"), "id": "ctl01",
-        "module_dirs": [os.path.join(REPO, "_modules")],
-        "utils_dirs": [os.path.join(REPO, "_utils")],
-        "pillar": {"leapfrog": {
-            "neutron": {"venvs": service_venvs["neutron"]},
-            "cinder": {"venvs": service_venvs["cinder"]},
-            "database": {"socket": mariadb.socket, "user": "root",
-                         "password": mariadb.root_password}}},
-    })
-    mods = salt.loader.minion_mods(opts, whitelist=["cmd", "pillar", "config", "openstack_db"])
+    mods = minion_modules(base / "cache", {"leapfrog": {
+        "neutron": {"venvs": service_venvs["neutron"]},
+        "cinder": {"venvs": service_venvs["cinder"]},
+        "database": {"socket": mariadb.socket, "user": "root",
+                     "password": mariadb.root_password}}}, ["openstack_db"])
     yield mods
     recreate(drop_only=True)
 

@@ -1,13 +1,9 @@
 """openstack_db (keystone, placement, glance schema syncs) against the real MariaDB and the
 real *-manage tools of 2024.1 and 2026.1, through Salt's loader. Each tool call costs
 3-6 s, so the databases are created by 2024.1 once and upgraded to 2026.1 once."""
-import os
-
 import pytest
-import salt.config
-import salt.loader
 
-from tests.conftest import REPO
+from tests.loader import minion_modules
 
 DATABASES = {"keystone": "lfkeystone", "placement": "lfplacement", "glance": "lfglance"}
 
@@ -19,17 +15,10 @@ def env(mariadb, openstack_venvs, tmp_path_factory):
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
             cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     base = tmp_path_factory.mktemp("openstack_db")
-    opts = salt.config.minion_config(None)
-    opts.update({
-        "file_client": "local", "cachedir": str(base / "cache"), "id": "ctl01",
-        "module_dirs": [os.path.join(REPO, "_modules")],
-        "utils_dirs": [os.path.join(REPO, "_utils")],
-        "pillar": {"leapfrog": {
-            "releases": {"venvs": dict(openstack_venvs)},
-            "database": {"socket": mariadb.socket, "user": "root",
-                         "password": mariadb.root_password}}},
-    })
-    mods = salt.loader.minion_mods(opts, whitelist=["cmd", "pillar", "config", "openstack_db"])
+    mods = minion_modules(base / "cache", {"leapfrog": {
+        "releases": {"venvs": dict(openstack_venvs)},
+        "database": {"socket": mariadb.socket, "user": "root",
+                     "password": mariadb.root_password}}}, ["openstack_db"])
     yield {"mods": mods, "db": mariadb}
     with mariadb.connect() as conn, conn.cursor() as cur:
         for name in DATABASES.values():
