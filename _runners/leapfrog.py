@@ -549,8 +549,10 @@ def precheck(cluster=None, to=None, strategy=None, pillar=None, timeout=10):
     the first): pillar valid, every role's minions answer, the strategy (``strategy``, else
     ``releases:strategy``) possible with the computes' releases (``leapfrog.plan``), nova
     databases at the current release's heads, ``nova-status upgrade check``, DB charsets / NULL compute hosts / soft-deleted rows
-    (``mysql_backup.precheck``), every haproxy server UP, two controllers at least for a
-    rolling upgrade. Fails (retcode 1) listing them all.
+    (``mysql_backup.precheck``), every haproxy server UP, offline migrations pending in a
+    listed service's target code (neutron's contract branch: refused for a rolling hop,
+    ``strategy=fast_forward`` runs them with the API closed), two controllers at least for
+    a rolling upgrade. Fails (retcode 1) listing them all.
 
     CLI Example:
 
@@ -570,8 +572,9 @@ def precheck(cluster=None, to=None, strategy=None, pillar=None, timeout=10):
     except leapfrog_errors.LeapfrogError as exc:
         problems.extend(getattr(exc, "problems", None) or [str(exc)])
     control = str(decision.get("control") or config["releases"]["current"])
+    target = decision["hops"][-1][1] if decision.get("hops") else to
     leapfrog_precheck.collect(__opts__, config, control, decision.get("strategy"), problems,
-                              notes)
+                              notes, target)
     result = {"cluster": name, "ok": not problems, "problems": problems, "notes": notes,
               "strategy": decision.get("strategy"),
               "hops": [list(hop) for hop in decision["hops"]] if decision else None}

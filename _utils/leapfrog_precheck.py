@@ -1,10 +1,12 @@
 """The pre-check's checks of the cloud itself (the runner's ``precheck`` adds the pillar,
 the inventory and the strategy): nova's databases at the current release's heads,
-``nova-status upgrade check``, the databases' own pre-check, every haproxy server UP, and
-the controllers a strategy needs. Every check runs; each problem is collected, none stops
+``nova-status upgrade check``, the databases' own pre-check, every haproxy server UP, the
+services whose target code has offline migrations (refused for a rolling hop), and the
+controllers a strategy needs. Every check runs; each problem is collected, none stops
 the others.
 """
 import leapfrog_minions
+import leapfrog_recipes
 
 
 def _collect(problems, what, func):
@@ -49,13 +51,37 @@ def _nova_status(opts, config, control, problems, notes):
     notes.extend(f"nova-status upgrade check: {name} warns" for name in out.get("warnings") or [])
 
 
-def collect(opts, config, control, strategy, problems, notes):
-    """Run every check, appending to ``problems`` (what must be fixed) and ``notes``."""
+def _offline(opts, config, target, strategy, problems, notes):
+    """Services whose target code has migrations only stopped servers survive (neutron's
+    contract branch): a rolling hop cannot run them."""
+    first = leapfrog_minions.first(opts, config, "controller")
+    for recipe in leapfrog_recipes.recipes(config["services"]):
+        if not recipe.offline_check:
+            continue
+        out = leapfrog_minions.call(opts, f"L@{first}", "openstack_db.offline_migrations",
+                                    {"service": recipe.service, "release": target})[first]
+        if not out.get("pending"):
+            continue
+        line = (f"{recipe.service}: {target}'s code has migrations that need every "
+                f"{recipe.service} server stopped (offline migrations pending)")
+        if strategy == "rolling":
+            problems.append(f"{line}: a rolling hop cannot run them with servers up; use "
+                            "strategy=fast_forward (the API is closed meanwhile)")
+        else:
+            notes.append(f"{line}: the fast-forward runs them with the API closed")
+
+
+def collect(opts, config, control, strategy, problems, notes, target=None):
+    """Run every check, appending to ``problems`` (what must be fixed) and ``notes``;
+    ``target``: the release the run goes to (default ``releases:target``)."""
+    target = str(target or config["releases"]["target"])
     _collect(problems, "release check", lambda: _release(opts, config, control, problems))
     _collect(problems, "nova-status", lambda: _nova_status(opts, config, control, problems,
                                                            notes))
     _collect(problems, "database pre-check", lambda: _databases(opts, config, problems, notes))
     _collect(problems, "haproxy", lambda: _haproxy(opts, config, problems))
+    _collect(problems, "offline migrations",
+             lambda: _offline(opts, config, target, strategy, problems, notes))
     controllers = leapfrog_minions.expected(opts, config["roles"]["controller"])
     if strategy == "rolling" and len(controllers) < 2:
         problems.append(

@@ -39,8 +39,12 @@ class Recipe:
     """A service: its database stages, its processes per role and its databases (what
     a run's backup must hold before any stage runs)."""
 
-    def __init__(self, service, stages, processes, databases=None, version=None):
+    def __init__(self, service, stages, processes, databases=None, version=None,
+                 offline_check=False):
         self.service, self.stages, self.processes = service, list(stages), dict(processes)
+        # its tool says whether the target's code has migrations only stopped servers
+        # survive (``openstack_db.offline_migrations``): the precheck asks
+        self.offline_check = bool(offline_check)
         self.databases = list(databases or [service])
         # (function, kwargs builder): how its DB revisions are read with a release's code
         self.version = version or ("openstack_db.version",
@@ -97,7 +101,8 @@ RECIPES = {
               changes="neutron DB: contract (drops what the old release reads: going back "
                       "means the backup, writes since lost)"),
     ], {"controller": ["neutron-server", "neutron-api", "neutron-rpc-server",
-                       "neutron-periodic-workers", "neutron-ovn-maintenance-worker"]}),
+                       "neutron-periodic-workers", "neutron-ovn-maintenance-worker"]},
+        offline_check=True),
     # one sync (additive), then the online data migrations once every service runs the
     # target; the RPC pins follow the oldest service until then
     "cinder": Recipe("cinder", [

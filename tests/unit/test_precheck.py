@@ -1,0 +1,57 @@
+"""The pre-check's offline-migration check: a service whose target code has migrations only
+stopped servers survive refuses a rolling hop and names the strategy that works."""
+import leapfrog_precheck
+import leapfrog_schema
+import yaml
+
+from tests.unit.test_journal_runner import PILLAR
+
+SERVICES = ["nova", "keystone", "glance", "placement", "neutron", "cinder"]
+
+
+def _config():
+    config = yaml.safe_load(PILLAR)["leapfrog"]["clusters"]["lab"]
+    config["services"] = SERVICES
+    config["database"]["databases"] += ["neutron", "cinder"]
+    return leapfrog_schema.validate(config, "lab")
+
+
+def _collect(monkeypatch, pending, strategy):
+    asked = []
+
+    def call(opts, tgt, func, kwargs=None, **_):
+        asked.append((func, kwargs))
+        if func == "openstack_db.offline_migrations":
+            return {"ctl01": {"service": kwargs["service"], "pending": pending}}
+        if func == "nova_manage.versions":
+            return {"ctl01": {"at_head": True}}
+        return {"ctl01": {}}
+
+    monkeypatch.setattr(leapfrog_precheck.leapfrog_minions, "call", call)
+    monkeypatch.setattr(leapfrog_precheck.leapfrog_minions, "first", lambda *a: "ctl01")
+    monkeypatch.setattr(leapfrog_precheck.leapfrog_minions, "expected",
+                        lambda opts, tgt: ["ctl01", "ctl02"])
+    problems, notes = [], []
+    config = _config()
+    config["vms"]["nodes"]["ctl02"] = {"hypervisor": "kvm01", "domain": "ctl02"}
+    leapfrog_precheck.collect({}, config, "2024.1", strategy, problems, notes, "2026.1")
+    return asked, problems, notes
+
+
+def test_neutron_offline_migrations_refuse_a_rolling_hop(monkeypatch):
+    asked, problems, _ = _collect(monkeypatch, True, "rolling")
+    # only the service whose tool has the check is asked, with the target's code
+    assert [k for f, k in asked if f == "openstack_db.offline_migrations"] == [
+        {"service": "neutron", "release": "2026.1"}]
+    assert problems == [
+        "neutron: 2026.1's code has migrations that need every neutron server stopped "
+        "(offline migrations pending): a rolling hop cannot run them with servers up; use "
+        "strategy=fast_forward (the API is closed meanwhile)"]
+
+
+def test_a_fast_forward_notes_them_and_none_pending_says_nothing(monkeypatch):
+    _, problems, notes = _collect(monkeypatch, True, "fast_forward")
+    assert problems == [] and notes[-1].endswith("the fast-forward runs them with the API "
+                                                 "closed")
+    _, problems, notes = _collect(monkeypatch, False, "rolling")
+    assert problems == [] and not [n for n in notes if "offline" in n]
