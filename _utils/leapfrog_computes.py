@@ -86,10 +86,18 @@ class Switch:
                 future.result()
 
     def _check(self, host, phase):
-        current = phase("version", self.api, "nova_service.list", {"host": host})[0]["version"]
+        service = phase("version", self.api, "nova_service.list", {"host": host})[0]
+        current = service["version"]
         if current is not None and leapfrog_plan.release_of(current) == self.release:
             self.results[host] = {"host": host, "skipped": True, "reason": (
                 f"{host} already runs {self.release} (service version {current})")}
+            if service.get("status") == "disabled" and \
+                    service.get("disabled_reason") == self.reason:
+                # switched by an attempt that died before its enable: finish that
+                phase("enable", self.api, "nova_service.enable",
+                      {"host": host, "reason": self.reason})
+                self.results[host]["reason"] += "; enabled again (an earlier attempt " \
+                                                "stopped before enabling it)"
             return
         self.before[host] = {s["id"]: s["status"] for s in phase(
             "servers", self.api, "nova_service.servers", {"host": host})}

@@ -20,7 +20,8 @@ def minions(monkeypatch):
     def call(opts, target, func, kwargs=None, timeout=600, first=False):
         calls.append((target, func, dict(kwargs or {})))
         if func == "nova_service.list":
-            return {"ctl01": [{"host": kwargs["host"], "version": servers.get("version", 67)}]}
+            return {"ctl01": [{"host": kwargs["host"], "version": servers.get("version", 67),
+                               **servers.get("service", {})}]}
         if func == "nova_service.servers":
             key = "after" if any(c[1] == "nova_service.enable" for c in calls) else "before"
             return {"ctl01": servers.get(key, servers["before"])}
@@ -98,6 +99,26 @@ def test_a_host_already_at_the_release_is_skipped_untouched(minions):
     out = runner.switch_compute("cmp01", release="2025.1", cluster="lab", servers="force")
     assert out == {"host": "cmp01", "skipped": True,
                    "reason": "cmp01 already runs 2025.1 (service version 68)"}
+    assert [f for _, f, _ in minions["calls"]] == ["nova_service.list"]
+
+
+def test_a_host_an_earlier_attempt_switched_but_left_disabled_is_enabled(minions):
+    """The attempt that switched it died before its enable (its salt-run killed): a resume
+    finishes it, and only when it was disabled with the run's own reason."""
+    minions["servers"]["version"] = 68
+    minions["servers"]["service"] = {"status": "disabled",
+                                     "disabled_reason": "leapfrog: fast-forward to 2025.1"}
+    out = runner.switch_compute("cmp01", release="2025.1", cluster="lab", servers="force",
+                                reason="leapfrog: fast-forward to 2025.1")
+    assert out["skipped"] is True and out["reason"].endswith(
+        "enabled again (an earlier attempt stopped before enabling it)")
+    assert [(f, k.get("reason")) for _, f, k in minions["calls"]] == [
+        ("nova_service.list", None),
+        ("nova_service.enable", "leapfrog: fast-forward to 2025.1")]
+    del minions["calls"][:]
+    minions["servers"]["service"]["disabled_reason"] = "operator: disk failing"
+    out = runner.switch_compute("cmp01", release="2025.1", cluster="lab", servers="force",
+                                reason="leapfrog: fast-forward to 2025.1")
     assert [f for _, f, _ in minions["calls"]] == ["nova_service.list"]
 
 
