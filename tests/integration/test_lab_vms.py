@@ -131,7 +131,9 @@ def test_domain_stop_stops_the_nodes_services(small):
     conn, dom = _domain(small)
     dom.destroy()
     conn.close()
-    _wait_event(run_dir, "services-stopped", after=t0, timeout=60)
+    killed = _wait_event(run_dir, "services-stopped", after=t0, timeout=60)
+    # its services die first (at once, as a powered-off VM's), then its minion stops
+    assert _wait_event(run_dir, "minion-stopped", after=t0, timeout=60)["time"] >= killed["time"]
     small["timings"]["stop"] = round(time.time() - t0, 1)
     assert not any(procs.pid_alive(pid) for pid in pids.values())
     assert not any(_running(run_dir).values())
