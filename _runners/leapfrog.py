@@ -57,7 +57,7 @@ def _load(cluster, pillar):
 # (leapfrog_run): begin, steps, the approval gate, finish, the failure stop, status, the
 # probe and the report; each entry point calls it through ``_core``.
 def _journal_root():
-    return os.path.join(__opts__["cachedir"], "leapfrog")
+    return leapfrog_run.journal_root(__opts__)
 
 
 def _master():

@@ -10,13 +10,17 @@ import leapfrog_minions
 import leapfrog_steps
 
 
-def stored_plan(master, name, run):
-    """The plan run ``run`` stored at its begin, as a Plan (None: no such run or no plan)."""
-    data = master.journal(name, run).read() or {}
-    stored = (data.get("meta") or {}).get("plan")
+def _kept(data):
+    """The plan a run's journal ``data`` stored at its begin, as a Plan (None: none kept)."""
+    stored = ((data or {}).get("meta") or {}).get("plan")
     if isinstance(stored, dict) and "steps" in stored:
         return leapfrog_steps.Plan.from_dict(stored)
     return None
+
+
+def stored_plan(master, name, run):
+    """The plan run ``run`` stored at its begin, as a Plan (None: no such run or no plan)."""
+    return _kept(master.journal(name, run).read())
 
 
 def control_plane(master, name, config, strategy=None, to=None, control=None, computes=None,
@@ -56,7 +60,7 @@ def for_run(master, orch, name, config, args):
         wanted = args.get("upgrade_run" if "rollback" in orch else "to")
         leapfrog_journal.check_binding(name, run, data.get("meta") or {},
                                        {"orch": orch, "target": wanted})
-    built = stored_plan(master, name, run) if data else None
+    built = _kept(data)
     if built is None:
         built = leapfrog_builders.BUILDERS[orch](leapfrog_facts.plan_facts(
             master.opts, master.root, orch, name, config, args, run))

@@ -54,10 +54,9 @@ def _nova_status(opts, config, control, problems, notes):
 def _offline(opts, config, target, strategy, problems, notes):
     """Services whose target code has migrations only stopped servers survive (neutron's
     contract branch): a rolling hop cannot run them."""
-    first = leapfrog_minions.first(opts, config, "controller")
-    for recipe in leapfrog_recipes.recipes(config["services"]):
-        if not recipe.offline_check:
-            continue
+    checked = [r for r in leapfrog_recipes.recipes(config["services"]) if r.offline_check]
+    first = leapfrog_minions.first(opts, config, "controller") if checked else None
+    for recipe in checked:
         out = leapfrog_minions.call(opts, f"L@{first}", "openstack_db.offline_migrations",
                                     {"service": recipe.service, "release": target})[first]
         if not out.get("pending"):

@@ -24,6 +24,11 @@ import leapfrog_schedules
 SCHEDULE_TIMEOUT = 15  # a stopped controller (a rollback) costs this once per begin and end
 
 
+def journal_root(opts):
+    """Where the master keeps leapfrog's journals, locks and reports."""
+    return os.path.join(opts["cachedir"], "leapfrog")
+
+
 class Failed(leapfrog_errors.LeapfrogError):
     """A call that failed with a result to return whole (retcode 1)."""
 
@@ -44,7 +49,7 @@ class Master:
 
     @property
     def root(self):
-        return os.path.join(self.opts["cachedir"], "leapfrog")
+        return journal_root(self.opts)
 
     def load(self, cluster, pillar=None):
         return leapfrog_cluster.load(self.opts, cluster, pillar)
