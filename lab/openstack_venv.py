@@ -88,41 +88,30 @@ CLIENT_SPEC = Release(
     check=("python-openstackclient", 6), constrained_by=("2024.1",),
     title="openstack CLI (python-openstackclient, 2024.1 series) lab venv")
 
+def _service(service, release, major, exclude_newer, *extra):
+    """``service``'s venv of ``release`` (its major version ``major``): the service, PyMySQL,
+    gunicorn and the ``extra`` pins, named ``<service>-<release>``."""
+    name = f"{service}-{release}"
+    return name, Release(name, major, exclude_newer,
+                         [f"{service}=={major}.*", "PyMySQL", "gunicorn", *extra],
+                         check=(service, major),
+                         title=f"{service} {release} ({major}.x) lab venv")
+
+
 # neutron and cinder of each release, each in a venv of its own (as OSA and kolla deploy a
-# service per venv or image): FACTS.md's pins. ``neutron-<release>`` / ``cinder-<release>``.
-SERVICE_SPECS = {
-    "neutron-2024.1": Release(
-        "neutron-2024.1", 24, "2024-09-15",
-        ["neutron==24.*", "PyMySQL", "gunicorn", "setuptools<81", "eventlet<0.36"],
-        check=("neutron", 24), title="neutron 2024.1 (24.x) lab venv"),
-    "neutron-2025.1": Release(
-        "neutron-2025.1", 26, "2025-09-15", ["neutron==26.*", "PyMySQL", "gunicorn"],
-        check=("neutron", 26), title="neutron 2025.1 (26.x) lab venv"),
-    # 28.x imports pyroute2 without declaring it; the cut-off would pull neutron-lib 5
-    # (2026.2): 'Plugin ovn-router not found'
-    "neutron-2026.1": Release(
-        "neutron-2026.1", 28, "2026-09-01",
-        ["neutron==28.*", "PyMySQL", "gunicorn", "cryptography<47", "pyroute2",
-         "neutron-lib<3.25"],
-        check=("neutron", 28), title="neutron 2026.1 (28.x) lab venv"),
-    # fixtures: cinder.tests.fake_driver needs it; eventlet 0.37 kills cinder-volume 2024.1
-    "cinder-2024.1": Release(
-        "cinder-2024.1", 24, "2024-09-15",
-        ["cinder==24.*", "PyMySQL", "gunicorn", "setuptools<81", "fixtures", "eventlet<0.36"],
-        check=("cinder", 24), title="cinder 2024.1 (24.x) lab venv"),
-    "cinder-2025.1": Release(
-        "cinder-2025.1", 26, "2025-09-15", ["cinder==26.*", "PyMySQL", "gunicorn", "fixtures"],
-        check=("cinder", 26), title="cinder 2025.1 (26.x) lab venv"),
-    "cinder-2026.1": Release(
-        "cinder-2026.1", 28, "2026-09-01",
-        ["cinder==28.*", "PyMySQL", "gunicorn", "cryptography<47", "fixtures"],
-        check=("cinder", 28), title="cinder 2026.1 (28.x) lab venv"),
-}
-
-
-def service_venv(service, release):
-    """The name of ``service``'s venv of ``release`` (``neutron-2025.1``)."""
-    return f"{service}-{release}"
+# service per venv or image): FACTS.md's pins. 28.x neutron imports pyroute2 without
+# declaring it, and its cut-off would pull neutron-lib 5 (2026.2: 'Plugin ovn-router not
+# found'); cinder.tests.fake_driver needs fixtures; eventlet 0.37 kills cinder-volume 2024.1.
+SERVICE_SPECS = dict([
+    _service("neutron", "2024.1", 24, "2024-09-15", "setuptools<81", "eventlet<0.36"),
+    _service("neutron", "2025.1", 26, "2025-09-15"),
+    _service("neutron", "2026.1", 28, "2026-09-01", "cryptography<47", "pyroute2",
+             "neutron-lib<3.25"),
+    _service("cinder", "2024.1", 24, "2024-09-15", "setuptools<81", "fixtures",
+             "eventlet<0.36"),
+    _service("cinder", "2025.1", 26, "2025-09-15", "fixtures"),
+    _service("cinder", "2026.1", 28, "2026-09-01", "cryptography<47", "fixtures"),
+])
 
 
 class VenvError(RuntimeError):
