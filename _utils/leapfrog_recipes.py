@@ -59,7 +59,8 @@ def _db_sync(service, stage):
 
 
 def _openstack_db(service, sync_stages, contract):
-    """keystone/glance/placement: ``openstack_db.sync`` stages with the target's code."""
+    """keystone/glance/placement/neutron: ``openstack_db.sync`` stages with the target's
+    code."""
     stages = [Stage(f"dbsync_{service}_{stage}", "sync", "openstack_db.sync",
                     _db_sync(service, stage), changes=f"{service} DB: {stage}")
               for stage in sync_stages]
@@ -92,17 +93,11 @@ RECIPES = {
     # expand with the target's code before its first server starts (old servers live with
     # it); contract once no older neutron server runs. 2024.1 runs neutron-server (eventlet);
     # 2025.1 on, the WSGI API plus the RPC, periodic and OVN maintenance workers.
-    "neutron": Recipe("neutron", [
-        Stage("dbsync_neutron_expand", "sync", "openstack_db.sync",
-              _db_sync("neutron", "expand"),
-              changes="neutron DB: expand (servers of the old release keep working)"),
-        Stage("finish_neutron", "finish", "openstack_db.sync", _db_sync("neutron", "contract"),
-              irreversible=True,
-              changes="neutron DB: contract (drops what the old release reads: going back "
-                      "means the backup, writes since lost)"),
-    ], {"controller": ["neutron-server", "neutron-api", "neutron-rpc-server",
-                       "neutron-periodic-workers", "neutron-ovn-maintenance-worker"]},
-        offline_check=True),
+    "neutron": Recipe("neutron", _openstack_db("neutron", ["expand"], True),
+                      {"controller": ["neutron-server", "neutron-api", "neutron-rpc-server",
+                                      "neutron-periodic-workers",
+                                      "neutron-ovn-maintenance-worker"]},
+                      offline_check=True),
     # one sync (additive), then the online data migrations once every service runs the
     # target; the RPC pins follow the oldest service until then
     "cinder": Recipe("cinder", [
