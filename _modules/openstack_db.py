@@ -7,8 +7,8 @@ One small generic module: ``service`` names the tool (``keystone-manage``,
 config section its connection goes in. The venv comes from ``release`` (pillar
 ``leapfrog:<service>:venvs:<release>`` for a service deployed in a venv of its own, else
 ``leapfrog:releases:venvs:<release>``), ``venv`` or ``binary``; the database from pillar
-``leapfrog:database`` (host, port, socket, user, password) and ``database`` (default: pillar ``leapfrog:<service>:database``, else the
-service's name), or ``config_file`` (used as is).
+``leapfrog:database`` (host, port, socket, user, password) and ``database`` (default: pillar
+``leapfrog:<service>:database``, else the service's name), or ``config_file`` (used as is).
 The connection is written to a 0600 config file in a private temporary directory removed
 after the call: the password is never on a command line, in a return or in a log.
 

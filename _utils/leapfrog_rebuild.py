@@ -395,7 +395,6 @@ def run(opts, config, node, local, wheel, event, image=None, timeout=300, backup
     }
 
 
-
 def run_on_master(opts, config, node, **kwargs):
     """``run`` with this master's clients (a LocalClient, a WheelClient and the event bus
     listening before anything is published), destroyed at the end."""
@@ -412,6 +411,7 @@ def run_on_master(opts, config, node, **kwargs):
         event.destroy()
         wheel.destroy()
         local.destroy()
+
 
 def summary_line(result):
     """One log line of a summary (never holds a key)."""
