@@ -32,8 +32,10 @@ import urllib.parse
 
 import requests
 
+from lab import network_volume
 from lab.haproxy import HAProxy
 from lab.neutron_stub import NeutronStub
+from lab.ovn import OVN
 from lab.openstack_service import OpenStackService, ServiceError
 from lab.rabbitmq import RabbitMQ
 
@@ -56,6 +58,9 @@ FRONTENDS = {
     "nova": ("nova-api", "compute", "nova", "/v2.1"),
     "neutron": (None, "network", "neutron", ""),
 }
+# with cinder: its frontend; its catalog URL carries the project (cinder's own form)
+CINDER_FRONTEND = ("cinder-api", "volumev3", "cinderv3", "")
+ENDPOINT_SUFFIX = {"cinder": "/v3/%(project_id)s"}
 SERVICE_USERS = ("nova", "placement", "glance")
 DATABASES = ("keystone", "placement", "glance", "nova_api", "nova", "nova_cell0")
 # nova service versions (nova/objects/service.py) per release
@@ -89,8 +94,22 @@ class OpenStackCloud:
     """The composition; see the module docstring. ``timings`` records each phase in seconds."""
 
     def __init__(self, run_dir, release="2024.1", computes=2, mariadb=None, db_prefix="lfos",
-                 vip=VIP, controllers=1, servers=3, rabbitmq=None, haproxy=None, log=None):
+                 vip=VIP, controllers=1, servers=3, rabbitmq=None, haproxy=None, log=None,
+                 neutron=False, cinder=False):
         self.run_dir = os.path.abspath(run_dir)
+        # real neutron (ML2/OVN, lab/ovn.py) instead of the stand-in; cinder (fake driver)
+        self.with_neutron, self.with_cinder = bool(neutron), bool(cinder)
+        self.controller_kinds = (CONTROLLER_KINDS
+                                 + (network_volume.NEUTRON_KINDS if neutron else ())
+                                 + (network_volume.CINDER_KINDS if cinder else ()))
+        self.databases = DATABASES + (("neutron",) if neutron else ()) + (
+            ("cinder",) if cinder else ())
+        self.frontends = dict(FRONTENDS)
+        if neutron:
+            self.frontends["neutron"] = ("neutron-server", *FRONTENDS["neutron"][1:])
+        if cinder:
+            self.frontends["cinder"] = CINDER_FRONTEND
+        self.ovn = None
         self.release = str(release)
         self.vip = vip
         # ctl01 127.0.1.21, ctl02 127.0.1.22, ... (lab/topology.py's addresses)
@@ -108,9 +127,10 @@ class OpenStackCloud:
         self._own_hx = haproxy is None
         self.rabbitmq = rabbitmq
         self.haproxy = haproxy
-        self.neutrons = {}       # host -> the neutron stand-in on that controller
+        self.neutrons = {}       # host -> the neutron stand-in on that controller (no neutron)
         self.admin_password = secrets.token_urlsafe(16)
-        self.passwords = {user: secrets.token_urlsafe(16) for user in SERVICE_USERS}
+        users = SERVICE_USERS + tuple(n for n in ("neutron", "cinder") if n in self.databases)
+        self.passwords = {user: secrets.token_urlsafe(16) for user in users}
         self.controllers = {}    # host -> {kind -> OpenStackService}
         self.controller = {}     # the first controller's (ctl01) services by kind
         self.computes = {}       # host -> OpenStackService
@@ -138,7 +158,7 @@ class OpenStackCloud:
                 f"?unix_socket={self.mariadb.socket}&charset=utf8")
 
     def frontend_url(self, name):
-        return self.haproxy.frontend_url(name) + FRONTENDS[name][3]
+        return self.haproxy.frontend_url(name) + self.frontends[name][3]
 
     @property
     def auth_url(self):
@@ -153,7 +173,9 @@ class OpenStackCloud:
 
     def settings(self):
         return {
-            "db": {name: self.db_url(name) for name in DATABASES},
+            "db": {name: self.db_url(name) for name in self.databases},
+            "ovn": ({"nb": self.ovn.nb_connection, "sb": self.ovn.sb_connection}
+                    if self.ovn else None),
             "transport_url": self.rabbitmq.transport_url(),
             "auth_url": self.auth_url,
             "region": REGION,
@@ -286,6 +308,8 @@ class OpenStackCloud:
             "haproxy_dir": self.haproxy.run_dir if self.haproxy else None,
             "rabbitmq_dir": self.rabbitmq.run_dir if self.rabbitmq else None,
             "neutron_ports": {host: stub.port for host, stub in self.neutrons.items()},
+            "neutron": self.with_neutron, "cinder": self.with_cinder,
+            "ovn_dir": self.ovn.run_dir if self.ovn else None,
             "enabled": dict(self.enabled),
         }
 
@@ -297,7 +321,8 @@ class OpenStackCloud:
             state = json.load(handle)
         cloud = cls(run_dir, release=state["release"], computes=state["computes"],
                     controllers=state["controllers"], mariadb=mariadb,
-                    db_prefix=state["db_prefix"], vip=state["vip"], log=log)
+                    db_prefix=state["db_prefix"], vip=state["vip"], log=log,
+                    neutron=state.get("neutron", False), cinder=state.get("cinder", False))
         cloud._own_db = state["own_db"]
         cloud._own_mq = state.get("own_mq", True)
         cloud._own_hx = state.get("own_hx", True)
@@ -314,6 +339,8 @@ class OpenStackCloud:
         cloud.neutrons = {host: NeutronStub(os.path.join(cloud.run_dir, "neutron", host),
                                             addresses[host], port=port)
                           for host, port in (state.get("neutron_ports") or {}).items()}
+        if state.get("ovn_dir"):
+            cloud.ovn = OVN(state["ovn_dir"])
         cloud.haproxy = HAProxy(state.get("haproxy_dir") or os.path.join(cloud.run_dir, "hx"),
                                 state["frontends"], check=HEALTH_CHECK,
                                 timeouts=HEALTH_TIMEOUTS)
@@ -321,7 +348,7 @@ class OpenStackCloud:
             cloud.controllers[host] = {
                 kind: cloud._service(kind, host, address,
                                      release=state["controller_releases"][host][kind])
-                for kind in CONTROLLER_KINDS}
+                for kind in cloud.controller_kinds}
         cloud.controller = cloud.controllers[cloud.controller_id]
         for host, address in cloud.compute_hosts:
             cloud.computes[host] = cloud._service("nova-compute", host, address,
@@ -340,6 +367,8 @@ class OpenStackCloud:
         out["haproxy"] = {"running": bool(self.haproxy and self.haproxy.running())}
         for host, stub in self.neutrons.items():
             out[f"{host}/neutron-stub"] = {"running": stub.running()}
+        if self.ovn:
+            out["ovn"] = {"running": self.ovn.running()}
         return out
 
     def _start(self, pool):
@@ -356,17 +385,20 @@ class OpenStackCloud:
         # ports are known now: the neutron stand-in and haproxy can start before the APIs
         for host, address in self.controller_hosts:
             self.controllers[host] = {kind: self._service(kind, host, address)
-                                      for kind in CONTROLLER_KINDS}
+                                      for kind in self.controller_kinds}
         self.controller = self.controllers[self.controller_id]
         for host, address in self.compute_hosts:
             self.computes[host] = self._service("nova-compute", host, address)
-        # a neutron stand-in per controller, as neutron-server runs on each: draining one
-        # controller leaves the others serving the network endpoint
-        self.neutrons = {host: NeutronStub(os.path.join(self.run_dir, "neutron", host),
-                                           address).start()
-                         for host, address in self.controller_hosts}
+        if self.with_neutron:
+            self._start_ovn()
+        else:
+            # a neutron stand-in per controller, as neutron-server runs on each: draining
+            # one controller leaves the others serving the network endpoint
+            self.neutrons = {host: NeutronStub(os.path.join(self.run_dir, "neutron", host),
+                                               address).start()
+                             for host, address in self.controller_hosts}
         frontends = {}
-        for name, (kind, *_rest) in FRONTENDS.items():
+        for name, (kind, *_rest) in self.frontends.items():
             if kind:
                 servers = {host: f"{svc[kind].address}:{svc[kind].port}"
                            for host, svc in self.controllers.items()}
@@ -391,6 +423,7 @@ class OpenStackCloud:
         started = time.monotonic()
         nova_db = pool.submit(self._sync_nova)
         others = pool.submit(self._sync_others)
+        network_volume_db = pool.submit(self._sync_network_volume)
         self._bootstrap_keystone()
         self._phase("keystone up", started)
         self._register()
@@ -401,6 +434,12 @@ class OpenStackCloud:
         apis = [svc[k] for svc in self.controllers.values() for k in ("placement", "glance")]
         for service in apis:
             service.start(wait=False)
+        network_volume_db.result()
+        extra = [svc[k] for svc in self.controllers.values() for k in self.controller_kinds
+                 if network_volume.project(k)]
+        for service in extra:
+            service.start(wait=False)
+        apis += extra
         nova_db.result()
         self._phase("databases synced", started)
         nova = [svc[k] for svc in self.controllers.values() for k in NOVA_CONTROL]
@@ -408,7 +447,8 @@ class OpenStackCloud:
             service.start(wait=False)
         for service in apis + nova:
             service.wait_healthy()
-        for name in ("placement", "glance", "nova"):  # haproxy marks them up (rise 2)
+        for name in ("placement", "glance", "nova", *(
+                n for n in ("neutron", "cinder") if self.frontends.get(n, (None,))[0])):
             self.wait_url(self.frontend_url(name), 30)
         self._phase("controller up", started)
 
@@ -449,15 +489,25 @@ class OpenStackCloud:
         for keystone in others:
             keystone.wait_healthy()
 
+    def _start_ovn(self):
+        """OVN central, a gateway chassis per controller (routers' gateways live there) and
+        a chassis per compute, kept alive by the keeper (lab/ovn.py)."""
+        self.ovn = OVN(os.path.join(self.run_dir, "ovn")).start()
+        for host, address in self.controller_hosts:
+            self.ovn.add_chassis(host, address, gateway=True)
+        for host, address in self.compute_hosts:
+            self.ovn.add_chassis(host, address)
+        self.ovn.start_keeper()
+
     def _create_databases(self):
         with self.mariadb.connect() as conn, conn.cursor() as cur:
-            for name in DATABASES:
+            for name in self.databases:
                 cur.execute(f"DROP DATABASE IF EXISTS `{self.db_name(name)}`")
                 cur.execute(f"CREATE DATABASE `{self.db_name(name)}` CHARACTER SET utf8mb4")
 
     def _drop_databases(self):
         with self.mariadb.connect() as conn, conn.cursor() as cur:
-            for name in DATABASES:
+            for name in self.databases:
                 cur.execute(f"DROP DATABASE IF EXISTS `{self.db_name(name)}`")
 
     def _sync_nova(self):
@@ -472,6 +522,12 @@ class OpenStackCloud:
     def _sync_others(self):
         self.controller["placement"].manage("db", "sync")
         self.controller["glance"].manage("db_sync")
+
+    def _sync_network_volume(self):
+        if self.with_neutron:
+            self.controller["neutron-server"].manage("upgrade", "heads")
+        if self.with_cinder:
+            self.controller["cinder-api"].manage("db", "sync")
 
     def _bootstrap_keystone(self):
         keystone = self.controller["keystone"]
@@ -512,22 +568,23 @@ class OpenStackCloud:
         admin_role = self._find("roles", "/roles", "admin")
         service_role = self._find("roles", "/roles", "service") or self.api(
             "POST", "keystone", "/roles", json={"role": {"name": "service"}})["role"]["id"]
-        for user in SERVICE_USERS:
+        for user in self.passwords:
             user_id = self._find("users", "/users", user) or self.api(
                 "POST", "keystone", "/users", json={"user": {
                     "name": user, "domain_id": "default",
                     "password": self.passwords[user]}})["user"]["id"]
             for role in (admin_role, service_role):
                 self.api("PUT", "keystone", f"/projects/{project}/users/{user_id}/roles/{role}")
-        for name, (_kind, stype, sname, _path) in FRONTENDS.items():
+        for name, (_kind, stype, sname, _path) in self.frontends.items():
             if stype == "identity":
                 continue
+            url = self.frontend_url(name) + ENDPOINT_SUFFIX.get(name, "")
             service_id = self.api("POST", "keystone", "/services", json={
                 "service": {"type": stype, "name": sname, "enabled": True}})["service"]["id"]
             for interface in ("public", "internal", "admin"):
                 self.api("POST", "keystone", "/endpoints", json={"endpoint": {
                     "service_id": service_id, "interface": interface, "region_id": REGION,
-                    "url": self.frontend_url(name), "enabled": True}})
+                    "url": url, "enabled": True}})
         self._phase("registration (requests, one process)", started)
 
     def wait_computes_up(self, hosts, version=None, timeout=180, since=None):
@@ -638,6 +695,10 @@ class OpenStackCloud:
         flavor = self.api("POST", "nova", "/flavors", json={"flavor": {
             "name": "m1.lab", "ram": 64, "vcpus": 1, "disk": 1}})["flavor"]
         self.ids["flavor"] = flavor["id"]
+        if self.with_neutron:
+            self._seed_network()
+        if self.with_cinder:
+            self._seed_volumes()
         hosts = list(self.computes)
         servers = []
         for index in range(self.server_count):
@@ -646,10 +707,79 @@ class OpenStackCloud:
         self.ids["servers"] = [s for s in servers]
         self.wait_servers(servers)
 
+    def _seed_network(self):
+        """An external flat network with a subnet, a tenant network and subnet, a router
+        between them (its gateway scheduled on the controllers' gateway chassis) and a
+        standalone port: what the upgrade must carry."""
+        ext = self.api("POST", "neutron", "/v2.0/networks", json={"network": {
+            "name": "lab-ext", "router:external": True, "provider:network_type": "flat",
+            "provider:physical_network": "physnet1"}})["network"]
+        self.api("POST", "neutron", "/v2.0/subnets", json={"subnet": {
+            "network_id": ext["id"], "name": "lab-ext-subnet", "ip_version": 4,
+            "cidr": "172.24.4.0/24", "enable_dhcp": False}})
+        net = self.api("POST", "neutron", "/v2.0/networks",
+                       json={"network": {"name": "lab-net"}})["network"]
+        subnet = self.api("POST", "neutron", "/v2.0/subnets", json={"subnet": {
+            "network_id": net["id"], "name": "lab-subnet", "ip_version": 4,
+            "cidr": "10.0.0.0/24"}})["subnet"]
+        router = self.api("POST", "neutron", "/v2.0/routers", json={"router": {
+            "name": "lab-router", "external_gateway_info": {"network_id": ext["id"]}}})["router"]
+        self.api("PUT", "neutron", f"/v2.0/routers/{router['id']}/add_router_interface",
+                 json={"subnet_id": subnet["id"]})
+        port = self.api("POST", "neutron", "/v2.0/ports", json={"port": {
+            "name": "lab-port", "network_id": net["id"]}})["port"]
+        self.ids.update(external_network=ext["id"], network=net["id"], subnet=subnet["id"],
+                        router=router["id"], port=port["id"])
+
+    def volume_path(self, path=""):
+        """cinder's ``/v3/<admin project>`` + ``path`` (its URLs carry the project)."""
+        if "project" not in self.ids:
+            self.ids["project"] = self._find("projects", "/projects", "admin")
+        return f"/v3/{self.ids['project']}{path}"
+
+    def _seed_volumes(self):
+        """The fake backend's volume type and two volumes, available."""
+        vtype = self.api("POST", "cinder", self.volume_path("/types"), json={"volume_type": {
+            "name": network_volume.VOLUME_TYPE,
+            "extra_specs": {"volume_backend_name": "fake"}}})["volume_type"]
+        volumes = [self.create_volume(f"lab-vol{index}", wait=False) for index in (1, 2)]
+        self.ids.update(volume_type=vtype["id"], volumes=volumes)
+        self.wait_volumes(volumes)
+
+    def create_volume(self, name, size=1, wait=True):
+        """A volume of ``size`` GiB on the fake backend; its id (waited available)."""
+        volume_id = self.api("POST", "cinder", self.volume_path("/volumes"), json={"volume": {
+            "name": name, "size": size,
+            "volume_type": network_volume.VOLUME_TYPE}})["volume"]["id"]
+        if wait:
+            self.wait_volumes([volume_id])
+        return volume_id
+
+    def volumes(self):
+        """``{id: {"name", "status", "host"}}`` of every volume."""
+        found = self.api("GET", "cinder", self.volume_path("/volumes/detail?all_tenants=1"))
+        return {v["id"]: {"name": v["name"], "status": v["status"],
+                          "host": v.get("os-vol-host-attr:host")} for v in found["volumes"]}
+
+    def wait_volumes(self, ids, status="available", timeout=120):
+        deadline = time.monotonic() + timeout
+        states = {}
+        while time.monotonic() < deadline:
+            found = self.volumes()
+            states = {i: (found.get(i) or {}).get("status") for i in ids}
+            if any(s == "error" for s in states.values()):
+                raise CloudError(f"volume(s) in error: {states}")
+            if all(s == status for s in states.values()):
+                return found
+            time.sleep(0.5)
+        raise CloudError(f"volumes not {status} within {timeout}s: {states}")
+
     def create_server(self, name, host=None, wait=True):
-        """Boot a server (``--nic none``) on ``host`` (None: the scheduler's choice)."""
+        """Boot a server on ``host`` (None: the scheduler's choice): with neutron, a port on
+        the lab network; without, ``--nic none``."""
+        networks = [{"uuid": self.ids["network"]}] if self.with_neutron else "none"
         body = {"server": {"name": name, "imageRef": self.ids["image"],
-                           "flavorRef": self.ids["flavor"], "networks": "none"}}
+                           "flavorRef": self.ids["flavor"], "networks": networks}}
         if host:
             body["server"]["availability_zone"] = f"nova:{host}"
         server_id = self.api("POST", "nova", "/servers", json=body)["server"]["id"]
@@ -755,6 +885,8 @@ class OpenStackCloud:
         parts["rabbitmq"] = _rss_of(self.rabbitmq) if self.rabbitmq else 0
         for host, stub in self.neutrons.items():
             parts[f"{host}/neutron-stub"] = _rss_of(stub)
+        if self.ovn:
+            parts["ovn"] = _rss_of(self.ovn)
         if self.haproxy and self.haproxy.pid:
             from lab.openstack_service import rss_kb  # pylint: disable=import-outside-toplevel
 
@@ -783,7 +915,8 @@ class OpenStackCloud:
         (a shared MariaDB) or stop its own MariaDB; remove ``run_dir`` if ``remove``."""
         errors = []
         services = [*self.computes.values(),
-                    *(svc[k] for svc in self.controllers.values() for k in reversed(CONTROLLER_KINDS)
+                    *(svc[k] for svc in self.controllers.values()
+                      for k in reversed(self.controller_kinds)
                       if k in svc)]
         # TERM them all at once, then collect: a stop costs at most one timeout overall
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
@@ -792,7 +925,7 @@ class OpenStackCloud:
                     future.result()
                 except Exception as exc:  # pylint: disable=broad-except
                     errors.append(str(exc))
-        for part in (*self.neutrons.values(), self.haproxy if self._own_hx else None,
+        for part in (*self.neutrons.values(), self.ovn, self.haproxy if self._own_hx else None,
                      self.rabbitmq if self._own_mq else None):
             if part is not None:
                 try:
@@ -841,6 +974,8 @@ def main(argv=None):
     parser.add_argument("--controllers", type=int, default=1)
     parser.add_argument("--computes", type=int, default=2)
     parser.add_argument("--rc", help="write an openrc file here (up)")
+    parser.add_argument("--neutron", action="store_true", help="real neutron (ML2/OVN)")
+    parser.add_argument("--cinder", action="store_true", help="cinder (fake driver)")
     args = parser.parse_args(argv)
 
     def log(line):
@@ -852,7 +987,8 @@ def main(argv=None):
             print(json.dumps(OpenStackCloud.attach(args.run_dir).status(), indent=1))
             return 0
         cloud = OpenStackCloud(args.run_dir, release=args.release, computes=args.computes,
-                               controllers=args.controllers, log=log)
+                               controllers=args.controllers, log=log,
+                               neutron=args.neutron, cinder=args.cinder)
         cloud.start()
         if args.rc:
             cloud.write_rc(args.rc)

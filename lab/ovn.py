@@ -28,7 +28,8 @@ import sys
 import time
 
 from lab.http_backend import require_loopback
-from lab.procs import free_port, listening, pid_alive, read_pid, stop_pid, wait_for
+from lab.procs import (free_port, listening, pid_alive, read_pid, rss_kb, stop_pid,
+                       wait_for)
 
 SCHEMAS = {"nb": "/usr/share/ovn/ovn-nb.ovsschema", "sb": "/usr/share/ovn/ovn-sb.ovsschema"}
 KEEP_INTERVAL = 3.0  # neutron's agent check runs every few tens of seconds
@@ -96,6 +97,10 @@ class OVN:
 
     def running(self):
         return all(pid_alive(self.pids()[name]) for name in ("nb", "sb", "northd"))
+
+    def rss_kb(self):
+        """Resident memory of the OVN processes (KiB)."""
+        return sum(rss_kb(pid) for pid in self.pids().values() if pid_alive(pid))
 
     # -- life cycle
     def start(self, timeout=20):

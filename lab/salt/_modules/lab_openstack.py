@@ -4,7 +4,8 @@ The lab's deployment of a node's OpenStack services (the lab's stand-in for a fo
 Only in the lab: it drives lab.openstack_cloud on this host. The lab's run dir comes from
 the minion option ``leapfrog_lab_dir`` (else ``$LEAPFROG_LAB_DIR``), as in
 lab/pillar/lab_dir.jinja; ``<run dir>/lab.json`` names the lab's code, put on sys.path.
-A controller deploys its six services, a compute its nova-compute. Database migrations are
+A controller deploys its services (six, plus neutron's and cinder's where the lab cloud
+runs them), a compute its nova-compute. Database migrations are
 not run here: they are the product's (nova_db states).
 
     salt ctl01 lab_openstack.status
@@ -111,11 +112,15 @@ def plan(release, services="running", node=None, ffu=False, compute_rpc=None):
         raise CommandExecutionError(f"services must be one of {', '.join(STATES)}, "
                                     f"not {services!r}")
     _run, cloud = _cloud()
+    from lab import network_volume  # pylint: disable=import-outside-toplevel,import-error
+
     actions = []
     for service in _services(cloud, node):
         running, changed = service.running(), _reconfigure(service, ffu, compute_rpc)
         if running and (service.release != release or services == "stopped" or changed):
             actions.append(f"stop {service.kind} ({service.release})")
+        if not network_volume.exists_at(service.kind, release):
+            continue  # no such process at that release (neutron's maintenance worker)
         if service.release != release or not os.path.exists(service.config_path) or changed:
             workaround = (f", FFU workaround {'on' if ffu else 'off'}, compute RPC cap "
                           f"{compute_rpc or 'none'}") if changed else ""

@@ -1,0 +1,108 @@
+"""The lab cloud with real neutron (ML2/OVN, lab/ovn.py) and cinder (fake driver) through
+keystone and haproxy (lab/network_volume.py): nova's servers get neutron ports bound to
+their compute's chassis, the router's gateway lives on a controller's gateway chassis,
+volumes become available; then one controller's neutron and cinder move to 2025.1 (neutron's
+expand first, with the new code) while the other still runs 2024.1, and both serve.
+"""
+import shutil
+import sys
+import tempfile
+import time
+
+import pytest
+import requests
+
+from lab.openstack_cloud import OpenStackCloud
+
+
+@pytest.fixture(scope="module")
+def cloud(mariadb, openstack_venvs, service_venvs):
+    run_dir = tempfile.mkdtemp(prefix="lf-nv-", dir="/tmp")
+
+    def log(line):
+        print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
+
+    cloud = OpenStackCloud(run_dir, release="2024.1", computes=1, controllers=2, servers=1,
+                           mariadb=mariadb, db_prefix="lfnv", log=log, neutron=True,
+                           cinder=True)
+    try:
+        cloud.start()
+        log(f"[network_volume] RSS KiB: {cloud.rss_kb()}")
+        yield cloud
+    finally:
+        try:
+            cloud.stop(remove=False)
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _names(cloud, collection):
+    return sorted(item["name"] for item in
+                  cloud.api("GET", "neutron", f"/v2.0/{collection}")[collection])
+
+
+def test_seeded_network_and_volumes_are_real(cloud):
+    types = {s["type"] for s in cloud.api("GET", "keystone", "/services")["services"]}
+    assert {"network", "volumev3"} <= types
+    assert _names(cloud, "networks") == ["lab-ext", "lab-net"]
+    assert _names(cloud, "routers") == ["lab-router"]
+    assert "lab-port" in _names(cloud, "ports")
+
+    # nova's server got a neutron port on lab-net, bound by ML2/OVN to its compute's chassis
+    (server_id,) = cloud.ids["servers"]
+    (port,) = cloud.api("GET", "neutron", f"/v2.0/ports?device_id={server_id}")["ports"]
+    assert port["network_id"] == cloud.ids["network"]
+    assert (port["binding:host_id"], port["binding:vif_type"]) == ("cmp01", "ovs")
+    addresses = cloud.api("GET", "nova", f"/servers/{server_id}")["server"]["addresses"]
+    assert list(addresses) == ["lab-net"]
+
+    # the router's gateway port is scheduled on a controller's gateway chassis in OVN's NB
+    gateways = cloud.ovn.nbctl("--bare", "--columns=chassis_name", "list", "gateway_chassis")
+    assert set(gateways.split()) == {"ctl01", "ctl02"}
+    agents = cloud.api("GET", "neutron", "/v2.0/agents")["agents"]
+    assert sorted((a["host"], a["alive"]) for a in agents if "Controller" in a["agent_type"]) \
+        == [("cmp01", True), ("ctl01", True), ("ctl02", True)]
+
+    volumes = cloud.volumes()
+    assert sorted((v["name"], v["status"]) for v in volumes.values()) == [
+        ("lab-vol1", "available"), ("lab-vol2", "available")]
+    assert {v["host"] for v in volumes.values()} == {"lab-storage@fake#fake"}
+    services = cloud.api("GET", "cinder", cloud.volume_path("/os-services"))["services"]
+    assert sorted((s["binary"], s["host"], s["state"]) for s in services) == [
+        ("cinder-scheduler", "ctl01", "up"), ("cinder-scheduler", "ctl02", "up"),
+        ("cinder-volume", "lab-storage@fake", "up")]
+
+
+def test_one_controller_at_2025_1_beside_one_at_2024_1(cloud):
+    ctl01 = cloud.controllers["ctl01"]
+    moved = [ctl01[k] for k in ("neutron-server", "neutron-ovn-maintenance-worker",
+                                "cinder-api", "cinder-scheduler", "cinder-volume")]
+    cloud.stop_node("ctl01", services=moved)
+    neutron = ctl01["neutron-server"]
+    neutron.release, neutron.venv = "2025.1", None
+    neutron.write_config()
+    expand = neutron.manage("upgrade", "--expand")
+    assert "Running upgrade" in expand.stdout + expand.stderr
+    cinder = ctl01["cinder-api"]
+    cinder.release, cinder.venv = "2025.1", None
+    cinder.manage("db", "sync")
+    cloud.start_node("ctl01", release="2025.1", services=moved)
+    assert ctl01["neutron-ovn-maintenance-worker"].running()  # 2025.1 runs it on its own
+
+    # ctl02's 2024.1 server and ctl01's 2025.1 API serve the same networks and make ports
+    releases = {}
+    for host, services in cloud.controllers.items():
+        server = services["neutron-server"]
+        releases[host] = server.release
+        found = requests.get(f"{server.url}/v2.0/networks", timeout=30,
+                             headers={"X-Auth-Token": cloud.token()}).json()["networks"]
+        assert {n["name"] for n in found} == {"lab-ext", "lab-net"}, host
+    assert releases == {"ctl01": "2025.1", "ctl02": "2024.1"}
+    port = cloud.api("POST", "neutron", "/v2.0/ports", json={"port": {
+        "name": "after-expand", "network_id": cloud.ids["network"]}})["port"]
+    cloud.api("DELETE", "neutron", f"/v2.0/ports/{port['id']}")
+    volume = cloud.create_volume("after-2025-1")
+    assert cloud.volumes()[volume]["status"] == "available"
+    server = cloud.create_server("after-2025-1", host="cmp01")
+    (bound,) = cloud.api("GET", "neutron", f"/v2.0/ports?device_id={server}")["ports"]
+    assert bound["binding:host_id"] == "cmp01"
