@@ -172,10 +172,12 @@ def main(argv=None):
     parser.add_argument("--computes", type=int, default=2)
     parser.add_argument("--strategy", choices=("rolling", "fast_forward"), default="rolling",
                         help="the path to 2026.1 (default rolling: the API stays up)")
+    parser.add_argument("--neutron-cinder", action="store_true",
+                        help="real neutron (ML2/OVN) and cinder in the cloud, upgraded with it")
     args = parser.parse_args(argv)
     run_dir = tempfile.mkdtemp(prefix="lf-lab-", dir="/var/tmp")
     lab = stack.Lab(run_dir, controllers=args.controllers, computes=args.computes,
-                    log=lambda line: print(line, file=sys.stderr, flush=True))
+                    neutron_cinder=args.neutron_cinder, log=lambda line: print(line, file=sys.stderr, flush=True))
     try:
         run_demo(lab, args.strategy)
     finally:

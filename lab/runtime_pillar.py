@@ -39,3 +39,13 @@ def update(run_dir, name, data):
         json.dump(merged, handle, indent=1)
     os.replace(tmp, target)
     return merged
+
+
+def write_shape(run_dir, shape):
+    """``<run_dir>/pillar/cluster.json``: what the running lab cloud is made of (no secret:
+    its extra services), read by lab/pillar/leapfrog/lab.sls."""
+    target = os.path.join(run_dir, "pillar", "cluster.json")
+    os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+    with open(target + ".tmp", "w") as handle:
+        json.dump(shape, handle)
+    os.replace(target + ".tmp", target)

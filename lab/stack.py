@@ -24,8 +24,10 @@ class Lab:
     """Start, describe and stop the lab under ``run_dir``."""
 
     def __init__(self, run_dir, controllers=3, computes=2, release="2024.1", log=None,
-                 vms=True):
+                 vms=True, neutron_cinder=False):
         self.run_dir = os.path.abspath(run_dir)
+        # real neutron (ML2/OVN) and cinder in the cloud, upgraded with it
+        self.neutron_cinder = neutron_cinder
         self.controllers, self.computes, self.release = controllers, computes, release
         self.vms = vms
         self.log = log or (lambda line: None)
@@ -60,7 +62,8 @@ class Lab:
         """Bring every part up (idempotent: a running cloud is attached, not restarted)."""
         os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
         self._timed("venvs", lambda: openstack_venv.ensure_all(
-            [*openstack_venv.RELEASES, openstack_venv.CLIENT]))
+            [*openstack_venv.RELEASES, openstack_venv.CLIENT,
+             *(openstack_venv.SERVICE_SPECS if self.neutron_cinder else ())]))
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             hypervisor = pool.submit(self._timed, "libvirt", self._hypervisor_up) \
                 if self.vms else None
@@ -70,7 +73,8 @@ class Lab:
             else:
                 self.cloud = openstack_cloud.OpenStackCloud(
                     self.cloud_dir, release=self.release, controllers=self.controllers,
-                    computes=self.computes, log=self.log)
+                    computes=self.computes, log=self.log, neutron=self.neutron_cinder,
+                    cinder=self.neutron_cinder)
                 self._timed("openstack", self.cloud.start)
             if hypervisor:
                 hypervisor.result()
@@ -109,18 +113,24 @@ class Lab:
         """Tell the nodes what only the running lab knows (lab.runtime_pillar)."""
         cloud, db = self.cloud, self.cloud.mariadb
         connection = {"socket": db.socket, "user": "root", "password": db.root_password}
-        runtime_pillar.update(self.run_dir, "all", {"leapfrog": {"releases": {"venvs": {
-            r: openstack_venv.venv_path(r) for r in openstack_venv.RELEASES}}}})
+        extra = [name for name in ("neutron", "cinder") if name in cloud.databases]
+        runtime_pillar.write_shape(self.run_dir, {"extra_services": extra})
+        runtime_pillar.update(self.run_dir, "all", {"leapfrog": {
+            "releases": {"venvs": {r: openstack_venv.venv_path(r)
+                                   for r in openstack_venv.RELEASES}},
+            # neutron and cinder run from venvs of their own (as OSA and kolla deploy them)
+            **{name: {"venvs": {r: openstack_venv.venv_path(f"{name}-{r}")
+                                for r in openstack_venv.RELEASES}} for name in extra}}})
         runtime_pillar.update(self.run_dir, "dbs01", {"leapfrog": {
             "backups": {"dir": os.path.join(self.run_dir, "backups")}, "database": {
-            **connection,
-            "databases": [cloud.db_name(n) for n in openstack_cloud.DATABASES]}}})
+            **connection, "databases": [cloud.db_name(n) for n in cloud.databases]}}})
         runtime_pillar.update(self.run_dir, "prx01", {"leapfrog": {"haproxy": {
             "socket": cloud.haproxy.admin_socket}}})
         # the master's cluster config: what the availability probe requests through the VIP
         runtime_pillar.update(self.run_dir, topology.MASTER_ID, {"leapfrog": {"clusters": {
-            "lab": {"haproxy": {"probe_urls": [cloud.frontend_url(name) for name in
-                                               ("keystone", "nova", "placement", "glance")]}}}}})
+            "lab": {"haproxy": {"probe_urls": [
+                cloud.frontend_url(name) for name in
+                ("keystone", "nova", "placement", "glance", *extra)]}}}}})
         if self.vms:
             runtime_pillar.update(self.run_dir, "kvm01", {"leapfrog": {"libvirt": {
                 "uri": self.virt.uri}}})
@@ -135,7 +145,7 @@ class Lab:
                              "config_file": cloud.controllers[node.id][
                                  "nova-conductor"].config_path},
                     **{service: {"database": cloud.db_name(service)}
-                       for service in ("keystone", "placement", "glance")},
+                       for service in ("keystone", "placement", "glance", *extra)},
                     "verify": cloud.auth}})
 
     def attach(self):
@@ -196,7 +206,7 @@ class Lab:
 def vip_health(cloud):
     """Each API frontend on the VIP: does it answer (any status below 500)?"""
     out = {}
-    for name, (kind, *_rest) in openstack_cloud.FRONTENDS.items():
+    for name, (kind, *_rest) in cloud.frontends.items():
         if not kind:
             continue
         try:

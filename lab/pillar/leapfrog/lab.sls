@@ -1,8 +1,14 @@
 {#- The lab cluster. LEAPFROG_LAB_DIR is the lab's private run directory (set by lab/). #}
 {%- from 'lab_dir.jinja' import run %}
+{#- the services the running lab cloud has beyond the first four (neutron, cinder: `lab up
+    --neutron-cinder`), as lab/stack.py wrote them #}
+{%- set shape = run ~ '/pillar/cluster.json' %}
+{%- set extra = (salt['file.read'](shape) | load_json).get('extra_services', [])
+                if salt['file.file_exists'](shape) else [] %}
 leapfrog:
   clusters:
     lab:
+      services: {{ (['nova', 'keystone', 'glance', 'placement'] + extra) | json }}
       releases:
         current: "2024.1"
         target: "2026.1"
@@ -26,7 +32,8 @@ leapfrog:
         socket: {{ run }}/mariadb/mysqld.sock
         user: root
         password: lab-db-secret
-        databases: [nova_api, nova, nova_cell0, keystone, placement, glance]
+        databases: {{ (['nova_api', 'nova', 'nova_cell0', 'keystone', 'placement', 'glance']
+                       + extra) | json }}
       vms:
         image: {{ run }}/images/trixie.qcow2
         os: {os: Debian, oscodename: trixie}
