@@ -4,7 +4,8 @@ Verify an OpenStack cloud's APIs the way an operator does, through keystone.
 Keystone v3 password authentication (with ``requests``), then the checks an operator runs
 after an upgrade step: service and endpoint list, image list, flavor list, compute service
 list (every enabled service up; the compute API's version), hypervisor list, server list,
-network list, volume list (and placement). Each check gives ``pass``/``fail``/``skip``, its
+network list (with subnets, routers and ports), network agents (every one alive), volume
+list, volume services (every enabled one up) and placement. Each check gives ``pass``/``fail``/``skip``, its
 latency and a short reason; a service the cloud's catalog does not have is skipped, not
 failed. ``wait`` retries until every check passes or a timeout runs out.
 
@@ -25,7 +26,8 @@ line)::
         verify_tls: true                  # optional (or a CA bundle path)
         all_tenants: true                 # optional: list every project's servers/volumes
         checks: [services, endpoints, images, flavors, compute_services, hypervisors,
-                 servers, networks, volumes, placement]   # optional: which checks run
+                 servers, networks, network_agents, volumes, volume_services,
+                 placement]               # optional: which checks run
 """
 import logging
 import time
@@ -40,7 +42,8 @@ __virtualname__ = "openstack_verify"
 
 PILLAR_KEY = leapfrog_keystone.PILLAR_KEY
 CHECKS = ("services", "endpoints", "images", "flavors", "compute_services", "hypervisors",
-          "servers", "networks", "volumes", "placement")
+          "servers", "networks", "network_agents", "volumes", "volume_services", "placement")
+VOLUME_TYPES = ("block-storage", "volumev3", "volume")
 # check -> service types that serve it, in order of preference
 SERVICE_TYPES = {
     "services": ("identity",),
@@ -51,7 +54,9 @@ SERVICE_TYPES = {
     "hypervisors": ("compute",),
     "servers": ("compute",),
     "networks": ("network",),
-    "volumes": ("block-storage", "volumev3", "volume"),
+    "network_agents": ("network",),
+    "volumes": VOLUME_TYPES,
+    "volume_services": VOLUME_TYPES,
     "placement": ("placement",),
 }
 SECRET_KEYS = ("password", "token")
@@ -191,8 +196,38 @@ def _check_servers(session, base):
 
 
 def _check_networks(session, base):
-    networks = session.get(_join(_network_base(base), "networks")).get("networks", [])
-    return f"{len(networks)} networks", {"count": len(networks)}
+    counts = {}
+    for collection in ("networks", "subnets", "routers", "ports"):
+        found = session.get(_join(_network_base(base), collection)).get(collection, [])
+        counts[collection] = len(found)
+    return ", ".join(f"{n} {name}" for name, n in counts.items()), {
+        "count": counts["networks"], **counts}
+
+
+def _down(rows, what):
+    """Raise naming the rows not up (``{"binary", "host"}``), else a reason line."""
+    down = [r for r in rows if not r["up"]]
+    detail = {"count": len(rows), "down": [f"{r['binary']} on {r['host']}" for r in down]}
+    if down:
+        raise _CheckFailed(f"{len(down)} of {len(rows)} {what} down: "
+                           f"{', '.join(detail['down'])}", detail)
+    return f"{len(rows)} {what} up", detail
+
+
+def _check_network_agents(session, base):
+    agents = session.get(_join(_network_base(base), "agents")).get("agents", [])
+    return _down([{"binary": a.get("agent_type") or a.get("binary"), "host": a.get("host"),
+                   "up": bool(a.get("alive")) or not a.get("admin_state_up", True)}
+                  for a in agents], "network agents")
+
+
+def _check_volume_services(session, base):
+    services = session.get(_join(base, "os-services")).get("services", [])
+    if not services:
+        raise _CheckFailed("cinder lists no volume services")
+    return _down([{"binary": s.get("binary"), "host": s.get("host"),
+                   "up": s.get("state") == "up" or s.get("status") == "disabled"}
+                  for s in services], "volume services")
 
 
 def _check_volumes(session, base):
@@ -302,7 +337,7 @@ def check(checks=None, auth_url=None, username=None, password=None, project_name
 
     ``checks`` (list or comma-separated; default pillar ``leapfrog:verify:checks`` or all):
     services, endpoints, images, flavors, compute_services, hypervisors, servers, networks,
-    volumes, placement. A service missing from the catalog is skipped. The credentials come
+    network_agents, volumes, volume_services, placement. A service missing from the catalog is skipped. The credentials come
     from the pillar ``leapfrog:verify`` (arguments override it); the password and the token
     are never logged or returned. An unhealthy cloud sets the job's retcode to 1.
 

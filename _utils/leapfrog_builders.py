@@ -225,10 +225,29 @@ def _fast_forward(plan, facts, to, recipes, ctx, deployed, sls):
         _ready(plan, f"{node}_ffu_off_ready", node)
 
 
+def _repin(plan, recipes, controllers, sls, pillar):
+    """Once every controller runs the target: each one's processes that pin their RPC
+    versions at start reloaded (cinder's), one controller at a time."""
+    for recipe in recipes:
+        if not recipe.repin:
+            continue
+        reload = {"leapfrog": {**pillar["leapfrog"], "reload": recipe.repin}}
+        for node in controllers:
+            plan.add(f"{node}_{recipe.service}_repin", "restart", "leapfrog.call",
+                     _apply(sls, reload, node), node=node, where=node,
+                     changes=f"{', '.join(recipe.repin)} reloaded (HUP or restart): "
+                             "RPC versions re-pinned to the target's")
+
+
 def _after(plan, recipes, ctx, ffu):
     _db_stages(plan, recipes, ctx, "finish")
     records = [
         lambda: _verify(plan),
+        *(lambda check=check: plan.add(check.name, "verify", "leapfrog.call",
+                                       _call(check.function, {}, check.expect,
+                                             **FIRST_CONTROLLER),
+                                       where="first controller", changes=check.changes)
+          for recipe in recipes for check in recipe.checks),
         lambda: plan.add("revisions_after", "revisions", "leapfrog.revisions",
                          {"release": ctx.to}, where="first controller",
                          changes="nothing: DB revisions recorded"),
@@ -257,6 +276,8 @@ def control_plane(facts):
     _before(plan, facts["run"], to, decision["strategy"], config["database"]["databases"])
     deployed, sls = _deployed(to, ffu), config["vms"]["redeploy_sls"]
     (_fast_forward if ffu else _rolling)(plan, facts, to, recipes, ctx, deployed, sls)
+    _repin(plan, recipes, facts["controllers"], sls,
+           deployed["ffu_off"] if ffu else deployed["running"])
     _after(plan, recipes, ctx, ffu)
     return plan.check()
 

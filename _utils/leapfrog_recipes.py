@@ -35,13 +35,26 @@ class Stage:
         self.kwargs, self.irreversible, self.changes = kwargs, irreversible, changes
 
 
+class Check:
+    """A service's own check after a control-plane run (beside the operator's API checks):
+    its step name, the function the first controller runs, what it must return, and a
+    line for the plan."""
+
+    def __init__(self, name, function, expect, changes):
+        self.name, self.function, self.expect, self.changes = name, function, expect, changes
+
+
 class Recipe:
     """A service: its database stages, its processes per role and its databases (what
     a run's backup must hold before any stage runs)."""
 
     def __init__(self, service, stages, processes, databases=None, version=None,
-                 offline_check=False):
+                 offline_check=False, checks=(), repin=()):
         self.service, self.stages, self.processes = service, list(stages), dict(processes)
+        self.checks = list(checks)
+        # processes the redeploy SLS reloads (``leapfrog:reload``) on each controller once
+        # every one runs the target: they compute their RPC version pins at start
+        self.repin = list(repin)
         # its tool says whether the target's code has migrations only stopped servers
         # survive (``openstack_db.offline_migrations``): the precheck asks
         self.offline_check = bool(offline_check)
@@ -97,7 +110,13 @@ RECIPES = {
                       {"controller": ["neutron-server", "neutron-api", "neutron-rpc-server",
                                       "neutron-periodic-workers",
                                       "neutron-ovn-maintenance-worker"]},
-                      offline_check=True),
+                      offline_check=True,
+                      # 2026.1's maintenance task was seen duplicating older networks'
+                      # Logical_Switch (FACTS.md): found here, named, with the fix
+                      checks=[Check("ovn_consistency", "ovn_nb.consistency",
+                                    {"consistent": True},
+                                    "nothing: OVN's northbound DB against neutron (every "
+                                    "network and router once)")]),
     # one sync (additive), then the online data migrations once every service runs the
     # target; the RPC pins follow the oldest service until then
     "cinder": Recipe("cinder", [
@@ -105,7 +124,8 @@ RECIPES = {
               changes="cinder DB: sync"),
         Stage("finish_cinder", "finish", "openstack_db.sync", _db_sync("cinder", "online"),
               changes="cinder: online data migrations to completion"),
-    ], {"controller": ["cinder-api", "cinder-scheduler"], "storage": ["cinder-volume"]}),
+    ], {"controller": ["cinder-api", "cinder-scheduler"], "storage": ["cinder-volume"]},
+        repin=["cinder-api", "cinder-scheduler", "cinder-volume"]),
 }
 # a cluster without pillar ``services`` runs these (the four every cloud of the first wave
 # has); neutron and cinder are listed in ``services`` by the clusters that run them

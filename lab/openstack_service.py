@@ -584,6 +584,21 @@ class OpenStackService:
             self._save()
         return was
 
+    def reload(self, timeout=180):
+        """Make the running service re-read what it computes at start (cinder's RPC pins):
+        an API under gunicorn gets HUP (its master starts new workers, its socket stays
+        open), anything else is stopped and started. Not running: nothing."""
+        if not self.running():
+            return False
+        if self.is_api and not network_volume.eventlet_server(self.kind, self.release):
+            os.kill(self.pid, signal.SIGHUP)
+            time.sleep(1.0)  # the old worker finishes its requests; the new one imports
+            self.wait_healthy(timeout)
+        else:
+            self.stop()
+            self.start(timeout=timeout)
+        return True
+
     def rss_kb(self):
         return rss_kb(self.pid) if self.running() else 0
 

@@ -146,7 +146,9 @@ class Lab:
                                  "nova-conductor"].config_path},
                     **{service: {"database": cloud.db_name(service)}
                        for service in ("keystone", "placement", "glance", *extra)},
-                    "verify": cloud.auth}})
+                    "verify": cloud.auth,
+                    **({"ovn": {"nb_connection": cloud.ovn.nb_connection}}
+                       if cloud.ovn else {})}})
 
     def attach(self):
         """The lab a previous ``up`` left running."""

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from lab.openstack_cloud import OpenStackCloud
+from tests.loader import minion_modules
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +107,32 @@ def test_one_controller_at_2025_1_beside_one_at_2024_1(cloud):
     server = cloud.create_server("after-2025-1", host="cmp01")
     (bound,) = cloud.api("GET", "neutron", f"/v2.0/ports?device_id={server}")["ports"]
     assert bound["binding:host_id"] == "cmp01"
+
+
+def test_ovn_nb_consistency_names_a_duplicate_switch_and_the_fix(cloud, tmp_path):
+    """What neutron 2026.1's maintenance task does to older networks (FACTS.md), made by
+    hand: a second, empty Logical_Switch under a network's name."""
+    mods = minion_modules(tmp_path / "cache", {"leapfrog": {
+        "ovn": {"nb_connection": cloud.ovn.nb_connection}, "verify": cloud.auth}}, ["ovn_nb"])
+    consistency = mods["ovn_nb.consistency"]
+    before = consistency()
+    assert before["consistent"] is True, before["advice"]
+    assert (before["networks"]["count"], before["routers"]["count"]) == (2, 1)
+
+    network = cloud.ids["network"]
+    extra = cloud.ovn.nbctl("create", "Logical_Switch", f"name=neutron-{network}")
+    try:
+        found = consistency()
+        assert found["consistent"] is False
+        assert list(found["networks"]["duplicates"]) == [network]
+        assert found["advice"] == [
+            f"network {network} has 2 Logical_Switch rows: neutron 2026.1's maintenance task "
+            "made the extra one (a known neutron 28.x bug with networks made by older "
+            f"releases); delete the empty one(s) with 'ovn-nbctl destroy Logical_Switch "
+            f"{extra}' and re-check"]
+    finally:
+        cloud.ovn.nbctl("destroy", "Logical_Switch", extra)
+    assert consistency()["consistent"] is True
+
+    with pytest.raises(Exception, match="is not an OVSDB remote"):
+        consistency(nb_connection="127.0.0.1:6641; rm -rf /")

@@ -122,7 +122,18 @@ class FakeCloud:
                     "/compute/v2.1/servers/detail": {"servers": [
                         {"id": "s1", "status": "ACTIVE"}, {"id": "s2", "status": "SHUTOFF"}]},
                     "/network/v2.0/networks": {"networks": [{"id": "n1"}]},
+                    "/network/v2.0/subnets": {"subnets": [{"id": "s1"}]},
+                    "/network/v2.0/routers": {"routers": []},
+                    "/network/v2.0/ports": {"ports": [{"id": "p1"}, {"id": "p2"}]},
+                    "/network/v2.0/agents": {"agents": [
+                        {"agent_type": "OVN Controller agent", "host": h, "admin_state_up": True,
+                         "alive": h not in cloud.services_down} for h in ("cmp01", "ctl01")]},
                     "/volume/v3/project1/volumes": {"volumes": []},
+                    "/volume/v3/project1/os-services": {"services": [
+                        {"binary": b, "host": h, "status": "enabled",
+                         "state": "down" if h in cloud.services_down else "up"}
+                        for b, h in (("cinder-scheduler", "ctl01"),
+                                     ("cinder-volume", "lab-storage@fake"))]},
                     "/placement": {"versions": [{"id": "v1.0", "max_version": "1.39",
                                                  "min_version": "1.0"}]},
                 }

@@ -44,14 +44,14 @@ def test_healthy_cloud_passes_every_check_and_skips_absent_services(cloud, caplo
     assert report["healthy"] is True, report["summary"]
     assert report["passed"] == ["services", "endpoints", "images", "flavors",
                                 "compute_services", "hypervisors", "servers", "placement"]
-    assert report["skipped"] == ["networks", "volumes"]
+    assert report["skipped"] == ["networks", "network_agents", "volumes", "volume_services"]
     assert report["checks"]["networks"]["reason"] == "no network service in the catalog"
     compute = report["checks"]["compute_services"]
     assert compute["reason"] == "4 compute services up, compute API 2.96"
     assert compute["detail"]["api"] == {"id": "v2.1", "version": "2.96", "min_version": "2.1"}
     assert all(c["latency"] >= 0 for c in report["checks"].values())
     assert report["checks"]["servers"]["detail"]["status"] == {"ACTIVE": 1, "SHUTOFF": 1}
-    assert report["summary"] == "healthy: 8 checks passed, 2 skipped"
+    assert report["summary"] == "healthy: 8 checks passed, 4 skipped"
     assert report["auth"]["result"] == "pass"
     assert "retcode" not in CONTEXT
     # the token went to the APIs as a header; the password only in keystone's POST body
@@ -67,6 +67,22 @@ def test_network_and_volume_checked_when_in_catalog(cloud):
     assert report["passed"] == ["networks", "volumes"]
     assert list(report["checks"]) == ["networks", "volumes"]
     assert ("GET", "/volume/v3/project1/volumes", TOKEN) in cloud.requests
+    assert report["checks"]["networks"]["reason"] == "1 networks, 1 subnets, 0 routers, 2 ports"
+
+
+def test_network_agents_and_volume_services_must_be_up(cloud):
+    cloud.with_network = cloud.with_volume = True
+    report = verify.check(checks="network_agents,volume_services")
+    assert report["passed"] == ["network_agents", "volume_services"]
+    assert report["checks"]["volume_services"]["reason"] == "2 volume services up"
+    cloud.services_down.add("ctl01")
+    report = verify.check(checks="network_agents,volume_services")
+    assert report["failed"] == ["network_agents", "volume_services"]
+    assert report["checks"]["network_agents"]["reason"] == (
+        "1 of 2 network agents down: OVN Controller agent on ctl01")
+    assert report["checks"]["volume_services"]["reason"] == (
+        "1 of 2 volume services down: cinder-scheduler on ctl01")
+    assert report["healthy"] is False
 
 
 def test_which_checks_run_is_pillar_config(cloud):

@@ -182,6 +182,36 @@ def deploy(release, services="running", node=None, ffu=False, compute_rpc=None):
     return {**todo, "status": status(node)}
 
 
+def reload(kinds, node=None, test=False):
+    """
+    Reload this node's running services of ``kinds`` (a list or comma-separated): an API
+    under gunicorn gets HUP, a daemon is restarted; they re-read what they compute at start
+    (cinder's RPC version pins, once every cinder service runs the new release). Returns
+    ``{"node", "reloaded": [...]}`` (with ``test``: what would be).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 lab_openstack.reload cinder-api,cinder-scheduler,cinder-volume
+    """
+    node = node or __opts__["id"]
+    if isinstance(kinds, str):
+        kinds = [k.strip() for k in kinds.split(",") if k.strip()]
+    if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+        raise CommandExecutionError(f"kinds must be a list of service kinds, not {kinds!r}")
+    _run, cloud = _cloud()
+    targets = [s for s in _services(cloud, node) if s.kind in kinds and s.running()]
+    if not test:
+        for service in targets:
+            try:
+                service.reload()
+            except Exception as exc:  # ServiceError: names the service, its log tail
+                raise CommandExecutionError(str(exc)) from exc
+        cloud.save(hosts=[node])
+    return {"node": node, "reloaded": [s.kind for s in targets]}
+
+
 def venv(release, test=False):
     """
     Make ``release``'s venv ready on this host (built from its constraints unless current)

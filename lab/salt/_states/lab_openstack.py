@@ -8,6 +8,11 @@ State of the lab's deployment (see lab/salt/_modules/lab_openstack.py)::
         - ffu: false            # nova's [workarounds] disable_compute_service_check_for_ffu
         - compute_rpc: auto     # nova's [upgrade_levels] compute (null: not set)
 
+    ctl01_reload:
+      lab_openstack.reloaded:
+        - name: ctl01
+        - kinds: [cinder-api, cinder-scheduler, cinder-volume]   # HUP or restart
+
     cmp01_venv:
       lab_openstack.venv_ready:
         - release: "2025.1"     # the release's code installed, no service touched
@@ -45,6 +50,27 @@ def deployed(name, release, services="running", ffu=False, compute_rpc=None):
         return ret
     ret.update(result=True, changes={"actions": todo["actions"]},
                comment=f"{where}: " + "; ".join(todo["actions"]))
+    return ret
+
+
+def reloaded(name, kinds):
+    """This node's running services of ``kinds`` reloaded (HUP or restart): always a change
+    when one runs."""
+    ret = {"name": name, "result": False, "changes": {}, "comment": ""}
+    try:
+        found = __salt__["lab_openstack.reload"](kinds, node=name, test=__opts__["test"])
+    except Exception as exc:  # pylint: disable=broad-except
+        ret["comment"] = str(exc)
+        return ret
+    done = ", ".join(found["reloaded"]) or "nothing running"
+    if not found["reloaded"]:
+        ret.update(result=True, comment=f"{name}: none of {', '.join(kinds)} runs")
+    elif __opts__["test"]:
+        ret.update(result=None, changes={"reload": found["reloaded"]},
+                   comment=f"{name}: would reload {done}")
+    else:
+        ret.update(result=True, changes={"reload": found["reloaded"]},
+                   comment=f"{name}: reloaded {done}")
     return ret
 
 

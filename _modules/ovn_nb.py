@@ -1,0 +1,185 @@
+"""
+OVN's northbound database against neutron: every neutron network is in the NB once (a
+Logical_Switch named ``neutron-<network id>``), every router once (a Logical_Router named
+``neutron-<router id>``), none missing, none left over.
+
+Why: neutron 2026.1's maintenance task was seen creating a second, empty Logical_Switch for
+networks made by older releases (``get_lswitch`` of 28.x no longer maps a bare network id
+to its switch; ../shared/FACTS.md). ``ovn-nbctl`` by name then fails with "multiple rows"
+and the network's ports may land on either switch. ``consistency`` names each duplicate
+and what to do about it.
+
+Configuration: pillar ``leapfrog:ovn:nb_connection`` (``tcp:HOST:PORT``, ``ssl:...`` or
+``unix:PATH``; an argument wins); ``ovn-nbctl`` on the minion. Neutron's networks and
+routers come from its API with the pillar ``leapfrog:verify`` credentials (as
+openstack_verify), unless given.
+"""
+import json
+import logging
+import shutil
+import subprocess
+
+import leapfrog_errors
+import leapfrog_keystone
+import salt.utils.data
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "ovn_nb"
+
+TABLES = {"networks": "Logical_Switch", "routers": "Logical_Router"}
+PREFIX = "neutron-"
+TIMEOUT = 30
+
+
+class OvnNbError(leapfrog_errors.LeapfrogError):
+    """The NB could not be read, or neutron could not be asked."""
+
+
+def __virtual__():
+    if not shutil.which("ovn-nbctl"):
+        return (False, "ovn_nb needs ovn-nbctl (Debian: ovn-common)")
+    return __virtualname__
+
+
+def _pillar(key, default=None):
+    return salt.utils.data.traverse_dict_and_list(__pillar__, key, default)
+
+
+def _connection(nb_connection):
+    conn = nb_connection or _pillar("leapfrog:ovn:nb_connection")
+    if not conn or not isinstance(conn, str):
+        raise OvnNbError("no OVN NB connection: set the pillar key leapfrog:ovn:nb_connection "
+                         "(e.g. tcp:192.0.2.10:6641) or pass nb_connection")
+    if not conn.startswith(("tcp:", "ssl:", "unix:")) or any(c.isspace() for c in conn):
+        raise OvnNbError(f"nb_connection {conn!r} is not an OVSDB remote: use tcp:HOST:PORT, "
+                         "ssl:HOST:PORT or unix:PATH")
+    return conn
+
+
+def _cell(value):
+    """An OVSDB JSON cell: ["uuid", x] -> x; ["set", [...]] -> list; a scalar as is."""
+    if isinstance(value, list) and len(value) == 2 and value[0] in ("uuid", "named-uuid"):
+        return value[1]
+    if isinstance(value, list) and len(value) == 2 and value[0] == "set":
+        return [_cell(v) for v in value[1]]
+    return value
+
+
+def rows(table, nb_connection=None):
+    """
+    The ``neutron-`` rows of an NB table (Logical_Switch or Logical_Router): a list of
+    ``{"uuid", "name", "ports"}`` (``ports``: how many).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 ovn_nb.rows Logical_Switch
+    """
+    if table not in TABLES.values():
+        raise OvnNbError(f"table must be one of {', '.join(TABLES.values())}, not {table!r}")
+    argv = ["ovn-nbctl", f"--db={_connection(nb_connection)}", "--format=json",
+            "--columns=_uuid,name,ports", "list", table]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT,
+                              check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise OvnNbError(f"ovn-nbctl list {table} did not answer in {TIMEOUT} s") from exc
+    if proc.returncode != 0:
+        raise OvnNbError(f"ovn-nbctl list {table} failed (exit {proc.returncode}): "
+                         f"{proc.stderr.strip()[-300:]}")
+    data = json.loads(proc.stdout)
+    out = []
+    for row in data.get("data", []):
+        cells = dict(zip(data["headings"], (_cell(c) for c in row)))
+        ports = cells.get("ports")
+        count = len(ports) if isinstance(ports, list) else (1 if ports else 0)
+        if str(cells.get("name", "")).startswith(PREFIX):
+            out.append({"uuid": cells["_uuid"], "name": cells["name"], "ports": count})
+    return out
+
+
+def _neutron_ids():
+    """``{"networks": [...], "routers": [...]}`` ids from neutron's API."""
+    conf = leapfrog_keystone.settings(__pillar__, {}, OvnNbError, __virtualname__)
+    with leapfrog_keystone.Session(conf, agent="leapfrog-ovn-nb") as session:
+        try:
+            session.authenticate()
+            found = session.endpoint(("network",))
+            if found is None:
+                raise OvnNbError("no network service in the catalog: is neutron deployed?")
+            base = found[1].rstrip("/")
+            base = base if base.endswith("/v2.0") else base + "/v2.0"
+            return {kind: [item["id"] for item in session.get(f"{base}/{kind}").get(kind, [])]
+                    for kind in TABLES}
+        except leapfrog_keystone.RequestFailed as exc:
+            raise OvnNbError(f"asking neutron failed: {exc.args[0]}") from exc
+
+
+def _compare(kind, ids, found):
+    by_name = {}
+    for row in found:
+        by_name.setdefault(row["name"][len(PREFIX):], []).append(row)
+    wanted = set(ids)
+    return {
+        "duplicates": {i: rs for i, rs in sorted(by_name.items()) if i in wanted and len(rs) > 1},
+        "missing": sorted(wanted - set(by_name)),
+        "stale": sorted(set(by_name) - wanted),
+        "count": len(wanted),
+    }
+
+
+def _advice(result):
+    lines = []
+    for kind, table in TABLES.items():
+        part = result[kind]
+        for item, found in part["duplicates"].items():
+            empty = [r["uuid"] for r in found if not r["ports"]]
+            lines.append(
+                f"{kind[:-1]} {item} has {len(found)} {table} rows: neutron 2026.1's "
+                f"maintenance task made the extra one (a known neutron 28.x bug with "
+                f"{kind} made by older releases); delete the empty one(s) with "
+                f"'ovn-nbctl destroy {table} {' '.join(empty) or '<uuid>'}' and re-check"
+                if empty else
+                f"{kind[:-1]} {item} has {len(found)} {table} rows, each with ports: "
+                f"compare them and run neutron-ovn-db-sync-util in log mode before fixing")
+        if part["missing"]:
+            lines.append(f"{len(part['missing'])} neutron {kind} not in OVN's NB "
+                         f"({', '.join(part['missing'][:5])}): run neutron-ovn-db-sync-util "
+                         "--ovn-neutron_sync_mode log, then repair")
+        if part["stale"]:
+            lines.append(f"{len(part['stale'])} {table} row(s) for {kind} neutron no longer has"
+                         f" ({', '.join(part['stale'][:5])}): left over, harmless until reused")
+    return lines
+
+
+def consistency(nb_connection=None, networks=None, routers=None):
+    """
+    Compare OVN's NB with neutron: ``{"consistent", "networks": {"count", "duplicates",
+    "missing", "stale"}, "routers": {...}, "advice": [...]}``. Consistent: no duplicate and
+    no missing network or router (stale rows are reported, not failed). ``networks`` and
+    ``routers`` (lists of neutron ids) default to what neutron's API lists. An inconsistent
+    NB sets the job's retcode to 1.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 ovn_nb.consistency
+    """
+    ids = {"networks": networks, "routers": routers}
+    if networks is None or routers is None:
+        asked = _neutron_ids()
+        ids = {kind: asked[kind] if ids[kind] is None else ids[kind] for kind in TABLES}
+    result = {kind: _compare(kind, ids[kind], rows(table, nb_connection))
+              for kind, table in TABLES.items()}
+    result["consistent"] = not any(result[k]["duplicates"] or result[k]["missing"]
+                                   for k in TABLES)
+    result["advice"] = _advice(result)
+    if not result["consistent"]:
+        try:
+            __context__["retcode"] = 1
+        except NameError:
+            pass
+    return result
