@@ -1,7 +1,17 @@
 """
-OVN's northbound database against neutron: every neutron network is in the NB once (a
-Logical_Switch named ``neutron-<network id>``), every router once (a Logical_Router named
+OVN's northbound database for an upgrade: its consistency with neutron, and routers'
+gateways moved off a node before it is touched.
+
+``consistency``: every neutron network is in the NB once (a Logical_Switch named
+``neutron-<network id>``), every router once (a Logical_Router named
 ``neutron-<router id>``), none missing, none left over.
+
+``move_gateways``/``restore_gateways``: a router's gateway port is active on the chassis of
+its highest Gateway_Chassis priority (neutron's OVN L3 scheduler sets them). Before a
+controller or network node is rebuilt, its chassis gets the lowest priority of each such
+port (the next one takes over, as neutron's own rescheduling would do); its former priority
+is kept in the row (``external_ids:leapfrog-priority``), so ``restore_gateways`` balances
+them back once the node serves again and a re-run finds what is left to do.
 
 Why: neutron 2026.1's maintenance task was seen creating a second, empty Logical_Switch for
 networks made by older releases (``get_lswitch`` of 28.x no longer maps a bare network id
@@ -79,17 +89,8 @@ def rows(table, nb_connection=None):
     """
     if table not in TABLES.values():
         raise OvnNbError(f"table must be one of {', '.join(TABLES.values())}, not {table!r}")
-    argv = ["ovn-nbctl", f"--db={_connection(nb_connection)}", "--format=json",
-            "--columns=_uuid,name,ports", "list", table]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT,
-                              check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise OvnNbError(f"ovn-nbctl list {table} did not answer in {TIMEOUT} s") from exc
-    if proc.returncode != 0:
-        raise OvnNbError(f"ovn-nbctl list {table} failed (exit {proc.returncode}): "
-                         f"{proc.stderr.strip()[-300:]}")
-    data = json.loads(proc.stdout)
+    data = json.loads(_nbctl(nb_connection, "--format=json", "--columns=_uuid,name,ports",
+                             "list", table))
     out = []
     for row in data.get("data", []):
         cells = dict(zip(data["headings"], (_cell(c) for c in row)))
@@ -98,6 +99,118 @@ def rows(table, nb_connection=None):
         if str(cells.get("name", "")).startswith(PREFIX):
             out.append({"uuid": cells["_uuid"], "name": cells["name"], "ports": count})
     return out
+
+
+def _nbctl(nb_connection, *args):
+    argv = ["ovn-nbctl", f"--db={_connection(nb_connection)}", *args]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT,
+                              check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise OvnNbError(f"ovn-nbctl {args[-2] if len(args) > 1 else ''} did not answer in "
+                         f"{TIMEOUT} s") from exc
+    if proc.returncode != 0:
+        raise OvnNbError(f"ovn-nbctl failed (exit {proc.returncode}): "
+                         f"{proc.stderr.strip()[-300:]}")
+    return proc.stdout
+
+
+def _chassis(chassis):
+    name = chassis or _pillar("leapfrog:ovn:chassis") or __opts__["id"]
+    if not isinstance(name, str) or not name or any(c.isspace() or c in "\"'=,{}[]" for c in name):
+        raise OvnNbError(f"chassis {name!r} is not a chassis name: give the node's OVN chassis "
+                         "(pillar leapfrog:ovn:chassis, default the minion id)")
+    return name
+
+
+def gateways(nb_connection=None):
+    """
+    Each router gateway port's chassis by priority: ``{port: [{"chassis", "priority",
+    "uuid", "kept"}...]}``, highest first (the first is where it is active; ``kept``: the
+    priority ``move_gateways`` saved, else None).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 ovn_nb.gateways
+    """
+    data = json.loads(_nbctl(nb_connection, "--format=json",
+                             "--columns=_uuid,name,chassis_name,priority,external_ids",
+                             "list", "Gateway_Chassis"))
+    out = {}
+    for row in data.get("data", []):
+        cells = dict(zip(data["headings"], (_cell(c) for c in row)))
+        ids = dict(cells.get("external_ids") or [])
+        # neutron names a row <port name>_<chassis name>
+        port = str(cells["name"])[:-len(cells["chassis_name"]) - 1]
+        kept = ids.get("leapfrog-priority")
+        out.setdefault(port, []).append({
+            "chassis": cells["chassis_name"], "priority": int(cells["priority"]),
+            "uuid": cells["_uuid"], "kept": int(kept) if str(kept).isdigit() else None})
+    return {port: sorted(rows_, key=lambda r: -r["priority"]) for port, rows_ in
+            sorted(out.items())}
+
+
+def move_gateways(chassis=None, nb_connection=None, test=False):
+    """
+    Move every router gateway active on ``chassis`` (default pillar
+    ``leapfrog:ovn:chassis``, else the minion id) to the chassis next in priority: its
+    priority becomes the port's lowest minus one, the former one is kept in the row. Ports
+    with no other chassis stay (named in ``stuck``). Returns ``{"chassis", "moved":
+    [{"port", "from", "to"}], "stuck": [...]}``; ``test``: what would move.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 ovn_nb.move_gateways
+    """
+    chassis = _chassis(chassis)
+    moved, stuck = [], []
+    for port, rows_ in gateways(nb_connection).items():
+        if rows_[0]["chassis"] != chassis:
+            continue
+        if len(rows_) == 1:
+            stuck.append(port)
+            continue
+        lowest = min(r["priority"] for r in rows_)
+        moved.append({"port": port, "from": chassis, "to": rows_[1]["chassis"]})
+        if not test:
+            row = rows_[0]
+            _nbctl(nb_connection, "set", "Gateway_Chassis", row["uuid"],
+                   f"priority={max(lowest - 1, 0)}",
+                   f"external_ids:leapfrog-priority={row['kept'] or row['priority']}")
+            if lowest == 0:  # no room below: lift the others by one
+                for other in rows_[1:]:
+                    _nbctl(nb_connection, "set", "Gateway_Chassis", other["uuid"],
+                           f"priority={other['priority'] + 1}")
+    return {"chassis": chassis, "moved": moved, "stuck": stuck}
+
+
+def restore_gateways(chassis=None, nb_connection=None, test=False):
+    """
+    Give ``chassis`` back the gateway priorities ``move_gateways`` kept (its routers'
+    gateways return to it where it had the highest). Returns ``{"chassis", "restored":
+    [{"port", "to", "priority"}]}``; nothing kept: nothing changes.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 ovn_nb.restore_gateways
+    """
+    chassis = _chassis(chassis)
+    restored = []
+    for port, rows_ in gateways(nb_connection).items():
+        for row in rows_:
+            if row["chassis"] == chassis and row["kept"] is not None:
+                restored.append({"port": port, "to": chassis, "priority": row["kept"]})
+                if not test:
+                    _nbctl(nb_connection, "set", "Gateway_Chassis", row["uuid"],
+                           f"priority={row['kept']}", "--", "remove", "Gateway_Chassis",
+                           row["uuid"], "external_ids", "leapfrog-priority")
+    return {"chassis": chassis, "restored": restored}
 
 
 def _neutron_ids():

@@ -149,9 +149,19 @@ def _start(plan, node, sls, pillar, changes, impact="none"):
              node=node, where=node, changes=changes, impact=impact)
 
 
+def _node_steps(plan, recipes, node, which):
+    """The recipes' own steps on ``node`` (``before_node`` or ``after_node``)."""
+    for recipe in recipes:
+        for step in getattr(recipe, which):
+            plan.add(f"{node}_{step.suffix}", "gateways", "leapfrog.call",
+                     _call(step.function, {}, **_on(node)), node=node, where=node,
+                     changes=step.changes)
+
+
 def _rolling(plan, facts, to, recipes, ctx, deployed, sls):
     config, run, controllers = facts["config"], facts["run"], facts["controllers"]
     for index, node in enumerate(controllers):
+        _node_steps(plan, recipes, node, "before_node")
         _drain(plan, node, "none" if len(controllers) > 1 else "API down (one controller)",
                allow_last=len(controllers) == 1)
         _backup_disk(plan, config, node, run, f"{node} out of service")
@@ -162,6 +172,7 @@ def _rolling(plan, facts, to, recipes, ctx, deployed, sls):
         _haproxy(plan, f"{node}_check", "check", "check", node,
                  "nothing: its own endpoints checked")
         _ready(plan, f"{node}_ready", node)
+        _node_steps(plan, recipes, node, "after_node")
 
 
 def _fast_forward(plan, facts, to, recipes, ctx, deployed, sls):

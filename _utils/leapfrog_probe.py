@@ -343,39 +343,39 @@ def main(argv=None):
 
 
 # ------------------------------------------------------------------ a run's probe process:
-# started beside the run (``probe.pid`` and one ``probe-N.json`` per attempt in its folder)
-def start_process(folder, urls, duration=3600):
-    """Start ``python -m leapfrog_probe`` on ``urls`` in its own session, its figures going
-    to the next ``probe-N.json`` of ``folder``; nothing when the folder's probe runs.
-    Returns ``{"probe": "started"|"running", "pid": ...}``."""
+# started beside the run (``probe.pid`` and one ``probe-N.json`` per attempt in its folder;
+# the provisioning probe the same way as ``provision``: leapfrog_provision)
+def spawn(folder, name, module, args):
+    """Start ``python -m module ARGS --out <folder>/<name>-N.json`` in its own session (the
+    next N); nothing when the folder's ``name`` process runs. Returns ``{name: "started"|
+    "running", "pid": ...}``."""
     import subprocess  # pylint: disable=import-outside-toplevel
     import sys  # pylint: disable=import-outside-toplevel
 
     folder = leapfrog_journal.private_dir(folder)
-    pid_file = os.path.join(folder, "probe.pid")
+    pid_file = os.path.join(folder, f"{name}.pid")
     pid = leapfrog_journal.read_json(pid_file) if os.path.exists(pid_file) else None
     if pid and leapfrog_journal.holder_alive(pid):
-        return {"probe": "running", "pid": pid["pid"]}
-    count = len([f for f in os.listdir(folder) if f.startswith("probe-")])
-    out = os.path.join(folder, f"probe-{count + 1}.json")
+        return {name: "running", "pid": pid["pid"]}
+    count = len([f for f in os.listdir(folder) if f.startswith(f"{name}-")])
+    out = os.path.join(folder, f"{name}-{count + 1}.json")
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
-    with open(os.path.join(folder, "probe.log"), "ab") as log_file:
+    with open(os.path.join(folder, f"{name}.log"), "ab") as log_file:
         proc = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, "-m", "leapfrog_probe", "--duration", str(duration), "--out", out]
-            + list(urls), env=env, stdout=log_file, stderr=log_file,
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            [sys.executable, "-m", module, "--out", out, *args], env=env, stdout=log_file,
+            stderr=log_file, stdin=subprocess.DEVNULL, start_new_session=True)
     me = leapfrog_journal.me()
     leapfrog_journal.write_json(pid_file, {"pid": proc.pid, "host": me["host"], "out": out,
                                            "pid_start": leapfrog_journal.process_start(proc.pid)})
-    return {"probe": "started", "pid": proc.pid}
+    return {name: "started", "pid": proc.pid}
 
 
-def stop_process(folder, timeout=30):
-    """Stop ``folder``'s probe (SIGTERM by its recorded PID; it writes its figures) and
-    return the summary of every probe of the folder merged (``merged_summary``)."""
+def terminate(folder, name, timeout=30):
+    """SIGTERM the folder's ``name`` process by its recorded PID and wait until it wrote its
+    figures and exited."""
     import signal  # pylint: disable=import-outside-toplevel
 
-    pid_file = os.path.join(folder, "probe.pid")
+    pid_file = os.path.join(folder, f"{name}.pid")
     record = leapfrog_journal.read_json(pid_file) if os.path.exists(pid_file) else None
     if record and leapfrog_journal.holder_alive(record):
         os.kill(record["pid"], signal.SIGTERM)
@@ -386,6 +386,19 @@ def stop_process(folder, timeout=30):
             except ChildProcessError:
                 pass
             time.sleep(0.2)
+
+
+def start_process(folder, urls, duration=3600):
+    """Start ``python -m leapfrog_probe`` on ``urls`` in its own session, its figures going
+    to the next ``probe-N.json`` of ``folder``; nothing when the folder's probe runs.
+    Returns ``{"probe": "started"|"running", "pid": ...}``."""
+    return spawn(folder, "probe", "leapfrog_probe", ["--duration", str(duration), *urls])
+
+
+def stop_process(folder, timeout=30):
+    """Stop ``folder``'s probe (SIGTERM by its recorded PID; it writes its figures) and
+    return the summary of every probe of the folder merged (``merged_summary``)."""
+    terminate(folder, "probe", timeout)
     return merged_summary(folder)
 
 

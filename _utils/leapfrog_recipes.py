@@ -44,17 +44,26 @@ class Check:
         self.name, self.function, self.expect, self.changes = name, function, expect, changes
 
 
+class NodeStep:
+    """A service's step on each controller of a rolling hop, before it is drained or once
+    it serves again: step ``<node>_<suffix>``, the function the node runs, a plan line."""
+
+    def __init__(self, suffix, function, changes):
+        self.suffix, self.function, self.changes = suffix, function, changes
+
+
 class Recipe:
     """A service: its database stages, its processes per role and its databases (what
     a run's backup must hold before any stage runs)."""
 
     def __init__(self, service, stages, processes, databases=None, version=None,
-                 offline_check=False, checks=(), repin=()):
+                 offline_check=False, checks=(), repin=(), before_node=(), after_node=()):
         self.service, self.stages, self.processes = service, list(stages), dict(processes)
         self.checks = list(checks)
         # processes the redeploy SLS reloads (``leapfrog:reload``) on each controller once
         # every one runs the target: they compute their RPC version pins at start
         self.repin = list(repin)
+        self.before_node, self.after_node = list(before_node), list(after_node)
         # its tool says whether the target's code has migrations only stopped servers
         # survive (``openstack_db.offline_migrations``): the precheck asks
         self.offline_check = bool(offline_check)
@@ -116,7 +125,14 @@ RECIPES = {
                       checks=[Check("ovn_consistency", "ovn_nb.consistency",
                                     {"consistent": True},
                                     "nothing: OVN's northbound DB against neutron (every "
-                                    "network and router once)")]),
+                                    "network and router once)")],
+                      # seed 000: routers off a node before it is touched, back after
+                      before_node=[NodeStep("gateways_off", "ovn_nb.move_gateways",
+                                            "routers' gateways active on its OVN chassis "
+                                            "moved to the next chassis in priority")],
+                      after_node=[NodeStep("gateways_back", "ovn_nb.restore_gateways",
+                                           "its routers' gateways back (the priorities "
+                                           "kept)")]),
     # one sync (additive), then the online data migrations once every service runs the
     # target; the RPC pins follow the oldest service until then
     "cinder": Recipe("cinder", [

@@ -225,14 +225,28 @@ def _rebuilt(facts, nodes, steps):
     return sum(1 for s in steps if s.get("kind") == "rebuild" and s["status"] == "done")
 
 
-def build(journal, probe=None, facts=None):
+def _provisioning(summary):
+    """The provisioning probe's figures (leapfrog_provision.summarize), its records left
+    out, its failures' texts scrubbed."""
+    out = {key: summary.get(key) for key in ("cycles", "failed", "success_rate")}
+    out["kinds"] = {scrub(kind, 32): _pick(part, ("cycles", "failed", "slowest"))
+                    for kind, part in sorted((summary.get("kinds") or {}).items())
+                    if isinstance(part, dict)}
+    out["failures"] = [{"kind": scrub(f.get("kind"), 32), "at": f.get("at"),
+                        "error": scrub(f.get("error"), ERROR_LIMIT)}
+                       for f in summary.get("failures") or [] if isinstance(f, dict)]
+    return out
+
+
+def build(journal, probe=None, facts=None, provision=None):
     """The report of one run as a JSON-safe dict.
 
     ``journal``: the journal data (``Journal.read()``), a ``Journal`` or a journal.json path.
     ``probe``: a ``leapfrog_probe`` summary (its ``started`` epoch, as ``python -m
     leapfrog_probe`` writes it, aligns it with the steps; else it is taken to start with the
     run) or a ``Probe``. ``facts`` (all optional): ``backups``, ``revisions``, ``nodes``,
-    ``rebuilt`` (see the module docstring). Missing parts are left out, never guessed.
+    ``rebuilt`` (see the module docstring). ``provision``: the provisioning probe's summary
+    (``leapfrog_provision``). Missing parts are left out, never guessed.
 
     >>> report = build({"cluster": "lab", "run": "r1", "status": "done", "steps": []})
     >>> report["headline"]["status"]
@@ -277,6 +291,8 @@ def build(journal, probe=None, facts=None):
     summary, probe_start = _probe_summary(probe)
     if summary:
         report["availability"] = _availability(summary, probe_start, t0)
+    if isinstance(provision, dict) and provision.get("cycles"):
+        report["provisioning"] = _provisioning(provision)
     counts = {}
     for step in steps:
         counts[step["status"]] = counts.get(step["status"], 0) + 1
@@ -295,6 +311,9 @@ def build(journal, probe=None, facts=None):
         "controllers_rebuilt": _rebuilt(facts, nodes, steps),
         "backups": len(backups),
         "backups_verified": sum(1 for b in backups if b.get("verified") is True),
+        "provisioning_cycles": (report.get("provisioning") or {}).get("cycles"),
+        "provisioning_failed": (report.get("provisioning") or {}).get("failed"),
+        "provisioning_success_rate": (report.get("provisioning") or {}).get("success_rate"),
     }
     return leapfrog_journal.json_safe(report)
 
@@ -329,6 +348,13 @@ def headline_text(report):
                 f"{reason} x{n}" for reason, n in sorted(head["failed_by"].items())))
     else:
         lines.append(f"API through the VIP: {NOT_RECORDED}")
+    provisioning = report.get("provisioning") or {}
+    if provisioning.get("cycles"):
+        kinds = ", ".join(f"{kind} {p['cycles'] - p['failed']}/{p['cycles']}"
+                          for kind, p in provisioning["kinds"].items())
+        lines.append(f"provisioning during the run: {provisioning['cycles'] - provisioning['failed']}"
+                     f" of {provisioning['cycles']} cycles succeeded "
+                     f"({provisioning['success_rate']} %): {kinds}")
     if report.get("error"):
         lines.append(f"error: {report['error']}")
     files = report.get("files") or {}
@@ -449,6 +475,17 @@ def markdown(report):
                         "from the start of the run.)"]
     else:
         out.append(f"Availability: {NOT_RECORDED}.")
+    provisioning = report.get("provisioning")
+    if provisioning:
+        out += ["", "## Provisioning during the run", ""]
+        rows = [("Cycles", provisioning["cycles"]), ("Failed", provisioning["failed"]),
+                ("Success rate", f"{provisioning['success_rate']} %")]
+        rows += [(f"{kind} cycles", f"{p['cycles'] - p['failed']} of {p['cycles']} "
+                                    f"succeeded, slowest {p['slowest']:.1f} s")
+                 for kind, p in provisioning["kinds"].items()]
+        rows += [(f"Failed {f['kind']} at {leapfrog_journal.iso(f['at']) if f['at'] else '-'}",
+                  f["error"]) for f in provisioning["failures"]]
+        out += _table(("Provisioning", "Value"), rows)
     out += ["", "## Timeline", "", "![timeline of steps and API availability](timeline.svg)", ""]
     return "\n".join(out)
 

@@ -19,6 +19,7 @@ import leapfrog_journal
 import leapfrog_minions
 import leapfrog_parse
 import leapfrog_probe
+import leapfrog_provision
 import leapfrog_schedules
 
 SCHEDULE_TIMEOUT = 15  # a stopped controller (a rollback) costs this once per begin and end
@@ -385,17 +386,24 @@ def probe_start(master, cluster=None, run=None, pillar=None, duration=3600):
     """Start the run's availability probe on ``haproxy:probe_urls``
     (``leapfrog.probe_start``)."""
     name, config = master.load(cluster, pillar)
+    provision = {}
+    if config.get("provision_probe"):  # users' provisioning, beside the API probe
+        provision = {"provision": leapfrog_provision.start(
+            master.run_dir(name, run), config["provision_probe"], duration)["provision"]}
     urls = config["haproxy"].get("probe_urls") or []
     if not urls:
-        return {"cluster": name, "run": run, "probe": "none (haproxy:probe_urls not set)"}
+        return {"cluster": name, "run": run, "probe": "none (haproxy:probe_urls not set)",
+                **provision}
     started = leapfrog_probe.start_process(master.run_dir(name, run), urls, duration)
-    return {"cluster": name, "run": run, **started,
+    return {"cluster": name, "run": run, **started, **provision,
             **({"urls": urls} if started["probe"] == "started" else {})}
 
 
 def probe_stop(master, cluster=None, run=None, pillar=None, timeout=30):
-    """Stop the run's probe; the summary of its probes merged (``leapfrog.probe_stop``)."""
+    """Stop the run's probe and its provisioning probe; the summary of its probes merged
+    (``leapfrog.probe_stop``)."""
     name, _ = master.load(cluster, pillar)
+    leapfrog_provision.stop(master.run_dir(name, run))
     return leapfrog_probe.stop_process(master.run_dir(name, run), timeout)
 
 
@@ -404,8 +412,9 @@ def write_report(master, name, run, pillar=None):
     import leapfrog_report  # pylint: disable=import-outside-toplevel
 
     probe = probe_stop(master, cluster=name, run=run, pillar=pillar)
+    provision = leapfrog_provision.merged(master.run_dir(name, run))
     data = master.journal(name, run).read()
-    built = leapfrog_report.build(data, probe=probe,
+    built = leapfrog_report.build(data, probe=probe, provision=provision,
                                    facts=leapfrog_history.report_facts(data))
     paths = leapfrog_report.write(built, os.path.join(master.run_dir(name, run), "report"))
     for line in leapfrog_report.headline_text(built).splitlines():

@@ -125,6 +125,24 @@ SCHEMA = {
                             doc="API URLs on the VIP the availability probe requests during "
                                 "a run (loopback only)"),
     }),
+    "provision_probe": Field(dict, required=False, default={},
+                             doc="users' provisioning during a run (leapfrog_provision): "
+                                 "keystone credentials, image and flavor names", keys={
+        "auth_url": Field(str), "username": Field(str),
+        "password": Field(str, doc="read by the master only; never logged"),
+        "project_name": Field(str),
+        "user_domain_name": Field(str, required=False, default="Default"),
+        "project_domain_name": Field(str, required=False, default="Default"),
+        "region_name": Field(str, required=False, default=""),
+        "image": Field(str, doc="image name the server cycle boots"),
+        "flavor": Field(str, doc="flavor name the server cycle boots"),
+        "kinds": Field(list, required=False, default=["network", "volume", "server"],
+                       items=Field(str, choices=("network", "volume", "server"))),
+        "interval": Field(int, required=False, default=2, check=_positive,
+                          doc="seconds between two cycles of a kind"),
+        "timeout": Field(int, required=False, default=120, check=_positive,
+                         doc="seconds a volume or server may take to become ready"),
+    }),
     "database": Field(dict, keys={
         "host": Field(str),
         "port": Field(int, required=False, default=3306),
@@ -224,7 +242,9 @@ def _check_keys(mapping, keys, where, problems):
                 problems.append(f"{key}: missing{what}; add it as shown in {EXAMPLE}")
             else:
                 out[name] = copy.deepcopy(field.default)
-                if field.keys:
+                # an optional section with keys of its own required (provision_probe) is
+                # off when absent; one of defaults only (approval) gets them filled in
+                if field.keys and not any(f.required for f in field.keys.values()):
                     out[name] = _check_keys(out[name], field.keys, key, problems)
             continue
         out[name] = _check(mapping[name], field, key, problems)

@@ -130,7 +130,10 @@ class Lab:
         runtime_pillar.update(self.run_dir, topology.MASTER_ID, {"leapfrog": {"clusters": {
             "lab": {"haproxy": {"probe_urls": [
                 cloud.frontend_url(name) for name in
-                ("keystone", "nova", "placement", "glance", *extra)]}}}}})
+                ("keystone", "nova", "placement", "glance", *extra)]},
+                    # with neutron and cinder, users' provisioning during each run too
+                    **({"provision_probe": {**cloud.auth, "image": "cirros-lab",
+                                            "flavor": "m1.lab"}} if extra else {})}}}})
         if self.vms:
             runtime_pillar.update(self.run_dir, "kvm01", {"leapfrog": {"libvirt": {
                 "uri": self.virt.uri}}})

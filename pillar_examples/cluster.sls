@@ -26,6 +26,16 @@ leapfrog:
         timeout: 5                        # optional: socket timeout, seconds
         drain_timeout: 300                # optional: wait for sessions to end, seconds
         probe_urls: []                    # optional: API URLs on the VIP probed during a run (report)
+      provision_probe:                    # optional: users' provisioning during a run (report)
+        auth_url: http://10.0.0.10:5000/v3
+        username: leapfrog-probe          # a user of its own project: it creates and deletes
+        password: CHANGE_ME               # read by the master only; never logged
+        project_name: leapfrog-probe
+        image: cirros                     # what the server cycle boots
+        flavor: m1.tiny
+        kinds: [network, volume, server]  # optional
+        interval: 2                       # optional: seconds between two cycles of a kind
+        timeout: 120                      # optional: seconds a volume/server may take
       database:
         host: 10.0.0.20
         port: 3306                        # optional

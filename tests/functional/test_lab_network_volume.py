@@ -4,6 +4,7 @@ their compute's chassis, the router's gateway lives on a controller's gateway ch
 volumes become available; then one controller's neutron and cinder move to 2025.1 (neutron's
 expand first, with the new code) while the other still runs 2024.1, and both serve.
 """
+import os
 import shutil
 import sys
 import tempfile
@@ -136,3 +137,55 @@ def test_ovn_nb_consistency_names_a_duplicate_switch_and_the_fix(cloud, tmp_path
 
     with pytest.raises(Exception, match="is not an OVSDB remote"):
         consistency(nb_connection="127.0.0.1:6641; rm -rf /")
+
+
+def test_router_gateways_move_off_a_controller_and_back(cloud, tmp_path):
+    mods = minion_modules(tmp_path / "cache", {"leapfrog": {
+        "ovn": {"nb_connection": cloud.ovn.nb_connection}}}, ["ovn_nb"])
+    before = mods["ovn_nb.gateways"]()
+    (port, rows), = before.items()  # lab-router's gateway port, on both controllers
+    assert port.startswith("lrp-") and {r["chassis"] for r in rows} == {"ctl01", "ctl02"}
+    active, other = rows[0]["chassis"], rows[1]["chassis"]
+
+    assert mods["ovn_nb.move_gateways"](chassis=other)["moved"] == []  # not active there
+    planned = mods["ovn_nb.move_gateways"](chassis=active, test=True)
+    assert mods["ovn_nb.gateways"]() == before  # test: nothing changed
+    moved = mods["ovn_nb.move_gateways"](chassis=active)
+    assert moved["moved"] == planned["moved"] == [{"port": port, "from": active, "to": other}]
+    after = mods["ovn_nb.gateways"]()[port]
+    assert after[0]["chassis"] == other
+    assert [r["kept"] for r in after if r["chassis"] == active] == [rows[0]["priority"]]
+    assert mods["ovn_nb.move_gateways"](chassis=active)["moved"] == []  # a re-run: done
+
+    restored = mods["ovn_nb.restore_gateways"](chassis=active)
+    assert restored["restored"] == [{"port": port, "to": active, "priority": rows[0]["priority"]}]
+    assert mods["ovn_nb.gateways"]() == before
+    assert mods["ovn_nb.restore_gateways"](chassis=active)["restored"] == []
+    with pytest.raises(Exception, match="is not a chassis name"):
+        mods["ovn_nb.move_gateways"](chassis="ctl01 priority=9")
+
+
+def test_provisioning_probe_creates_and_deletes_each_kind(cloud, tmp_path):
+    """The run's provisioning probe as the runner starts it (its own process, its config a
+    0600 file, SIGTERM at the end): every kind's cycles succeed and leave nothing behind."""
+    import leapfrog_provision  # pylint: disable=import-outside-toplevel
+
+    folder = str(tmp_path / "run")
+    conf = {**cloud.auth, "image": "cirros-lab", "flavor": "m1.lab", "interval": 1}
+    started = leapfrog_provision.start(folder, conf, duration=120)
+    assert started["provision"] == "started"
+    config = os.path.join(folder, "provision.conf.json")
+    assert os.stat(config).st_mode & 0o077 == 0
+    with open(f"/proc/{started['pid']}/cmdline", "rb") as handle:
+        assert cloud.admin_password.encode() not in handle.read()
+    time.sleep(45)  # a few cycles of each kind
+    summary = leapfrog_provision.stop(folder)
+    assert not os.path.exists(config)
+    assert set(summary["kinds"]) == {"network", "volume", "server"}
+    assert summary["failed"] == 0, summary["failures"]
+    assert all(part["cycles"] >= 1 for part in summary["kinds"].values())
+    assert summary["success_rate"] == 100.0
+    assert not [n for n in _names(cloud, "networks") if n.startswith("lf-prov-")]
+    assert not [v for v in cloud.volumes().values() if v["name"].startswith("lf-prov-")]
+    assert not [s for s in cloud.servers().values() if s["name"].startswith("lf-prov-")]
+

@@ -240,6 +240,31 @@ def test_missing_facts_and_probe_do_not_crash(upgrade, tmp_path):
     assert "API through the VIP: not recorded" in leapfrog_report.headline_text(bare)
 
 
+def test_provisioning_during_the_run_is_in_the_headline_and_the_markdown(upgrade, tmp_path):
+    import leapfrog_provision  # pylint: disable=import-outside-toplevel
+
+    journal, _ = upgrade
+    records = [{"kind": kind, "at": 1_700_000_000 + i, "seconds": 2.5 + i, "ok": ok,
+                "error": None if ok else f"volume available: not within 120 s password={SECRET}"}
+               for i, (kind, ok) in enumerate([("network", True), ("network", True),
+                                               ("volume", True), ("volume", False),
+                                               ("server", True)])]
+    summary = leapfrog_provision.summarize(records)
+    assert (summary["cycles"], summary["failed"], summary["success_rate"]) == (5, 1, 80.0)
+    report = leapfrog_report.build(journal, provision=summary)
+    head = report["headline"]
+    assert (head["provisioning_cycles"], head["provisioning_failed"],
+            head["provisioning_success_rate"]) == (5, 1, 80.0)
+    assert ("provisioning during the run: 4 of 5 cycles succeeded (80.0 %): network 2/2, "
+            "server 1/1, volume 1/2") in leapfrog_report.headline_text(report)
+    paths = leapfrog_report.write(report, str(tmp_path / "r"))
+    text = open(paths["markdown"], encoding="utf-8").read()
+    assert "| volume cycles | 1 of 2 succeeded, slowest 5.5 s |" in text
+    assert "volume available: not within 120 s" in text and SECRET not in text
+    assert "provisioning" not in leapfrog_report.build(journal)
+    assert leapfrog_provision.summarize([])["success_rate"] is None
+
+
 def test_scrub_masks_secret_shapes_in_free_text():
     text = leapfrog_report.scrub(
         f'token={SECRET} "password": "{SECRET}" --os-password {SECRET} '
