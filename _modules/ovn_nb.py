@@ -68,11 +68,14 @@ def _connection(nb_connection):
 
 
 def _cell(value):
-    """An OVSDB JSON cell: ["uuid", x] -> x; ["set", [...]] -> list; a scalar as is."""
+    """An OVSDB JSON cell: ["uuid", x] -> x; ["set", [...]] -> list; ["map", [[k, v]...]]
+    -> dict; a scalar as is."""
     if isinstance(value, list) and len(value) == 2 and value[0] in ("uuid", "named-uuid"):
         return value[1]
     if isinstance(value, list) and len(value) == 2 and value[0] == "set":
         return [_cell(v) for v in value[1]]
+    if isinstance(value, list) and len(value) == 2 and value[0] == "map":
+        return {_cell(k): _cell(v) for k, v in value[1]}
     return value
 
 
@@ -141,7 +144,7 @@ def gateways(nb_connection=None):
     out = {}
     for row in data.get("data", []):
         cells = dict(zip(data["headings"], (_cell(c) for c in row)))
-        ids = dict(cells.get("external_ids") or [])
+        ids = cells.get("external_ids") or {}
         # neutron names a row <port name>_<chassis name>
         port = str(cells["name"])[:-len(cells["chassis_name"]) - 1]
         kept = ids.get("leapfrog-priority")

@@ -154,9 +154,11 @@ class Provisioner:
         self.started = self.ended = None
 
     def _loop(self, kind):
-        session = leapfrog_keystone.Session(self.conf, agent="leapfrog-provision",
-                                            headers={"OpenStack-API-Version":
-                                                     f"compute {NOVA_MICROVERSION}"})
+        # each kind its own session: the compute microversion header only for nova's
+        session = leapfrog_keystone.Session(
+            self.conf, agent="leapfrog-provision",
+            headers={"OpenStack-API-Version": f"compute {NOVA_MICROVERSION}"}
+            if kind == "server" else None)
         cycles = Cycles(session, self.conf, self.tag)
         deadline = time.monotonic() + self.duration
         count, authenticated = 0, False
