@@ -36,6 +36,7 @@ import urllib.parse
 import salt.utils.data
 
 import leapfrog_cmd
+import leapfrog_status
 import leapfrog_errors
 import leapfrog_parse
 
@@ -1129,41 +1130,6 @@ def staged_pending(path=None, cell="cell1", **kwargs):
 # ---------------------------------------------------------------------------------------------
 # nova-status
 
-_CHECK_HEADER = re.compile(r"^\|\s*Check:\s*(.+?)\s*\|\s*$")
-_CHECK_FIELD = re.compile(r"^\|\s*(Result|Details):\s*(.*?)\s*\|\s*$")
-_CHECK_MORE = re.compile(r"^\|\s{2,}(.*?)\s*\|\s*$")
-
-
-def _parse_upgrade_check(text):
-    """Parse ``nova-status upgrade check`` tables into ``[{name, result, details}]``."""
-    checks, current, field = [], None, None
-    for line in text.splitlines():
-        line = line.rstrip()
-        head = _CHECK_HEADER.match(line)
-        if head:
-            current = {"name": head.group(1), "result": None, "details": ""}
-            checks.append(current)
-            field = None
-            continue
-        if current is None:
-            continue
-        match = _CHECK_FIELD.match(line)
-        if match:
-            field = match.group(1).lower()
-            value = match.group(2)
-            current[field] = value if field == "result" else value
-            continue
-        more = _CHECK_MORE.match(line)
-        if more and field == "details" and more.group(1):
-            # PrettyTable wraps long words (URLs) too: no space where a word was cut
-            text, cont = current["details"], more.group(1)
-            glue = "" if text.endswith(("-", "/")) or cont.startswith((".", "/")) else " "
-            current["details"] = (text + glue + cont).strip()
-    for check in checks:
-        check["details"] = check["details"] or None
-    return checks
-
-
 def upgrade_check(release=None, **kwargs):
     """
     Run ``nova-status upgrade check`` and return each check (name, result Success / Warning /
@@ -1188,8 +1154,5 @@ def upgrade_check(release=None, **kwargs):
             f"nova-status upgrade check crashed (exit {result['retcode']}): "
             f"{_error_line(result, conn)}\n{tail}"
         )
-    checks = _parse_upgrade_check(result["stdout"])
-    worst = {0: "Success", 1: "Warning", 2: "Failure"}[result["retcode"]]
-    return {"release": nova.release, "code": result["retcode"], "result": worst,
-            "checks": checks, "failed": [c["name"] for c in checks if c["result"] == "Failure"],
-            "warnings": [c["name"] for c in checks if c["result"] == "Warning"]}
+    return {"release": nova.release, **leapfrog_status.outcome(result["retcode"],
+                                                                result["stdout"])}

@@ -29,6 +29,7 @@ import salt.utils.data
 
 import leapfrog_cmd
 import leapfrog_errors
+import leapfrog_status
 
 try:
     import pymysql
@@ -81,11 +82,16 @@ SERVICES = {
                        {"EXPAND_HEAD": "expand", "CONTRACT_HEAD": "contract"}),
         "rolling": ("expand", "contract"),
         "offline": (["has_offline_migrations"], {0: False, 1: True}),
+        # neutron-status of 2024.1 (24.x) crashes when OVN is configured: from 2025.1 on
+        "status": ("neutron-status", "2025.1", "neutron-status of 2024.1 crashes with "
+                   "ML2/OVN (ArgumentError: Textual SQL expression 'SHOW TABLES;')"),
     },
     "cinder": {
         "tool": "cinder-manage", "section": "database", "package": "cinder",
         "stages": {"sync": ["db", "sync"], "online": ["db", "online_data_migrations"]},
         "versions": "db/migrations/versions",  # a linear chain
+        # it exits 1 (policy check) unless the config file is named cinder.conf
+        "status": ("cinder-status", None, None),
     },
 }
 
@@ -113,11 +119,11 @@ def _mask_url(text):
 class _Call:
     """Everything one call needs: the service, its tool, the database and the secrets."""
 
-    def __init__(self, service, kwargs):
+    def __init__(self, service, kwargs, tool=None):
         if service not in SERVICES:
             raise OpenstackDbError(f"unknown service {service}; known: {', '.join(SERVICES)}")
         self.service = service
-        self.spec = SERVICES[service]
+        self.spec = dict(SERVICES[service], **({"tool": tool} if tool else {}))
         opts = {}
         for key, value in kwargs.items():
             if key.startswith("__"):
@@ -379,6 +385,43 @@ def offline_migrations(service, **kwargs):
     args, codes = call.spec["offline"]
     result = call.run(args, ok=tuple(codes))
     return {"service": service, "pending": codes[result["retcode"]],
+            "seconds": result["seconds"]}
+
+
+def upgrade_check(service, **kwargs):
+    """
+    Run the service's ``<service>-status upgrade check`` (neutron, cinder) with ``release``'s
+    code against the node's own config (``config_file``, default pillar
+    ``leapfrog:<service>:config_file``: the checks read more than the database) and return
+    each check and the outcome (``code`` 0 Success, 1 Warning, 2 Failure). A release whose
+    tool cannot check this deployment answers ``result`` ``Skipped`` with the reason; a
+    crash (any other exit) raises with the tool's last line.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 openstack_db.upgrade_check neutron release=2025.1
+    """
+    spec = SERVICES.get(service) or {}
+    if "status" not in spec:
+        raise OpenstackDbError(f"{service} has no upgrade check here; known: "
+                               f"{', '.join(n for n, s in SERVICES.items() if 'status' in s)}")
+    tool, since, why = spec["status"]
+    release = kwargs.get("release")
+    if since and release and str(release) < since:
+        return {"service": service, "release": str(release), "result": "Skipped",
+                "code": None, "checks": [], "failed": [], "warnings": [],
+                "comment": f"{why}: checked from {since}'s code on"}
+    if not kwargs.get("config_file") and _pillar(f"leapfrog:{service}:config_file"):
+        kwargs["config_file"] = _pillar(f"leapfrog:{service}:config_file")
+    call = _Call(service, kwargs, tool=tool)
+    result = call.run(["upgrade", "check"], ok=ANY_RC)
+    if result["retcode"] not in leapfrog_status.RESULTS:
+        raise OpenstackDbError(f"{tool} upgrade check crashed (exit {result['retcode']}): "
+                               f"{_error_line(result)}")
+    return {"service": service, "release": str(release) if release else None,
+            **leapfrog_status.outcome(result["retcode"], result["stdout"]),
             "seconds": result["seconds"]}
 
 

@@ -70,6 +70,21 @@ def _offline(opts, config, target, strategy, problems, notes):
             notes.append(f"{line}: the fast-forward runs them with the API closed")
 
 
+def _service_status(opts, config, target, problems, notes):
+    """The listed services' own ``<service>-status upgrade check`` with the target's code
+    (neutron, cinder), on the first controller: failures stop the run, warnings are notes."""
+    checked = [r for r in leapfrog_recipes.recipes(config["services"]) if r.status_check]
+    first = leapfrog_minions.first(opts, config, "controller") if checked else None
+    for recipe in checked:
+        out = leapfrog_minions.call(opts, f"L@{first}", "openstack_db.upgrade_check",
+                                    {"service": recipe.service, "release": target})[first]
+        tool = f"{recipe.service}-status upgrade check ({target})"
+        if out.get("result") == "Skipped":
+            notes.append(f"{tool}: not run: {out.get('comment')}")
+        problems.extend(f"{tool}: {name} failed" for name in out.get("failed") or [])
+        notes.extend(f"{tool}: {name} warns" for name in out.get("warnings") or [])
+
+
 def collect(opts, config, control, strategy, problems, notes, target=None):
     """Run every check, appending to ``problems`` (what must be fixed) and ``notes``;
     ``target``: the release the run goes to (default ``releases:target``)."""
@@ -81,6 +96,8 @@ def collect(opts, config, control, strategy, problems, notes, target=None):
     _collect(problems, "haproxy", lambda: _haproxy(opts, config, problems))
     _collect(problems, "offline migrations",
              lambda: _offline(opts, config, target, strategy, problems, notes))
+    _collect(problems, "services' upgrade checks",
+             lambda: _service_status(opts, config, target, problems, notes))
     controllers = leapfrog_minions.expected(opts, config["roles"]["controller"])
     if strategy == "rolling" and len(controllers) < 2:
         problems.append(

@@ -57,7 +57,8 @@ class Recipe:
     a run's backup must hold before any stage runs)."""
 
     def __init__(self, service, stages, processes, databases=None, version=None,
-                 offline_check=False, checks=(), repin=(), before_node=(), after_node=()):
+                 offline_check=False, checks=(), repin=(), before_node=(), after_node=(),
+                 status_check=False):
         self.service, self.stages, self.processes = service, list(stages), dict(processes)
         self.checks = list(checks)
         # processes the redeploy SLS reloads (``leapfrog:reload``) on each controller once
@@ -67,6 +68,9 @@ class Recipe:
         # its tool says whether the target's code has migrations only stopped servers
         # survive (``openstack_db.offline_migrations``): the precheck asks
         self.offline_check = bool(offline_check)
+        # its ``<service>-status upgrade check`` (``openstack_db.upgrade_check``) with the
+        # target's code in the precheck: a failure stops the run, a warning is a note
+        self.status_check = bool(status_check)
         self.databases = list(databases or [service])
         # (function, kwargs builder): how its DB revisions are read with a release's code
         self.version = version or ("openstack_db.version",
@@ -119,7 +123,7 @@ RECIPES = {
                       {"controller": ["neutron-server", "neutron-api", "neutron-rpc-server",
                                       "neutron-periodic-workers",
                                       "neutron-ovn-maintenance-worker"]},
-                      offline_check=True,
+                      offline_check=True, status_check=True,
                       # 2026.1's maintenance task was seen duplicating older networks'
                       # Logical_Switch (FACTS.md): found here, named, with the fix
                       checks=[Check("ovn_consistency", "ovn_nb.consistency",
@@ -141,7 +145,7 @@ RECIPES = {
         Stage("finish_cinder", "finish", "openstack_db.sync", _db_sync("cinder", "online"),
               changes="cinder: online data migrations to completion"),
     ], {"controller": ["cinder-api", "cinder-scheduler"], "storage": ["cinder-volume"]},
-        repin=["cinder-api", "cinder-scheduler", "cinder-volume"]),
+        repin=["cinder-api", "cinder-scheduler", "cinder-volume"], status_check=True),
 }
 # a cluster without pillar ``services`` runs these (the four every cloud of the first wave
 # has); neutron and cinder are listed in ``services`` by the clusters that run them

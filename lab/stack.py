@@ -148,7 +148,12 @@ class Lab:
                              "config_file": cloud.controllers[node.id][
                                  "nova-conductor"].config_path},
                     **{service: {"database": cloud.db_name(service)}
-                       for service in ("keystone", "placement", "glance", *extra)},
+                       for service in ("keystone", "placement", "glance")},
+                    # neutron's and cinder's own config too, for their upgrade checks
+                    **{service: {"database": cloud.db_name(service), "config_file":
+                                 cloud.controllers[node.id][kind].config_path}
+                       for service, kind in (("neutron", "neutron-server"),
+                                             ("cinder", "cinder-api")) if service in extra},
                     "verify": cloud.auth,
                     **({"ovn": {"nb_connection": cloud.ovn.nb_connection}}
                        if cloud.ovn else {})}})

@@ -189,3 +189,26 @@ def test_provisioning_probe_creates_and_deletes_each_kind(cloud, tmp_path):
     assert not [v for v in cloud.volumes().values() if v["name"].startswith("lf-prov-")]
     assert not [s for s in cloud.servers().values() if s["name"].startswith("lf-prov-")]
 
+
+
+def test_neutron_and_cinder_upgrade_checks_with_the_target_code(cloud, service_venvs,
+                                                               tmp_path):
+    """What the precheck runs on the first controller: neutron-status and cinder-status of
+    the hop's target against the node's own configs (FACTS.md: 2024.1's neutron-status
+    crashes with OVN, so it is skipped with the reason)."""
+    ctl02 = cloud.controllers["ctl02"]
+    mods = minion_modules(tmp_path / "cache", {"leapfrog": {
+        "neutron": {"venvs": service_venvs["neutron"],
+                    "config_file": ctl02["neutron-server"].config_path},
+        "cinder": {"venvs": service_venvs["cinder"],
+                   "config_file": ctl02["cinder-api"].config_path}}}, ["openstack_db"])
+    check = mods["openstack_db.upgrade_check"]
+    for service in ("neutron", "cinder"):
+        found = check(service, release="2025.1")
+        assert (found["code"], found["result"], found["failed"]) == (0, "Success", []), found
+        assert found["checks"] and all(c["result"] == "Success" for c in found["checks"])
+    skipped = check("neutron", release="2024.1")
+    assert skipped["result"] == "Skipped" and "crashes with ML2/OVN" in skipped["comment"]
+    with pytest.raises(Exception, match="nova has no upgrade check here; known: neutron, "
+                                        "cinder"):
+        check("nova", release="2025.1")

@@ -5,6 +5,8 @@ import stat
 
 import pytest
 
+import leapfrog_status
+
 import leapfrog_errors
 from tests.loader import load
 
@@ -501,7 +503,7 @@ def test_staged_pending_matches_what_staged_sync_runs(fake):
 
 
 def test_parse_upgrade_check():
-    assert nova_manage._parse_upgrade_check(UPGRADE_CHECK) == [
+    assert leapfrog_status.parse(UPGRADE_CHECK) == [
         {"name": "Cells v2", "result": "Success", "details": "None"},
         {"name": "Placement API", "result": "Failure",
          "details": "Placement service credentials do not work."},
@@ -537,7 +539,7 @@ def test_parse_upgrade_check_joins_wrapped_urls():
             "|   ova/latest/admin/hw-machine-            |\n"
             "|   type.html and https://docs              |\n"
             "|   .openstack.org/x                        |\n")
-    assert nova_manage._parse_upgrade_check(text)[0]["details"] == (
+    assert leapfrog_status.parse(text)[0]["details"] == (
         "see https://docs.openstack.org/n ova/latest/admin/hw-machine-type.html and "
         "https://docs.openstack.org/x")
 

@@ -1,5 +1,6 @@
-"""The pre-check's offline-migration check: a service whose target code has migrations only
-stopped servers survive refuses a rolling hop and names the strategy that works."""
+"""The pre-check's offline-migration check (a service whose target code has migrations only
+stopped servers survive refuses a rolling hop and names the strategy that works) and the
+services' own upgrade checks."""
 import leapfrog_precheck
 import leapfrog_schema
 import yaml
@@ -16,13 +17,15 @@ def _config():
     return leapfrog_schema.validate(config, "lab")
 
 
-def _collect(monkeypatch, pending, strategy):
+def _collect(monkeypatch, pending, strategy, status=None):
     asked = []
 
     def call(opts, tgt, func, kwargs=None, **_):
         asked.append((func, kwargs))
         if func == "openstack_db.offline_migrations":
             return {"ctl01": {"service": kwargs["service"], "pending": pending}}
+        if func == "openstack_db.upgrade_check":
+            return {"ctl01": (status or {}).get(kwargs["service"], {"result": "Success"})}
         if func == "nova_manage.versions":
             return {"ctl01": {"at_head": True}}
         return {"ctl01": {}}
@@ -55,3 +58,17 @@ def test_a_fast_forward_notes_them_and_none_pending_says_nothing(monkeypatch):
                                                  "closed")
     _, problems, notes = _collect(monkeypatch, False, "rolling")
     assert problems == [] and not [n for n in notes if "offline" in n]
+
+
+def test_the_services_upgrade_checks_run_with_the_target_code(monkeypatch):
+    status = {"neutron": {"result": "Skipped", "comment": "neutron-status of 2024.1 crashes"},
+              "cinder": {"result": "Failure", "failed": ["Policy File JSON to YAML "
+                                                         "Migration"], "warnings": ["Quota"]}}
+    asked, problems, notes = _collect(monkeypatch, False, "rolling", status)
+    assert [k for f, k in asked if f == "openstack_db.upgrade_check"] == [
+        {"service": "neutron", "release": "2026.1"}, {"service": "cinder", "release": "2026.1"}]
+    assert problems == ["cinder-status upgrade check (2026.1): Policy File JSON to YAML "
+                        "Migration failed"]
+    assert "cinder-status upgrade check (2026.1): Quota warns" in notes
+    assert ("neutron-status upgrade check (2026.1): not run: neutron-status of 2024.1 "
+            "crashes") in notes
