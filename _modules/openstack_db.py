@@ -8,7 +8,8 @@ config section its connection goes in. The venv comes from ``release`` (pillar
 ``leapfrog:<service>:venvs:<release>`` for a service deployed in a venv of its own, else
 ``leapfrog:releases:venvs:<release>``), ``venv`` or ``binary``; the database from pillar
 ``leapfrog:database`` (host, port, socket, user, password) and ``database`` (default: pillar
-``leapfrog:<service>:database``, else the service's name), or ``config_file`` (used as is).
+``leapfrog:<service>:database``, else the service's name; ``suffix``: its rehearsal clone
+``<database><suffix>``), or ``config_file`` (used as is).
 The connection is written to a 0600 config file in a private temporary directory removed
 after the call: the password is never on a command line, in a return or in a log.
 
@@ -45,7 +46,10 @@ __virtualname__ = "openstack_db"
 MASK = "****"
 ANY_RC = range(-255, 256)
 DB_KEYS = ("host", "port", "socket", "user", "password")
-OPTION_KEYS = DB_KEYS + ("release", "venv", "binary", "venvs", "config_file", "database")
+OPTION_KEYS = DB_KEYS + ("release", "venv", "binary", "venvs", "config_file", "database",
+                         "suffix")
+# a rehearsal's clone suffix: what leapfrog_schema.clone_suffix allows
+SUFFIX = re.compile(r"^_[a-z0-9_]{1,32}$")
 
 # service -> its tool, config section, and the argv of each stage. ``check``: the tool's own
 # check (argv, exit code -> the next stage), else the heads are read from the code: the
@@ -137,6 +141,15 @@ class _Call:
             setattr(self, key, opts[key] if opts.get(key) not in (None, "") else db.get(key))
         self.database = (opts.get("database") or _pillar(f"leapfrog:{service}:database")
                          or service)
+        suffix = opts.get("suffix")
+        if suffix is not None:  # the rehearsal's clone of the database, never production
+            if not isinstance(suffix, str) or not SUFFIX.match(suffix):
+                raise OpenstackDbError(f"suffix {suffix!r}: use '_' then 1-32 lower-case "
+                                       "letters, digits or '_' (a clone's suffix)")
+            if opts.get("config_file"):
+                raise OpenstackDbError("suffix and config_file together: the config's "
+                                       "connection names production's database")
+            self.database += suffix
         self.config_file = opts.get("config_file")
         if self.config_file:
             self.url = self._url_from_config()
@@ -440,6 +453,7 @@ def sync(service, stage="sync", **kwargs):
         salt ctl01 openstack_db.sync keystone stage=expand release=2026.1
         salt ctl01 openstack_db.sync placement release=2026.1
         salt ctl01 openstack_db.sync neutron stage=contract release=2026.1
+        salt ctl01 openstack_db.sync neutron stage=expand release=2026.1 suffix=_rehearsal
     """
     call = _Call(service, kwargs)
     stages = list(call.spec.get("rolling") or [stage]) if stage == "rolling" else [stage]

@@ -415,9 +415,30 @@ def rollback(facts):
 
 
 # --------------------------------------------------------------------------- rehearsal
+def _rehearse_services(plan, facts, suffix):
+    """The other services' DB stages (``openstack_db``: expand, migrate, contract, sync,
+    online) with the path's target code on their clones, in the order a run takes them,
+    side by side per service (each service its own database)."""
+    path = [str(r) for r in facts["config"]["releases"]["path"]]
+    ctx = leapfrog_recipes.Context(path=path, to=path[-1], ffu=True)
+    recipes = [r for r in leapfrog_recipes.recipes(facts["config"].get("services"))
+               if r.stages and all(s.function == "openstack_db.sync" for s in r.stages)]
+
+    def stages(recipe):
+        for stage in recipe.phase("sync") + recipe.phase("finish"):
+            plan.add(f"rehearse_{stage.name}", "db_sync", "leapfrog.call",
+                     _call(stage.function, {**stage.kwargs(ctx), "suffix": suffix},
+                           **FIRST_CONTROLLER),
+                     node=recipe.service, where="first controller",
+                     changes=f"the clone: {stage.changes.split(' (')[0]}")
+
+    plan.side_by_side(*[lambda recipe=recipe: stages(recipe) for recipe in recipes])
+
+
 def rehearsal(facts):
-    """orch.test_upgrade: the path's staged sync on clones of production, production
-    proved unchanged, the clones dropped (also after a failure)."""
+    """orch.test_upgrade: the path's staged sync of nova and the other services' DB stages
+    on clones of production, production proved unchanged, the clones dropped (also after a
+    failure)."""
     path, suffix = facts["config"]["releases"]["path"], facts["suffix"]
     databases = facts["config"]["database"]["databases"]
     plan = leapfrog_steps.Plan(
@@ -441,6 +462,7 @@ def rehearsal(facts):
                    **FIRST_CONTROLLER),
              node="nova", where="first controller", changes="the clones migrated through "
              "every release of the path")
+    _rehearse_services(plan, facts, suffix)
     plan.add("verify", "check", "leapfrog.call",
              _call("nova_manage.versions", {"suffix": suffix, "release": path[-1]},
                    {"at_head": True}, **FIRST_CONTROLLER),
@@ -453,7 +475,8 @@ def rehearsal(facts):
              where="database", changes="the clones dropped")
     plan.on_failure("drop_clones_after_failure", "drop_clones", "leapfrog.call",
                     _call("mysql_backup.drop_clone", {"suffix": suffix}, role="database"),
-                    of=["clone", "isolate", "staged_sync", "verify", "production_unchanged"],
+                    of=["clone", "isolate", "staged_sync", "verify", "production_unchanged",
+                        *(s.name for s in plan.steps if s.name.startswith("rehearse_"))],
                     where="database", changes="the clones dropped")
     return plan.check()
 

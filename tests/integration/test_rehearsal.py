@@ -14,22 +14,40 @@ MAIN_2026_1 = "2903cd72dc14"
 API_HEAD = "cdeec0c85668"
 
 
+OTHERS = {"keystone": "lfprod_keystone", "glance": "lfprod_glance",
+          "placement": "lfprod_placement"}
+
+
 @pytest.fixture(scope="module")
 def production(salt_master, salt_minions, lab_dir, nova_db, mariadb, openstack_venvs):
-    """A 2024.1 nova DB set, and the run-time pillar that tells dbs01 and ctl01 about it."""
+    """A 2024.1 cloud's databases (nova's set by its nova-manage; keystone's, glance's and
+    placement's by openstack_db on ctl01), and the run-time pillar that tells dbs01 and
+    ctl01 about them."""
     db = nova_db("lfprod", release="2024.1")
+    with mariadb.connect() as conn, conn.cursor() as cur:
+        for name in OTHERS.values():
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     connection = {"socket": mariadb.socket, "user": "root", "password": mariadb.root_password}
     runtime_pillar.update(lab_dir, "all", {"leapfrog": {"releases": {"venvs": {
         release: str(path) for release, path in openstack_venvs.items()}}}})
     runtime_pillar.update(lab_dir, "dbs01", {"leapfrog": {"database": {
-        **connection, "databases": db.databases}}})
+        **connection, "databases": db.databases + list(OTHERS.values())}}})
     runtime_pillar.update(lab_dir, "ctl01", {"leapfrog": {
         "database": connection,
-        "nova": {"api_database": db.api, "database": db.main, "cell0_database": db.cell0}}})
+        "nova": {"api_database": db.api, "database": db.main, "cell0_database": db.cell0},
+        **{service: {"database": name} for service, name in OTHERS.items()}}})
     ret = salt_master.salt_cli(timeout=120).run("saltutil.refresh_pillar", "wait=True",
                                                minion_tgt="*")
     assert ret.returncode == 0, ret
-    return db
+    for service in OTHERS:
+        ret = salt_master.salt_cli(timeout=300).run("openstack_db.sync", service,
+                                                   "release=2024.1", minion_tgt="ctl01")
+        assert ret.returncode == 0, ret
+    yield db
+    with mariadb.connect() as conn, conn.cursor() as cur:
+        for name in OTHERS.values():
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
 def databases(mariadb):
@@ -70,6 +88,7 @@ def test_plan_only_changes_nothing(salt_master, production, mariadb):
 def test_rehearsal_reaches_target_on_clones_and_leaves_production(salt_master, production,
                                                                    mariadb):
     before = checksums(mariadb, production.databases)
+    others_before = checksums(mariadb, OTHERS.values())
     ret, states = orch(salt_master, cluster="lab")
     assert ret.returncode == 0, ret.stdout
     failed = [sid for sid, state in states.items() if state["result"] is False]
@@ -84,6 +103,11 @@ def test_rehearsal_reaches_target_on_clones_and_leaves_production(salt_master, p
     assert production.revision("main") == MAIN_2024_1
     assert production.revision("cell0") == MAIN_2024_1
     assert checksums(mariadb, production.databases) == before
+    # the other services' DB stages ran with 2026.1's code on their clones only
+    for service in OTHERS:
+        steps = [sid for sid in states if sid.startswith("rehearse_") and service in sid]
+        assert steps and all(states[sid]["result"] for sid in steps), service
+    assert checksums(mariadb, OTHERS.values()) == others_before
     assert not [d for d in databases(mariadb) if d.endswith("_upgrade")]
 
 

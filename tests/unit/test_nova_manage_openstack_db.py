@@ -111,7 +111,18 @@ def test_placement_check_reads_its_migration_files(fake, revisions):
     assert fake.calls == []
 
 
+def test_a_rehearsal_suffix_names_the_clone_never_production(fake, revisions):
+    openstack_db.sync("keystone", stage="expand", release="2026.1", database="lfos_keystone",
+                      suffix="_upgrade")
+    assert "3306/lfos_keystone_upgrade?charset" in fake.configs[0][1]
+
+
 @pytest.mark.parametrize("kwargs,message", [
+    (dict(service="keystone", release="2026.1", suffix=""), "suffix '': use '_' then"),
+    (dict(service="keystone", release="2026.1", suffix="_x`; DROP DATABASE nova; --"),
+     "suffix '_x`; DROP DATABASE nova; --': use '_'"),
+    (dict(service="keystone", release="2026.1", suffix="_x", config_file="/etc/k.conf"),
+     "suffix and config_file together"),
     (dict(service="swift", release="2026.1"),
      "unknown service swift; known: keystone, glance, placement, neutron, cinder"),
     (dict(service="keystone", release="2023.1"), "unknown release 2023.1: not in pillar"),
