@@ -117,7 +117,28 @@ def _db_sync(node, result):
     return "; ".join(parts) or None
 
 
-LINES = {"db_sync": _db_sync, "db_finish": _db_sync, "drain": _drain,
+def _gateways(node, result):
+    """Routers' gateway ports moved off a chassis (``ovn_nb.move_gateways``) or back
+    (``restore_gateways``)."""
+    parts = []
+    for _, ret in _answers(result):
+        if "moved" in ret:
+            moved = ret.get("moved") or []
+            parts.append(", ".join(f"{m.get('port')} {m.get('from')} -> {m.get('to')}"
+                                   for m in moved if isinstance(m, dict))
+                         or f"no gateway active on {ret.get('chassis')}")
+            if ret.get("stuck"):
+                parts.append(f"left on {ret.get('chassis')} (no other chassis): "
+                             f"{', '.join(map(str, ret['stuck']))}")
+        elif "restored" in ret:
+            back = ret.get("restored") or []
+            parts.append(", ".join(f"{r.get('port')} back to {r.get('to')}"
+                                   for r in back if isinstance(r, dict))
+                         or f"nothing to restore on {ret.get('chassis')}")
+    return "; ".join(parts) or None
+
+
+LINES = {"db_sync": _db_sync, "gateways": _gateways, "db_finish": _db_sync, "drain": _drain,
          "backup_db": _backup_db, "verify_backup": _verify_backup,
          "backup_disk": _backup_disk, "rebuild": _rebuild, "revisions": _revisions,
          "switch_compute": _switch, "stop_compute": _stop_compute}

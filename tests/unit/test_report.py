@@ -272,3 +272,18 @@ def test_scrub_masks_secret_shapes_in_free_text():
     assert SECRET not in text
     assert leapfrog_report.redact({"a": {"OS_PASSWORD": 1, "b": [{"apikey": 2, "c": 3}]}}) == \
         {"a": {"b": [{"c": 3}]}}
+
+
+def test_gateway_steps_say_which_routers_moved_where_and_back():
+    import leapfrog_step_lines  # pylint: disable=import-outside-toplevel
+
+    moved = {"ctl01": {"chassis": "ctl01", "moved": [
+        {"port": "lrp-1", "from": "ctl01", "to": "ctl02"}], "stuck": ["lrp-9"]}}
+    assert leapfrog_step_lines.line("gateways", "ctl01", moved) == (
+        "lrp-1 ctl01 -> ctl02; left on ctl01 (no other chassis): lrp-9")
+    back = {"ctl01": {"chassis": "ctl01", "restored": [
+        {"port": "lrp-1", "to": "ctl01", "priority": 2}]}}
+    assert leapfrog_step_lines.line("gateways", "ctl01", back) == "lrp-1 back to ctl01"
+    none = {"ctl02": {"chassis": "ctl02", "moved": [], "stuck": []}}
+    assert leapfrog_step_lines.line("gateways", "ctl02", none) == (
+        "no gateway active on ctl02")
