@@ -26,6 +26,7 @@ openstack_verify), unless given.
 """
 import json
 import logging
+import re
 import shutil
 import subprocess
 
@@ -216,21 +217,76 @@ def restore_gateways(chassis=None, nb_connection=None, test=False):
     return {"chassis": chassis, "restored": restored}
 
 
-def _neutron_ids():
-    """``{"networks": [...], "routers": [...]}`` ids from neutron's API."""
+NETTYPE = "neutron:provnet-network-type"
+
+
+def set_network_types(nb_connection=None, test=False):
+    """
+    Give every network's Logical_Switch the ``neutron:provnet-network-type`` it lacks (from
+    neutron's ``provider:network_type``), as neutron's one-run maintenance task
+    ``set_network_type`` (2025.1 on) does at its start. Why: a 2024.1 server does not write
+    it, a 2025.1+ server reads it when it creates a port (``KeyError`` -> HTTP 500), and
+    networks an old server makes during a rolling window come after that task ran. Returns
+    ``{"set": [{"network", "type"}], "unknown": [...]}`` (``unknown``: a switch neutron
+    does not list); ``test``: what would be set.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 ovn_nb.set_network_types
+    """
+    types = _neutron_network_types()
+    data = json.loads(_nbctl(nb_connection, "--format=json", "--columns=_uuid,name,external_ids",
+                             "list", "Logical_Switch"))
+    done, unknown = [], []
+    for row in data.get("data", []):
+        cells = dict(zip(data["headings"], (_cell(c) for c in row)))
+        name = str(cells.get("name", ""))
+        if not name.startswith(PREFIX) or NETTYPE in (cells.get("external_ids") or {}):
+            continue
+        network = name[len(PREFIX):]
+        if not re.match(r"^[a-z0-9_-]{1,32}$", str(types.get(network) or "")):
+            unknown.append(network)
+            continue
+        done.append({"network": network, "type": types[network]})
+        if not test:
+            _nbctl(nb_connection, "set", "Logical_Switch", cells["_uuid"],
+                   f'external_ids:"{NETTYPE}"="{types[network]}"')
+    return {"set": done, "unknown": sorted(unknown)}
+
+
+def _network_base(session):
+    found = session.endpoint(("network",))
+    if found is None:
+        raise OvnNbError("no network service in the catalog: is neutron deployed?")
+    base = found[1].rstrip("/")
+    return base if base.endswith("/v2.0") else base + "/v2.0"
+
+
+def _neutron(query):
+    """``query(session, base)`` against neutron's API with pillar ``leapfrog:verify``."""
     conf = leapfrog_keystone.settings(__pillar__, {}, OvnNbError, __virtualname__)
     with leapfrog_keystone.Session(conf, agent="leapfrog-ovn-nb") as session:
         try:
             session.authenticate()
-            found = session.endpoint(("network",))
-            if found is None:
-                raise OvnNbError("no network service in the catalog: is neutron deployed?")
-            base = found[1].rstrip("/")
-            base = base if base.endswith("/v2.0") else base + "/v2.0"
-            return {kind: [item["id"] for item in session.get(f"{base}/{kind}").get(kind, [])]
-                    for kind in TABLES}
+            return query(session, _network_base(session))
         except leapfrog_keystone.RequestFailed as exc:
             raise OvnNbError(f"asking neutron failed: {exc.args[0]}") from exc
+
+
+def _neutron_network_types():
+    """``{network id: provider:network_type}`` (admin sees the provider attributes)."""
+    return _neutron(lambda session, base: {
+        n["id"]: n.get("provider:network_type")
+        for n in session.get(f"{base}/networks").get("networks", [])})
+
+
+def _neutron_ids():
+    """``{"networks": [...], "routers": [...]}`` ids from neutron's API."""
+    return _neutron(lambda session, base: {
+        kind: [item["id"] for item in session.get(f"{base}/{kind}").get(kind, [])]
+        for kind in TABLES})
 
 
 def _compare(kind, ids, found):

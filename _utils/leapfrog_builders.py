@@ -243,11 +243,17 @@ def _repin(plan, recipes, controllers, sls, pillar):
         if not recipe.repin:
             continue
         reload = {"leapfrog": {**pillar["leapfrog"], "reload": recipe.repin}}
+        drain = len(controllers) > 1  # a reloading API answers late: out of haproxy first
         for node in controllers:
+            if drain:
+                _haproxy(plan, f"{node}_{recipe.service}_repin_drain", "drain", "drain", node,
+                         f"{node} out of every backend")
             plan.add(f"{node}_{recipe.service}_repin", "restart", "leapfrog.call",
                      _apply(sls, reload, node), node=node, where=node,
                      changes=f"{', '.join(recipe.repin)} reloaded (HUP or restart): "
                              "RPC versions re-pinned to the target's")
+            if drain:
+                _ready(plan, f"{node}_{recipe.service}_repin_ready", node)
 
 
 def _after(plan, recipes, ctx, ffu):
@@ -422,10 +428,12 @@ def _rehearse_services(plan, facts, suffix):
     path = [str(r) for r in facts["config"]["releases"]["path"]]
     ctx = leapfrog_recipes.Context(path=path, to=path[-1], ffu=True)
     recipes = [r for r in leapfrog_recipes.recipes(facts["config"].get("services"))
-               if r.stages and all(s.function == "openstack_db.sync" for s in r.stages)]
+               if any(s.function == "openstack_db.sync" for s in r.stages)]
 
     def stages(recipe):
         for stage in recipe.phase("sync") + recipe.phase("finish"):
+            if stage.function != "openstack_db.sync":  # a database's stages only
+                continue
             plan.add(f"rehearse_{stage.name}", "db_sync", "leapfrog.call",
                      _call(stage.function, {**stage.kwargs(ctx), "suffix": suffix},
                            **FIRST_CONTROLLER),

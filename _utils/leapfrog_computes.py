@@ -20,6 +20,10 @@ def utc_now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
+# server statuses that may vanish from a host's list without being lost
+GONE = ("DELETED", "SOFT_DELETED")
+
+
 class Phases:
     """Timed calls of one compute's switch or stop: ``phases`` maps each phase to seconds."""
 
@@ -134,7 +138,9 @@ class Switch:
         phase("enable", self.api, "nova_service.enable", {"host": host, "reason": self.reason})
         after = {s["id"]: s["status"] for s in phase("servers_after", self.api,
                                                      "nova_service.servers", {"host": host})}
-        if after != self.before[host]:
+        # a server a user was deleting when the switch began may be gone after it
+        before = {i: s for i, s in self.before[host].items() if s not in GONE}
+        if {i: s for i, s in after.items() if i in before or s not in GONE} != before:
             raise leapfrog_errors.LeapfrogError(
                 f"servers on {host} changed during its switch: before {self.before[host]}, "
                 f"after {after}")

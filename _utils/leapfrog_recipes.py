@@ -119,7 +119,13 @@ RECIPES = {
     # expand with the target's code before its first server starts (old servers live with
     # it); contract once no older neutron server runs. 2024.1 runs neutron-server (eventlet);
     # 2025.1 on, the WSGI API plus the RPC, periodic and OVN maintenance workers.
-    "neutron": Recipe("neutron", _openstack_db("neutron", ["expand"], True),
+    "neutron": Recipe("neutron", _openstack_db("neutron", ["expand"], True) + [
+        # 2025.1+ servers read a key 2024.1 servers never write on the switches they make;
+        # neutron's own one-run task missed those made during the window (a port on them
+        # then fails with HTTP 500): set once no old server runs
+        Stage("finish_neutron_network_types", "finish", "ovn_nb.set_network_types",
+              lambda ctx: {}, changes="OVN: each network's switch given the network type "
+                                      "new servers read (those old servers made lack it)")],
                       {"controller": ["neutron-server", "neutron-api", "neutron-rpc-server",
                                       "neutron-periodic-workers",
                                       "neutron-ovn-maintenance-worker"]},

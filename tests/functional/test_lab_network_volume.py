@@ -212,3 +212,25 @@ def test_neutron_and_cinder_upgrade_checks_with_the_target_code(cloud, service_v
     with pytest.raises(Exception, match="nova has no upgrade check here; known: neutron, "
                                         "cinder"):
         check("nova", release="2025.1")
+
+
+def test_a_switch_without_the_network_type_gets_it_back(cloud, tmp_path):
+    """A switch as a 2024.1 server leaves it (no neutron:provnet-network-type, which
+    2025.1+ servers read when they make a port): set_network_types gives it back."""
+    mods = minion_modules(tmp_path / "cache", {"leapfrog": {
+        "ovn": {"nb_connection": cloud.ovn.nb_connection}, "verify": cloud.auth}}, ["ovn_nb"])
+    network = cloud.ids["network"]
+    uuid = cloud.ovn.nbctl("--bare", "--columns=_uuid", "find", "Logical_Switch",
+                           f"name=neutron-{network}")
+    cloud.ovn.nbctl("remove", "Logical_Switch", uuid, "external_ids",
+                    "neutron:provnet-network-type")
+    planned = mods["ovn_nb.set_network_types"](test=True)
+    assert {"network": network, "type": "geneve"} in planned["set"]
+    assert mods["ovn_nb.set_network_types"]()["set"] == planned["set"]
+    assert cloud.ovn.nbctl("get", "Logical_Switch", uuid,
+                           'external_ids:"neutron:provnet-network-type"') == '"geneve"'
+    assert mods["ovn_nb.set_network_types"]() == {"set": [], "unknown": []}
+    # and a 2025.1 server makes ports on it again
+    port = cloud.api("POST", "neutron", "/v2.0/ports", json={"port": {
+        "name": "typed-again", "network_id": network}})["port"]
+    cloud.api("DELETE", "neutron", f"/v2.0/ports/{port['id']}")

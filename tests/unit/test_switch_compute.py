@@ -128,6 +128,20 @@ def test_a_server_that_changed_fails_the_switch(minions):
     assert out["retcode"] == 1 and "servers on cmp01 changed" in out["error"]
 
 
+def test_a_server_being_deleted_when_the_switch_began_may_be_gone_after_it(minions):
+    """A user's delete under way (status DELETED) is not a lost server; an ACTIVE one gone
+    still fails the switch."""
+    minions["servers"]["before"] = [{"id": "s1", "status": "ACTIVE"},
+                                    {"id": "s2", "status": "DELETED"}]
+    minions["servers"]["after"] = [{"id": "s1", "status": "ACTIVE"}]
+    out = runner.switch_compute("cmp01", release="2025.1", cluster="lab", servers="force")
+    assert "retcode" not in out, out
+    minions["calls"].clear()
+    minions["servers"]["after"] = [{"id": "s2", "status": "DELETED"}]
+    out = runner.switch_compute("cmp01", release="2026.1", cluster="lab", servers="force")
+    assert out["retcode"] == 1 and "servers on cmp01 changed" in out["error"]
+
+
 def test_no_redeploy_sls_is_refused_before_anything(minions):
     minions["pillar"]["leapfrog"]["clusters"]["lab"]["data_plane"] = {}
     out = runner.switch_compute("cmp01", release="2025.1", cluster="lab")
