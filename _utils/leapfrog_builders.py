@@ -153,7 +153,7 @@ def _node_steps(plan, recipes, node, which):
     """The recipes' own steps on ``node`` (``before_node`` or ``after_node``)."""
     for recipe in recipes:
         for step in getattr(recipe, which):
-            plan.add(f"{node}_{step.suffix}", "gateways", "leapfrog.call",
+            plan.add(f"{node}_{step.suffix}", step.kind, "leapfrog.call",
                      _call(step.function, {}, **_on(node)), node=node, where=node,
                      changes=step.changes)
 
@@ -171,8 +171,8 @@ def _rolling(plan, facts, to, recipes, ctx, deployed, sls):
         _start(plan, node, sls, deployed["running"], f"services started at {to}")
         _haproxy(plan, f"{node}_check", "check", "check", node,
                  "nothing: its own endpoints checked")
-        _ready(plan, f"{node}_ready", node)
         _node_steps(plan, recipes, node, "after_node")
+        _ready(plan, f"{node}_ready", node)
 
 
 def _fast_forward(plan, facts, to, recipes, ctx, deployed, sls):

@@ -46,10 +46,11 @@ class Check:
 
 class NodeStep:
     """A service's step on each controller of a rolling hop, before it is drained or once
-    it serves again: step ``<node>_<suffix>``, the function the node runs, a plan line."""
+    its services run again (before haproxy sends it requests): step ``<node>_<suffix>``,
+    the function the node runs, a plan line."""
 
-    def __init__(self, suffix, function, changes):
-        self.suffix, self.function, self.changes = suffix, function, changes
+    def __init__(self, suffix, function, changes, kind="gateways"):
+        self.suffix, self.function, self.changes, self.kind = suffix, function, changes, kind
 
 
 class Recipe:
@@ -140,9 +141,15 @@ RECIPES = {
                       before_node=[NodeStep("gateways_off", "ovn_nb.move_gateways",
                                             "routers' gateways active on its OVN chassis "
                                             "moved to the next chassis in priority")],
+                      # before it takes requests again: its gateways back, and every
+                      # switch typed (a 2025.1+ server's port on an untyped one is an
+                      # HTTP 500 until its own one-run maintenance task catches up)
                       after_node=[NodeStep("gateways_back", "ovn_nb.restore_gateways",
                                            "its routers' gateways back (the priorities "
-                                           "kept)")]),
+                                           "kept)"),
+                                  NodeStep("network_types", "ovn_nb.set_network_types",
+                                           "OVN: every network's switch given the network "
+                                           "type new servers read", kind="ovn")]),
     # one sync (additive), then the online data migrations once every service runs the
     # target; the RPC pins follow the oldest service until then
     "cinder": Recipe("cinder", [

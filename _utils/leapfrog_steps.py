@@ -30,6 +30,7 @@ KINDS = {
     "check": "checks a controller's own endpoints",
     "ready": "puts a controller back in haproxy",
     "gateways": "moves routers' gateways off a controller's chassis, or back",
+    "ovn": "sets in OVN's northbound DB what neutron's new servers read (as neutron would)",
     "stop_compute": "stops nova-compute on a compute (servers keep running)",
     "switch_compute": "switches computes to the target release",
     "db_finish": "finishes a service's migrations (online migrations, contract)",

@@ -1,8 +1,10 @@
 """The lab cloud with real neutron (ML2/OVN, lab/ovn.py) and cinder (fake driver) through
 keystone and haproxy (lab/network_volume.py): nova's servers get neutron ports bound to
 their compute's chassis, the router's gateway lives on a controller's gateway chassis,
-volumes become available; then one controller's neutron and cinder move to 2025.1 (neutron's
-expand first, with the new code) while the other still runs 2024.1, and both serve.
+volumes become available; ovn_nb's checks and moves and the provisioning probe against
+them; last (the tests share the cloud), one controller's neutron and cinder move to 2025.1
+(neutron's expand first, with the new code) while the other still runs 2024.1, and both
+serve.
 """
 import os
 import shutil
@@ -70,44 +72,10 @@ def test_seeded_network_and_volumes_are_real(cloud):
         ("lab-vol1", "available"), ("lab-vol2", "available")]
     assert {v["host"] for v in volumes.values()} == {"lab-storage@fake#fake"}
     services = cloud.api("GET", "cinder", cloud.volume_path("/os-services"))["services"]
-    assert sorted((s["binary"], s["host"], s["state"]) for s in services) == [
+    # (the volume services share one host name: cinder may list it once or twice)
+    assert sorted({(s["binary"], s["host"], s["state"]) for s in services}) == [
         ("cinder-scheduler", "ctl01", "up"), ("cinder-scheduler", "ctl02", "up"),
         ("cinder-volume", "lab-storage@fake", "up")]
-
-
-def test_one_controller_at_2025_1_beside_one_at_2024_1(cloud):
-    ctl01 = cloud.controllers["ctl01"]
-    moved = [ctl01[k] for k in ("neutron-server", "neutron-ovn-maintenance-worker",
-                                "cinder-api", "cinder-scheduler", "cinder-volume")]
-    cloud.stop_node("ctl01", services=moved)
-    neutron = ctl01["neutron-server"]
-    neutron.release, neutron.venv = "2025.1", None
-    neutron.write_config()
-    expand = neutron.manage("upgrade", "--expand")
-    assert "Running upgrade" in expand.stdout + expand.stderr
-    cinder = ctl01["cinder-api"]
-    cinder.release, cinder.venv = "2025.1", None
-    cinder.manage("db", "sync")
-    cloud.start_node("ctl01", release="2025.1", services=moved)
-    assert ctl01["neutron-ovn-maintenance-worker"].running()  # 2025.1 runs it on its own
-
-    # ctl02's 2024.1 server and ctl01's 2025.1 API serve the same networks and make ports
-    releases = {}
-    for host, services in cloud.controllers.items():
-        server = services["neutron-server"]
-        releases[host] = server.release
-        found = requests.get(f"{server.url}/v2.0/networks", timeout=30,
-                             headers={"X-Auth-Token": cloud.token()}).json()["networks"]
-        assert {n["name"] for n in found} == {"lab-ext", "lab-net"}, host
-    assert releases == {"ctl01": "2025.1", "ctl02": "2024.1"}
-    port = cloud.api("POST", "neutron", "/v2.0/ports", json={"port": {
-        "name": "after-expand", "network_id": cloud.ids["network"]}})["port"]
-    cloud.api("DELETE", "neutron", f"/v2.0/ports/{port['id']}")
-    volume = cloud.create_volume("after-2025-1")
-    assert cloud.volumes()[volume]["status"] == "available"
-    server = cloud.create_server("after-2025-1", host="cmp01")
-    (bound,) = cloud.api("GET", "neutron", f"/v2.0/ports?device_id={server}")["ports"]
-    assert bound["binding:host_id"] == "cmp01"
 
 
 def test_ovn_nb_consistency_names_a_duplicate_switch_and_the_fix(cloud, tmp_path):
@@ -178,7 +146,7 @@ def test_provisioning_probe_creates_and_deletes_each_kind(cloud, tmp_path):
     assert os.stat(config).st_mode & 0o077 == 0
     with open(f"/proc/{started['pid']}/cmdline", "rb") as handle:
         assert cloud.admin_password.encode() not in handle.read()
-    time.sleep(45)  # a few cycles of each kind
+    time.sleep(25)  # a few cycles of each kind
     summary = leapfrog_provision.stop(folder)
     assert not os.path.exists(config)
     assert set(summary["kinds"]) == {"network", "volume", "server"}
@@ -223,14 +191,55 @@ def test_a_switch_without_the_network_type_gets_it_back(cloud, tmp_path):
     uuid = cloud.ovn.nbctl("--bare", "--columns=_uuid", "find", "Logical_Switch",
                            f"name=neutron-{network}")
     cloud.ovn.nbctl("remove", "Logical_Switch", uuid, "external_ids",
-                    "neutron:provnet-network-type")
+                    '"neutron:provnet-network-type"')
     planned = mods["ovn_nb.set_network_types"](test=True)
     assert {"network": network, "type": "geneve"} in planned["set"]
     assert mods["ovn_nb.set_network_types"]()["set"] == planned["set"]
     assert cloud.ovn.nbctl("get", "Logical_Switch", uuid,
-                           'external_ids:"neutron:provnet-network-type"') == '"geneve"'
+                           'external_ids:"neutron:provnet-network-type"').strip('"') == "geneve"
     assert mods["ovn_nb.set_network_types"]() == {"set": [], "unknown": []}
     # and a 2025.1 server makes ports on it again
     port = cloud.api("POST", "neutron", "/v2.0/ports", json={"port": {
         "name": "typed-again", "network_id": network}})["port"]
     cloud.api("DELETE", "neutron", f"/v2.0/ports/{port['id']}")
+
+
+def test_one_controller_at_2025_1_beside_one_at_2024_1(cloud, tmp_path):
+    ctl01 = cloud.controllers["ctl01"]
+    moved = [ctl01[k] for k in ("neutron-server", "neutron-ovn-maintenance-worker",
+                                "cinder-api", "cinder-scheduler", "cinder-volume")]
+    cloud.stop_node("ctl01", services=moved)
+    neutron = ctl01["neutron-server"]
+    neutron.release, neutron.venv = "2025.1", None
+    neutron.write_config()
+    expand = neutron.manage("upgrade", "--expand")
+    assert "Running upgrade" in expand.stdout + expand.stderr
+    cinder = ctl01["cinder-api"]
+    cinder.release, cinder.venv = "2025.1", None
+    cinder.manage("db", "sync")
+    cloud.start_node("ctl01", release="2025.1", services=moved)
+    assert ctl01["neutron-ovn-maintenance-worker"].running()  # 2025.1 runs it on its own
+    # what the rolling hop does before the new server takes requests: 2024.1's switches
+    # lack the network type 2025.1 reads when it makes a port (its own maintenance task
+    # sets it, some time after it starts: a port meanwhile is an HTTP 500)
+    mods = minion_modules(tmp_path / "cache", {"leapfrog": {
+        "ovn": {"nb_connection": cloud.ovn.nb_connection}, "verify": cloud.auth}}, ["ovn_nb"])
+    mods["ovn_nb.set_network_types"]()
+
+    # ctl02's 2024.1 server and ctl01's 2025.1 API serve the same networks and make ports
+    releases = {}
+    for host, services in cloud.controllers.items():
+        server = services["neutron-server"]
+        releases[host] = server.release
+        found = requests.get(f"{server.url}/v2.0/networks", timeout=30,
+                             headers={"X-Auth-Token": cloud.token()}).json()["networks"]
+        assert {n["name"] for n in found} == {"lab-ext", "lab-net"}, host
+    assert releases == {"ctl01": "2025.1", "ctl02": "2024.1"}
+    port = cloud.api("POST", "neutron", "/v2.0/ports", json={"port": {
+        "name": "after-expand", "network_id": cloud.ids["network"]}})["port"]
+    cloud.api("DELETE", "neutron", f"/v2.0/ports/{port['id']}")
+    volume = cloud.create_volume("after-2025-1")
+    assert cloud.volumes()[volume]["status"] == "available"
+    server = cloud.create_server("after-2025-1", host="cmp01")
+    (bound,) = cloud.api("GET", "neutron", f"/v2.0/ports?device_id={server}")["ports"]
+    assert bound["binding:host_id"] == "cmp01"
