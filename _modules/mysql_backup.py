@@ -52,6 +52,7 @@ import time
 import leapfrog_parse
 import leapfrog_cmd
 import leapfrog_errors
+import leapfrog_files
 
 try:
     import pymysql
@@ -346,14 +347,6 @@ def _require_space(path, needed, what, fix):
             f"{_human(free)} free; {fix}"
         )
     return free
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _compression(requested):
@@ -813,7 +806,7 @@ def backup(databases=None, backup_dir=None, label=None, compression=None, **conn
                 "file": os.path.basename(path),
                 "bytes": os.path.getsize(path),
                 "raw_bytes": raw_bytes,
-                "sha256": _sha256(path),
+                "sha256": leapfrog_files.sha256(path),
                 "tables": stats[db],
             }
         tmp = os.path.join(partial, MANIFEST + ".tmp")
@@ -870,7 +863,7 @@ def verify(backup_id="latest", backup_dir=None, label=None):
             problems.append(f"{info.get('file') or db}: missing")
             continue
         size = os.path.getsize(path)
-        digest = _sha256(path)
+        digest = leapfrog_files.sha256(path)
         if digest != info.get("sha256"):
             problems.append(
                 f"{info['file']}: sha256 {digest[:12]}... != manifest "
@@ -1452,14 +1445,23 @@ def _nova_own_latin1(database, table):
     return "nova" in database and table in NOVA_OWN_LATIN1
 
 
-def precheck(databases=None, archive_threshold=1000, **connection):
+def _purge_tool(schema, purge):
+    """The purge tool ``purge`` names for ``schema``: its own name, or the longest name it
+    ends with after a ``_`` (a prefixed ``lab_nova_api`` is ``nova_api``'s)."""
+    names = [n for n in purge if schema == n or schema.endswith(f"_{n}")]
+    return purge[max(names, key=len)] if names else None
+
+
+def precheck(databases=None, archive_threshold=1000, purge=None, **connection):
     """
     Find what breaks upgrades in the databases, without changing anything:
 
     - tables and columns whose charset is not utf8/utf8mb4 (e.g. latin1)
     - nova ``compute_nodes`` rows with ``host`` NULL (they become duplicate hypervisors)
     - soft-deleted rows (``deleted != 0``) per table; at ``archive_threshold`` or more in a
-      database, archiving them first is advised
+      database, a note advises purging them first with the tool ``purge`` names for that
+      database (``{database: command}``; the master passes each service recipe's): they
+      lengthen the migrations and the backup, they break nothing
 
     Returns ``{"ok", "problems": [one line each, with the fix], "notes", "charset",
     "null_compute_hosts", "soft_deleted"}``; every problem is collected (it does not stop at
@@ -1475,6 +1477,11 @@ def precheck(databases=None, archive_threshold=1000, **connection):
     params = _connection(connection)
     names = _databases(databases)
     threshold = leapfrog_parse.number(archive_threshold, "archive_threshold", minimum=0, maximum=10**12, integer=True)
+    if purge is not None and not (isinstance(purge, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in purge.items())):
+        raise leapfrog_errors.LeapfrogError(f"purge must map database names to their purge command "
+                               f"(got {type(purge).__name__})")
+    purge = purge or {}
     problems, notes = [], []
     charset = []
     null_hosts = {}
@@ -1548,10 +1555,10 @@ def precheck(databases=None, archive_threshold=1000, **connection):
             if total >= threshold:
                 top = ", ".join(f"{t} {n}" for t, n in
                                 sorted(tables.items(), key=lambda kv: (-kv[1], kv[0]))[:5])
-                problems.append(
-                    f"{schema} holds {total} soft-deleted row(s) ({top}): archive them first "
-                    "(nova-manage db archive_deleted_rows --until-complete, then db purge) to "
-                    "shorten the migrations and the backup"
+                tool = _purge_tool(schema, purge) or "its service's own purge tool"
+                notes.append(
+                    f"{schema} holds {total} soft-deleted row(s) ({top}): purging them first "
+                    f"({tool}) shortens the migrations and the backup"
                 )
     return {
         "ok": not problems,

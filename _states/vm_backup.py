@@ -30,10 +30,11 @@ arguments go through ``vm_backup``'s checks (names, numbers, flags), whose error
 the state's comment.
 """
 import datetime
-import hashlib
 import os
 
 from salt.exceptions import CommandExecutionError
+
+import leapfrog_files
 
 __virtualname__ = "vm_backup"
 
@@ -183,14 +184,6 @@ def runs_image(name, image, node=None, os_release=None, master=None, minion_pub=
     return ret
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def restored(name, backup, stop=False, start=True, uri=None, backup_dir=None):
     """
     Ensure domain ``name`` is the one saved in ``backup`` (its UUID, and disks whose sha256
@@ -212,7 +205,7 @@ def restored(name, backup, stop=False, start=True, uri=None, backup_dir=None):
         if current["active"]:
             same = True
         else:
-            same = all(_sha256(d["source"]) == manifest_disks.get(d["target"])
+            same = all(leapfrog_files.sha256(d["source"]) == manifest_disks.get(d["target"])
                        for d in current["disks"] if os.path.exists(d["source"]))
     if same and (current["active"] or not start):
         ret["result"] = True

@@ -71,24 +71,33 @@ def _deployed(to, ffu):
     }
 
 
-def _before(plan, run, to, strategy, databases):
+def _before(plan, run, to, strategy, databases, recipes):
     plan.add("precheck", "precheck", "leapfrog.precheck", {"to": to, "strategy": strategy},
              where="every role", changes="nothing: every problem collected")
     plan.side_by_side(
         lambda: plan.add("revisions_before", "revisions", "leapfrog.revisions",
                          {"release": to}, where="first controller",
                          changes="nothing: DB revisions recorded"),
-        lambda: _backup_dbs(plan, run, databases))
+        lambda: _backup_dbs(plan, run, databases, recipes))
     plan.add("approval", "approval", changes="nothing: waits for salt-run leapfrog.approve")
 
 
-def _backup_dbs(plan, run, databases):
+def _backup_dbs(plan, run, databases, recipes):
     plan.add("backup_dbs", "backup_db", "leapfrog.call",
              _call("mysql_backup.backup", {"label": run}, role="database"),
              where="database", changes=f"a backup of {', '.join(databases)} (one snapshot)")
     plan.add("verify_db_backup", "verify_backup", "leapfrog.call",
              _call("mysql_backup.verify", {"label": run}, {"valid": True}, role="database"),
              where="database", changes="nothing: the backup verified")
+    if any(recipe.ovsdb for recipe in recipes):
+        plan.add("backup_ovsdb", "backup_ovsdb", "leapfrog.call",
+                 _call("ovsdb_backup.backup", {"label": run}, role="database"),
+                 where="database", changes="a backup of OVN's northbound and southbound "
+                                           "databases")
+        plan.add("verify_ovsdb_backup", "verify_backup", "leapfrog.call",
+                 _call("ovsdb_backup.verify", {"label": run}, {"valid": True},
+                       role="database"),
+                 where="database", changes="nothing: the OVSDB backup verified")
 
 
 def _db_stages(plan, recipes, ctx, phase, node=None):
@@ -98,6 +107,12 @@ def _db_stages(plan, recipes, ctx, phase, node=None):
 
     def service(recipe):
         for stage in recipe.phase(phase):
+            if stage.guard:
+                guard = stage.guard
+                plan.add(f"{stage.name}_guard", "guard", "leapfrog.call",
+                         _call(guard.function, guard.kwargs(ctx), guard.expect,
+                               role="controller"),
+                         node=recipe.service, where="controllers", changes=guard.changes)
             plan.add(stage.name, "db_sync" if phase == "sync" else "db_finish",
                      "leapfrog.call", _call(stage.function, stage.kwargs(ctx), **where),
                      node=recipe.service, where=node or "first controller",
@@ -290,7 +305,8 @@ def control_plane(facts):
         "orch.upgrade_control_plane", facts["cluster"], to,
         f"Upgrade the control plane of {facts['cluster']}: {' -> '.join(path)} "
         f"({decision['strategy']})", why=decision["why"])
-    _before(plan, facts["run"], to, decision["strategy"], config["database"]["databases"])
+    _before(plan, facts["run"], to, decision["strategy"], config["database"]["databases"],
+            recipes)
     deployed, sls = _deployed(to, ffu), config["vms"]["redeploy_sls"]
     (_fast_forward if ffu else _rolling)(plan, facts, to, recipes, ctx, deployed, sls)
     _repin(plan, recipes, facts["controllers"], sls,
@@ -370,7 +386,12 @@ def rollback(facts):
             _call("vm_backup.verify", {"backup": backup}, **_on(nodes[node]["hypervisor"])),
             node=node, where=nodes[node]["hypervisor"],
             changes="nothing: the disk backup verified")
-        for node, backup in sorted(sources["disks"].items())])
+        for node, backup in sorted(sources["disks"].items())], *[
+        lambda mid=mid, backup=backup: plan.add(
+            f"verify_ovsdb_backup_{mid}", "verify_backup", "leapfrog.call",
+            _call("ovsdb_backup.verify", {"backup_id": backup}, {"valid": True}, **_on(mid)),
+            node=mid, where=mid, changes="nothing: the OVSDB backup verified")
+        for mid, backup in sorted(sources.get("ovsdb_backups", {}).items())])
     for node in controllers:
         vm = nodes[node]
         _drain(plan, node, "API down from the last one", on_timeout="maint", allow_last=True)
@@ -388,6 +409,11 @@ def rollback(facts):
                                                 "clients_timeout": 60, "kill_clients": True},
                        {"matches_manifest": True}, **_on(mid)),
                  node=mid, where=mid, changes=f"every database restored from {backup}")
+    for mid, backup in sorted(sources.get("ovsdb_backups", {}).items()):
+        plan.add(f"restore_ovsdb_{mid}", "restore_db", "leapfrog.call",
+                 _call("ovsdb_backup.restore", {"backup_id": backup},
+                       {"matches_manifest": True}, **_on(mid)),
+                 node=mid, where=mid, changes=f"OVN's NB and SB restored from {backup}")
     def back(node):  # once every database is restored: the services start against it
         vm = nodes[node]
         if node in sources["disks"]:

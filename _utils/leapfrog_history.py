@@ -37,6 +37,12 @@ def report_facts(data):
                 backups.append({"kind": "database", "name": db, "node": mid, "id": ret.get("id"),
                                 "path": info.get("file"), "sha256": info.get("sha256"),
                                 "bytes": info.get("bytes"), "verified": None})
+    for record in records(data, "backup_ovsdb"):
+        for mid, ret in record["result"].items():
+            for db, info in (ret.get("databases") or {}).items():
+                backups.append({"kind": "ovsdb", "name": db, "node": mid, "id": ret.get("id"),
+                                "path": ret.get("path"), "bytes": info.get("bytes"),
+                                "verified": None})
     verified = {mid: ret.get("valid") for r in records(data, "verify_backup")
                 for mid, ret in r["result"].items() if isinstance(ret, dict)}
     for entry in backups:
@@ -179,5 +185,7 @@ def rollback_sources(opts, root, name, config, upgrade_run, force=False):
     # fast_forward: the computes it stopped, and the release each ran before
     computes = {r["node"]: r["result"]["release_before"]
                 for r in records(data, "stop_compute") if "release_before" in r["result"]}
-    return {"upgrade_run": str(upgrade_run), "db_backups": db_ids,
+    ovsdb = {mid: ret.get("id") for r in records(data, "backup_ovsdb")
+             for mid, ret in r["result"].items() if isinstance(ret, dict)}
+    return {"upgrade_run": str(upgrade_run), "db_backups": db_ids, "ovsdb_backups": ovsdb,
             "disks": disks, "keys": keys, "computes": computes, "later_runs": later}

@@ -28,7 +28,9 @@ def _haproxy(opts, config, problems):
 
 
 def _databases(opts, config, problems, notes):
-    answers = leapfrog_minions.call(opts, config["roles"]["database"], "mysql_backup.precheck")
+    answers = leapfrog_minions.call(
+        opts, config["roles"]["database"], "mysql_backup.precheck",
+        {"purge": leapfrog_recipes.purge_advice(config.get("services"))})
     for mid, out in answers.items():
         problems.extend(f"database on {mid}: {p}" for p in out.get("problems") or [])
         notes.extend(f"database on {mid}: {n}" for n in out.get("notes") or [])

@@ -28,11 +28,28 @@ Context = collections.namedtuple("Context", "path to ffu")
 
 
 class Stage:
-    """One database stage of a service: its step name, phase, function and kwargs."""
+    """One database stage of a service: its step name, phase, function and kwargs; a
+    ``guard`` checked on every controller right before it."""
 
-    def __init__(self, name, phase, function, kwargs, irreversible=False, changes=""):
+    def __init__(self, name, phase, function, kwargs, irreversible=False, changes="",
+                 guard=None):
         self.name, self.phase, self.function = name, phase, function
         self.kwargs, self.irreversible, self.changes = kwargs, irreversible, changes
+        self.guard = guard
+
+
+class Guard:
+    """What every controller must answer before a stage runs (step ``<stage>_guard``): the
+    function, its kwargs from the run's context, the answer expected, a plan line."""
+
+    def __init__(self, function, kwargs, expect, changes):
+        self.function, self.kwargs, self.expect, self.changes = function, kwargs, expect, changes
+
+
+# neutron's contract drops what older servers read: refused while one still runs anywhere
+NO_OLDER_NEUTRON = Guard(
+    "openstack_procs.servers", lambda ctx: {"service": "neutron", "release": ctx.to},
+    {"older": []}, "nothing: no neutron server older than the target runs on any controller")
 
 
 class Check:
@@ -59,8 +76,13 @@ class Recipe:
 
     def __init__(self, service, stages, processes, databases=None, version=None,
                  offline_check=False, checks=(), repin=(), before_node=(), after_node=(),
-                 status_check=False):
+                 status_check=False, purge=None, ovsdb=False):
         self.service, self.stages, self.processes = service, list(stages), dict(processes)
+        # its tool for the soft-deleted rows the precheck counts (the advice it gives)
+        self.purge = purge
+        # its state lives in OVN's NB/SB too: a run backs them up (``ovsdb_backup``) beside
+        # the databases, and its rollback restores them
+        self.ovsdb = bool(ovsdb)
         self.checks = list(checks)
         # processes the redeploy SLS reloads (``leapfrog:reload``) on each controller once
         # every one runs the target: they compute their RPC version pins at start
@@ -85,15 +107,15 @@ def _db_sync(service, stage):
     return lambda ctx: {"service": service, "stage": stage, "release": ctx.to}
 
 
-def _openstack_db(service, sync_stages, contract):
+def _openstack_db(service, sync_stages, contract, guard=None):
     """keystone/glance/placement/neutron: ``openstack_db.sync`` stages with the target's
-    code."""
+    code; ``guard`` before the contract."""
     stages = [Stage(f"dbsync_{service}_{stage}", "sync", "openstack_db.sync",
                     _db_sync(service, stage), changes=f"{service} DB: {stage}")
               for stage in sync_stages]
     if contract:
         stages.append(Stage(f"finish_{service}", "finish", "openstack_db.sync",
-                            _db_sync(service, "contract"), irreversible=True,
+                            _db_sync(service, "contract"), irreversible=True, guard=guard,
                             changes=f"{service} DB: contract (drops what the old release "
                                     "reads: going back means the backup, writes since lost)"))
     return stages
@@ -110,17 +132,21 @@ RECIPES = {
               changes="nova: online data migrations to completion"),
     ], {"controller": ["nova-api", "nova-conductor", "nova-scheduler"],
         "compute": ["nova-compute"]}, databases=["nova_api", "nova", "nova_cell0"],
-        version=("nova_manage.versions", lambda release: {"release": release})),
+        version=("nova_manage.versions", lambda release: {"release": release}),
+        purge="nova-manage db archive_deleted_rows --until-complete --all-cells, then "
+              "nova-manage db purge --all --all-cells"),
     "keystone": Recipe("keystone", _openstack_db("keystone", ["expand", "migrate"], True),
                        {"controller": ["keystone"]}),
     "glance": Recipe("glance", _openstack_db("glance", ["expand", "migrate"], True),
-                     {"controller": ["glance-api"]}),
+                     {"controller": ["glance-api"]},
+                     purge="glance-manage db purge --age_in_days <days>"),
     "placement": Recipe("placement", _openstack_db("placement", ["sync"], False),
                         {"controller": ["placement-api"]}),
     # expand with the target's code before its first server starts (old servers live with
     # it); contract once no older neutron server runs. 2024.1 runs neutron-server (eventlet);
     # 2025.1 on, the WSGI API plus the RPC, periodic and OVN maintenance workers.
-    "neutron": Recipe("neutron", _openstack_db("neutron", ["expand"], True) + [
+    "neutron": Recipe("neutron", _openstack_db("neutron", ["expand"], True,
+                                               NO_OLDER_NEUTRON) + [
         # 2025.1+ servers read a key 2024.1 servers never write on the switches they make;
         # neutron's own one-run task missed those made during the window (a port on them
         # then fails with HTTP 500): set once no old server runs
@@ -130,7 +156,7 @@ RECIPES = {
                       {"controller": ["neutron-server", "neutron-api", "neutron-rpc-server",
                                       "neutron-periodic-workers",
                                       "neutron-ovn-maintenance-worker"]},
-                      offline_check=True, status_check=True,
+                      offline_check=True, status_check=True, ovsdb=True,
                       # 2026.1's maintenance task was seen duplicating older networks'
                       # Logical_Switch (FACTS.md): found here, named, with the fix
                       checks=[Check("ovn_consistency", "ovn_nb.consistency",
@@ -158,11 +184,19 @@ RECIPES = {
         Stage("finish_cinder", "finish", "openstack_db.sync", _db_sync("cinder", "online"),
               changes="cinder: online data migrations to completion"),
     ], {"controller": ["cinder-api", "cinder-scheduler"], "storage": ["cinder-volume"]},
-        repin=["cinder-api", "cinder-scheduler", "cinder-volume"], status_check=True),
+        repin=["cinder-api", "cinder-scheduler", "cinder-volume"], status_check=True,
+        purge="cinder-manage db purge <days>"),
 }
 # a cluster without pillar ``services`` runs these (the four every cloud of the first wave
 # has); neutron and cinder are listed in ``services`` by the clusters that run them
 DEFAULT_SERVICES = ["nova", "keystone", "glance", "placement"]
+
+
+def purge_advice(services=None):
+    """{database: its service's purge tool} of the recipes of ``services`` that have one
+    (what ``mysql_backup.precheck`` advises for soft-deleted rows)."""
+    return {database: recipe.purge for recipe in recipes(services) if recipe.purge
+            for database in recipe.databases}
 
 
 def recipes(services=None):

@@ -32,6 +32,15 @@ def _backup_db(node, result):
     return "; ".join(parts) or None
 
 
+def _backup_ovsdb(node, result):
+    parts = []
+    for mid, ret in _answers(result):
+        sizes = ", ".join(f"{db} {info.get('rows')} rows" for db, info in
+                          sorted((ret.get("databases") or {}).items()))
+        parts.append(f"{sizes} backed up on {mid} as {ret.get('id')}")
+    return "; ".join(parts) or None
+
+
 def _verify_backup(node, result):
     parts = [f"{mid}: {'valid' if ret.get('valid') is not False else 'INVALID'}"
              for mid, ret in _answers(result)]
@@ -139,7 +148,8 @@ def _gateways(node, result):
 
 
 LINES = {"db_sync": _db_sync, "gateways": _gateways, "db_finish": _db_sync, "drain": _drain,
-         "backup_db": _backup_db, "verify_backup": _verify_backup,
+         "backup_db": _backup_db, "backup_ovsdb": _backup_ovsdb,
+         "verify_backup": _verify_backup,
          "backup_disk": _backup_disk, "rebuild": _rebuild, "revisions": _revisions,
          "switch_compute": _switch, "stop_compute": _stop_compute}
 

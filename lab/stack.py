@@ -121,9 +121,12 @@ class Lab:
             # neutron and cinder run from venvs of their own (as OSA and kolla deploy them)
             **{name: {"venvs": {r: openstack_venv.venv_path(f"{name}-{r}")
                                 for r in openstack_venv.RELEASES}} for name in extra}}})
+        ovn = ({"ovn": {"nb_connection": cloud.ovn.nb_connection,
+                        "sb_connection": cloud.ovn.sb_connection}} if cloud.ovn else {})
+        # the database node backs up OVN's NB/SB beside the databases (ovsdb_backup)
         runtime_pillar.update(self.run_dir, "dbs01", {"leapfrog": {
             "backups": {"dir": os.path.join(self.run_dir, "backups")}, "database": {
-            **connection, "databases": [cloud.db_name(n) for n in cloud.databases]}}})
+            **connection, "databases": [cloud.db_name(n) for n in cloud.databases]}, **ovn}})
         runtime_pillar.update(self.run_dir, "prx01", {"leapfrog": {"haproxy": {
             "socket": cloud.haproxy.admin_socket}}})
         # the master's cluster config: what the availability probe requests through the VIP
@@ -154,9 +157,7 @@ class Lab:
                                  cloud.controllers[node.id][kind].config_path}
                        for service, kind in (("neutron", "neutron-server"),
                                              ("cinder", "cinder-api")) if service in extra},
-                    "verify": cloud.auth,
-                    **({"ovn": {"nb_connection": cloud.ovn.nb_connection}}
-                       if cloud.ovn else {})}})
+                    "verify": cloud.auth, **ovn}})
 
     def attach(self):
         """The lab a previous ``up`` left running."""

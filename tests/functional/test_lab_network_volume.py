@@ -204,7 +204,7 @@ def test_a_switch_without_the_network_type_gets_it_back(cloud, tmp_path):
     cloud.api("DELETE", "neutron", f"/v2.0/ports/{port['id']}")
 
 
-def test_one_controller_at_2025_1_beside_one_at_2024_1(cloud, tmp_path):
+def test_one_controller_at_2025_1_beside_one_at_2024_1(cloud, tmp_path, service_venvs):
     ctl01 = cloud.controllers["ctl01"]
     moved = [ctl01[k] for k in ("neutron-server", "neutron-ovn-maintenance-worker",
                                 "cinder-api", "cinder-scheduler", "cinder-volume")]
@@ -243,3 +243,21 @@ def test_one_controller_at_2025_1_beside_one_at_2024_1(cloud, tmp_path):
     server = cloud.create_server("after-2025-1", host="cmp01")
     (bound,) = cloud.api("GET", "neutron", f"/v2.0/ports?device_id={server}")["ports"]
     assert bound["binding:host_id"] == "cmp01"
+
+    # neutron's contract only once no older server runs: what the node sees running
+    procs = minion_modules(tmp_path / "procs", {"leapfrog": {"neutron": {
+        "venvs": service_venvs["neutron"]}}}, ["openstack_procs"])["openstack_procs.servers"]
+    seen = procs("neutron", release="2025.1")
+    pids = {s.pid: s for node in cloud.controllers.values() for s in node.values()}
+    assert {(pids[p["pid"]].host, pids[p["pid"]].kind, p["release"]) for p in seen["servers"]
+            if p["pid"] in pids} == {("ctl01", "neutron-server", "2025.1"),
+                                     ("ctl01", "neutron-ovn-maintenance-worker", "2025.1"),
+                                     ("ctl02", "neutron-server", "2024.1")}
+    old = cloud.controllers["ctl02"]["neutron-server"].pid
+    assert seen["releases"] == ["2024.1", "2025.1"]
+    assert [line for line in seen["older"] if f"(pid {old})" in line] == [
+        f"neutron-server (pid {old}) at 2024.1"]
+    cloud.stop_node("ctl02", services=[cloud.controllers["ctl02"]["neutron-server"]])
+    assert procs("neutron", release="2025.1")["older"] == []
+    contract = neutron.manage("upgrade", "--contract")
+    assert "Running upgrade" in contract.stdout + contract.stderr

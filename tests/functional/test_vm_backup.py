@@ -7,7 +7,6 @@ list/prune and the states. The guest's console line (``LEAPFROG-GUEST os=... boo
 marker=...``) is what the tests read: the marker is a UUID the guest wrote to its disk on
 first boot.
 """
-import hashlib
 import json
 import os
 import shutil
@@ -15,6 +14,7 @@ import subprocess
 import tempfile
 import time
 
+import leapfrog_files
 import pytest
 import salt.config
 from saltfactories.utils.functional import Loaders
@@ -26,13 +26,7 @@ from tests.keypair import rsa_pair
 DOMAIN = "vmb01"  # its own name: other modules may share the session libvirtd
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
+_sha256 = leapfrog_files.sha256
 
 @pytest.fixture(scope="module")
 def work(libvirt_lab):

@@ -391,3 +391,13 @@ def test_restore_targets():
     assert mb._targets(["nova"], None, None) == {"nova": "nova"}
     with pytest.raises(leapfrog_errors.LeapfrogError, match="invalid suffix"):
         mb._targets(["nova"], None, "; drop")
+
+
+def test_a_prefixed_database_gets_its_services_purge_tool():
+    purge = {"nova": "nova-manage", "nova_api": "nova-manage api", "cinder": "cinder-manage"}
+    assert mb._purge_tool("lab_nova_api", purge) == "nova-manage api"
+    assert mb._purge_tool("nova", purge) == "nova-manage"
+    assert mb._purge_tool("lab_cinder", purge) == "cinder-manage"
+    assert mb._purge_tool("novacinder", purge) is None
+    with pytest.raises(leapfrog_errors.LeapfrogError, match="purge must map database names"):
+        mb.precheck(purge=["nova-manage"])

@@ -72,3 +72,13 @@ def test_the_services_upgrade_checks_run_with_the_target_code(monkeypatch):
     assert "cinder-status upgrade check (2026.1): Quota warns" in notes
     assert ("neutron-status upgrade check (2026.1): not run: neutron-status of 2024.1 "
             "crashes") in notes
+
+
+def test_the_database_precheck_is_given_each_services_purge_tool(monkeypatch):
+    asked, _, _ = _collect(monkeypatch, False, "rolling")
+    purge = [k for f, k in asked if f == "mysql_backup.precheck"][0]["purge"]
+    # the soft-deleted rows of each database are advised with its own service's tool
+    assert purge["nova_cell0"].startswith("nova-manage db archive_deleted_rows")
+    assert purge["cinder"] == "cinder-manage db purge <days>"
+    assert purge["glance"] == "glance-manage db purge --age_in_days <days>"
+    assert "neutron" not in purge and "keystone" not in purge

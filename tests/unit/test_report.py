@@ -287,3 +287,12 @@ def test_gateway_steps_say_which_routers_moved_where_and_back():
     none = {"ctl02": {"chassis": "ctl02", "moved": [], "stuck": []}}
     assert leapfrog_step_lines.line("gateways", "ctl02", none) == (
         "no gateway active on ctl02")
+
+
+def test_an_ovsdb_backup_has_its_line():
+    import leapfrog_step_lines  # pylint: disable=import-outside-toplevel
+
+    assert leapfrog_step_lines.line("backup_ovsdb", None, {"dbs01": {
+        "id": "b-1", "databases": {"OVN_Southbound": {"rows": 30},
+                                   "OVN_Northbound": {"rows": 12}}}}) == (
+        "OVN_Northbound 12 rows, OVN_Southbound 30 rows backed up on dbs01 as b-1")

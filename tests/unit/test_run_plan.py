@@ -51,11 +51,14 @@ def test_renamed_steps_break_no_rollback(bus, monkeypatch):
     plan = leapfrog_steps.Plan("orch.upgrade_control_plane", "lab", "2025.1", "t")
     for name, kind, node in [("save_everything", "backup_db", None),
                              ("check_it", "verify_backup", None),
+                             ("keep_ovn", "backup_ovsdb", None),
                              ("ctl01_keep_a_copy", "backup_disk", "ctl01"),
                              ("halt_cmp07", "stop_compute", "cmp07")]:
         plan.add(name, kind, "x.y", node=node)
     results = {"save_everything": {"dbs01": {"id": "db-1"}},
                "check_it": {"dbs01": {"valid": True}},
+               "keep_ovn": {"dbs01": {"id": "ovsdb-1", "databases": {
+                   "OVN_Northbound": {"rows": 12}, "OVN_Southbound": {"rows": 30}}}},
                "ctl01_keep_a_copy": {"kvm01": {"backup": "ctl01/disk-1"}},
                "halt_cmp07": {"host": "cmp07", "release_before": "2024.1"}}
     runner.begin(cluster="lab", run="up1", steps=plan.names(), orch=plan.orch,
@@ -66,6 +69,7 @@ def test_renamed_steps_break_no_rollback(bus, monkeypatch):
                     kind=step.kind, node=step.node)
     sources = runner.rollback_sources(cluster="lab", upgrade_run="up1")
     assert sources["db_backups"] == {"dbs01": "db-1"}
+    assert sources["ovsdb_backups"] == {"dbs01": "ovsdb-1"}
     assert sources["disks"] == {"ctl01": "ctl01/disk-1"}
     assert sources["computes"] == {"cmp07": "2024.1"}
 
