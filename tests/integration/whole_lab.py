@@ -16,11 +16,13 @@ def log(line):
 
 
 @contextlib.contextmanager
-def whole_lab(controllers, computes):
-    """``Lab.up()`` with that many controllers and computes; down and removed after (with
+def whole_lab(controllers, computes, neutron_cinder=False):
+    """``Lab.up()`` with that many controllers and computes (and real neutron and cinder
+    with ``neutron_cinder``); down and removed after (with
     ``LEAPFROG_KEEP_LAB_DIR=1`` the stopped lab's run dir, its logs, stays for a post-mortem)."""
     run_dir = tempfile.mkdtemp(prefix="lf-lab-", dir="/tmp")
-    lab = stack.Lab(run_dir, controllers=controllers, computes=computes, log=log)
+    lab = stack.Lab(run_dir, controllers=controllers, computes=computes, log=log,
+                    neutron_cinder=neutron_cinder)
     try:
         lab.up()
         yield lab
