@@ -188,6 +188,22 @@ def _rolling(plan, facts, to, recipes, ctx, deployed, sls):
                  "nothing: its own endpoints checked")
         _node_steps(plan, recipes, node, "after_node")
         _ready(plan, f"{node}_ready", node)
+        if index == 0:
+            _old_apis_off(plan, recipes, config, controllers[1:], to)
+
+
+def _old_apis_off(plan, recipes, config, others, to):
+    """Once the first controller serves the target: the APIs answered by one release at a
+    time lose the other controllers' older servers (their backend only) until each one's
+    own ``ready`` brings it back at the target."""
+    for recipe in recipes:
+        if not recipe.one_release_api:
+            continue
+        backend = config["haproxy"].get("backends", {}).get(recipe.service, recipe.service)
+        for node in others:
+            _haproxy(plan, f"{node}_{recipe.service}_old_off", "drain", "drain", node,
+                     f"{node}'s older {recipe.service} out of backend {backend}: only "
+                     f"{to}'s servers answer it", backends=backend)
 
 
 def _fast_forward(plan, facts, to, recipes, ctx, deployed, sls):

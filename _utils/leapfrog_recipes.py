@@ -76,13 +76,17 @@ class Recipe:
 
     def __init__(self, service, stages, processes, databases=None, version=None,
                  offline_check=False, checks=(), repin=(), before_node=(), after_node=(),
-                 status_check=False, purge=None, ovsdb=False):
+                 status_check=False, purge=None, ovsdb=False, one_release_api=False):
         self.service, self.stages, self.processes = service, list(stages), dict(processes)
         # its tool for the soft-deleted rows the precheck counts (the advice it gives)
         self.purge = purge
         # its state lives in OVN's NB/SB too: a run backs them up (``ovsdb_backup``) beside
         # the databases, and its rollback restores them
         self.ovsdb = bool(ovsdb)
+        # in a rolling hop, its API answered by one release at a time: once the first
+        # controller serves the target, the others' (older) servers leave its haproxy
+        # backend until each is upgraded (what one release writes the other may not read)
+        self.one_release_api = bool(one_release_api)
         self.checks = list(checks)
         # processes the redeploy SLS reloads (``leapfrog:reload``) on each controller once
         # every one runs the target: they compute their RPC version pins at start
@@ -157,6 +161,8 @@ RECIPES = {
                                       "neutron-periodic-workers",
                                       "neutron-ovn-maintenance-worker"]},
                       offline_check=True, status_check=True, ovsdb=True,
+                      # 2024.1 servers make switches 2025.1 servers cannot put ports on
+                      one_release_api=True,
                       # 2026.1's maintenance task was seen duplicating older networks'
                       # Logical_Switch (FACTS.md): found here, named, with the fix
                       checks=[Check("ovn_consistency", "ovn_nb.consistency",

@@ -121,6 +121,9 @@ SCHEMA = {
         "vip": Field(str, doc="address the API frontends listen on"),
         "timeout": Field(int, required=False, default=5),
         "drain_timeout": Field(int, required=False, default=300),
+        "backends": Field(dict, required=False, default={},
+                          doc="service -> its API's haproxy backend name, where it is not "
+                              "the service's name (e.g. neutron: neutron_server)"),
         "probe_urls": Field(list, required=False, default=[], items=Field(str),
                             doc="API URLs on the VIP the availability probe requests during "
                                 "a run (loopback only)"),
