@@ -54,10 +54,14 @@ def _argv(pid):
 def _name(argv):
     """The process's name: the script a venv python runs, else the program (a retitled
     process's title, as ps shows it, cut at its first blank)."""
-    first = os.path.basename(argv[0].split(" ")[0])
-    if first.startswith("python") and len(argv) > 1:
-        return os.path.basename(argv[1])
-    return argv[0] if argv[0].startswith("gunicorn:") else first
+    if argv[0].startswith("gunicorn:"):
+        return argv[0]
+    # a retitled process (setproctitle) shows one string: its words stand for argv
+    words = argv if len(argv) > 1 else argv[0].split()
+    first = os.path.basename(words[0])
+    if first.startswith("python") and len(words) > 1:
+        return os.path.basename(words[1])
+    return first
 
 
 def _release(pid, argv, venvs):
