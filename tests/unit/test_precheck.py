@@ -31,6 +31,7 @@ def _collect(monkeypatch, pending, strategy, status=None):
         return {"ctl01": {}}
 
     monkeypatch.setattr(leapfrog_precheck.leapfrog_minions, "call", call)
+    monkeypatch.setattr(leapfrog_precheck.time, "sleep", lambda seconds: None)
     monkeypatch.setattr(leapfrog_precheck.leapfrog_minions, "first", lambda *a: "ctl01")
     monkeypatch.setattr(leapfrog_precheck.leapfrog_minions, "expected",
                         lambda opts, tgt: ["ctl01", "ctl02"])
@@ -66,7 +67,8 @@ def test_the_services_upgrade_checks_run_with_the_target_code(monkeypatch):
                                                          "Migration"], "warnings": ["Quota"]}}
     asked, problems, notes = _collect(monkeypatch, False, "rolling", status)
     assert [k for f, k in asked if f == "openstack_db.upgrade_check"] == [
-        {"service": "neutron", "release": "2026.1"}, {"service": "cinder", "release": "2026.1"}]
+        {"service": "neutron", "release": "2026.1"}, {"service": "cinder", "release": "2026.1"},
+        {"service": "cinder", "release": "2026.1"}]  # a failure is asked again
     assert problems == ["cinder-status upgrade check (2026.1): Policy File JSON to YAML "
                         "Migration failed"]
     assert "cinder-status upgrade check (2026.1): Quota warns" in notes
@@ -82,3 +84,29 @@ def test_the_database_precheck_is_given_each_services_purge_tool(monkeypatch):
     assert purge["cinder"] == "cinder-manage db purge <days>"
     assert purge["glance"] == "glance-manage db purge --age_in_days <days>"
     assert "neutron" not in purge and "keystone" not in purge
+
+
+def test_a_status_check_failing_once_is_asked_again(monkeypatch):
+    """cinder's "Service UUIDs" fails while a volume is being scheduled: a second look."""
+    answers = iter([{"result": "Failure", "failed": ["Service UUIDs"]},
+                    {"result": "Success", "failed": []}])
+    monkeypatch.setattr(leapfrog_precheck.time, "sleep", lambda s: None)
+    problems, notes = [], []
+    calls = []
+
+    def call(opts, tgt, func, kwargs=None, **_):
+        calls.append(kwargs)
+        return {"ctl01": next(answers)}
+
+    monkeypatch.setattr(leapfrog_precheck.leapfrog_minions, "call", call)
+    monkeypatch.setattr(leapfrog_precheck.leapfrog_minions, "first", lambda *a: "ctl01")
+    config = _config()
+    config["services"] = ["cinder"]
+    leapfrog_precheck._service_status({}, config, "2025.1", problems, notes)
+    assert problems == [] and len(calls) == 2
+    assert notes == ["cinder-status upgrade check (2025.1): Service UUIDs failed once, passed "
+                     "when asked again 15 s later (a transient state)"]
+    # seen twice: a problem
+    answers = iter([{"result": "Failure", "failed": ["Service UUIDs"]}] * 2)
+    leapfrog_precheck._service_status({}, config, "2025.1", problems, notes)
+    assert problems == ["cinder-status upgrade check (2025.1): Service UUIDs failed"]
