@@ -76,9 +76,7 @@ SPACE_MARGIN = 16 * 1024 * 1024
 CHUNK = 1024 * 1024
 CONNECTION_KEYS = ("host", "port", "socket", "user", "password")
 _IDENT = re.compile(r"\A[A-Za-z0-9_$][A-Za-z0-9_$-]{0,63}\Z")
-_LABEL = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
 _SUFFIX = re.compile(r"\A_[A-Za-z0-9_]{1,40}\Z")
-_BACKUP_ID = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 _WORD = re.compile(r"\A[A-Za-z0-9_]{1,64}\Z")
 # What MariaDB itself owns: never dropped, replaced or restored over.
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
@@ -683,7 +681,7 @@ def _resolve(root, backup_id, label=None):
             raise BackupNotFound(f"no backup in {root}: take one with mysql_backup.backup")
         return ids[-1]
     backup_id = str(backup_id)
-    if not _BACKUP_ID.match(backup_id):
+    if not leapfrog_files.BACKUP_ID.match(backup_id):
         raise BackupNotFound(
             f"invalid backup id {backup_id!r}: an id is the name of a backup folder directly "
             f"under {root} (no /, no leading .); see mysql_backup.list")
@@ -750,9 +748,7 @@ def backup(databases=None, backup_dir=None, label=None, compression=None, **conn
     params = _connection(connection)
     names = _databases(databases)
     compression = _compression(compression)
-    if label is not None and not _LABEL.match(str(label)):
-        raise leapfrog_errors.LeapfrogError(
-            f"invalid label {label!r}: use letters, digits, _ . - (64 at most)")
+    leapfrog_files.check_label(label, leapfrog_errors.LeapfrogError)
     root = _backup_root(backup_dir)
     with _connect(params) as conn:
         _require_databases(conn, names, params)
@@ -764,9 +760,7 @@ def backup(databases=None, backup_dir=None, label=None, compression=None, **conn
         _require_space(root, needed, f"a backup of {', '.join(names)}",
                        "free space there or point leapfrog:backups:dir to a larger disk")
         now = datetime.datetime.now(datetime.timezone.utc)
-        backup_id = now.strftime("%Y%m%dT%H%M%S") + f".{now.microsecond // 1000:03d}Z"
-        if label:
-            backup_id += f"-{label}"
+        backup_id = leapfrog_files.backup_id(now, label)
         partial = os.path.join(root, backup_id + ".partial")
         try:
             os.makedirs(root, mode=0o700, exist_ok=True)

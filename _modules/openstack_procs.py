@@ -15,10 +15,9 @@ import os
 import salt.utils.data
 
 import leapfrog_errors
+import leapfrog_recipes
 
 __virtualname__ = "openstack_procs"
-
-SERVICE_NAMES = ("nova", "keystone", "glance", "placement", "neutron", "cinder")
 
 
 def __virtual__():
@@ -86,9 +85,9 @@ def servers(service, release=None):
 
         salt -C 'I@neutron:server' openstack_procs.servers neutron release=2025.1
     """
-    if service not in SERVICE_NAMES:
+    if service not in leapfrog_recipes.RECIPES:
         raise leapfrog_errors.LeapfrogError(
-            f"unknown service {service!r}; known: {', '.join(SERVICE_NAMES)}")
+            f"unknown service {service!r}; known: {', '.join(leapfrog_recipes.RECIPES)}")
     venvs = _venvs(service)
     if not venvs:
         raise leapfrog_errors.LeapfrogError(

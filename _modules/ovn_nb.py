@@ -32,6 +32,7 @@ import subprocess
 
 import leapfrog_errors
 import leapfrog_keystone
+import leapfrog_ovsdb
 import salt.utils.data
 
 log = logging.getLogger(__name__)
@@ -58,14 +59,8 @@ def _pillar(key, default=None):
 
 
 def _connection(nb_connection):
-    conn = nb_connection or _pillar("leapfrog:ovn:nb_connection")
-    if not conn or not isinstance(conn, str):
-        raise OvnNbError("no OVN NB connection: set the pillar key leapfrog:ovn:nb_connection "
-                         "(e.g. tcp:192.0.2.10:6641) or pass nb_connection")
-    if not conn.startswith(("tcp:", "ssl:", "unix:")) or any(c.isspace() for c in conn):
-        raise OvnNbError(f"nb_connection {conn!r} is not an OVSDB remote: use tcp:HOST:PORT, "
-                         "ssl:HOST:PORT or unix:PATH")
-    return conn
+    return leapfrog_ovsdb.remote(nb_connection or _pillar("leapfrog:ovn:nb_connection"), "nb",
+                                 OvnNbError)
 
 
 def _cell(value):
@@ -93,11 +88,8 @@ def rows(table, nb_connection=None):
     """
     if table not in TABLES.values():
         raise OvnNbError(f"table must be one of {', '.join(TABLES.values())}, not {table!r}")
-    data = json.loads(_nbctl(nb_connection, "--format=json", "--columns=_uuid,name,ports",
-                             "list", table))
     out = []
-    for row in data.get("data", []):
-        cells = dict(zip(data["headings"], (_cell(c) for c in row)))
+    for cells in _list(nb_connection, table, "_uuid,name,ports"):
         ports = cells.get("ports")
         count = len(ports) if isinstance(ports, list) else (1 if ports else 0)
         if str(cells.get("name", "")).startswith(PREFIX):
@@ -117,6 +109,14 @@ def _nbctl(nb_connection, *args):
         raise OvnNbError(f"ovn-nbctl failed (exit {proc.returncode}): "
                          f"{proc.stderr.strip()[-300:]}")
     return proc.stdout
+
+
+def _list(nb_connection, table, columns):
+    """``table``'s rows as ``{column: cell}`` (``columns``: comma-separated names)."""
+    data = json.loads(_nbctl(nb_connection, "--format=json", f"--columns={columns}", "list",
+                             table))
+    return [dict(zip(data["headings"], (_cell(c) for c in row)))
+            for row in data.get("data", [])]
 
 
 def _chassis(chassis):
@@ -139,12 +139,9 @@ def gateways(nb_connection=None):
 
         salt ctl01 ovn_nb.gateways
     """
-    data = json.loads(_nbctl(nb_connection, "--format=json",
-                             "--columns=_uuid,name,chassis_name,priority,external_ids",
-                             "list", "Gateway_Chassis"))
     out = {}
-    for row in data.get("data", []):
-        cells = dict(zip(data["headings"], (_cell(c) for c in row)))
+    for cells in _list(nb_connection, "Gateway_Chassis",
+                       "_uuid,name,chassis_name,priority,external_ids"):
         ids = cells.get("external_ids") or {}
         # neutron names a row <port name>_<chassis name>
         port = str(cells["name"])[:-len(cells["chassis_name"]) - 1]
@@ -237,11 +234,8 @@ def set_network_types(nb_connection=None, test=False):
         salt ctl01 ovn_nb.set_network_types
     """
     types = _neutron_network_types()
-    data = json.loads(_nbctl(nb_connection, "--format=json", "--columns=_uuid,name,external_ids",
-                             "list", "Logical_Switch"))
     done, unknown = [], []
-    for row in data.get("data", []):
-        cells = dict(zip(data["headings"], (_cell(c) for c in row)))
+    for cells in _list(nb_connection, "Logical_Switch", "_uuid,name,external_ids"):
         name = str(cells.get("name", ""))
         if not name.startswith(PREFIX) or NETTYPE in (cells.get("external_ids") or {}):
             continue

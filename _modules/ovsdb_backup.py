@@ -20,7 +20,6 @@ import datetime
 import json
 import logging
 import os
-import re
 import shutil
 import subprocess
 
@@ -28,6 +27,7 @@ import salt.utils.data
 
 import leapfrog_errors
 import leapfrog_files
+import leapfrog_ovsdb
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,6 @@ DATABASES = {"nb": "OVN_Northbound", "sb": "OVN_Southbound"}
 DEFAULT_BACKUP_ROOT = "/var/backups/leapfrog"
 MANIFEST = "manifest.json"
 TIMEOUT = 300
-_LABEL = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
-_BACKUP_ID = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 
 
 class OvsdbBackupError(leapfrog_errors.LeapfrogError):
@@ -57,15 +55,8 @@ def _pillar(key, default=None):
 
 
 def _remote(which, given):
-    conn = given or _pillar(f"leapfrog:ovn:{which}_connection")
-    if not conn or not isinstance(conn, str):
-        raise OvsdbBackupError(f"no OVN {which.upper()} connection: set the pillar key "
-                               f"leapfrog:ovn:{which}_connection (e.g. tcp:192.0.2.10:"
-                               f"{6641 if which == 'nb' else 6642}) or pass {which}_connection")
-    if not conn.startswith(("tcp:", "ssl:", "unix:")) or any(c.isspace() for c in conn):
-        raise OvsdbBackupError(f"{which}_connection {conn!r} is not an OVSDB remote: use "
-                               "tcp:HOST:PORT, ssl:HOST:PORT or unix:PATH")
-    return conn
+    return leapfrog_ovsdb.remote(given or _pillar(f"leapfrog:ovn:{which}_connection"), which,
+                                 OvsdbBackupError)
 
 
 def _root(backup_dir):
@@ -136,7 +127,7 @@ def _resolve(root, backup_id, label=None):
                                    f"{root}: take one with ovsdb_backup.backup")
         return ids[-1]
     backup_id = str(backup_id)
-    if not _BACKUP_ID.match(backup_id) or backup_id not in ids:
+    if not leapfrog_files.BACKUP_ID.match(backup_id) or backup_id not in ids:
         raise OvsdbBackupError(f"no OVSDB backup {backup_id!r} in {root} (have: "
                                f"{', '.join(ids[-5:]) or 'none'}); see ovsdb_backup.verify")
     return backup_id
@@ -154,14 +145,11 @@ def backup(label=None, backup_dir=None, nb_connection=None, sb_connection=None):
 
         salt dbs01 ovsdb_backup.backup label=pre-2025.1
     """
-    if label is not None and not _LABEL.match(str(label)):
-        raise OvsdbBackupError(f"invalid label {label!r}: use letters, digits, _ . - (64 at "
-                               "most)")
+    leapfrog_files.check_label(label, OvsdbBackupError)
     remotes = {"nb": _remote("nb", nb_connection), "sb": _remote("sb", sb_connection)}
     root = _root(backup_dir)
     now = datetime.datetime.now(datetime.timezone.utc)
-    backup_id = now.strftime("%Y%m%dT%H%M%S") + f".{now.microsecond // 1000:03d}Z"
-    backup_id += f"-{label}" if label else ""
+    backup_id = leapfrog_files.backup_id(now, label)
     partial = os.path.join(root, backup_id + ".partial")
     try:
         os.makedirs(partial, mode=0o700)

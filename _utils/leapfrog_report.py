@@ -311,9 +311,8 @@ def build(journal, probe=None, facts=None, provision=None):
         "controllers_rebuilt": _rebuilt(facts, nodes, steps),
         "backups": len(backups),
         "backups_verified": sum(1 for b in backups if b.get("verified") is True),
-        "provisioning_cycles": (report.get("provisioning") or {}).get("cycles"),
-        "provisioning_failed": (report.get("provisioning") or {}).get("failed"),
-        "provisioning_success_rate": (report.get("provisioning") or {}).get("success_rate"),
+        **{f"provisioning_{key}": (report.get("provisioning") or {}).get(key)
+           for key in ("cycles", "failed", "success_rate")},
     }
     return leapfrog_journal.json_safe(report)
 

@@ -31,8 +31,7 @@ def parse(text):
         match = _FIELD.match(line)
         if match:
             field = match.group(1).lower()
-            value = match.group(2)
-            current[field] = value if field == "result" else value
+            current[field] = match.group(2)
             continue
         more = _MORE.match(line)
         if more and field == "details" and more.group(1):
