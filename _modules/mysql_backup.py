@@ -53,6 +53,7 @@ import leapfrog_parse
 import leapfrog_cmd
 import leapfrog_errors
 import leapfrog_files
+import leapfrog_mysql
 
 try:
     import pymysql
@@ -74,7 +75,7 @@ DEFAULT_KEEP = 3
 DEFAULT_SUFFIX = "_upgrade"
 SPACE_MARGIN = 16 * 1024 * 1024
 CHUNK = 1024 * 1024
-CONNECTION_KEYS = ("host", "port", "socket", "user", "password")
+CONNECTION_KEYS = leapfrog_mysql.CONNECTION_KEYS
 _IDENT = re.compile(r"\A[A-Za-z0-9_$][A-Za-z0-9_$-]{0,63}\Z")
 _SUFFIX = re.compile(r"\A_[A-Za-z0-9_]{1,40}\Z")
 _WORD = re.compile(r"\A[A-Za-z0-9_]{1,64}\Z")
@@ -93,20 +94,17 @@ MANIFEST = "manifest.json"
 FORMAT = 2
 
 
-class DatabaseUnreachable(leapfrog_errors.LeapfrogError):
-    """The server does not answer (refused, timeout, no socket)."""
+DatabaseUnreachable = leapfrog_mysql.DatabaseUnreachable
 
 
-class AccessDenied(leapfrog_errors.LeapfrogError):
-    """The server refused the user or password."""
+AccessDenied = leapfrog_mysql.AccessDenied
 
 
 class DatabaseInUse(leapfrog_errors.LeapfrogError):
     """Other sessions still use a database that is about to be replaced."""
 
 
-class UnknownDatabase(leapfrog_errors.LeapfrogError):
-    """A database named in the call does not exist (on the server or in the backup)."""
+UnknownDatabase = leapfrog_mysql.UnknownDatabase
 
 
 class DatabaseExists(leapfrog_errors.LeapfrogError):
@@ -161,112 +159,16 @@ def _pillar(key, default=None):
     return default if value is None else value
 
 
-# --- connection ------------------------------------------------------------------------------
+# --- connection (leapfrog_mysql) -------------------------------------------------------------
 def _connection(kwargs):
     """Merge connection arguments over pillar ``leapfrog:database``; reject unknown ones."""
-    extra = sorted(k for k in kwargs if not k.startswith("__") and k not in CONNECTION_KEYS)
-    if extra:
-        raise leapfrog_errors.LeapfrogError(
-            f"mysql_backup: unknown argument(s) {', '.join(extra)}; connection arguments are "
-            f"{', '.join(CONNECTION_KEYS)}"
-        )
-    pillar = _pillar("leapfrog:database", {}) or {}
-    params = {}
-    for key in CONNECTION_KEYS:
-        value = kwargs.get(key)
-        params[key] = value if value not in (None, "") else pillar.get(key)
-    port = 3306 if params["port"] in (None, "") else params["port"]
-    params["port"] = leapfrog_parse.number(port, "port", minimum=1, maximum=65535, integer=True)
-    for key, default in (("host", "localhost"), ("user", "root"), ("socket", ""),
-                         ("password", "")):
-        value = params[key]
-        params[key] = default if value in (None, "") else str(value)
-        if any(ord(char) < 32 for char in params[key]):
-            shown = "the password" if key == "password" else repr(params[key])
-            raise leapfrog_errors.LeapfrogError(
-                f"invalid {key}: {shown} holds a line break or control character; fix "
-                f"leapfrog:database:{key} (or the {key}= argument)")
-    return params
+    return leapfrog_mysql.connection(kwargs, _pillar("leapfrog:database", {}), "mysql_backup")
 
 
-def _where(params):
-    if params["socket"]:
-        return f"socket {params['socket']}"
-    return f"{params['host']}:{params['port']}"
-
-
-def _scrub(text, params):
-    text = str(text)
-    if params.get("password"):
-        text = text.replace(params["password"], "******")
-    return " ".join(text.split())
-
-
-def _connect(params, database=None):
-    """Open a PyMySQL connection; failures become one-line errors without the password."""
-    kwargs = {
-        "user": params["user"],
-        "password": params["password"],
-        "database": database,
-        "autocommit": True,
-        "charset": "utf8mb4",
-        "connect_timeout": 10,
-    }
-    if params["socket"]:
-        kwargs["unix_socket"] = params["socket"]
-    else:
-        kwargs["host"] = params["host"]
-        kwargs["port"] = params["port"]
-    try:
-        return pymysql.connect(**kwargs)
-    except pymysql.OperationalError as exc:
-        code = exc.args[0] if exc.args else None
-        where = _where(params)
-        if code in (1045, 1044, 1698):
-            raise AccessDenied(
-                f"MariaDB at {where} refused user '{params['user']}' (wrong user or password; "
-                "the password is not shown): fix leapfrog:database:user/password"
-            ) from None
-        if code == 1049:
-            raise UnknownDatabase(
-                f"unknown database '{database}' on {where}: check the name"
-            ) from None
-        reason = _scrub(exc.args[1] if len(exc.args) > 1 else exc, params)
-        raise DatabaseUnreachable(
-            f"MariaDB at {where} is unreachable ({reason}): start it or fix "
-            "leapfrog:database host/port/socket"
-        ) from None
-    except (OSError, pymysql.MySQLError) as exc:
-        raise DatabaseUnreachable(
-            f"MariaDB at {_where(params)} is unreachable ({_scrub(exc, params)}): start it or "
-            "fix leapfrog:database host/port/socket"
-        ) from None
-
-
-def _option_value(value):
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-@contextlib.contextmanager
-def _defaults_file(params):
-    """A 0600 client option file with the credentials, removed on exit."""
-    folder = tempfile.mkdtemp(prefix="leapfrog-mysql-")
-    path = os.path.join(folder, "client.cnf")
-    lines = ["[client]", f"user = {_option_value(params['user'])}",
-             f"password = {_option_value(params['password'])}"]
-    if params["socket"]:
-        lines += ["host = localhost", f"socket = {_option_value(params['socket'])}",
-                  "protocol = SOCKET"]
-    else:
-        lines += [f"host = {_option_value(params['host'])}", f"port = {params['port']}",
-                  "protocol = TCP"]
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
-        yield path
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+_where = leapfrog_mysql.where
+_scrub = leapfrog_mysql.scrub
+_connect = leapfrog_mysql.connect
+_defaults_file = leapfrog_mysql.defaults_file
 
 
 def _run(argv, params, **kwargs):

@@ -98,13 +98,6 @@ def _tables(reader, name):
     return sorted(json.loads(_run(["ovsdb-client", "get-schema", reader[2], name]))["tables"])
 
 
-def _ids(root):
-    if not os.path.isdir(root):
-        return []
-    return sorted(n for n in os.listdir(root) if not n.endswith(".partial")
-                  and os.path.isfile(os.path.join(root, n, MANIFEST)))
-
-
 def _manifest(root, backup_id):
     try:
         with open(os.path.join(root, backup_id, MANIFEST), encoding="utf-8") as handle:
@@ -118,19 +111,10 @@ def _manifest(root, backup_id):
 
 
 def _resolve(root, backup_id, label=None):
-    ids = _ids(root)
-    if backup_id in (None, "", "latest"):
-        if label is not None:
-            ids = [i for i in ids if _manifest(root, i).get("label") == str(label)]
-        if not ids:
-            raise OvsdbBackupError(f"no OVSDB backup{f' labelled {label}' if label else ''} in "
-                                   f"{root}: take one with ovsdb_backup.backup")
-        return ids[-1]
-    backup_id = str(backup_id)
-    if not leapfrog_files.BACKUP_ID.match(backup_id) or backup_id not in ids:
-        raise OvsdbBackupError(f"no OVSDB backup {backup_id!r} in {root} (have: "
-                               f"{', '.join(ids[-5:]) or 'none'}); see ovsdb_backup.verify")
-    return backup_id
+    return leapfrog_files.resolve(root, backup_id, label,
+                                  lambda found: _manifest(root, found).get("label"),
+                                  OvsdbBackupError, "OVSDB backup", "ovsdb_backup.backup",
+                                  "ovsdb_backup.verify")
 
 
 def backup(label=None, backup_dir=None, nb_connection=None, sb_connection=None):

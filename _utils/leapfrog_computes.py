@@ -22,6 +22,9 @@ def utc_now():
 
 # server statuses that may vanish from a host's list without being lost
 GONE = ("DELETED", "SOFT_DELETED")
+# a server being built when the switch began may end ACTIVE, ERROR, rescheduled or deleted
+# by its user: only servers at rest are compared before and after
+IN_FLIGHT = (*GONE, "BUILD")
 
 
 class Phases:
@@ -138,9 +141,12 @@ class Switch:
         phase("enable", self.api, "nova_service.enable", {"host": host, "reason": self.reason})
         after = {s["id"]: s["status"] for s in phase("servers_after", self.api,
                                                      "nova_service.servers", {"host": host})}
-        # a server a user was deleting when the switch began may be gone after it
-        before = {i: s for i, s in self.before[host].items() if s not in GONE}
-        if {i: s for i, s in after.items() if i in before or s not in GONE} != before:
+        # servers at rest before must be there after as they were; a server in flight
+        # (being built or deleted when the switch began) may have ended either way
+        in_flight = {i for i, s in self.before[host].items() if s in IN_FLIGHT}
+        before = {i: s for i, s in self.before[host].items() if i not in in_flight}
+        if {i: s for i, s in after.items()
+                if i not in in_flight and (i in before or s not in GONE)} != before:
             raise leapfrog_errors.LeapfrogError(
                 f"servers on {host} changed during its switch: before {self.before[host]}, "
                 f"after {after}")

@@ -2,6 +2,7 @@
 folder: its id (a UTC timestamp, then the label), the labels and ids accepted, and each
 file's sha256 read in chunks (a manifest names each file's)."""
 import hashlib
+import os
 import re
 
 CHUNK = 1 << 22
@@ -29,3 +30,32 @@ def backup_id(now, label=None):
     """A new backup's id: ``now`` (UTC) to the millisecond, then ``-<label>`` if any."""
     found = now.strftime("%Y%m%dT%H%M%S") + f".{now.microsecond // 1000:03d}Z"
     return found + (f"-{label}" if label else "")
+
+
+def backup_ids(root, manifest="manifest.json"):
+    """The complete backups under ``root``, oldest first: folders holding a manifest, not
+    ``.partial`` ones still being written."""
+    if not os.path.isdir(root):
+        return []
+    return sorted(n for n in os.listdir(root) if not n.endswith(".partial")
+                  and os.path.isfile(os.path.join(root, n, manifest)))
+
+
+def resolve(root, backup_id, label, label_of, error, what, take, see):
+    """The id of an existing backup under ``root``: ``backup_id``, or the newest one (with
+    ``label`` when given, read through ``label_of(id)``) for None/''/'latest'. An id that is
+    not a plain folder name of ``root`` is refused as unknown. ``what`` names the kind
+    ("OVSDB backup"), ``take`` the function that takes one, ``see`` the one that lists."""
+    ids = backup_ids(root)
+    if backup_id in (None, "", "latest"):
+        if label is not None:
+            ids = [i for i in ids if label_of(i) == str(label)]
+        if not ids:
+            raise error(f"no {what}{f' labelled {label}' if label else ''} in {root}: take "
+                        f"one with {take}")
+        return ids[-1]
+    backup_id = str(backup_id)
+    if not BACKUP_ID.match(backup_id) or backup_id not in ids:
+        raise error(f"no {what} {backup_id!r} in {root} (have: "
+                    f"{', '.join(ids[-5:]) or 'none'}); see {see}")
+    return backup_id

@@ -214,13 +214,13 @@ class MariaDB:
         except OSError:
             return ""
 
-    def _launch(self, timeout):
+    def _launch(self, timeout, extra=()):
         for stale in (self.socket, self.pid_file):
             if os.path.exists(stale):
                 os.unlink(stale)
         with open(os.devnull, "rb") as devnull, open(self.log_file, "ab") as log:
             self._proc = subprocess.Popen(  # pylint: disable=consider-using-with
-                [SERVER, f"--defaults-file={self.config}"],
+                [SERVER, f"--defaults-file={self.config}", *extra],
                 stdin=devnull,
                 stdout=log,
                 stderr=log,

@@ -44,6 +44,7 @@ def repo_root():
 # Each lab part's fixtures live in their own plugin module (one owner per file).
 pytest_plugins = [
     "tests.fixtures.mariadb",
+    "tests.fixtures.galera",
     "tests.fixtures.openstack",
     "tests.fixtures.haproxy",
     "tests.fixtures.libvirt",

@@ -142,6 +142,25 @@ def test_a_server_being_deleted_when_the_switch_began_may_be_gone_after_it(minio
     assert out["retcode"] == 1 and "servers on cmp01 changed" in out["error"]
 
 
+def test_a_server_being_built_when_the_switch_began_may_end_either_way(minions):
+    """A user's server in BUILD (seen in the demo: the provisioning probe's, deleted by it
+    during the switch) may be gone, ACTIVE or in ERROR after the switch; a server at rest
+    must still be as it was."""
+    minions["servers"]["before"] = [{"id": "s1", "status": "ACTIVE"},
+                                    {"id": "s2", "status": "BUILD"}]
+    for after in ([{"id": "s1", "status": "ACTIVE"}],
+                  [{"id": "s1", "status": "ACTIVE"}, {"id": "s2", "status": "ACTIVE"}],
+                  [{"id": "s1", "status": "ACTIVE"}, {"id": "s2", "status": "ERROR"}]):
+        minions["calls"].clear()
+        minions["servers"]["after"] = after
+        out = runner.switch_compute("cmp01", release="2025.1", cluster="lab", servers="force")
+        assert "retcode" not in out, (after, out)
+    minions["calls"].clear()
+    minions["servers"]["after"] = [{"id": "s2", "status": "ACTIVE"}]
+    out = runner.switch_compute("cmp01", release="2026.1", cluster="lab", servers="force")
+    assert out["retcode"] == 1 and "servers on cmp01 changed" in out["error"]
+
+
 def test_no_redeploy_sls_is_refused_before_anything(minions):
     minions["pillar"]["leapfrog"]["clusters"]["lab"]["data_plane"] = {}
     out = runner.switch_compute("cmp01", release="2025.1", cluster="lab")

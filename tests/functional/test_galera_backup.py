@@ -1,0 +1,125 @@
+"""galera_backup against the lab's real three-node cluster: a physical backup from a node
+that takes no writes while a writer writes on another (no failed write, the node Synced
+again after), verified in a scratch server against the checksums the cluster had at the
+backup's position, a corrupt backup found out, and a node serving clients refused."""
+import json
+import threading
+import time
+
+import pytest
+
+from leapfrog_galera import GaleraError
+from tests.loader import minion_modules
+
+
+def _mods(cluster, node, cache, backups):
+    pillar = {"leapfrog": {"galera": {"defaults_file": node.config, "size": 3},
+                           "backups": {"dir": str(backups)},
+                           "database": {"socket": node.socket, "user": "root",
+                                        "password": cluster.root_password}}}
+    return minion_modules(cache, pillar, ["galera", "galera_backup"])
+
+
+@pytest.fixture
+def data(galera_cluster):
+    with galera_cluster.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE IF NOT EXISTS lfgb")
+        cur.execute("CREATE OR REPLACE TABLE lfgb.items (id INT AUTO_INCREMENT PRIMARY KEY, "
+                    "name VARCHAR(40), n INT)")
+        cur.execute("CREATE OR REPLACE TABLE lfgb.writes (id INT AUTO_INCREMENT PRIMARY KEY, "
+                    "at DOUBLE)")
+        cur.executemany("INSERT INTO lfgb.items (name, n) VALUES (%s, %s)",
+                        [(f"item-{i}", i * 7) for i in range(2000)])
+    yield
+    with galera_cluster.connect() as conn, conn.cursor() as cur:
+        cur.execute("DROP DATABASE lfgb")
+
+
+class Writer(threading.Thread):
+    """Autocommit INSERTs on one node until stopped: counts, failures, the longest one."""
+
+    def __init__(self, node):
+        super().__init__(daemon=True)
+        self.node, self.done, self.failed, self.longest = node, 0, [], 0.0
+        self.stop_event = threading.Event()
+
+    def run(self):
+        with self.node.connect() as conn, conn.cursor() as cur:
+            while not self.stop_event.is_set():
+                started = time.monotonic()
+                try:
+                    cur.execute("INSERT INTO lfgb.writes (at) VALUES (%s)", (time.time(),))
+                    self.done += 1
+                except Exception as exc:  # pylint: disable=broad-except
+                    self.failed.append(str(exc))
+                self.longest = max(self.longest, time.monotonic() - started)
+                time.sleep(0.005)
+
+
+def test_backup_from_a_quiet_node_while_another_takes_writes_then_verify(
+        galera_cluster, data, tmp_path):
+    n1, _, n3 = galera_cluster.nodes
+    mods = _mods(galera_cluster, n3, tmp_path / "cache", tmp_path / "backups")
+    writer = Writer(n1)
+    writer.start()
+    time.sleep(1)
+    try:
+        taken = mods["galera_backup.backup"](label="run-1")
+    finally:
+        time.sleep(1)
+        writer.stop_event.set()
+        writer.join()
+    print(f"\nwriter during the backup: {writer.done} inserts, {len(writer.failed)} failed, "
+          f"longest {writer.longest * 1000:.0f} ms; node paused {taken['paused_seconds']} s, "
+          f"resynced in {taken['resync_seconds']} s, backup {taken['seconds']} s")
+    assert writer.failed == [] and writer.done > 50
+    assert taken["id"].endswith("-run-1") and taken["node"] == "n3" and taken["seqno"] > 0
+    assert taken["tables"] >= 2
+    assert (mods["galera.status"]()["state"], mods["galera.status"]()["desync"]) == \
+        ("Synced", False)
+    folder = tmp_path / "backups" / "galera" / taken["id"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    with n1.connect() as conn, conn.cursor() as cur:
+        cur.execute("CHECKSUM TABLE lfgb.items")
+        assert manifest["checksums"]["lfgb.items"] == cur.fetchone()[1]  # unchanged table
+    assert mods["galera_backup.list"]()[0]["id"] == taken["id"]
+
+    checked = mods["galera_backup.verify"](label="run-1")
+    assert (checked["valid"], checked["problems"], checked["seqno"]) == \
+        (True, [], taken["seqno"])
+    assert not [p for p in (tmp_path / "backups" / "galera").iterdir()
+                if p.name.startswith(".verify")]  # the scratch server's copy is gone
+
+    # the scratch server's checksums really are compared: a manifest that says otherwise
+    manifest["checksums"]["lfgb.items"] += 1
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    wrong = mods["galera_backup.verify"](taken["id"])
+    assert not wrong["valid"]
+    assert wrong["problems"] == [f"lfgb.items: checksum {manifest['checksums']['lfgb.items'] - 1}"
+                                 f" (the cluster had {manifest['checksums']['lfgb.items']})"]
+    # and a damaged file is found before any server starts
+    ibdata = folder / "data" / "ibdata1"
+    with open(ibdata, "r+b") as handle:
+        handle.seek(4096)
+        handle.write(b"\xff" * 16)
+    damaged = mods["galera_backup.verify"](taken["id"])
+    assert damaged == {"id": taken["id"], "valid": False,
+                       "problems": ["ibdata1 sha256 differs"]}
+
+
+def test_a_node_serving_clients_or_a_bad_label_is_refused(galera_cluster, data, tmp_path):
+    n1 = galera_cluster.nodes[0]
+    mods = _mods(galera_cluster, n1, tmp_path / "cache", tmp_path / "backups")
+    with n1.connect() as client:  # a client of the cloud on n1
+        with pytest.raises(GaleraError, match=r"refusing to back up from n1: it serves 1 "
+                                              r"client session\(s\) \(root@.*take it out of "
+                                              r"the DB frontend first"):
+            mods["galera_backup.backup"](label="run-2")
+        client.ping()
+    with pytest.raises(GaleraError, match=r"invalid label '\.\./x'"):
+        mods["galera_backup.backup"](label="../x")
+    assert not (tmp_path / "backups" / "galera").exists() or \
+        list((tmp_path / "backups" / "galera").iterdir()) == []
+    with pytest.raises(GaleraError, match=r"no Galera backup '\.\./\.\./etc' in .*"
+                                          r"galera_backup\.list"):
+        mods["galera_backup.verify"]("../../etc")
