@@ -18,6 +18,7 @@ no peer runs; ``desync`` refuses unless the node is Synced in a Primary cluster 
 """
 import logging
 import os
+import shutil
 import tempfile
 import time
 
@@ -49,7 +50,9 @@ def _pillar(key, default=None):
 
 
 def _config():
-    return leapfrog_galera.node_config(_pillar("leapfrog:galera:defaults_file"))
+    """The node's facts, with its SQL connection under ``params`` (never returned)."""
+    config, params = leapfrog_galera.node(__pillar__, "galera")
+    return {**config, "params": params}
 
 
 def _size():
@@ -58,24 +61,17 @@ def _size():
                                  error=GaleraError)
 
 
-def _params(config):
-    params = leapfrog_mysql.connection({}, _pillar("leapfrog:database", {}), "galera")
-    if not params["socket"] and config["socket"]:
-        params["socket"] = config["socket"]
-    return params
-
-
 def _live(config):
     """The running node's status, or None when its server is down."""
     if leapfrog_galera.server_pid(config) is None:
         return None
-    params = _params(config)
+    params = config["params"]
     with leapfrog_mysql.connect(params) as conn:
         return leapfrog_galera.wsrep_status(conn)
 
 
 def _execute(config, statement):
-    with leapfrog_mysql.connect(_params(config)) as conn, conn.cursor() as cur:
+    with leapfrog_mysql.connect(config["params"]) as conn, conn.cursor() as cur:
         cur.execute(statement)
 
 
@@ -309,20 +305,27 @@ def bootstrap(force=False, timeout=START_TIMEOUT):
     return {**out, "bootstrapped_seqno": position["seqno"]}
 
 
-def join(timeout=START_TIMEOUT):
+def join(timeout=START_TIMEOUT, fresh=False):
     """Start this stopped node into its running cluster: IST from its recovered position
-    when it has one (after a crash too), SST into an empty datadir. Refused when no peer
-    runs (bootstrap first).
+    when it has one (after a crash too), SST into an empty datadir. ``fresh``: the node's
+    data must not come back (after a whole-cluster restore): its datadir is moved aside,
+    the node takes a full SST, and the old copy is removed once it is Synced. Refused when
+    no peer runs (bootstrap first).
 
     CLI Example:
 
     .. code-block:: bash
 
         salt dbs02 galera.join
+        salt dbs02 galera.join fresh=True
     """
     timeout = leapfrog_parse.seconds(timeout, "timeout", minimum=1, error=GaleraError)
+    fresh = leapfrog_parse.boolean(fresh, "fresh", error=GaleraError)
     config = _config()
     if leapfrog_galera.server_pid(config) is not None:
+        if fresh:
+            raise GaleraError(f"{config['node_name']} is running: a fresh join replaces its "
+                              "data; stop it first (galera.stop)")
         return {"node": config["node_name"], "changed": False, **_live(config)}
     if not leapfrog_galera.live_peers(config):
         raise GaleraError(
@@ -330,9 +333,17 @@ def join(timeout=START_TIMEOUT):
             f"({', '.join(f'{h}:{p}' for h, p in config['peers']) or 'no peers configured'}); "
             "bootstrap the node with the highest seqno first (galera.recover on each, then "
             "galera.bootstrap)")
-    position = _recover(config)
     extra = []
-    if position["uuid"] and position["seqno"] >= 0 and position["source"] != "grastate.dat":
-        extra.append(f"--wsrep-start-position={position['uuid']}:{position['seqno']}")
+    aside = config["datadir"].rstrip("/") + ".before-sst"
+    if fresh:
+        leapfrog_galera.move_aside(config["datadir"], aside)
+        position = {"seqno": -1}
+    else:
+        position = _recover(config)
+        if position["uuid"] and position["seqno"] >= 0 \
+                and position["source"] != "grastate.dat":
+            extra.append(f"--wsrep-start-position={position['uuid']}:{position['seqno']}")
     out = _start(config, extra, timeout, "join")
-    return {**out, "from_seqno": position["seqno"]}
+    if fresh:
+        shutil.rmtree(aside, ignore_errors=True)
+    return {**out, "from_seqno": position["seqno"], "fresh": fresh}

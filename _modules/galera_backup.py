@@ -26,7 +26,6 @@ import datetime
 import json
 import logging
 import os
-import pwd
 import shutil
 import subprocess
 import tempfile
@@ -74,11 +73,7 @@ def _root(backup_dir):
 
 
 def _node():
-    config = leapfrog_galera.node_config(_pillar("leapfrog:galera:defaults_file"))
-    params = leapfrog_mysql.connection({}, _pillar("leapfrog:database", {}), "galera_backup")
-    if not params["socket"] and config["socket"]:
-        params["socket"] = config["socket"]
-    return config, params
+    return leapfrog_galera.node(__pillar__, "galera_backup")
 
 
 def _run(argv, params, cwd=None):
@@ -260,15 +255,10 @@ def _summary(manifest):
 
 
 def _manifest(root, backup_id):
-    try:
-        with open(os.path.join(root, backup_id, MANIFEST), encoding="utf-8") as handle:
-            manifest = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise GaleraError(f"Galera backup {backup_id}: manifest unreadable ({exc}); take a "
-                          "new backup") from None
-    if manifest.get("kind") != "galera" or not isinstance(manifest.get("files"), dict):
-        raise GaleraError(f"Galera backup {backup_id}: not a Galera backup's manifest")
-    return manifest
+    return leapfrog_files.read_manifest(
+        root, backup_id, GaleraError, "Galera backup",
+        lambda found: None if found.get("kind") == "galera" and isinstance(
+            found.get("files"), dict) else "not a Galera backup's manifest", MANIFEST)
 
 
 def _resolve(root, backup_id, label):
@@ -336,15 +326,25 @@ class _ScratchServer:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
 
 
-def _server_user(config):
-    import configparser  # pylint: disable=import-outside-toplevel
+def _file_problems(data, manifest):
+    """What differs between the backup's files and its manifest (missing, sha256, extra)."""
+    found = _files(data) if os.path.isdir(data) else {}
+    problems = []
+    for name, expected in sorted(manifest["files"].items()):
+        if name not in found:
+            problems.append(f"{name} missing")
+        elif found[name]["sha256"] != expected["sha256"]:
+            problems.append(f"{name} sha256 differs")
+    return problems + [f"{name} not in the manifest"
+                       for name in sorted(set(found) - set(manifest["files"]))]
 
-    parser = configparser.ConfigParser(allow_no_value=True, strict=False, interpolation=None)
-    parser.read(config["defaults_file"], encoding="utf-8")
-    for section in ("mariadbd", "mysqld", "server"):
-        if parser.has_option(section, "user"):
-            return parser.get(section, "user").strip()
-    return "mysql"
+
+def _compare(sums, expected):
+    """Tables whose checksum differs from ``expected`` (the manifest's), missing or extra."""
+    return ([f"{t}: checksum {sums[t]} (the cluster had {expected[t]})"
+             for t in sorted(expected) if t in sums and sums[t] != expected[t]]
+            + [f"{t} missing" for t in sorted(set(expected) - set(sums))]
+            + [f"{t} not in the manifest" for t in sorted(set(sums) - set(expected))])
 
 
 def verify(backup_id="latest", label=None, backup_dir=None):
@@ -364,42 +364,87 @@ def verify(backup_id="latest", label=None, backup_dir=None):
     manifest = _manifest(root, backup_id)
     started = time.monotonic()
     data = os.path.join(root, backup_id, "data")
-    problems = []
-    found = _files(data) if os.path.isdir(data) else {}
-    for name, expected in sorted(manifest["files"].items()):
-        if name not in found:
-            problems.append(f"{name} missing")
-        elif found[name]["sha256"] != expected["sha256"]:
-            problems.append(f"{name} sha256 differs")
-    problems += [f"{name} not in the manifest" for name in sorted(set(found) -
-                                                                  set(manifest["files"]))]
+    problems = _file_problems(data, manifest)
     if problems:
         return {"id": backup_id, "valid": False, "problems": problems[:20]}
     _require_space(root, manifest["bytes"], "the scratch server")
-    user = _server_user(config)
+    user = config["user"]
     folder = tempfile.mkdtemp(prefix=f".verify-{backup_id}-", dir=root)
     scratch = _ScratchServer(folder, user)
     try:
         _run(["mariadb-backup", "--no-defaults", "--copy-back", f"--target-dir={data}",
               f"--datadir={scratch.datadir}"], params)
-        if user != "root":
-            entry = pwd.getpwnam(user)
-            for base, dirs, files in os.walk(folder):
-                for name in [base, *(os.path.join(base, n) for n in dirs + files)]:
-                    os.chown(name, entry.pw_uid, entry.pw_gid)
+        leapfrog_galera.chown_tree(folder, user)
         scratch.start()
         with leapfrog_mysql.connect({**params, "socket": scratch.socket}) as conn, \
                 conn.cursor() as cur:
             tables = _tables(cur)
             sums = _checksums(cur, tables)
-        expected = manifest["checksums"]
-        problems += [f"{t}: checksum {sums[t]} (the cluster had {expected[t]})"
-                     for t in sorted(expected) if t in sums and sums[t] != expected[t]]
-        problems += [f"{t} missing" for t in sorted(set(expected) - set(sums))]
-        problems += [f"{t} not in the manifest" for t in sorted(set(sums) - set(expected))]
+        problems += _compare(sums, manifest["checksums"])
     finally:
         scratch.stop()
         shutil.rmtree(folder, ignore_errors=True)
     return {"id": backup_id, "valid": not problems, "problems": problems[:20],
             "tables": len(manifest["checksums"]), "seqno": manifest["seqno"],
+            "seconds": round(time.monotonic() - started, 2)}
+
+
+def restore(backup_id=None, label=None, backup_dir=None, keep=False, timeout=600):
+    """Bring the whole cluster back to a backup, from this node: every node must be stopped
+    first (``galera.stop force=True`` on each). The backup's files are checked, this node's
+    datadir kept aside, the backup copied in with its position in grastate.dat (safe to
+    bootstrap), the cluster bootstrapped from it and every table's checksum compared with
+    the manifest; the kept datadir is removed once they match (``keep=True`` leaves it).
+    The other nodes then join with ``galera.join fresh=True`` (their old data must not
+    come back). Name the backup: ``backup_id`` or ``label`` (the run's).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt dbs01 galera_backup.restore label=run-20261207
+    """
+    keep = leapfrog_parse.boolean(keep, "keep", error=GaleraError)
+    timeout = leapfrog_parse.seconds(timeout, "timeout", minimum=1, error=GaleraError)
+    if backup_id in (None, "", "latest") and label is None:
+        raise GaleraError("name the backup to restore: backup_id=ID or label=RUN "
+                          "(galera_backup.list shows them)")
+    config, params = _node()
+    root = _root(backup_dir)
+    backup_id = _resolve(root, backup_id, label)
+    manifest = _manifest(root, backup_id)
+    if leapfrog_galera.server_pid(config) is not None:
+        raise GaleraError(f"refusing to restore on {config['node_name']}: its server runs; "
+                          "stop every node of the cluster first (galera.stop force=True)")
+    peers = leapfrog_galera.live_peers(config)
+    if peers:
+        raise GaleraError(f"refusing to restore on {config['node_name']}: nodes of its "
+                          f"cluster still run at {', '.join(peers)}; stop every node first "
+                          "(galera.stop force=True)")
+    data = os.path.join(root, backup_id, "data")
+    problems = _file_problems(data, manifest)
+    if problems:
+        raise GaleraError(f"Galera backup {backup_id} does not verify ({'; '.join(problems[:3])}"
+                          "): nothing was changed; restore another backup")
+    _require_space(os.path.dirname(config["datadir"].rstrip("/")), manifest["bytes"],
+                   "the restored datadir (the current one is kept aside)")
+    started = time.monotonic()
+    aside = config["datadir"].rstrip("/") + f".before-{backup_id}"
+    leapfrog_galera.move_aside(config["datadir"], aside)
+    _run(["mariadb-backup", "--no-defaults", "--copy-back", f"--target-dir={data}",
+          f"--datadir={config['datadir']}"], params)
+    leapfrog_galera.chown_tree(config["datadir"], config["user"])
+    leapfrog_galera.write_grastate(config["datadir"], manifest["uuid"], manifest["seqno"], True)
+    booted = __salt__["galera.bootstrap"](timeout=timeout)
+    with leapfrog_mysql.connect(params) as conn, conn.cursor() as cur:
+        differ = _compare(_checksums(cur, _tables(cur)), manifest["checksums"])
+    if differ:
+        raise GaleraError(f"the cluster restored from {backup_id} differs from the backup "
+                          f"({'; '.join(differ[:3])}); the replaced datadir is kept in "
+                          f"{aside}")
+    if not keep:
+        shutil.rmtree(aside, ignore_errors=True)
+    return {"id": backup_id, "node": config["node_name"], "seqno": manifest["seqno"],
+            "restored": True, "matches_backup": True, "tables": len(manifest["checksums"]),
+            "primary": booted["primary"], "kept": aside if keep else None,
             "seconds": round(time.monotonic() - started, 2)}

@@ -30,6 +30,7 @@ over the pillar.
 """
 import datetime
 import logging
+import re
 import time
 
 import salt.utils.data
@@ -165,10 +166,14 @@ class _Compute:
             f"no nova-compute service on host {host!r}; known hosts: {known} (use the name "
             "`openstack compute service list` shows, which is nova.conf [DEFAULT] host)")
 
-    def servers(self, host=None):
+    def servers(self, host=None, deleted=False, changes_since=None):
         params = {"all_tenants": "1", "limit": PAGE}
         if host:
             params["host"] = host
+        if deleted:  # admin only: the servers deleted (since changes_since)
+            params["deleted"] = "true"
+        if changes_since:
+            params["changes-since"] = changes_since
         out = []
         while True:
             found = self.call("GET", "servers/detail", params=params) or {}
@@ -561,6 +566,9 @@ def releases():
                          "nova-compute": {h: r["version"] for h, r in computes.items()}}}
 
 
+_ISO_UTC = re.compile(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z\Z")
+
+
 def _server_row(server):
     return {"id": server.get("id"), "name": server.get("name"), "status": server.get("status"),
             "host": server.get("OS-EXT-SRV-ATTR:host"),
@@ -625,10 +633,12 @@ def _migrating(api, server_id):
     return [m for m in found.get("migrations", []) if m.get("status") not in MIGRATION_DONE]
 
 
-def servers(host=None, **connection):
+def servers(host=None, deleted=False, changes_since=None, **connection):
     """
     Every server (all projects), or those on ``host``: id, name, status, host, task_state,
     sorted by name — for the "servers ACTIVE before/after" checks of an upgrade.
+    ``deleted=True``: the servers deleted instead (with ``changes_since``, an ISO 8601 UTC
+    time: those deleted since then), to tell a server its user deleted from a lost one.
 
     CLI Example:
 
@@ -636,10 +646,15 @@ def servers(host=None, **connection):
 
         salt ctl01 nova_service.servers
         salt ctl01 nova_service.servers host=cmp01
+        salt ctl01 nova_service.servers host=cmp01 deleted=True changes_since=2026-12-07T07:00:00Z
     """
+    deleted = leapfrog_parse.boolean(deleted, "deleted", error=NovaServiceError)
+    if changes_since is not None and not _ISO_UTC.match(str(changes_since)):
+        raise NovaServiceError(f"changes_since {changes_since!r} is not an ISO 8601 UTC time "
+                               "(e.g. 2026-12-07T07:00:00Z)")
     with _Compute(_conf(connection)) as api:
         if host:
             api.service(host)
-        found = api.servers(host)
+        found = api.servers(host, deleted, changes_since)
     rows = [_server_row(s) for s in found]
     return sorted(rows, key=lambda r: (str(r["name"]), str(r["id"])))

@@ -99,15 +99,10 @@ def _tables(reader, name):
 
 
 def _manifest(root, backup_id):
-    try:
-        with open(os.path.join(root, backup_id, MANIFEST), encoding="utf-8") as handle:
-            manifest = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise OvsdbBackupError(f"OVSDB backup {backup_id}: manifest unreadable ({exc}); take "
-                               "a new backup") from None
-    if not isinstance(manifest.get("databases"), dict):
-        raise OvsdbBackupError(f"OVSDB backup {backup_id}: its manifest lists no database")
-    return manifest
+    return leapfrog_files.read_manifest(
+        root, backup_id, OvsdbBackupError, "OVSDB backup",
+        lambda found: None if isinstance(found.get("databases"), dict)
+        else "its manifest lists no database", MANIFEST)
 
 
 def _resolve(root, backup_id, label=None):

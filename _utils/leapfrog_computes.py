@@ -142,8 +142,13 @@ class Switch:
         after = {s["id"]: s["status"] for s in phase("servers_after", self.api,
                                                      "nova_service.servers", {"host": host})}
         # servers at rest before must be there after as they were; a server in flight
-        # (being built or deleted when the switch began) may have ended either way
+        # (being built or deleted when the switch began) may have ended either way, and a
+        # server its user deleted during the switch is not lost (nova lists it deleted)
         in_flight = {i for i, s in self.before[host].items() if s in IN_FLIGHT}
+        if any(i not in after for i in self.before[host]):
+            in_flight |= {s["id"] for s in phase(
+                "servers_deleted", self.api, "nova_service.servers",
+                {"host": host, "deleted": True, "changes_since": self.started})}
         before = {i: s for i, s in self.before[host].items() if i not in in_flight}
         if {i: s for i, s in after.items()
                 if i not in in_flight and (i in before or s not in GONE)} != before:
@@ -153,6 +158,8 @@ class Switch:
 
     def run(self, hosts, sls):
         began = time.monotonic()
+        self.started = datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
         self.phases = {host: Phases(self.opts, self.timeout) for host in hosts}
         self._each(hosts, self._check)
         self._each(hosts, self._disable)  # every host first: none is a migration's target

@@ -2,6 +2,7 @@
 folder: its id (a UTC timestamp, then the label), the labels and ids accepted, and each
 file's sha256 read in chunks (a manifest names each file's)."""
 import hashlib
+import json
 import os
 import re
 
@@ -59,3 +60,18 @@ def resolve(root, backup_id, label, label_of, error, what, take, see):
         raise error(f"no {what} {backup_id!r} in {root} (have: "
                     f"{', '.join(ids[-5:]) or 'none'}); see {see}")
     return backup_id
+
+
+def read_manifest(root, backup_id, error, what, problem, manifest="manifest.json"):
+    """The manifest of backup ``backup_id`` under ``root``; ``error`` naming ``what`` ("OVSDB
+    backup") when it is unreadable or ``problem(manifest)`` finds it of another kind."""
+    try:
+        with open(os.path.join(root, backup_id, manifest), encoding="utf-8") as handle:
+            found = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise error(f"{what} {backup_id}: manifest unreadable ({exc}); take a new backup") \
+            from None
+    wrong = problem(found) if isinstance(found, dict) else "not a JSON object"
+    if wrong:
+        raise error(f"{what} {backup_id}: {wrong}")
+    return found

@@ -4,13 +4,17 @@ pid file, started detached without systemd), its peers' gcomm ports and its wsre
 the few fields an operator reads (size, state, ready, primary, desync, recv queue, seqno)."""
 import configparser
 import os
+import pwd
 import re
 import shutil
 import socket
 import subprocess
 import time
 
+import salt.utils.data
+
 import leapfrog_errors
+import leapfrog_mysql
 
 SERVERS = ("mariadbd", "mysqld")
 SBIN = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -80,9 +84,45 @@ def node_config(defaults_file):
             datadir, socket.gethostname() + ".pid"),
         "log_error": _option(parser, "log-error", "log_error") or "",
         "node_name": _option(parser, "wsrep_node_name") or socket.gethostname(),
+        "user": _option(parser, "user") or "mysql",
         "own": own,
         "peers": [peer for peer in peers if peer != own],
     }
+
+
+def node(pillar, module):
+    """``(config, params)`` of the minion's own node: its option file's facts (pillar
+    ``leapfrog:galera:defaults_file``) and its SQL connection (``leapfrog:database``, the
+    option file's socket when the pillar names none)."""
+    config = node_config(salt.utils.data.traverse_dict_and_list(
+        pillar or {}, "leapfrog:galera:defaults_file", None))
+    params = leapfrog_mysql.connection(
+        {}, salt.utils.data.traverse_dict_and_list(pillar or {}, "leapfrog:database", {}),
+        module)
+    if not params["socket"] and config["socket"]:
+        params["socket"] = config["socket"]
+    return config, params
+
+
+def move_aside(datadir, aside):
+    """Keep ``datadir`` as ``aside`` and leave an empty datadir of the same owner and mode.
+    When ``aside`` exists already (an earlier attempt kept it) the datadir is that attempt's
+    leftover and is emptied instead: the kept copy stays the original."""
+    if os.path.exists(aside):
+        shutil.rmtree(datadir, ignore_errors=True)
+    else:
+        os.rename(datadir, aside)
+    stat = os.stat(aside)
+    os.makedirs(datadir, mode=stat.st_mode & 0o7777, exist_ok=True)
+    os.chown(datadir, stat.st_uid, stat.st_gid)
+
+
+def chown_tree(path, user):
+    """Give ``path`` and everything under it to ``user`` (the server's own)."""
+    entry = pwd.getpwnam(user)
+    for base, dirs, files in os.walk(path):
+        for name in [base, *(os.path.join(base, n) for n in dirs + files)]:
+            os.chown(name, entry.pw_uid, entry.pw_gid)
 
 
 def read_grastate(datadir):

@@ -3,6 +3,7 @@ that takes no writes while a writer writes on another (no failed write, the node
 again after), verified in a scratch server against the checksums the cluster had at the
 backup's position, a corrupt backup found out, and a node serving clients refused."""
 import json
+import os
 import threading
 import time
 
@@ -123,3 +124,49 @@ def test_a_node_serving_clients_or_a_bad_label_is_refused(galera_cluster, data, 
     with pytest.raises(GaleraError, match=r"no Galera backup '\.\./\.\./etc' in .*"
                                           r"galera_backup\.list"):
         mods["galera_backup.verify"]("../../etc")
+
+
+def _checksum(node, *tables):
+    with node.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CHECKSUM TABLE {', '.join(tables)}")
+        return {name: value for name, value in cur.fetchall()}
+
+
+def test_the_whole_cluster_comes_back_to_the_backup(galera_cluster, data, tmp_path):
+    n1, n2, n3 = galera_cluster.nodes
+    mods = {node.name: _mods(galera_cluster, node, tmp_path / f"cache-{node.name}",
+                             tmp_path / "backups") for node in galera_cluster.nodes}
+    taken = mods["n3"]["galera_backup.backup"](label="run-3")
+    at_backup = _checksum(n1, "lfgb.items", "lfgb.writes")
+    # the cloud moves on after the backup: rows changed, a table dropped, a database made
+    with n1.connect() as conn, conn.cursor() as cur:
+        cur.execute("UPDATE lfgb.items SET n = n + 1 WHERE id < 100")
+        cur.execute("DROP TABLE lfgb.writes")
+        cur.execute("CREATE DATABASE lfgb_later")
+    with pytest.raises(GaleraError, match=r"name the backup to restore: backup_id=ID or "
+                                          r"label=RUN"):
+        mods["n1"]["galera_backup.restore"]()
+    with pytest.raises(GaleraError, match=r"refusing to restore on n1: its server runs; stop "
+                                          r"every node of the cluster first"):
+        mods["n1"]["galera_backup.restore"](label="run-3")
+    assert all(node.running() for node in galera_cluster.nodes)  # nothing was changed
+
+    for name in ("n3", "n2", "n1"):
+        mods[name]["galera.stop"](force=True)
+    backup_files = tmp_path / "backups" / "galera" / taken["id"] / "data"
+    restored = mods["n1"]["galera_backup.restore"](label="run-3")
+    assert (restored["restored"], restored["matches_backup"], restored["seqno"],
+            restored["kept"]) == (True, True, taken["seqno"], None)
+    assert not os.path.exists(n1.datadir + f".before-{taken['id']}")
+    for name in ("n2", "n3"):
+        joined = mods[name]["galera.join"](fresh=True, timeout=300)
+        assert (joined["state"], joined["fresh"]) == ("Synced", True)
+        assert not os.path.exists(galera_cluster.nodes[int(name[1]) - 1].datadir +
+                                  ".before-sst")
+    for node in galera_cluster.nodes:  # every node holds the backup's data, nothing later
+        assert _checksum(node, "lfgb.items", "lfgb.writes") == at_backup
+        with node.connect() as conn, conn.cursor() as cur:
+            cur.execute("SHOW DATABASES LIKE 'lfgb_later'")
+            assert cur.fetchall() == ()
+    assert mods["n2"]["galera.status"]()["size"] == 3
+    assert backup_files.is_dir()  # copy-back keeps the backup usable

@@ -11,6 +11,7 @@ back on 2024.1 after the restart test: test_openstack_lab.py expects every compu
 import json
 import logging
 import os
+import time
 
 import pytest
 import salt.config
@@ -89,6 +90,23 @@ def test_busy_idle_and_servers_on_the_lab(openstack_cloud, nova):
     assert sorted((s["status"], s["host"]) for s in servers) == [
         ("ACTIVE", "cmp01"), ("ACTIVE", "cmp01"), ("ACTIVE", "cmp02")]
     assert [s["host"] for s in nova["servers"](host="cmp02")] == ["cmp02"]
+
+
+def test_a_server_deleted_during_a_switch_is_listed_deleted_not_lost(openstack_cloud, nova):
+    """What switch_compute asks when a server vanished from its host: nova lists it deleted
+    since the switch began (admin's deleted=true with changes-since)."""
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
+    server_id = openstack_cloud.create_server("lf-deleted", host="cmp02")
+    openstack_cloud.api("DELETE", "nova", f"/servers/{server_id}")
+    deadline = time.monotonic() + 120
+    while server_id in openstack_cloud.servers() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert server_id not in {s["id"] for s in nova["servers"](host="cmp02")}
+    deleted = nova["servers"](host="cmp02", deleted=True, changes_since=since)
+    assert [(s["id"], s["status"]) for s in deleted] == [(server_id, "DELETED")]
+    with pytest.raises(Exception, match=r"changes_since 'yesterday' is not an ISO 8601 UTC "
+                                        r"time"):
+        nova["servers"](host="cmp02", deleted=True, changes_since="yesterday")
 
 
 def _migrations(cloud, server_id):

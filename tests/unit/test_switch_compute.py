@@ -22,6 +22,8 @@ def minions(monkeypatch):
         if func == "nova_service.list":
             return {"ctl01": [{"host": kwargs["host"], "version": servers.get("version", 67),
                                **servers.get("service", {})}]}
+        if func == "nova_service.servers" and (kwargs or {}).get("deleted"):
+            return {"ctl01": servers.get("deleted", [])}
         if func == "nova_service.servers":
             key = "after" if any(c[1] == "nova_service.enable" for c in calls) else "before"
             return {"ctl01": servers.get(key, servers["before"])}
@@ -157,6 +159,26 @@ def test_a_server_being_built_when_the_switch_began_may_end_either_way(minions):
         assert "retcode" not in out, (after, out)
     minions["calls"].clear()
     minions["servers"]["after"] = [{"id": "s2", "status": "ACTIVE"}]
+    out = runner.switch_compute("cmp01", release="2026.1", cluster="lab", servers="force")
+    assert out["retcode"] == 1 and "servers on cmp01 changed" in out["error"]
+
+
+def test_a_server_its_user_deleted_during_the_switch_is_not_lost(minions):
+    """Seen in the demo: the provisioning probe deleted its ACTIVE server while cmp02 was
+    being switched. Nova lists it deleted since the switch began: not a lost server; one
+    that vanished without nova knowing it deleted still fails the switch."""
+    minions["servers"]["before"] = [{"id": "s1", "status": "ACTIVE"},
+                                    {"id": "s2", "status": "ACTIVE"}]
+    minions["servers"]["after"] = [{"id": "s1", "status": "ACTIVE"}]
+    minions["servers"]["deleted"] = [{"id": "s2", "status": "DELETED"}]
+    out = runner.switch_compute("cmp01", release="2025.1", cluster="lab", servers="force")
+    assert "retcode" not in out, out
+    asked = [k for _, f, k in minions["calls"] if f == "nova_service.servers"
+             and (k or {}).get("deleted")]
+    assert len(asked) == 1 and asked[0]["host"] == "cmp01"
+    assert asked[0]["changes_since"].endswith("Z")
+    minions["calls"].clear()
+    minions["servers"]["deleted"] = []
     out = runner.switch_compute("cmp01", release="2026.1", cluster="lab", servers="force")
     assert out["retcode"] == 1 and "servers on cmp01 changed" in out["error"]
 
