@@ -145,26 +145,9 @@ def resync(timeout=STOP_TIMEOUT):
     _require_running(config, "resync")
     started = time.monotonic()
     _execute(config, "SET GLOBAL wsrep_desync = OFF")
-    live = _wait_synced(config, timeout, "resync")
+    live = leapfrog_galera.wait_synced(config, config["params"], timeout, "resync")
     return {"node": config["node_name"], "seconds": round(time.monotonic() - started, 2),
             **live}
-
-
-def _wait_synced(config, timeout, action):
-    def synced():
-        try:
-            live = _live(config)
-        except leapfrog_mysql.DatabaseUnreachable:
-            return None
-        if live and live["state"] == "Synced" and live["ready"] and live["recv_queue"] == 0 \
-                and not live["desync"]:
-            return live
-        return None
-    try:
-        return leapfrog_galera.wait(synced, timeout, f"{config['node_name']} not Synced")
-    except GaleraError as exc:
-        raise GaleraError(f"{action}: {exc}; its log: "
-                          f"{leapfrog_galera.log_tail(config)}") from None
 
 
 def stop(timeout=STOP_TIMEOUT, force=False):
@@ -261,7 +244,7 @@ def _start(config, extra, timeout, action):
                               f"{proc.returncode}: {leapfrog_galera.log_tail(config)}")
         return True if leapfrog_galera.server_pid(config) == proc.pid else None
     leapfrog_galera.wait(up_or_dead, 60, f"{action}: no pid file from {config['node_name']}")
-    live = _wait_synced(config, timeout, action)
+    live = leapfrog_galera.wait_synced(config, config["params"], timeout, action)
     return {"node": config["node_name"], "changed": True,
             "seconds": round(time.monotonic() - started, 2), **live}
 

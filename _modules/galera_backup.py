@@ -23,7 +23,6 @@ Configuration: pillar ``leapfrog:galera:defaults_file`` (the node's my.cnf),
 ``leapfrog:database`` (socket, user, password), ``leapfrog:backups:dir``.
 """
 import datetime
-import json
 import logging
 import os
 import shutil
@@ -50,6 +49,7 @@ FORMAT = 1
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
 TIMEOUT = 3600
 SPACE_MARGIN = 64 * 1024 * 1024
+RESYNC_TIMEOUT = 600
 
 
 def __virtual__():
@@ -195,27 +195,24 @@ def backup(label=None, backup_dir=None, force=False):
         _require_space(root, int(_size(config["datadir"]) * 1.1), "the backup")
         backup_id = leapfrog_files.backup_id(datetime.datetime.now(datetime.timezone.utc),
                                              label)
-        partial = os.path.join(root, backup_id + ".partial")
-        os.makedirs(partial, mode=0o700)
-        try:
-            with leapfrog_mysql.defaults_file(params) as creds:
-                locked = time.monotonic()
-                cur.execute("FLUSH TABLES WITH READ LOCK")
-                try:
-                    position = leapfrog_galera.wsrep_status(conn)
-                    checksums = _checksums(cur, _tables(cur))
-                    _run(["mariadb-backup", f"--defaults-file={_with_server(creds, config)}",
-                          "--backup", "--no-lock",
-                          f"--socket={params['socket']}", f"--target-dir={partial}/data"],
-                         params)
-                finally:
-                    cur.execute("UNLOCK TABLES")
-                    paused = round(time.monotonic() - locked, 2)
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
-    resynced = _wait_synced(config, params)
-    try:
+    with leapfrog_files.partial_folder(root, backup_id, GaleraError) as partial:
+        with leapfrog_mysql.connect(params) as conn, conn.cursor() as cur, \
+                leapfrog_mysql.defaults_file(params) as creds:
+            locked = time.monotonic()
+            cur.execute("FLUSH TABLES WITH READ LOCK")
+            try:
+                position = leapfrog_galera.wsrep_status(conn)
+                checksums = _checksums(cur, _tables(cur))
+                _run(["mariadb-backup", f"--defaults-file={_with_server(creds, config)}",
+                      "--backup", "--no-lock",
+                      f"--socket={params['socket']}", f"--target-dir={partial}/data"],
+                     params)
+            finally:
+                cur.execute("UNLOCK TABLES")
+                paused = round(time.monotonic() - locked, 2)
+        unlocked = time.monotonic()
+        leapfrog_galera.wait_synced(config, params, RESYNC_TIMEOUT, "resync after the backup")
+        resynced = round(time.monotonic() - unlocked, 2)
         _run(["mariadb-backup", "--prepare", f"--target-dir={partial}/data"], params)
         manifest = {
             "format": FORMAT, "kind": "galera", "id": backup_id, "label": label,
@@ -225,26 +222,8 @@ def backup(label=None, backup_dir=None, force=False):
             "seconds": round(time.monotonic() - started, 2),
         }
         manifest["bytes"] = sum(f["size"] for f in manifest["files"].values())
-        with open(os.path.join(partial, MANIFEST), "w", encoding="utf-8") as handle:
-            json.dump(manifest, handle, indent=1, sort_keys=True)
-        os.rename(partial, os.path.join(root, backup_id))
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        leapfrog_files.complete(partial, manifest, MANIFEST)
     return _summary(manifest)
-
-
-def _wait_synced(config, params, timeout=600):
-    """Seconds until the node is Synced again with an empty receive queue."""
-    started = time.monotonic()
-
-    def synced():
-        with leapfrog_mysql.connect(params) as conn:
-            live = leapfrog_galera.wsrep_status(conn)
-        ok = live["state"] == "Synced" and live["recv_queue"] == 0 and not live["desync"]
-        return True if ok else None
-    leapfrog_galera.wait(synced, timeout, f"{config['node_name']} not Synced after the backup")
-    return round(time.monotonic() - started, 2)
 
 
 def _summary(manifest):

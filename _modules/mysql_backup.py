@@ -663,35 +663,25 @@ def backup(databases=None, backup_dir=None, label=None, compression=None, **conn
                        "free space there or point leapfrog:backups:dir to a larger disk")
         now = datetime.datetime.now(datetime.timezone.utc)
         backup_id = leapfrog_files.backup_id(now, label)
-        partial = os.path.join(root, backup_id + ".partial")
-        try:
-            os.makedirs(root, mode=0o700, exist_ok=True)
-            os.makedirs(partial, mode=0o700)
-        except OSError as exc:
-            raise leapfrog_errors.LeapfrogError(
-                f"cannot create the backup folder {partial}: {exc.strerror}; fix "
-                "leapfrog:backups:dir or its permissions") from None
-        try:
-            stats, lock_seconds = _dump_all(conn, params, names, partial)
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
 
-    manifest = {
-        "format": FORMAT,
-        "id": backup_id,
-        "label": label,
-        "created": now.isoformat(timespec="seconds"),
-        "server_version": server_version,
-        "source": _where(params),
-        "tool": os.path.basename(_binary("mariadb-dump", "mysqldump")),
-        "compression": compression,
-        "stats_method": STATS_METHOD,
-        "stats_note": "every dump and the rows/checksums read in one snapshot",
-        "lock_seconds": lock_seconds,
-        "databases": {},
-    }
-    try:
+    with leapfrog_files.partial_folder(root, backup_id, leapfrog_errors.LeapfrogError) \
+            as partial:
+        with _connect(params) as conn:
+            stats, lock_seconds = _dump_all(conn, params, names, partial)
+        manifest = {
+            "format": FORMAT,
+            "id": backup_id,
+            "label": label,
+            "created": now.isoformat(timespec="seconds"),
+            "server_version": server_version,
+            "source": _where(params),
+            "tool": os.path.basename(_binary("mariadb-dump", "mysqldump")),
+            "compression": compression,
+            "stats_method": STATS_METHOD,
+            "stats_note": "every dump and the rows/checksums read in one snapshot",
+            "lock_seconds": lock_seconds,
+            "databases": {},
+        }
         for db in names:
             raw = os.path.join(partial, f"{db}.sql")
             raw_bytes = os.path.getsize(raw)
@@ -705,15 +695,7 @@ def backup(databases=None, backup_dir=None, label=None, compression=None, **conn
                 "sha256": leapfrog_files.sha256(path),
                 "tables": stats[db],
             }
-        tmp = os.path.join(partial, MANIFEST + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(manifest, handle, indent=1, sort_keys=True)
-        os.rename(tmp, os.path.join(partial, MANIFEST))
-        final = os.path.join(root, backup_id)
-        os.rename(partial, final)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        final = leapfrog_files.complete(partial, manifest, MANIFEST)
     result = _summary(manifest, root)
     result["databases"] = {
         db: {

@@ -129,15 +129,9 @@ def backup(label=None, backup_dir=None, nb_connection=None, sb_connection=None):
     root = _root(backup_dir)
     now = datetime.datetime.now(datetime.timezone.utc)
     backup_id = leapfrog_files.backup_id(now, label)
-    partial = os.path.join(root, backup_id + ".partial")
-    try:
-        os.makedirs(partial, mode=0o700)
-    except OSError as exc:
-        raise OvsdbBackupError(f"cannot create {partial}: {exc.strerror}; fix "
-                               "leapfrog:backups:dir or its permissions") from None
     manifest = {"id": backup_id, "label": label, "created": now.isoformat(timespec="seconds"),
                 "databases": {}}
-    try:
+    with leapfrog_files.partial_folder(root, backup_id, OvsdbBackupError) as partial:
         for which, name in DATABASES.items():
             path = os.path.join(partial, f"{name}.db")
             with open(path, "wb") as handle:
@@ -147,12 +141,7 @@ def backup(label=None, backup_dir=None, nb_connection=None, sb_connection=None):
                 "file": os.path.basename(path), "bytes": os.path.getsize(path),
                 "sha256": leapfrog_files.sha256(path),
                 "tables": _counts(["ovsdb-tool", "query", path], name)}
-        with open(os.path.join(partial, MANIFEST), "w", encoding="utf-8") as handle:
-            json.dump(manifest, handle, indent=1, sort_keys=True)
-        os.rename(partial, os.path.join(root, backup_id))
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        leapfrog_files.complete(partial, manifest, MANIFEST)
     return {"id": backup_id, "path": os.path.join(root, backup_id), "label": label,
             "databases": {n: {"bytes": d["bytes"], "rows": sum(d["tables"].values())}
                           for n, d in manifest["databases"].items()}}

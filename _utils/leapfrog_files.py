@@ -1,9 +1,11 @@
 """What the backup modules (``mysql_backup``, ``ovsdb_backup``) share about a backup's
 folder: its id (a UTC timestamp, then the label), the labels and ids accepted, and each
 file's sha256 read in chunks (a manifest names each file's)."""
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import re
 
 CHUNK = 1 << 22
@@ -75,3 +77,33 @@ def read_manifest(root, backup_id, error, what, problem, manifest="manifest.json
     if wrong:
         raise error(f"{what} {backup_id}: {wrong}")
     return found
+
+
+@contextlib.contextmanager
+def partial_folder(root, backup_id, error):
+    """A new backup's folder ``<root>/<id>.partial`` (0700), removed again when the block
+    fails; ``complete`` gives it its final name. A listed backup is so always a whole one."""
+    partial = os.path.join(root, backup_id + ".partial")
+    try:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        os.makedirs(partial, mode=0o700)
+    except OSError as exc:
+        raise error(f"cannot create the backup folder {partial}: {exc.strerror}; fix "
+                    "leapfrog:backups:dir or its permissions") from None
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def complete(partial, manifest, name="manifest.json"):
+    """Write ``manifest`` into the ``partial`` folder (atomically) and rename the folder to
+    the backup's id; return the final path."""
+    tmp = os.path.join(partial, name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=1, sort_keys=True)
+    os.rename(tmp, os.path.join(partial, name))
+    final = partial[:-len(".partial")]
+    os.rename(partial, final)
+    return final

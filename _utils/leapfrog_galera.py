@@ -243,3 +243,24 @@ def wait(check, timeout, what, interval=0.3):
         if time.monotonic() > deadline:
             raise GaleraError(f"{what} after {timeout:g} s")
         time.sleep(interval)
+
+
+def wait_synced(config, params, timeout, action):
+    """The node's status once it runs Synced and ready with an empty receive queue and no
+    desync; GaleraError naming ``action`` and the end of its log after ``timeout`` s."""
+    def synced():
+        if server_pid(config) is None:
+            return None
+        try:
+            with leapfrog_mysql.connect(params) as conn:
+                live = wsrep_status(conn)
+        except leapfrog_mysql.DatabaseUnreachable:
+            return None
+        if live["state"] == "Synced" and live["ready"] and live["recv_queue"] == 0 \
+                and not live["desync"]:
+            return live
+        return None
+    try:
+        return wait(synced, timeout, f"{config['node_name']} not Synced")
+    except GaleraError as exc:
+        raise GaleraError(f"{action}: {exc}; its log: {log_tail(config)}") from None

@@ -130,10 +130,10 @@ class GaleraNode(MariaDB):
         return self
 
     def wsrep_status(self):
-        """The node's ``wsrep_%`` status variables (name without the prefix -> value)."""
-        with self.connect(connect_timeout=5) as conn, conn.cursor() as cur:
-            cur.execute("SHOW GLOBAL STATUS LIKE 'wsrep%'")
-            return {name[len("wsrep_"):]: value for name, value in cur.fetchall()}
+        """The node's state as leapfrog's galera module reads it (size, state, ready,
+        primary, desync, recv_queue, seqno, uuid)."""
+        with self.connect(connect_timeout=5) as conn:
+            return leapfrog_galera.wsrep_status(conn)
 
     def wait_synced(self, timeout=JOIN_TIMEOUT):
         """Wait until this node is Synced and ready; raise GaleraError with its log if not."""
@@ -142,7 +142,7 @@ class GaleraNode(MariaDB):
                 status = self.wsrep_status()
             except Exception:  # pylint: disable=broad-except
                 return False
-            return status.get("local_state_comment") == "Synced" and status.get("ready") == "ON"
+            return status["state"] == "Synced" and status["ready"]
         try:
             procs.wait_for(synced, timeout, f"galera node {self.name}", interval=0.3)
         except TimeoutError as exc:
@@ -248,12 +248,8 @@ class GaleraCluster:
             if entry["running"]:
                 try:
                     status = node.wsrep_status()
-                    entry.update(size=int(status["cluster_size"]),
-                                 state=status["local_state_comment"],
-                                 ready=status["ready"] == "ON",
-                                 desync=int(status.get("desync_count", 0)) > 0,
-                                 recv_queue=int(status["local_recv_queue"]),
-                                 seqno=int(status["last_committed"]))
+                    entry.update({key: status[key] for key in (
+                        "size", "state", "ready", "desync", "recv_queue", "seqno")})
                 except Exception as exc:  # pylint: disable=broad-except
                     entry["error"] = str(exc)
             else:
