@@ -7,8 +7,9 @@ Each kind is a cycle run over and over by its own thread until stopped (or ``dur
 
 - ``network``: create a network, a subnet on it and a port, delete them;
 - ``volume``: create a 1 GiB volume, wait until available, delete it;
-- ``server``: boot a server (no NIC) from ``image``/``flavor``, wait until ACTIVE, delete it
-  and wait until it is gone.
+- ``server``: boot a server from ``image``/``flavor`` with a NIC on ``network`` (nova
+  creates the port and neutron binds it on the compute, as for users; no NIC when
+  ``network`` is empty), wait until ACTIVE, delete it and wait until it is gone.
 
 A cycle succeeds when every call of it does within ``timeout``. What a cycle created is
 deleted even when it failed halfway (and once more when the probe stops), named
@@ -26,7 +27,7 @@ import leapfrog_journal
 import leapfrog_keystone
 
 KINDS = ("network", "volume", "server")
-NOVA_MICROVERSION = "2.37"  # "networks": "none"
+NOVA_MICROVERSION = "2.37"  # "networks": "none" without a network
 
 
 class ProvisionFailed(Exception):
@@ -100,7 +101,7 @@ class Cycles:
         base = self.base("compute", ("compute",))
         server = self.call("server create", "POST", f"{base}/servers", json={"server": {
             "name": name, "imageRef": self._image(), "flavorRef": self._flavor(),
-            "networks": "none"}})["server"]["id"]
+            "networks": self._networks()}})["server"]["id"]
         try:
             def active():
                 found = self.call("server show", "GET", f"{base}/servers/{server}")["server"]
@@ -124,6 +125,19 @@ class Cycles:
                 raise ProvisionFailed(f"no image named {self.conf['image']!r}")
             self.bases["image"] = found[0]["id"]
         return self.bases["image"]
+
+    def _networks(self):
+        if not self.conf.get("network"):
+            return "none"
+        if "networks" not in self.bases:
+            base = self.base("network", ("network",)) + "/v2.0"
+            found = self.call("network find", "GET", f"{base}/networks",
+                              params={"name": self.conf["network"]})["networks"]
+            if len(found) != 1:
+                raise ProvisionFailed(f"{len(found)} networks named {self.conf['network']!r}"
+                                      f" (one expected)")
+            self.bases["networks"] = [{"uuid": found[0]["id"]}]
+        return self.bases["networks"]
 
     def _flavor(self):
         if "flavor" not in self.bases:

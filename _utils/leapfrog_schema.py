@@ -139,6 +139,9 @@ SCHEMA = {
         "region_name": Field(str, required=False, default=""),
         "image": Field(str, doc="image name the server cycle boots"),
         "flavor": Field(str, doc="flavor name the server cycle boots"),
+        "network": Field(str, required=False, default="",
+                         doc="network name the server cycle's server gets its NIC on (nova "
+                             "creates and binds the port, as for users); empty: no NIC"),
         "kinds": Field(list, required=False, default=["network", "volume", "server"],
                        items=Field(str, choices=("network", "volume", "server"))),
         "interval": Field(int, required=False, default=2, check=_positive,

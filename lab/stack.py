@@ -136,7 +136,7 @@ class Lab:
                 ("keystone", "nova", "placement", "glance", *extra)]},
                     # with neutron and cinder, users' provisioning during each run too
                     **({"provision_probe": {**cloud.auth, "image": "cirros-lab",
-                                            "flavor": "m1.lab"}} if extra else {})}}}})
+                                            "flavor": "m1.lab", "network": "lab-net"}} if extra else {})}}}})
         if self.vms:
             runtime_pillar.update(self.run_dir, "kvm01", {"leapfrog": {"libvirt": {
                 "uri": self.virt.uri}}})

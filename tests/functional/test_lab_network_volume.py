@@ -135,19 +135,33 @@ def test_router_gateways_move_off_a_controller_and_back(cloud, tmp_path):
 
 def test_provisioning_probe_creates_and_deletes_each_kind(cloud, tmp_path):
     """The run's provisioning probe as the runner starts it (its own process, its config a
-    0600 file, SIGTERM at the end): every kind's cycles succeed and leave nothing behind."""
+    0600 file, SIGTERM at the end): every kind's cycles succeed and leave nothing behind;
+    the server cycle's servers get a NIC on the lab network (a port nova made, bound on the
+    compute) and their ports go with them."""
     import leapfrog_provision  # pylint: disable=import-outside-toplevel
 
+    def lab_net_ports():
+        return cloud.api("GET", "neutron",
+                         f"/v2.0/ports?network_id={cloud.ids['network']}")["ports"]
+
+    ports_before = {p["id"] for p in lab_net_ports()}
     folder = str(tmp_path / "run")
-    conf = {**cloud.auth, "image": "cirros-lab", "flavor": "m1.lab", "interval": 1}
+    conf = {**cloud.auth, "image": "cirros-lab", "flavor": "m1.lab", "interval": 1,
+            "network": "lab-net"}
     started = leapfrog_provision.start(folder, conf, duration=120)
     assert started["provision"] == "started"
     config = os.path.join(folder, "provision.conf.json")
     assert os.stat(config).st_mode & 0o077 == 0
     with open(f"/proc/{started['pid']}/cmdline", "rb") as handle:
         assert cloud.admin_password.encode() not in handle.read()
-    time.sleep(25)  # a few cycles of each kind
+    seen = set()
+    for _ in range(50):  # a few cycles of each kind (25 s); the servers' ports seen meanwhile
+        seen |= {p["id"] for p in lab_net_ports() if p["device_owner"].startswith("compute:")
+                 and p["id"] not in ports_before}
+        time.sleep(0.5)
     summary = leapfrog_provision.stop(folder)
+    assert seen, "no server of the probe had a port on lab-net"
+    assert {p["id"] for p in lab_net_ports()} == ports_before
     assert not os.path.exists(config)
     assert set(summary["kinds"]) == {"network", "volume", "server"}
     assert summary["failed"] == 0, summary["failures"]
