@@ -173,6 +173,10 @@ def _node_steps(plan, recipes, node, which):
                      changes=step.changes)
 
 
+def _has_node_steps(recipes, which):
+    return any(getattr(recipe, which) for recipe in recipes)
+
+
 def _rolling(plan, facts, to, recipes, ctx, deployed, sls):
     config, run, controllers = facts["config"], facts["run"], facts["controllers"]
     for index, node in enumerate(controllers):
@@ -211,7 +215,12 @@ def _fast_forward(plan, facts, to, recipes, ctx, deployed, sls):
     by side); the API's window: the first drained and stopped, the path's DB syncs (the
     services side by side) on the second, which starts; then the others start and the
     first is rebuilt; the computes switched side by side; nova's FFU workaround lifted
-    one controller at a time. A single controller is rebuilt inside the window."""
+    one controller at a time. A single controller is rebuilt inside the window.
+
+    The recipes' node steps as in a rolling hop: ``before_node`` (routers' gateways off)
+    one node at a time before it is rebuilt, ``after_node`` between its start and its
+    ``ready``. The first's gateways move only once every other controller serves again
+    (they would go to a chassis being rebuilt), so its rebuild then waits for them."""
     config, run, controllers = facts["config"], facts["run"], facts["controllers"]
     first, rest = controllers[0], controllers[1:]
     computes = sorted(facts["computes"])
@@ -229,7 +238,11 @@ def _fast_forward(plan, facts, to, recipes, ctx, deployed, sls):
         _health_checked(plan, node)
         _rebuild(plan, config, node, sls, deployed["stopped"])
 
+    for node in rest:  # one at a time: each move reads what the previous one left
+        _node_steps(plan, recipes, node, "before_node")
     plan.side_by_side(*[lambda node=node: ahead(node) for node in rest])
+    if not rest:
+        _node_steps(plan, recipes, first, "before_node")
     _drain(plan, first, "API down: the window opens", allow_last=True)
     _backup_disk(plan, config, first, run,
                  f"API down until {rest[0]} starts" if rest else "API down")
@@ -240,16 +253,26 @@ def _fast_forward(plan, facts, to, recipes, ctx, deployed, sls):
         _rebuild(plan, config, first, sls, deployed["stopped"])
     _db_stages(plan, recipes, ctx, "sync", sync_node)
     _start(plan, sync_node, sls, deployed["running"], started, "API back: the window closes")
+    _node_steps(plan, recipes, sync_node, "after_node")
     _ready(plan, f"{sync_node}_ready", sync_node, f"{sync_node} UP in every backend",
            timeout=120)
 
     def up(node):
         _start(plan, node, sls, deployed["running"], started)
+        _node_steps(plan, recipes, node, "after_node")
         _ready(plan, f"{node}_ready", node, f"{node} UP in every backend", timeout=120)
 
+    def rebuild_first():
+        _node_steps(plan, recipes, first, "before_node")
+        _rebuild(plan, config, first, sls, deployed["stopped"])
+
     if rest:  # the others start, and the first is rebuilt, while the API serves
-        plan.side_by_side(*[lambda node=node: up(node) for node in rest[1:]],
-                          lambda: _rebuild(plan, config, first, sls, deployed["stopped"]))
+        others = [lambda node=node: up(node) for node in rest[1:]]
+        if _has_node_steps(recipes, "before_node"):
+            plan.side_by_side(*others)
+            rebuild_first()
+        else:
+            plan.side_by_side(*others, rebuild_first)
         up(first)
     plan.side_by_side(*[lambda host=host: plan.add(
         f"{host}_switch", "switch_compute", "leapfrog.switch_compute",

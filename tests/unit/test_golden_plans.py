@@ -107,3 +107,31 @@ def test_an_unknown_kind_or_a_bad_name_is_refused():
         leapfrog_steps.Step("one", "explode", "leapfrog.call")
     with pytest.raises(Exception, match="step"):
         leapfrog_steps.Step("one\nsalt.state", "verify", "leapfrog.call")
+
+
+def test_fast_forward_moves_gateways_off_each_controller_before_its_rebuild():
+    """Routers' gateways leave a controller before its VM is rebuilt, one controller at a
+    time, and come back between its start and its ready; the first's leave only once every
+    other controller serves again (a chassis being rebuilt cannot take them)."""
+    plan = build("fast_forward_with_neutron_and_cinder")
+    steps = {s["name"]: s for s in plan["steps"]}
+    order = list(steps)
+
+    def before(a, b):  # a runs before b: b needs a, directly or through others
+        seen, todo = set(), [b]
+        while todo:
+            for need in steps[todo.pop()]["needs"]:
+                if need not in seen:
+                    seen.add(need)
+                    todo.append(need)
+        return a in seen
+
+    for node in ("ctl01", "ctl02", "ctl03"):
+        assert before(f"{node}_gateways_off", f"{node}_rebuild")
+        assert before(f"{node}_start", f"{node}_gateways_back")
+        assert before(f"{node}_gateways_back", f"{node}_ready")
+        assert before(f"{node}_network_types", f"{node}_ready")
+    assert before("ctl02_gateways_off", "ctl03_gateways_off")  # one move at a time
+    assert before("ctl02_ready", "ctl01_gateways_off")
+    assert before("ctl03_ready", "ctl01_gateways_off")
+    assert order.index("ctl01_gateways_off") > order.index("ctl03_ready")
