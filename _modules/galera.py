@@ -24,6 +24,7 @@ import time
 
 import salt.utils.data
 
+import leapfrog_files
 import leapfrog_galera
 import leapfrog_mysql
 import leapfrog_parse
@@ -96,6 +97,61 @@ def status():
                 "uuid": state.get("uuid", ""),
                 "safe_to_bootstrap": state.get("safe_to_bootstrap", 0) == 1}
     return {**out, "running": True, **live}
+
+
+def _state_problems(name, live, size):
+    """What keeps a running node from taking part in an upgrade, one line each with the fix."""
+    problems = []
+    if not live["primary"]:
+        problems.append(
+            f"{name} is in a non-Primary component (the cluster lost quorum): run "
+            "galera.recover on every node and galera.bootstrap on the one with the highest "
+            "seqno, then galera.join on the others")
+    elif live["size"] != size:
+        problems.append(
+            f"{name} sees a cluster of {live['size']} nodes, leapfrog:galera:size says "
+            f"{size}: bring the missing node(s) back (galera.join on each) or correct the "
+            "pillar")
+    if live["desync"]:
+        problems.append(
+            f"{name} was left desynced (wsrep_desync=ON, e.g. by a backup that did not "
+            f"finish): run galera.resync on {name}")
+    elif live["state"] != "Synced" or not live["ready"]:
+        problems.append(
+            f"{name} is {live['state']} (ready: {live['ready']}), not Synced: wait until "
+            "galera.status says Synced (a joiner finishing its transfer) before the upgrade")
+    return problems
+
+
+def precheck():
+    """What the upgrade's precheck asks of this node, without changing anything: its
+    server runs, in a Primary cluster of the configured size, Synced and ready, not left
+    desynced by an earlier run, and ``leapfrog:backups:dir`` has room for a physical
+    backup of it (its datadir and 10 %). Returns ``{"ok", "node", "problems": [one line
+    each, with the fix], "status"}``; every problem is collected.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -C 'I@leapfrog:galera' galera.precheck
+    """
+    config = _config()
+    name, size = config["node_name"], _size()
+    live = _live(config)
+    if live is None:
+        problems = [f"{name}: its server is not running: start it (galera.join; "
+                    "galera.recover first after a crash) before the upgrade"]
+    else:
+        problems = _state_problems(name, live, size)
+    backups = leapfrog_files.backup_root(_pillar("leapfrog:backups:dir", ""), "galera")
+    space = leapfrog_files.space_problem(
+        backups, leapfrog_galera.backup_bytes(config["datadir"]),
+        f"a physical backup of {name}", "free space there or set leapfrog:backups:dir")
+    if space:
+        problems.append(space)
+    return {"ok": not problems, "node": name, "problems": problems,
+            "status": {"running": live is not None, **(live or {})}}
 
 
 def _require_running(config, action):

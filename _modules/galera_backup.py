@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 __virtualname__ = "galera_backup"
 __func_alias__ = {"list_": "list"}
 
-DEFAULT_BACKUP_ROOT = "/var/backups/leapfrog"
 MANIFEST = "manifest.json"
 FORMAT = 1
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
@@ -69,7 +68,7 @@ def _pillar(key, default=None):
 def _root(backup_dir):
     if backup_dir:
         return os.path.abspath(str(backup_dir))
-    return os.path.join(_pillar("leapfrog:backups:dir", "") or DEFAULT_BACKUP_ROOT, "galera")
+    return leapfrog_files.backup_root(_pillar("leapfrog:backups:dir", ""), "galera")
 
 
 def _node():
@@ -129,25 +128,12 @@ def _client_sessions(cur):
     return [f"{user}@{host.rsplit(':', 1)[0] or 'socket'}" for user, host in cur.fetchall()]
 
 
-def _size(path):
-    total = 0
-    for folder, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(folder, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
 def _require_space(path, needed, what):
     os.makedirs(path, mode=0o700, exist_ok=True)
-    stat = os.statvfs(path)
-    free = stat.f_bavail * stat.f_frsize
-    if free < needed + SPACE_MARGIN:
-        raise GaleraError(f"not enough space for {what} in {path}: {needed >> 20} MiB needed "
-                          f"(+{SPACE_MARGIN >> 20} MiB margin), {free >> 20} MiB free; free "
-                          "space or set leapfrog:backups:dir")
+    problem = leapfrog_files.space_problem(path, needed + SPACE_MARGIN, what,
+                                           "free space or set leapfrog:backups:dir")
+    if problem:
+        raise GaleraError(problem)
 
 
 def _files(folder):
@@ -192,7 +178,7 @@ def backup(label=None, backup_dir=None, force=False):
                 f"{len(sessions)} client session(s) ({', '.join(sorted(set(sessions))[:5])}); "
                 "take it out of the DB frontend first (haproxy_admin.drain) or back up from "
                 "a node that takes no writes")
-        _require_space(root, int(_size(config["datadir"]) * 1.1), "the backup")
+        _require_space(root, leapfrog_galera.backup_bytes(config["datadir"]), "the backup")
         backup_id = leapfrog_files.backup_id(datetime.datetime.now(datetime.timezone.utc),
                                              label)
     with leapfrog_files.partial_folder(root, backup_id, GaleraError) as partial:

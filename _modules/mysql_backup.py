@@ -70,7 +70,6 @@ log = logging.getLogger(__name__)
 __virtualname__ = "mysql_backup"
 __func_alias__ = {"list_": "list"}
 
-DEFAULT_BACKUP_ROOT = "/var/backups/leapfrog"
 DEFAULT_KEEP = 3
 DEFAULT_SUFFIX = "_upgrade"
 SPACE_MARGIN = 16 * 1024 * 1024
@@ -216,8 +215,7 @@ def _q(name):
 def _backup_root(backup_dir):
     if backup_dir:
         return os.path.abspath(backup_dir)
-    root = _pillar("leapfrog:backups:dir", "") or DEFAULT_BACKUP_ROOT
-    return os.path.join(root, "mysql")
+    return leapfrog_files.backup_root(_pillar("leapfrog:backups:dir", ""), "mysql")
 
 
 def _human(size):
@@ -229,18 +227,8 @@ def _human(size):
     return f"{size:.1f} TiB"  # pragma: no cover
 
 
-def _free_bytes(path):
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    return shutil.disk_usage(probe).free
-
-
 def _require_space(path, needed, what, fix):
-    free = _free_bytes(path)
+    free = leapfrog_files.free_bytes(path)
     if free < needed:
         raise NotEnoughSpace(
             f"not enough free space in {path} for {what}: {_human(needed)} needed, "

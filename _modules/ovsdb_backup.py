@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 __virtualname__ = "ovsdb_backup"
 
 DATABASES = {"nb": "OVN_Northbound", "sb": "OVN_Southbound"}
-DEFAULT_BACKUP_ROOT = "/var/backups/leapfrog"
 MANIFEST = "manifest.json"
 TIMEOUT = 300
 
@@ -62,7 +61,7 @@ def _remote(which, given):
 def _root(backup_dir):
     if backup_dir:
         return os.path.abspath(backup_dir)
-    return os.path.join(_pillar("leapfrog:backups:dir", "") or DEFAULT_BACKUP_ROOT, "ovsdb")
+    return leapfrog_files.backup_root(_pillar("leapfrog:backups:dir", ""), "ovsdb")
 
 
 def _run(argv, stdin=None, stdout=None):

@@ -1,6 +1,7 @@
-"""What the backup modules (``mysql_backup``, ``ovsdb_backup``) share about a backup's
-folder: its id (a UTC timestamp, then the label), the labels and ids accepted, and each
-file's sha256 read in chunks (a manifest names each file's)."""
+"""What the backup modules (``mysql_backup``, ``ovsdb_backup``, ``galera_backup``) share
+about a backup's folder: its id (a UTC timestamp, then the label), the labels and ids
+accepted, each file's sha256 read in chunks (a manifest names each file's), and the space a
+folder's filesystem has for one."""
 import contextlib
 import hashlib
 import json
@@ -21,6 +22,49 @@ def sha256(path):
         for block in iter(lambda: handle.read(CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+DEFAULT_BACKUP_ROOT = "/var/backups/leapfrog"  # without pillar leapfrog:backups:dir
+
+
+def backup_root(configured, kind=""):
+    """Where backups of ``kind`` ("mysql", "ovsdb", "galera": a subfolder each) go: under
+    ``configured`` (pillar ``leapfrog:backups:dir``), else the default root."""
+    return os.path.join(configured or DEFAULT_BACKUP_ROOT, kind)
+
+
+def tree_size(path):
+    """Bytes of the files under ``path`` (files that vanish meanwhile are skipped)."""
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def free_bytes(path):
+    """Bytes free on the filesystem that holds ``path`` (or would: its nearest existing
+    parent)."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    return shutil.disk_usage(probe).free
+
+
+def space_problem(path, needed, what, fix):
+    """None when ``path``'s filesystem has ``needed`` bytes free, else the line that says
+    what lacks how much and ``fix``."""
+    free = free_bytes(path)
+    if free >= needed:
+        return None
+    return (f"not enough space for {what} in {path}: {needed >> 20} MiB needed, "
+            f"{free >> 20} MiB free; {fix}")
 
 
 def check_label(label, error):

@@ -14,6 +14,7 @@ import time
 import salt.utils.data
 
 import leapfrog_errors
+import leapfrog_files
 import leapfrog_mysql
 
 SERVERS = ("mariadbd", "mysqld")
@@ -123,6 +124,12 @@ def chown_tree(path, user):
     for base, dirs, files in os.walk(path):
         for name in [base, *(os.path.join(base, n) for n in dirs + files)]:
             os.chown(name, entry.pw_uid, entry.pw_gid)
+
+
+def backup_bytes(datadir):
+    """Bytes a physical backup of the node whose datadir is ``datadir`` needs: its files
+    and 10 % (what ``galera_backup.backup`` requires free and the precheck asks for)."""
+    return int(leapfrog_files.tree_size(datadir) * 1.1)
 
 
 def read_grastate(datadir):

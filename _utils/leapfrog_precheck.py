@@ -1,6 +1,7 @@
 """The pre-check's checks of the cloud itself (the runner's ``precheck`` adds the pillar,
 the inventory and the strategy): nova's databases at the current release's heads,
-``nova-status upgrade check``, the databases' own pre-check, every haproxy server UP, the
+``nova-status upgrade check``, the databases' own pre-check, every haproxy server UP, each
+Galera node's state (``roles:galera``), the
 services whose target code has offline migrations (refused for a rolling hop), and the
 controllers a strategy needs. Every check runs; each problem is collected, none stops
 the others.
@@ -39,6 +40,26 @@ def _databases(opts, config, problems, notes):
     for mid, out in answers.items():
         problems.extend(f"database on {mid}: {p}" for p in out.get("problems") or [])
         notes.extend(f"database on {mid}: {n}" for n in out.get("notes") or [])
+
+
+def _galera(opts, config, problems):
+    """Every Galera node: running, Synced, ready, not left desynced, room for a backup;
+    all of them in one cluster (the same state UUID)."""
+    target = config["roles"].get("galera")
+    if not target:
+        return
+    answers, failures = leapfrog_minions.call_each(opts, target, "galera.precheck")
+    problems.extend(f"galera on {mid}: {problem}" for mid, problem in sorted(failures.items()))
+    uuids = {}
+    for mid, out in sorted(answers.items()):
+        problems.extend(f"galera on {mid}: {p}" for p in out.get("problems") or [])
+        if (out.get("status") or {}).get("uuid"):
+            uuids.setdefault(out["status"]["uuid"], []).append(mid)
+    if len(uuids) > 1:
+        problems.append(
+            "galera: the nodes are in different clusters (" + "; ".join(
+                f"{', '.join(mids)}: {uuid}" for uuid, mids in sorted(uuids.items()))
+            + "): roles:galera must target one cluster's nodes")
 
 
 def _release(opts, config, control, problems):
@@ -112,6 +133,7 @@ def collect(opts, config, control, strategy, problems, notes, target=None):
                                                            notes))
     _collect(problems, "database pre-check", lambda: _databases(opts, config, problems, notes))
     _collect(problems, "haproxy", lambda: _haproxy(opts, config, problems))
+    _collect(problems, "galera", lambda: _galera(opts, config, problems))
     _collect(problems, "offline migrations",
              lambda: _offline(opts, config, target, strategy, problems, notes))
     _collect(problems, "services' upgrade checks",

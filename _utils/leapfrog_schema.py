@@ -114,7 +114,11 @@ SCHEMA = {
                       items=Field(str), check=_services,
                       doc="the OpenStack services a run upgrades (their recipes), in order"),
     "roles": Field(dict, doc="role -> compound target (e.g. I@nova:compute)", keys={
-        role: Field(str, doc=f"compound target of the {role} nodes") for role in ROLES
+        **{role: Field(str, doc=f"compound target of the {role} nodes") for role in ROLES},
+        "galera": Field(str, required=False, default="",
+                        doc="compound target of the Galera nodes (e.g. I@galera:server), "
+                            "when the databases live on a Galera cluster: the precheck asks "
+                            "each node (galera.precheck)"),
     }),
     "haproxy": Field(dict, keys={
         "socket": Field(str, doc="admin socket: a unix path or host:port"),

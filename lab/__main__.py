@@ -1,5 +1,6 @@
 """The lab: ``python -m lab up|down|status [--run-dir DIR] [--controllers N] [--computes N]
-[--no-vms] [--neutron-cinder]``, ``python -m lab [--run-dir DIR] openstack ARGS...``.
+[--no-vms] [--neutron-cinder] [--db mariadb|galera]``, ``python -m lab [--run-dir DIR]
+openstack ARGS...``.
 
 ``up`` brings up the OpenStack cloud at 2024.1, its Salt cluster and (unless ``--no-vms``)
 kvm01's libvirtd with a VM per controller and the bridge tying each controller's minion and
@@ -25,6 +26,9 @@ def main(argv=None):
     parser.add_argument("--computes", type=int, default=2)
     parser.add_argument("--no-vms", dest="vms", action="store_false",
                         help="no libvirtd, controller VMs nor bridge")
+    parser.add_argument("--db", choices=["mariadb", "galera"], default="mariadb",
+                        help="the cloud's databases on one MariaDB (default) or on a "
+                             "three-node Galera cluster behind haproxy's DB frontend")
     parser.add_argument("--neutron-cinder", action="store_true",
                         help="real neutron (ML2/OVN) and cinder in the cloud (up)")
     parser.add_argument("cli_args", nargs=argparse.REMAINDER, metavar="ARGS",
@@ -41,7 +45,7 @@ def main(argv=None):
     if args.cli_args:
         parser.error(f"unrecognized arguments: {' '.join(args.cli_args)}")
     lab = stack.Lab(args.run_dir, controllers=args.controllers, computes=args.computes,
-                    vms=args.vms, neutron_cinder=args.neutron_cinder, log=lambda line: print(line, file=sys.stderr, flush=True))
+                    vms=args.vms, neutron_cinder=args.neutron_cinder, db=args.db, log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.action == "up":
         lab.up()
         print(f"lab up in {args.run_dir}; memory: OpenStack {lab.rss_mb()} MB, "

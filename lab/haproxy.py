@@ -3,7 +3,11 @@
 No systemd: the config, PID file, sockets and log live under ``run_dir``; haproxy runs in
 master-worker mode (``-W -D -p PIDFILE``), reloads with SIGUSR2 to the master and stops by
 its PID. Frontends and backends are data: one frontend per API, each with a backend of the
-same name whose servers carry HTTP health checks (``option httpchk``). Loopback only.
+same name whose servers carry HTTP health checks (``option httpchk``). A ``mode: tcp``
+frontend is a database's (as kolla and OSA put Galera behind haproxy): its ``backup``
+servers take connections only while the active one is down, a failed connection marks the
+active one down at once (the retry goes to a backup), and when it is back the backups'
+sessions are cut (one node takes the writes). Loopback only.
 
     proxy = HAProxy("/tmp/lab/haproxy", frontends={
         "keystone": {"bind": "127.0.1.100:0",               # port 0 or absent: a free port
@@ -41,6 +45,24 @@ def _split(address):
     return require_loopback(host), int(port or 0)
 
 
+# a database's connections live for hours in a pool (oslo.db recycles them hourly)
+TCP_IDLE = "1h"
+
+
+def _tcp_sections(name, spec):
+    """A database frontend: one active server, the others standby; see the docstring."""
+    lines = ["", f"frontend {name}", "    mode tcp", f"    bind {spec['bind']}",
+             f"    timeout client {TCP_IDLE}", f"    default_backend {name}",
+             "", f"backend {name}", "    mode tcp", "    option tcp-check",
+             "    option redispatch 1", "    retries 3", f"    timeout server {TCP_IDLE}"]
+    for server, address in spec["servers"].items():
+        standby = " backup" if server in spec.get("backup", ()) else ""
+        lines.append(f"    server {server} {address} check{standby} observe layer4 "
+                     "error-limit 1 on-error mark-down "
+                     "on-marked-up shutdown-backup-sessions")
+    return lines
+
+
 class HAProxy:
     """A private haproxy process: config from data, admin socket, start/reload/stop by PID."""
 
@@ -62,11 +84,19 @@ class HAProxy:
         self.extra_defaults = list(extra_defaults)
         self.frontends = {}
         for name, spec in frontends.items():
-            self.add_frontend(name, spec.get("bind", "127.0.0.1:0"), spec.get("servers", {}))
+            self.add_frontend(name, spec.get("bind", "127.0.0.1:0"), spec.get("servers", {}),
+                              mode=spec.get("mode", "http"), backup=spec.get("backup", ()))
 
     # -- configuration -------------------------------------------------------------------
-    def add_frontend(self, name, bind, servers):
-        """Add (or replace) frontend ``name`` and its backend; takes effect on start/reload."""
+    def add_frontend(self, name, bind, servers, mode="http", backup=()):
+        """Add (or replace) frontend ``name`` and its backend; takes effect on start/reload.
+        ``mode="tcp"``: a database frontend, ``backup`` naming its standby servers."""
+        if mode not in ("http", "tcp") or (backup and mode != "tcp"):
+            raise ValueError(f"frontend {name}: mode {mode!r} with backup {list(backup)}: "
+                             "use mode http, or tcp with its standby servers in backup")
+        unknown = [b for b in backup if b not in servers]
+        if unknown:
+            raise ValueError(f"frontend {name}: backup server(s) {unknown} not in its servers")
         host, port = _split(bind)
         if not port:
             port = free_port(host)
@@ -76,7 +106,8 @@ class HAProxy:
             if not sport:
                 raise ValueError(f"server {name}/{server}: a port is required ({address!r})")
             checked[server] = f"{shost}:{sport}"
-        self.frontends[name] = {"bind": f"{host}:{port}", "servers": checked}
+        self.frontends[name] = {"bind": f"{host}:{port}", "servers": checked, "mode": mode,
+                                "backup": list(backup)}
 
     def frontend_url(self, name):
         return f"http://{self.frontends[name]['bind']}"
@@ -109,6 +140,9 @@ class HAProxy:
         lines += [f"    timeout {k} {v}" for k, v in self.timeouts.items()]
         lines += [f"    {extra}" for extra in self.extra_defaults]
         for name, spec in self.frontends.items():
+            if spec.get("mode") == "tcp":
+                lines += _tcp_sections(name, spec)
+                continue
             lines += ["", f"frontend {name}", f"    bind {spec['bind']}",
                       f"    default_backend {name}",
                       "", f"backend {name}", "    balance roundrobin"]

@@ -4,7 +4,10 @@ One controller (keystone, placement, glance, nova-api behind haproxy on the VIP,
 nova-conductor and nova-scheduler) and N computes (nova-compute, fake driver
 ``fake.FakeDriverWithoutFakeNodes``: a stable node UUID kept in its state_path, so a compute
 survives a restart, also from the next release's venv). MariaDB, RabbitMQ and haproxy are
-the lab's own starters (a MariaDB may be shared: the cloud's databases carry a prefix). There
+the lab's own starters (a MariaDB may be shared: the cloud's databases carry a prefix). With
+``galera=`` (a started ``lab.galera.GaleraCluster``) the databases live on that cluster and
+every service reaches them through haproxy's ``galera`` frontend on the VIP (one node takes
+the connections, the others stand by), as kolla and OSA deploy it. There
 is no real neutron: lab/neutron_stub.py answers empty lists behind the ``network`` endpoint.
 
     cloud = OpenStackCloud("/tmp/lf-os", release="2024.1", computes=2)
@@ -60,6 +63,7 @@ FRONTENDS = {
 }
 # with cinder: its frontend; its catalog URL carries the project (cinder's own form)
 CINDER_FRONTEND = ("cinder-api", "volumev3", "cinderv3", "")
+GALERA_FRONTEND = "galera"  # haproxy's DB frontend when the databases are on Galera
 ENDPOINT_SUFFIX = {"cinder": "/v3/%(project_id)s"}
 SERVICE_USERS = ("nova", "placement", "glance")
 DATABASES = ("keystone", "placement", "glance", "nova_api", "nova", "nova_cell0")
@@ -95,8 +99,12 @@ class OpenStackCloud:
 
     def __init__(self, run_dir, release="2024.1", computes=2, mariadb=None, db_prefix="lfos",
                  vip=VIP, controllers=1, servers=3, rabbitmq=None, haproxy=None, log=None,
-                 neutron=False, cinder=False):
+                 neutron=False, cinder=False, galera=None):
         self.run_dir = os.path.abspath(run_dir)
+        # the databases on a Galera cluster behind haproxy's DB frontend (not ours to stop)
+        self.galera = galera
+        if galera is not None:
+            mariadb = galera
         # real neutron (ML2/OVN, lab/ovn.py) instead of the stand-in; cinder (fake driver)
         self.with_neutron, self.with_cinder = bool(neutron), bool(cinder)
         self.controller_kinds = (CONTROLLER_KINDS
@@ -154,8 +162,19 @@ class OpenStackCloud:
 
     def db_url(self, name):
         password = urllib.parse.quote(self.mariadb.root_password, safe="")
+        if self.galera is not None:  # through haproxy's DB frontend, as every service
+            host, port = self.haproxy.frontend_address(GALERA_FRONTEND)
+            return (f"mysql+pymysql://root:{password}@{host}:{port}/{self.db_name(name)}"
+                    "?charset=utf8")
         return (f"mysql+pymysql://root:{password}@localhost/{self.db_name(name)}"
                 f"?unix_socket={self.mariadb.socket}&charset=utf8")
+
+    def galera_frontend(self):
+        """haproxy's DB frontend for the Galera nodes: node 1 active, the others standby."""
+        nodes = self.galera.nodes
+        return {"bind": f"{self.vip}:0", "mode": "tcp",
+                "servers": {node.name: f"{node.address}:{node.port}" for node in nodes},
+                "backup": [node.name for node in nodes[1:]]}
 
     def frontend_url(self, name):
         return self.haproxy.frontend_url(name) + self.frontends[name][3]
@@ -299,6 +318,7 @@ class OpenStackCloud:
             "release": self.release, "vip": self.vip, "controllers": len(self.controller_hosts),
             "computes": len(self.compute_hosts), "db_prefix": self.db_prefix,
             "own_db": self._own_db, "own_mq": self._own_mq, "own_hx": self._own_hx,
+            "galera_dir": self.galera.run_dir if self.galera is not None else None,
             "admin_password": self.admin_password,
             "passwords": self.passwords, "ids": self.ids,
             "compute_releases": {h: s.release for h, s in self.computes.items()},
@@ -319,8 +339,13 @@ class OpenStackCloud:
         another process). A shared MariaDB must be passed again to drop the databases."""
         with open(os.path.join(run_dir, "cloud.json")) as handle:
             state = json.load(handle)
+        galera = None
+        if state.get("galera_dir"):
+            from lab.galera import GaleraCluster  # pylint: disable=import-outside-toplevel
+
+            galera = GaleraCluster(state["galera_dir"])
         cloud = cls(run_dir, release=state["release"], computes=state["computes"],
-                    controllers=state["controllers"], mariadb=mariadb,
+                    controllers=state["controllers"], mariadb=mariadb, galera=galera,
                     db_prefix=state["db_prefix"], vip=state["vip"], log=log,
                     neutron=state.get("neutron", False), cinder=state.get("cinder", False))
         cloud._own_db = state["own_db"]
@@ -369,6 +394,11 @@ class OpenStackCloud:
             out[f"{host}/neutron-stub"] = {"running": stub.running()}
         if self.ovn:
             out["ovn"] = {"running": self.ovn.running()}
+        if self.galera is not None:
+            for name, entry in self.galera.status().items():
+                out[f"galera/{name}"] = {"running": entry["running"], "galera": {
+                    key: entry[key] for key in ("state", "size", "ready", "desync", "seqno")
+                    if key in entry}}
         return out
 
     def _start(self, pool):
@@ -406,13 +436,17 @@ class OpenStackCloud:
                 servers = {host: f"{stub.address}:{stub.port}"
                            for host, stub in self.neutrons.items()}
             frontends[name] = {"bind": f"{self.vip}:0", "servers": servers}
+        if self.galera is not None:
+            frontends[GALERA_FRONTEND] = self.galera_frontend()
         if self._own_hx:
             self.haproxy = HAProxy(os.path.join(self.run_dir, "hx"), frontends,
                                    check=HEALTH_CHECK, timeouts=HEALTH_TIMEOUTS)
             self.haproxy.start()
         else:
             for name, spec in frontends.items():
-                self.haproxy.add_frontend(name, spec["bind"], spec["servers"])
+                self.haproxy.add_frontend(name, spec["bind"], spec["servers"],
+                                          mode=spec.get("mode", "http"),
+                                          backup=spec.get("backup", ()))
             self.haproxy.reload()
         rabbit.result()
         self._phase("infrastructure", started)

@@ -6,7 +6,9 @@ plus the bridge (lab.bridge) that runs a controller's minion and services while 
 runs.
 
     python -m lab up|down|status [--run-dir DIR] [--controllers N] [--computes N] [--no-vms]
+                                 [--neutron-cinder] [--db mariadb|galera]
 """
+import collections
 import concurrent.futures
 import os
 import shutil
@@ -17,22 +19,36 @@ import requests
 
 from lab import (bridge, guest, openstack_cloud, openstack_venv, procs, runtime_pillar,
                  salt_cluster, topology)
+from lab.galera import GaleraCluster
 from lab.libvirt import Libvirt
+
+DBS = ("mariadb", "galera")
+GALERA_SIZE = 3
 
 
 class Lab:
     """Start, describe and stop the lab under ``run_dir``."""
 
     def __init__(self, run_dir, controllers=3, computes=2, release="2024.1", log=None,
-                 vms=True, neutron_cinder=False):
+                 vms=True, neutron_cinder=False, db="mariadb"):
         self.run_dir = os.path.abspath(run_dir)
+        if db not in DBS:
+            raise ValueError(f"db {db!r}: use one of {', '.join(DBS)}")
+        # the cloud's databases on one MariaDB, or on a Galera cluster dbs01..03 behind
+        # haproxy's DB frontend (lab.galera); a lab started so stays so (status, down)
+        if os.path.exists(os.path.join(self.run_dir, "galera", "cluster.json")):
+            db = "galera"
+        self.db = db
+        self.galera = GaleraCluster(os.path.join(self.run_dir, "galera"), size=GALERA_SIZE) \
+            if db == "galera" else None
         # real neutron (ML2/OVN) and cinder in the cloud, upgraded with it
         self.neutron_cinder = neutron_cinder
         self.controllers, self.computes, self.release = controllers, computes, release
         self.vms = vms
         self.log = log or (lambda line: None)
         self.salt = salt_cluster.SaltCluster(
-            self.run_dir, topology.nodes(controllers=controllers, computes=computes))
+            self.run_dir, topology.nodes(controllers=controllers, computes=computes,
+                                         databases=GALERA_SIZE if self.galera else 1))
         self.virt = Libvirt(self.run_dir)
         self.cloud = None
         self.timings = {}
@@ -71,10 +87,12 @@ class Lab:
                 self.cloud = openstack_cloud.OpenStackCloud.attach(self.cloud_dir,
                                                                    log=self.log)
             else:
+                if self.galera:
+                    self._timed("galera", self.galera.start)
                 self.cloud = openstack_cloud.OpenStackCloud(
                     self.cloud_dir, release=self.release, controllers=self.controllers,
                     computes=self.computes, log=self.log, neutron=self.neutron_cinder,
-                    cinder=self.neutron_cinder)
+                    cinder=self.neutron_cinder, galera=self.galera)
                 self._timed("openstack", self.cloud.start)
             if hypervisor:
                 hypervisor.result()
@@ -112,9 +130,17 @@ class Lab:
     def write_pillar(self):
         """Tell the nodes what only the running lab knows (lab.runtime_pillar)."""
         cloud, db = self.cloud, self.cloud.mariadb
-        connection = {"socket": db.socket, "user": "root", "password": db.root_password}
+        if self.galera:
+            # the controllers reach the cluster as their services do (haproxy's DB
+            # frontend); dbs01 (the logical backups') through its own node's socket
+            host, port = cloud.haproxy.frontend_address(openstack_cloud.GALERA_FRONTEND)
+            connection = {"host": host, "port": port, "user": "root",
+                          "password": db.root_password}
+            self._galera_pillar()
+        else:
+            connection = {"socket": db.socket, "user": "root", "password": db.root_password}
         extra = [name for name in ("neutron", "cinder") if name in cloud.databases]
-        runtime_pillar.write_shape(self.run_dir, {"extra_services": extra})
+        runtime_pillar.write_shape(self.run_dir, {"extra_services": extra, "db": self.db})
         runtime_pillar.update(self.run_dir, "all", {"leapfrog": {
             "releases": {"venvs": {r: openstack_venv.venv_path(r)
                                    for r in openstack_venv.RELEASES}},
@@ -126,7 +152,8 @@ class Lab:
         # the database node backs up OVN's NB/SB beside the databases (ovsdb_backup)
         runtime_pillar.update(self.run_dir, "dbs01", {"leapfrog": {
             "backups": {"dir": os.path.join(self.run_dir, "backups")}, "database": {
-            **connection, "databases": [cloud.db_name(n) for n in cloud.databases]}, **ovn}})
+            **(self._node_connection(self.galera.nodes[0]) if self.galera else connection),
+            "databases": [cloud.db_name(n) for n in cloud.databases]}, **ovn}})
         runtime_pillar.update(self.run_dir, "prx01", {"leapfrog": {"haproxy": {
             "socket": cloud.haproxy.admin_socket}}})
         # the master's cluster config: what the availability probe requests through the VIP
@@ -158,6 +185,20 @@ class Lab:
                        for service, kind in (("neutron", "neutron-server"),
                                              ("cinder", "cinder-api")) if service in extra},
                     "verify": cloud.auth, **ovn}})
+
+    def _node_connection(self, node):
+        return {"socket": node.socket, "user": "root", "password": self.galera.root_password}
+
+    def _galera_pillar(self):
+        """dbs01..03: each its Galera node (galera, galera_backup: the node's my.cnf, the
+        cluster's size, its own socket) and the role the cluster's ``roles:galera``
+        targets."""
+        for index, node in enumerate(self.galera.nodes, start=1):
+            runtime_pillar.update(self.run_dir, f"dbs{index:02d}", {
+                "galera": {"server": {"enabled": True}},
+                "leapfrog": {"galera": {"defaults_file": node.config, "size": GALERA_SIZE},
+                             "backups": {"dir": os.path.join(self.run_dir, "backups")},
+                             "database": self._node_connection(node)}})
 
     def attach(self):
         """The lab a previous ``up`` left running."""
@@ -210,6 +251,8 @@ class Lab:
         self.salt.down()
         if os.path.exists(os.path.join(self.cloud_dir, "cloud.json")):
             openstack_cloud.OpenStackCloud.attach(self.cloud_dir, log=self.log).stop()
+        if self.galera:
+            self.galera.stop()
         if remove:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
@@ -235,6 +278,9 @@ def describe(status):
                      + ("  (deployed stopped)" if info.get("enabled") is False else "")
                      + (f"  {info['state']}, OS image {info['os']}, disk {info['disk']}"
                         if "state" in info else "")
+                     + ("  {state}, cluster size {size}, ready {ready}, desync {desync}, "
+                        "seqno {seqno}".format_map(collections.defaultdict(
+                            lambda: "?", info["galera"])) if info.get("galera") else "")
                      + ("" if info.get("healthy", True) else "  (not answering)")
                      for name, info in status.items())
 

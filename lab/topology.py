@@ -40,9 +40,10 @@ class Node:
         return f"Node({self.id!r}, {self.address})"
 
 
-def nodes(controllers=3, computes=2):
-    """Return the lab's nodes in start order (infrastructure first)."""
-    counts = {"kvm": 1, "dbs": 1, "prx": 1, "ctl": controllers, "cmp": computes}
+def nodes(controllers=3, computes=2, databases=1):
+    """Return the lab's nodes in start order (infrastructure first); ``databases``: 3 for a
+    Galera cluster (dbs01..03)."""
+    counts = {"kvm": 1, "dbs": databases, "prx": 1, "ctl": controllers, "cmp": computes}
     out = []
     for prefix, (role, octet) in _ROLES.items():
         for index in range(1, counts[prefix] + 1):

@@ -7,7 +7,7 @@ base:
     - leapfrog.lab
   'kvm*':
     - roles.hypervisor
-  'dbs*':
+  'dbs01*':  # the database node (logical backups); dbs02/03 are Galera's other nodes
     - roles.database
   'prx*':
     - roles.haproxy

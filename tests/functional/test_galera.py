@@ -23,7 +23,8 @@ def node_mods(galera_cluster, tmp_path_factory):
                               ["galera"])
         out[node.name] = {name.split(".", 1)[1]: mods[name] for name in
                           ("galera.status", "galera.desync", "galera.resync", "galera.stop",
-                           "galera.recover", "galera.bootstrap", "galera.join")}
+                           "galera.recover", "galera.bootstrap", "galera.join",
+                           "galera.precheck")}
     return out
 
 
@@ -82,6 +83,36 @@ def test_desync_lets_the_node_lag_and_resync_brings_it_back(galera_cluster, node
     back = n3["resync"](timeout=60)
     assert (back["state"], back["desync"], back["recv_queue"]) == ("Synced", False, 0)
     assert _count(galera_cluster.nodes[2]) == 50
+
+
+def test_precheck_names_a_node_left_desynced_and_a_missing_one(galera_cluster, node_mods,
+                                                              table):
+    """What an upgrade's precheck asks each node: all fine on a Synced cluster of 3; a node
+    an earlier backup left desynced named with galera.resync; a stopped node named on
+    itself (start it) and on the others (2 of 3 nodes)."""
+    for name, mods in node_mods.items():
+        found = mods["precheck"]()
+        assert (found["ok"], found["node"], found["problems"]) == (True, name, [])
+    node_mods["n3"]["desync"]()
+    try:
+        found = node_mods["n3"]["precheck"]()
+        assert found["ok"] is False and found["status"]["desync"] is True
+        assert found["problems"] == [
+            "n3 was left desynced (wsrep_desync=ON, e.g. by a backup that did not finish): "
+            "run galera.resync on n3"]
+    finally:
+        node_mods["n3"]["resync"]()
+    node_mods["n3"]["stop"]()
+    try:
+        assert node_mods["n3"]["precheck"]()["problems"] == [
+            "n3: its server is not running: start it (galera.join; galera.recover first "
+            "after a crash) before the upgrade"]
+        assert node_mods["n1"]["precheck"]()["problems"] == [
+            "n1 sees a cluster of 2 nodes, leapfrog:galera:size says 3: bring the missing "
+            "node(s) back (galera.join on each) or correct the pillar"]
+    finally:
+        node_mods["n3"]["join"](timeout=300)
+    assert node_mods["n3"]["precheck"]()["ok"] is True
 
 
 def test_stop_keeps_quorum_and_a_crashed_node_rejoins_by_ist(galera_cluster, node_mods,

@@ -110,3 +110,47 @@ def test_a_status_check_failing_once_is_asked_again(monkeypatch):
     answers = iter([{"result": "Failure", "failed": ["Service UUIDs"]}] * 2)
     leapfrog_precheck._service_status({}, config, "2025.1", problems, notes)
     assert problems == ["cinder-status upgrade check (2025.1): Service UUIDs failed"]
+
+
+def _galera_collect(monkeypatch, answers, failures=None):
+    """The precheck of a cluster with ``roles:galera``: each node's galera.precheck answer."""
+    monkeypatch.setattr(leapfrog_precheck.leapfrog_minions, "call_each",
+                        lambda opts, tgt, func, kwargs=None, **_: (
+                            (answers, failures or {}) if func == "galera.precheck" else ({}, {})))
+    monkeypatch.setattr(leapfrog_precheck.leapfrog_minions, "call",
+                        lambda *a, **k: {"ctl01": {"at_head": True}})
+    config = _config()
+    config["roles"]["galera"] = "I@galera:server"
+    problems = []
+    leapfrog_precheck._galera({}, config, problems)  # pylint: disable=protected-access
+    return problems
+
+
+def test_each_galera_nodes_problems_are_named_with_the_node(monkeypatch):
+    ok = {"ok": True, "problems": [], "status": {"running": True, "uuid": "u1"}}
+    problems = _galera_collect(monkeypatch, {
+        "dbs01": ok, "dbs02": ok,
+        "dbs03": {"ok": False, "problems": ["n3 was left desynced (wsrep_desync=ON, ...): "
+                                            "run galera.resync on n3"],
+                  "status": {"running": True, "uuid": "u1"}}},
+        failures={"dbs04": "dbs04 did not answer"})
+    assert problems == ["galera on dbs04: dbs04 did not answer",
+                        "galera on dbs03: n3 was left desynced (wsrep_desync=ON, ...): run "
+                        "galera.resync on n3"]
+
+
+def test_galera_nodes_of_two_clusters_are_refused(monkeypatch):
+    problems = _galera_collect(monkeypatch, {
+        "dbs01": {"ok": True, "problems": [], "status": {"running": True, "uuid": "u1"}},
+        "dbs02": {"ok": True, "problems": [], "status": {"running": True, "uuid": "u2"}}})
+    assert problems == ["galera: the nodes are in different clusters (dbs01: u1; dbs02: u2): "
+                        "roles:galera must target one cluster's nodes"]
+
+
+def test_without_roles_galera_no_node_is_asked(monkeypatch):
+    asked = []
+    monkeypatch.setattr(leapfrog_precheck.leapfrog_minions, "call_each",
+                        lambda *a, **k: asked.append(a) or ({}, {}))
+    problems = []
+    leapfrog_precheck._galera({}, _config(), problems)  # pylint: disable=protected-access
+    assert (asked, problems) == ([], [])

@@ -1,10 +1,11 @@
 {#- The lab cluster. LEAPFROG_LAB_DIR is the lab's private run directory (set by lab/). #}
 {%- from 'lab_dir.jinja' import run %}
-{#- the services the running lab cloud has beyond the first four (neutron, cinder: `lab up
-    --neutron-cinder`), as lab/stack.py wrote them #}
-{%- set shape = run ~ '/pillar/cluster.json' %}
-{%- set extra = (salt['file.read'](shape) | load_json).get('extra_services', [])
-                if salt['file.file_exists'](shape) else [] %}
+{#- what the running lab cloud is made of, as lab/stack.py wrote it: the services beyond the
+    first four (neutron, cinder: `lab up --neutron-cinder`) and its database (`--db galera`) #}
+{%- set shape_file = run ~ '/pillar/cluster.json' %}
+{%- set shape = (salt['file.read'](shape_file) | load_json)
+                if salt['file.file_exists'](shape_file) else {} %}
+{%- set extra = shape.get('extra_services', []) %}
 leapfrog:
   clusters:
     lab:
@@ -24,6 +25,9 @@ leapfrog:
         database: "I@mysql:server"
         haproxy: "I@haproxy:proxy"
         hypervisor: "G@roles:kvm"
+{%- if shape.get('db') == 'galera' %}
+        galera: "I@galera:server"
+{%- endif %}
       haproxy:
         socket: {{ run }}/haproxy/admin.sock
         vip: 127.0.1.100
