@@ -10,32 +10,13 @@ by PID at teardown (the databases dropped, the directory removed).
 Tests may change the cloud (stop/start a service, restart a compute from the next release):
 they say so and leave it healthy.
 """
-import shutil
-import sys
-import tempfile
-import time
-
 import pytest
+
+from tests.clouds import running_cloud
 
 
 @pytest.fixture(scope="session")
 def openstack_cloud(mariadb, openstack_venvs):
-    from lab.openstack_cloud import OpenStackCloud  # pylint: disable=import-outside-toplevel
-
-    run_dir = tempfile.mkdtemp(prefix="lf-os-", dir="/tmp")
-
-    def log(line):
-        print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
-
-    cloud = OpenStackCloud(run_dir, release="2024.1", computes=2, mariadb=mariadb, log=log)
-    try:
-        cloud.start()
-        log(f"[openstack_cloud] RSS KiB: {cloud.rss_kb()}")
+    with running_cloud("lf-os-", rss=True, release="2024.1", computes=2,
+                       mariadb=mariadb) as cloud:
         yield cloud
-    finally:
-        started = time.monotonic()
-        try:
-            cloud.stop(remove=False)
-        finally:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        log(f"[openstack_cloud] stopped in {time.monotonic() - started:.1f} s")

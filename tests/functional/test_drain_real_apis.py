@@ -2,13 +2,12 @@
 placement, glance and nova-api of two lab controllers. Under continuous load through the
 VIP, draining ctl02, stopping its services, starting them and putting it back loses no
 request; the same restart without the drain loses some."""
-import shutil
-import tempfile
 import time
 
 import pytest
 
 import leapfrog_probe
+from tests.clouds import running_cloud
 from tests.loader import load
 
 haproxy_admin = load("modules", "haproxy_admin")
@@ -19,19 +18,9 @@ LOAD = {"concurrency": 6, "duration": 240, "interval": 0.05, "timeout": 10}
 @pytest.fixture(scope="module")
 def cloud(mariadb, openstack_venvs):
     """Two controllers (a backend server each in every API's haproxy backend), one compute."""
-    from lab.openstack_cloud import OpenStackCloud  # pylint: disable=import-outside-toplevel
-
-    run_dir = tempfile.mkdtemp(prefix="lf-dr-", dir="/tmp")
-    cloud = OpenStackCloud(run_dir, release="2024.1", controllers=2, computes=1, servers=1,
-                           mariadb=mariadb, db_prefix="lfdr")
-    try:
-        cloud.start()
+    with running_cloud("lf-dr-", release="2024.1", controllers=2, computes=1, servers=1,
+                       mariadb=mariadb, db_prefix="lfdr") as cloud:
         yield cloud
-    finally:
-        try:
-            cloud.stop(remove=False)
-        finally:
-            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture

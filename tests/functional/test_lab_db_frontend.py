@@ -14,6 +14,7 @@ import pytest
 
 from lab.haproxy import HAProxy
 from lab.procs import free_port
+from tests.clouds import wait_until
 
 
 class NameServer(socketserver.ThreadingTCPServer):
@@ -47,15 +48,6 @@ def _connect(address):
     return conn, conn.recv(64).decode().strip()
 
 
-def _wait(check, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not within {timeout} s")
-
-
 @pytest.fixture
 def db_frontend():
     run_dir = tempfile.mkdtemp(prefix="lf-dbfe-", dir="/tmp")
@@ -85,7 +77,7 @@ def _state(proxy, server):
 def test_the_active_node_takes_every_connection_and_a_standby_takes_over(db_frontend):
     proxy, servers, ports = db_frontend
     address = proxy.frontend_address("galera")
-    _wait(lambda: _state(proxy, "n1") == 2 and _state(proxy, "n2") == 2, 10, "both UP")
+    wait_until(lambda: _state(proxy, "n1") == 2 and _state(proxy, "n2") == 2, 10, "both UP")
     held = [_connect(address) for _ in range(4)]
     assert [name for _, name in held] == ["n1"] * 4  # the standby takes none
     servers["n1"].close()  # the active node dies
@@ -97,7 +89,7 @@ def test_the_active_node_takes_every_connection_and_a_standby_takes_over(db_fron
     assert _state(proxy, "n1") == 0
     # the active node back: the standby's sessions are cut, new ones go to it again
     servers["n1"] = NameServer("n1", ports["n1"])
-    _wait(lambda: _state(proxy, "n1") == 2, 10, "n1 UP again")
+    wait_until(lambda: _state(proxy, "n1") == 2, 10, "n1 UP again")
     conn.settimeout(5)
     assert conn.recv(64) == b""  # cut by haproxy (on-marked-up shutdown-backup-sessions)
     conn.close()

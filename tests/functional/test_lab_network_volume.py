@@ -7,37 +7,21 @@ them; last (the tests share the cloud), one controller's neutron and cinder move
 serve.
 """
 import os
-import shutil
-import sys
-import tempfile
 import time
 
 import pytest
 import requests
 
-from lab.openstack_cloud import OpenStackCloud
+from tests.clouds import running_cloud
 from tests.loader import minion_modules
 
 
 @pytest.fixture(scope="module")
 def cloud(mariadb, openstack_venvs, service_venvs):
-    run_dir = tempfile.mkdtemp(prefix="lf-nv-", dir="/tmp")
-
-    def log(line):
-        print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
-
-    cloud = OpenStackCloud(run_dir, release="2024.1", computes=1, controllers=2, servers=1,
-                           mariadb=mariadb, db_prefix="lfnv", log=log, neutron=True,
-                           cinder=True)
-    try:
-        cloud.start()
-        log(f"[network_volume] RSS KiB: {cloud.rss_kb()}")
+    with running_cloud("lf-nv-", rss=True, release="2024.1", computes=1, controllers=2,
+                       servers=1, mariadb=mariadb, db_prefix="lfnv", neutron=True,
+                       cinder=True) as cloud:
         yield cloud
-    finally:
-        try:
-            cloud.stop(remove=False)
-        finally:
-            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _names(cloud, collection):

@@ -4,38 +4,24 @@ all three, and when the active node is SIGKILLed the frontend sends the services
 standby while the API keeps answering; the node rejoins and takes the connections back.
 Heavy: a cloud of its own (about 2 minutes)."""
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 
 import pytest
 import requests
 
-from lab.openstack_cloud import OpenStackCloud
+from tests.clouds import running_cloud, wait_until
 
 PREFIX = "lfgc"
 
 
 @pytest.fixture(scope="module")
 def cloud(galera_cluster, openstack_venvs):
-    run_dir = tempfile.mkdtemp(prefix="lf-gc-", dir="/tmp")
-
-    def log(line):
-        print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
-
-    cloud = OpenStackCloud(run_dir, release="2024.1", computes=1, controllers=2, servers=1,
-                           galera=galera_cluster, db_prefix=PREFIX, log=log)
-    try:
-        cloud.start()
+    with running_cloud("lf-gc-", release="2024.1", computes=1, controllers=2, servers=1,
+                       galera=galera_cluster, db_prefix=PREFIX) as cloud:
         yield cloud
-    finally:
-        try:
-            cloud.stop(remove=False)
-        finally:
-            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _sessions(node):
@@ -93,20 +79,11 @@ class ApiProbe:
         self._thread.join(60)
 
 
-def _wait(check, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not within {timeout} s")
-
-
 @pytest.mark.heavy
 def test_the_cloud_survives_its_active_db_node_killed(cloud, galera_cluster):
     n1, n2, n3 = galera_cluster.nodes
     # every service on the active node only; the data on all three
-    _wait(lambda: _sessions(n1) > 0, 30, "sessions on n1")
+    wait_until(lambda: _sessions(n1) > 0, 30, "sessions on n1")
     assert (_sessions(n2), _sessions(n3)) == (0, 0)
     assert _servers_in_db(n1) == _servers_in_db(n3) == 1
 
@@ -114,13 +91,13 @@ def test_the_cloud_survives_its_active_db_node_killed(cloud, galera_cluster):
         time.sleep(5)
         os.kill(n1.pid, signal.SIGKILL)
         n1.pid = None
-        _wait(lambda: _sessions(n2) > 0, 30, "the services reconnected to n2")
+        wait_until(lambda: _sessions(n2) > 0, 30, "the services reconnected to n2")
         time.sleep(10)  # the API served from n2 for a while
         killed = (probe.requests, list(probe.failures))
         server = cloud.create_server("after-kill")  # a write, on n2
         galera_cluster.start()  # n1 rejoins (IST), haproxy gives it the connections back
         n1.wait_synced()
-        _wait(lambda: _sessions(n1) > 0 and _sessions(n2) == 0, 60,
+        wait_until(lambda: _sessions(n1) > 0 and _sessions(n2) == 0, 60,
               "the services back on n1 (the standby's sessions cut)")
         time.sleep(5)
     print(f"\n[galera cloud] {probe.requests} requests, {len(probe.failures)} failed "
