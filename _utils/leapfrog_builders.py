@@ -15,6 +15,11 @@ import leapfrog_recipes
 import leapfrog_steps
 
 HAPROXY = {"role": "haproxy"}
+# seconds a rollback's DB restore lets sessions left by the services it has stopped end
+# before it kills them (every controller and compute is stopped by then; a session of
+# something still writing would make the restored data differ: the restore's own
+# comparison with the backup's manifest then fails the step)
+ROLLBACK_CLIENTS_GRACE = 5
 FIRST_CONTROLLER = {"role": "controller", "first": True}
 
 
@@ -445,7 +450,8 @@ def rollback(facts):
     for mid, backup in sorted(sources["db_backups"].items()):
         plan.add(f"restore_dbs_{mid}", "restore_db", "leapfrog.call",
                  _call("mysql_backup.restore", {"backup_id": backup, "force": True,
-                                                "clients_timeout": 60, "kill_clients": True},
+                                                "clients_timeout": ROLLBACK_CLIENTS_GRACE,
+                                                "kill_clients": True},
                        {"matches_manifest": True}, **_on(mid)),
                  node=mid, where=mid, changes=f"every database restored from {backup}")
     for mid, backup in sorted(sources.get("ovsdb_backups", {}).items()):

@@ -267,6 +267,9 @@ def render_config(kind, settings, node_address, host, run_dir, release, port=Non
         conf["upgrade_levels"] = {"compute": settings["compute_rpc"]}
     if kind == "nova-compute":
         conf["DEFAULT"]["resume_guests_state_on_host_boot"] = False
+        # a compute reaches the databases through nova-conductor only: no credentials
+        # (as devstack's nova-cpu.conf and every real deployment)
+        del conf["api_database"], conf["database"]
     return {"nova.conf": _ini(conf)}
 
 
