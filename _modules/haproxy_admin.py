@@ -711,3 +711,45 @@ def ready(server, backends=None, timeout=None, poll=0.2, socket=None, socket_tim
         time.sleep(min(poll, max(limit - elapsed, 0.01)))
     return {"server": server, "backends": done,
             "seconds": round(time.monotonic() - started, 3)}
+
+
+def handover(server, others, backends, timeout=None, socket=None, socket_timeout=None):
+    """
+    ``server`` takes ``backends`` over from ``others``, with the least overlap haproxy
+    allows: ``server`` set ready on every backend where it appears and waited for until UP
+    (``ready``), then each of ``others`` set to DRAIN at once on ``backends`` only, and put
+    in maintenance there as its requests end (``drain``, forced after ``timeout``). What
+    one release writes the other cannot read: a rolling hop hands an API over this way,
+    so both releases answer it for well under a second instead of a step apart.
+
+    Returns ``{"server", "ready": <ready's return>, "drained": {other: <drain's return>},
+    "overlap_seconds"}`` (from ``server`` UP to the last of ``others`` in DRAIN).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt prx01 haproxy_admin.handover ctl01 others=ctl02,ctl03 backends=neutron_server
+    """
+    listed = _backend_list(backends)
+    names = [str(o).strip() for o in (others.split(",") if isinstance(others, str)
+                                      else others or []) if str(o).strip()]
+    if not names or not listed:
+        raise HAProxyError("handover needs others (the servers leaving) and backends (where "
+                           "they leave), e.g. others=ctl02,ctl03 backends=neutron_server")
+    for name in names:
+        _check_name(name, "server")
+    address, stimeout = _config(socket, socket_timeout)
+    for name in names:  # every name known there before anything changes
+        _locate(name, listed, address, stimeout)
+    readied = ready(server, timeout=timeout, socket=socket, socket_timeout=socket_timeout)
+    up_at = time.monotonic()
+    for name in names:
+        for be, record in _locate(name, listed, address, stimeout).items():
+            if not str(record["status"] or "").startswith(("MAINT", "DRAIN")):
+                _set(be, name, "drain", address, stimeout)
+    overlap = time.monotonic() - up_at
+    drained = {name: drain(name, backends=listed, timeout=timeout, on_timeout="maint",
+                           socket=socket, socket_timeout=socket_timeout) for name in names}
+    return {"server": server, "ready": readied, "drained": drained,
+            "overlap_seconds": round(overlap, 3)}

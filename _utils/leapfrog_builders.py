@@ -196,23 +196,30 @@ def _rolling(plan, facts, to, recipes, ctx, deployed, sls):
         _haproxy(plan, f"{node}_check", "check", "check", node,
                  "nothing: its own endpoints checked")
         _node_steps(plan, recipes, node, "after_node")
-        _ready(plan, f"{node}_ready", node)
-        if index == 0:
-            _old_apis_off(plan, recipes, config, controllers[1:], to)
+        one_release = _one_release_backends(recipes, config)
+        if index == 0 and one_release and controllers[1:]:
+            _handover(plan, node, controllers[1:], one_release, to)
+            _node_steps(plan, recipes, node, "after_handover")
+        else:
+            _ready(plan, f"{node}_ready", node)
 
 
-def _old_apis_off(plan, recipes, config, others, to):
-    """Once the first controller serves the target: the APIs answered by one release at a
-    time lose the other controllers' older servers (their backend only) until each one's
-    own ``ready`` brings it back at the target."""
-    for recipe in recipes:
-        if not recipe.one_release_api:
-            continue
-        backend = config["haproxy"].get("backends", {}).get(recipe.service, recipe.service)
-        for node in others:
-            _haproxy(plan, f"{node}_{recipe.service}_old_off", "drain", "drain", node,
-                     f"{node}'s older {recipe.service} out of backend {backend}: only "
-                     f"{to}'s servers answer it", backends=backend)
+def _one_release_backends(recipes, config):
+    """The haproxy backends of the APIs answered by one release at a time."""
+    return [config["haproxy"].get("backends", {}).get(r.service, r.service)
+            for r in recipes if r.one_release_api]
+
+
+def _handover(plan, node, others, backends, to):
+    """The first controller at the target back in every backend, and at once the others'
+    older servers out of the one-release APIs' backends (until each one's own ``ready``
+    brings it back at the target): both releases answer them for well under a second."""
+    plan.add(f"{node}_ready", "ready", "leapfrog.call",
+             _call("haproxy_admin.handover", {"server": node, "others": others,
+                                              "backends": backends}, **HAPROXY),
+             node=node, where="haproxy",
+             changes=f"{node} back in every backend; {', '.join(others)} out of "
+                     f"{', '.join(backends)} at once: only {to}'s servers answer them")
 
 
 def _fast_forward(plan, facts, to, recipes, ctx, deployed, sls):

@@ -76,7 +76,8 @@ class Recipe:
 
     def __init__(self, service, stages, processes, databases=None, version=None,
                  offline_check=False, checks=(), repin=(), before_node=(), after_node=(),
-                 status_check=False, purge=None, ovsdb=False, one_release_api=False):
+                 status_check=False, purge=None, ovsdb=False, one_release_api=False,
+                 after_handover=()):
         self.service, self.stages, self.processes = service, list(stages), dict(processes)
         # its tool for the soft-deleted rows the precheck counts (the advice it gives)
         self.purge = purge
@@ -92,6 +93,9 @@ class Recipe:
         # every one runs the target: they compute their RPC version pins at start
         self.repin = list(repin)
         self.before_node, self.after_node = list(before_node), list(after_node)
+        # on the first controller, once its API took over from the older servers
+        # (``one_release_api``): what those may have left in the moment both answered
+        self.after_handover = list(after_handover)
         # its tool says whether the target's code has migrations only stopped servers
         # survive (``openstack_db.offline_migrations``): the precheck asks
         self.offline_check = bool(offline_check)
@@ -181,7 +185,11 @@ RECIPES = {
                                            "kept)"),
                                   NodeStep("network_types", "ovn_nb.set_network_types",
                                            "OVN: every network's switch given the network "
-                                           "type new servers read", kind="ovn")]),
+                                           "type new servers read", kind="ovn")],
+                      after_handover=[NodeStep("network_types_after_handover",
+                                               "ovn_nb.set_network_types",
+                                               "OVN: the switches of networks old servers "
+                                               "made during the handover typed", kind="ovn")]),
     # one sync (additive), then the online data migrations once every service runs the
     # target; the RPC pins follow the oldest service until then
     "cinder": Recipe("cinder", [

@@ -212,3 +212,27 @@ def test_a_stopped_server_set_ready_with_health_down_gets_no_traffic(haproxy_lab
     assert haproxy_admin.set_state("ctl01", "ready", backends=["nova"])["nova"].startswith("UP")
     with pytest.raises(haproxy_admin.HAProxyError, match="unknown server health 'sick'"):
         haproxy_admin.set_state("ctl01", "ready", backends=["nova"], health="sick")
+
+
+def test_handover_moves_one_backend_from_the_others_with_a_short_overlap(haproxy_lab):
+    """ctl01 (out of nova) takes nova over from ctl02: ctl01 UP everywhere, ctl02 in
+    maintenance in nova only, both UP in nova for well under a second."""
+    haproxy_admin.drain("ctl01", backends=["nova"], timeout=10)
+    out = haproxy_admin.handover("ctl01", others="ctl02", backends="nova", timeout=10)
+    assert statuses(haproxy_lab, "ctl01") == {"keystone": "UP", "nova": "UP",
+                                              "placement": "UP"}
+    assert statuses(haproxy_lab, "ctl02") == {"keystone": "UP", "nova": "MAINT",
+                                              "placement": "UP"}
+    assert out["drained"]["ctl02"]["backends"]["nova"]["status"] == "MAINT"
+    assert out["overlap_seconds"] < 0.5
+    haproxy_admin.ready("ctl02", backends=["nova"], timeout=10)
+
+
+def test_handover_refuses_unknown_servers_and_changes_nothing(haproxy_lab):
+    haproxy_admin.drain("ctl01", backends=["nova"], timeout=10)
+    with pytest.raises(Exception, match="ctl09"):
+        haproxy_admin.handover("ctl01", others="ctl09", backends="nova")
+    with pytest.raises(Exception, match="handover needs others"):
+        haproxy_admin.handover("ctl01", others="", backends="nova")
+    assert statuses(haproxy_lab, "ctl01")["nova"] == "MAINT"
+    haproxy_admin.ready("ctl01", timeout=10)

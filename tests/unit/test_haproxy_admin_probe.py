@@ -61,10 +61,14 @@ def test_summary_longest_outage_and_timeline():
     assert empty["requests"] == 0 and empty["longest_outage"] == 0.0
 
 
+HITS = []  # one entry per request the tiny server answered
+
+
 @pytest.fixture
 def tiny_server():
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
+            HITS.append(self.path)
             status = 500 if self.path == "/broken" else 200
             self.send_response(status)
             self.send_header("Content-Length", "2")
@@ -124,7 +128,10 @@ def test_probe_runs_as_its_own_process_and_stops_on_sigterm(tiny_server, tmp_pat
     proc = subprocess.Popen([sys.executable, "-m", "leapfrog_probe", "--duration", "60",
                              "--concurrency", "2", "--interval", "0.01", "--out", str(out),
                              tiny_server + "/"], env=env)
-    time.sleep(1.0)
+    HITS.clear()
+    deadline = time.monotonic() + 30  # started (its handler set) once it sends requests
+    while len(HITS) < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
     summary = json.loads(out.read_text())
