@@ -464,9 +464,10 @@ def restore_node_key(node, backup=None, key=None, cluster=None, pillar=None):
 def _role_target(config, role=None, target=None):
     if target:
         return target
-    if role not in config["roles"]:
+    if role not in leapfrog_schema.roles(config):
         raise leapfrog_errors.LeapfrogError(
-            f"unknown role {role!r}; roles: {', '.join(sorted(config['roles']))}")
+            f"unknown role {role!r}; roles: "
+            f"{', '.join(sorted(leapfrog_schema.roles(config)))}")
     return config["roles"][role]
 
 

@@ -135,7 +135,7 @@ def inventory(opts, config, timeout):
     ({role: {target, nodes, not_responding}}, [problem]); a role that matches no minion or
     a node that does not answer is a problem."""
     roles, problems = {}, []
-    for role, target in sorted(config["roles"].items()):
+    for role, target in sorted(leapfrog_schema.roles(config).items()):
         expected = leapfrog_minions.expected(opts, target)
         answers = leapfrog_minions.ask_node_info(opts, target, timeout)
         nodes = {mid: info for mid, info in sorted(answers.items()) if isinstance(info, dict)}

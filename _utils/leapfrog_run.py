@@ -21,6 +21,7 @@ import leapfrog_parse
 import leapfrog_probe
 import leapfrog_provision
 import leapfrog_schedules
+import leapfrog_schema
 
 SCHEDULE_TIMEOUT = 15  # a stopped controller (a rollback) costs this once per begin and end
 
@@ -123,7 +124,7 @@ def stale_after(config):
 
 def cluster_minions(master, config):
     """Every minion of the cluster's roles (the nodes a run may touch)."""
-    return sorted({mid for target in config["roles"].values()
+    return sorted({mid for target in leapfrog_schema.roles(config).values()
                    for mid in leapfrog_minions.expected(master.opts, target)})
 
 

@@ -18,6 +18,12 @@ RELEASES = ["2024.1", "2024.2", "2025.1", "2025.2", "2026.1", "2026.2"]
 STRATEGIES = ["rolling", "fast_forward"]
 SERVER_POLICIES = ["skip", "migrate", "force"]
 ROLES = ["controller", "compute", "database", "haproxy", "hypervisor"]
+
+
+def roles(config):
+    """``{role: compound target}`` of the roles the cluster has: the required ones and the
+    optional ones it sets (``galera``)."""
+    return {role: target for role, target in config["roles"].items() if target}
 _BATCH = re.compile(r"\A([1-9][0-9]*)%?\Z")
 _SUFFIX = re.compile(r"\A_[a-z0-9][a-z0-9_]{0,31}\Z")
 DEFAULT_SUFFIX = "_upgrade"

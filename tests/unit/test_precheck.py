@@ -154,3 +154,11 @@ def test_without_roles_galera_no_node_is_asked(monkeypatch):
     problems = []
     leapfrog_precheck._galera({}, _config(), problems)  # pylint: disable=protected-access
     assert (asked, problems) == ([], [])
+
+
+def test_an_optional_role_left_unset_is_no_role_of_the_cluster():
+    """The inventory, the lock's minions and leapfrog.call see roles:galera only when set."""
+    config = _config()
+    assert "galera" not in leapfrog_schema.roles(config)
+    config["roles"]["galera"] = "I@galera:server"
+    assert leapfrog_schema.roles(config)["galera"] == "I@galera:server"
