@@ -159,19 +159,25 @@ def _check_name(name, what="name"):
     return name
 
 
-def _backend_list(backends):
-    if backends in (None, "", []):
+def _name_list(names, kind):
+    """``names`` (a list or a comma-separated string) checked as ``kind`` names, each once;
+    None when empty."""
+    if names in (None, "", []):
         return None
-    if isinstance(backends, str):
-        backends = [part.strip() for part in backends.split(",")]
-    if not isinstance(backends, (list, tuple)):
-        raise NameRefused(f"backends must be a list or a comma-separated string, got {backends!r}")
+    if isinstance(names, str):
+        names = [part.strip() for part in names.split(",")]
+    if not isinstance(names, (list, tuple)):
+        raise NameRefused(f"{kind}s must be a list or a comma-separated string, got {names!r}")
     out = []
-    for name in backends:
-        _check_name(name, "backend")
+    for name in names:
+        _check_name(name, kind)
         if name not in out:
             out.append(name)
     return out
+
+
+def _backend_list(backends):
+    return _name_list(backends, "backend")
 
 
 # -- the socket ----------------------------------------------------------------------------
@@ -731,14 +737,10 @@ def handover(server, others, backends, timeout=None, socket=None, socket_timeout
 
         salt prx01 haproxy_admin.handover ctl01 others=ctl02,ctl03 backends=neutron_server
     """
-    listed = _backend_list(backends)
-    names = [str(o).strip() for o in (others.split(",") if isinstance(others, str)
-                                      else others or []) if str(o).strip()]
+    listed, names = _backend_list(backends), _name_list(others, "server")
     if not names or not listed:
         raise HAProxyError("handover needs others (the servers leaving) and backends (where "
                            "they leave), e.g. others=ctl02,ctl03 backends=neutron_server")
-    for name in names:
-        _check_name(name, "server")
     address, stimeout = _config(socket, socket_timeout)
     for name in names:  # every name known there before anything changes
         _locate(name, listed, address, stimeout)

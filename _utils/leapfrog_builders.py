@@ -184,6 +184,7 @@ def _has_node_steps(recipes, which):
 
 def _rolling(plan, facts, to, recipes, ctx, deployed, sls):
     config, run, controllers = facts["config"], facts["run"], facts["controllers"]
+    one_release = _one_release_backends(recipes, config)
     for index, node in enumerate(controllers):
         _node_steps(plan, recipes, node, "before_node")
         _drain(plan, node, "none" if len(controllers) > 1 else "API down (one controller)",
@@ -196,7 +197,6 @@ def _rolling(plan, facts, to, recipes, ctx, deployed, sls):
         _haproxy(plan, f"{node}_check", "check", "check", node,
                  "nothing: its own endpoints checked")
         _node_steps(plan, recipes, node, "after_node")
-        one_release = _one_release_backends(recipes, config)
         if index == 0 and one_release and controllers[1:]:
             _handover(plan, node, controllers[1:], one_release, to)
             _node_steps(plan, recipes, node, "after_handover")

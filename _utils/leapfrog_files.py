@@ -27,7 +27,7 @@ def sha256(path):
 DEFAULT_BACKUP_ROOT = "/var/backups/leapfrog"  # without pillar leapfrog:backups:dir
 
 
-def backup_root(configured, kind=""):
+def backup_root(configured, kind):
     """Where backups of ``kind`` ("mysql", "ovsdb", "galera": a subfolder each) go: under
     ``configured`` (pillar ``leapfrog:backups:dir``), else the default root."""
     return os.path.join(configured or DEFAULT_BACKUP_ROOT, kind)
