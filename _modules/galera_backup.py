@@ -213,7 +213,7 @@ def backup(label=None, backup_dir=None, force=False):
 
 
 def _summary(manifest):
-    return {key: manifest.get(key) for key in ("id", "label", "node", "uuid", "seqno",
+    return {key: manifest.get(key) for key in ("kind", "id", "label", "node", "uuid", "seqno",
                                                "bytes", "paused_seconds", "resync_seconds",
                                                "seconds")} | {
         "tables": len(manifest.get("checksums") or {})}

@@ -12,6 +12,7 @@ Facts (plain data, so golden tests build plans from YAML):
 * rehearsal: ``suffix`` (checked by ``leapfrog_schema.clone_suffix``).
 """
 import leapfrog_recipes
+import leapfrog_schema
 import leapfrog_steps
 
 HAPROXY = {"role": "haproxy"}
@@ -21,6 +22,9 @@ HAPROXY = {"role": "haproxy"}
 # comparison with the backup's manifest then fails the step)
 ROLLBACK_CLIENTS_GRACE = 5
 FIRST_CONTROLLER = {"role": "controller", "first": True}
+# seconds the Galera backup node's DB sessions may take to end once it is set to drain (a
+# standby holds none; a node that takes the writes would not drain: the step fails, naming it)
+DB_NODE_DRAIN_TIMEOUT = 60
 
 
 def _call(func, kwargs=None, expect=None, **where):
@@ -76,24 +80,31 @@ def _deployed(to, ffu):
     }
 
 
-def _before(plan, run, to, strategy, databases, recipes):
+def _before(plan, run, to, strategy, config, recipes):
     plan.add("precheck", "precheck", "leapfrog.precheck", {"to": to, "strategy": strategy},
              where="every role", changes="nothing: every problem collected")
     plan.side_by_side(
         lambda: plan.add("revisions_before", "revisions", "leapfrog.revisions",
                          {"release": to}, where="first controller",
                          changes="nothing: DB revisions recorded"),
-        lambda: _backup_dbs(plan, run, databases, recipes))
+        lambda: _backup_dbs(plan, run, config, recipes))
     plan.add("approval", "approval", changes="nothing: waits for salt-run leapfrog.approve")
 
 
-def _backup_dbs(plan, run, databases, recipes):
-    plan.add("backup_dbs", "backup_db", "leapfrog.call",
-             _call("mysql_backup.backup", {"label": run}, role="database"),
-             where="database", changes=f"a backup of {', '.join(databases)} (one snapshot)")
-    plan.add("verify_db_backup", "verify_backup", "leapfrog.call",
-             _call("mysql_backup.verify", {"label": run}, {"valid": True}, role="database"),
-             where="database", changes="nothing: the backup verified")
+def _backup_dbs(plan, run, config, recipes):
+    """The run's DB backup, verified (``database:backup``), and OVN's when a service keeps
+    its state there."""
+    if leapfrog_schema.db_backup(config) == "physical":
+        _galera_backup(plan, run, config["database"]["galera"])
+    else:
+        plan.add("backup_dbs", "backup_db", "leapfrog.call",
+                 _call("mysql_backup.backup", {"label": run}, role="database"),
+                 where="database", changes=f"a backup of "
+                 f"{', '.join(config['database']['databases'])} (one snapshot)")
+        plan.add("verify_db_backup", "verify_backup", "leapfrog.call",
+                 _call("mysql_backup.verify", {"label": run}, {"valid": True},
+                       role="database"),
+                 where="database", changes="nothing: the backup verified")
     if any(recipe.ovsdb for recipe in recipes):
         plan.add("backup_ovsdb", "backup_ovsdb", "leapfrog.call",
                  _call("ovsdb_backup.backup", {"label": run}, role="database"),
@@ -103,6 +114,29 @@ def _backup_dbs(plan, run, databases, recipes):
                  _call("ovsdb_backup.verify", {"label": run}, {"valid": True},
                        role="database"),
                  where="database", changes="nothing: the OVSDB backup verified")
+
+
+def _galera_backup(plan, run, galera):
+    """A physical backup of the Galera cluster on its backup node, taken out of the DB
+    frontend meanwhile (no client may be moved to a node paused by the backup's lock)."""
+    node = galera["backup_node"]
+    frontend = {"server": galera["server"] or node, "backends": [galera["frontend"]]}
+    plan.add(f"{node}_out_of_db_frontend", "db_node_out", "leapfrog.call",
+             _call("haproxy_admin.drain", {**frontend, "timeout": DB_NODE_DRAIN_TIMEOUT},
+                   **HAPROXY),
+             node=node, where="haproxy", changes=f"{node} takes no DB session (a standby: "
+             "the node taking the writes keeps them)")
+    plan.add("backup_dbs", "backup_db", "leapfrog.call",
+             _call("galera_backup.backup", {"label": run}, **_on(node)), node=node,
+             where=node, changes="a physical backup of the Galera cluster (the node "
+             "desynced meanwhile; the others take the writes)")
+    plan.add(f"{node}_back_in_db_frontend", "db_node_in", "leapfrog.call",
+             _call("haproxy_admin.ready", frontend, **HAPROXY), node=node, where="haproxy",
+             changes=f"{node} a standby of the DB frontend again")
+    plan.add("verify_db_backup", "verify_backup", "leapfrog.call",
+             _call("galera_backup.verify", {"label": run}, {"valid": True}, **_on(node)),
+             node=node, where=node,
+             changes="nothing: the backup verified in a scratch server")
 
 
 def _db_stages(plan, recipes, ctx, phase, node=None):
@@ -356,8 +390,7 @@ def control_plane(facts):
         "orch.upgrade_control_plane", facts["cluster"], to,
         f"Upgrade the control plane of {facts['cluster']}: {' -> '.join(path)} "
         f"({decision['strategy']})", why=decision["why"])
-    _before(plan, facts["run"], to, decision["strategy"], config["database"]["databases"],
-            recipes)
+    _before(plan, facts["run"], to, decision["strategy"], config, recipes)
     deployed, sls = _deployed(to, ffu), config["vms"]["redeploy_sls"]
     (_fast_forward if ffu else _rolling)(plan, facts, to, recipes, ctx, deployed, sls)
     _repin(plan, recipes, facts["controllers"], sls,
@@ -417,6 +450,27 @@ def data_plane(facts):
 
 
 # ---------------------------------------------------------------------------- rollback
+def _restore_galera(plan, nodes, mid, backup):
+    """The whole Galera cluster back to ``backup``: every node stopped (``mid``, which holds
+    the backup, last), the cluster bootstrapped on ``mid`` from it (its checksums compared
+    with the backup's), then each other node joined by a full SST, one at a time."""
+    others = [node for node in nodes if node != mid]
+    for node in others + [mid]:
+        plan.add(f"{node}_db_stop", "stop_db_node", "leapfrog.call",
+                 _call("galera.stop", {"force": True}, **_on(node)), node=node, where=node,
+                 changes=f"{node}'s Galera server stopped")
+    plan.add(f"restore_dbs_{mid}", "restore_db", "leapfrog.call",
+             _call("galera_backup.restore", {"backup_id": backup}, {"matches_backup": True},
+                   **_on(mid)),
+             node=mid, where=mid,
+             changes=f"the Galera cluster bootstrapped on {mid} from {backup}")
+    for node in others:
+        plan.add(f"{node}_db_join", "join_db_node", "leapfrog.call",
+                 _call("galera.join", {"fresh": True}, **_on(node)), node=node, where=node,
+                 changes=f"{node} joins the restored cluster by a full SST (its old data "
+                         "removed)")
+
+
 def rollback(facts):
     """orch.rollback_control_plane: back to where an upgrade run started, from its
     backups (each verified before anything stops)."""
@@ -425,7 +479,10 @@ def rollback(facts):
     plan = leapfrog_steps.Plan(
         "orch.rollback_control_plane", facts["cluster"], sources["upgrade_run"],
         f"Roll back run {sources['upgrade_run']} of {facts['cluster']}",
-        why=f"DB backups {sources['db_backups']}, disks {sources['disks']}",
+        why=", ".join(f"{label} {found}" for label, found in (
+            ("DB backups", sources["db_backups"]),
+            ("Galera backups", sources.get("galera_backups")),
+            ("disks", sources["disks"])) if found),
         probe=False, report=False)
     plan.side_by_side(*[lambda mid=mid, backup=backup: plan.add(
         f"verify_db_backup_{mid}", "verify_backup", "leapfrog.call",
@@ -442,7 +499,12 @@ def rollback(facts):
             f"verify_ovsdb_backup_{mid}", "verify_backup", "leapfrog.call",
             _call("ovsdb_backup.verify", {"backup_id": backup}, {"valid": True}, **_on(mid)),
             node=mid, where=mid, changes="nothing: the OVSDB backup verified")
-        for mid, backup in sorted(sources.get("ovsdb_backups", {}).items())])
+        for mid, backup in sorted(sources.get("ovsdb_backups", {}).items())], *[
+        lambda mid=mid, backup=backup: plan.add(
+            f"verify_galera_backup_{mid}", "verify_backup", "leapfrog.call",
+            _call("galera_backup.verify", {"backup_id": backup}, {"valid": True}, **_on(mid)),
+            node=mid, where=mid, changes="nothing: the Galera backup verified")
+        for mid, backup in sorted(sources.get("galera_backups", {}).items())])
     for node in controllers:
         vm = nodes[node]
         _drain(plan, node, "API down from the last one", on_timeout="maint", allow_last=True)
@@ -461,6 +523,8 @@ def rollback(facts):
                                                 "kill_clients": True},
                        {"matches_manifest": True}, **_on(mid)),
                  node=mid, where=mid, changes=f"every database restored from {backup}")
+    for mid, backup in sorted(sources.get("galera_backups", {}).items()):
+        _restore_galera(plan, sources["galera_nodes"], mid, backup)
     for mid, backup in sorted(sources.get("ovsdb_backups", {}).items()):
         plan.add(f"restore_ovsdb_{mid}", "restore_db", "leapfrog.call",
                  _call("ovsdb_backup.restore", {"backup_id": backup},

@@ -5,6 +5,7 @@ point of no return or later runs built on it.
 """
 import leapfrog_errors
 import leapfrog_journal
+import leapfrog_minions
 import leapfrog_parse
 import leapfrog_rebuild
 
@@ -33,6 +34,12 @@ def report_facts(data):
     backups = []
     for record in records(data, "backup_db"):
         for mid, ret in record["result"].items():
+            if ret.get("kind") == "galera":
+                backups.append({"kind": "galera", "name": "cluster", "node": mid,
+                                "id": ret.get("id"), "seqno": ret.get("seqno"),
+                                "bytes": ret.get("bytes"), "tables": ret.get("tables"),
+                                "paused_seconds": ret.get("paused_seconds"),
+                                "verified": None})
             for db, info in (ret.get("databases") or {}).items():
                 backups.append({"kind": "database", "name": db, "node": mid, "id": ret.get("id"),
                                 "path": info.get("file"), "sha256": info.get("sha256"),
@@ -175,7 +182,10 @@ def rollback_sources(opts, root, name, config, upgrade_run, force=False):
             f"run {upgrade_run} has no verified DB backup (no done step of kind "
             f"{'verify_backup' if db else 'backup_db'}): nothing was changed before it, so "
             "there is nothing to roll back")
-    db_ids = {mid: ret.get("id") for mid, ret in db[0]["result"].items()}
+    db_ids = {mid: ret.get("id") for mid, ret in db[0]["result"].items()
+              if ret.get("kind") != "galera"}
+    galera = {mid: ret.get("id") for mid, ret in db[0]["result"].items()
+              if ret.get("kind") == "galera"}
     disks = {r["node"]: next(iter(r["result"].values())).get("backup")
              for r in records(data, "backup_disk")
              if r.get("node") in config["vms"]["nodes"]}
@@ -187,5 +197,20 @@ def rollback_sources(opts, root, name, config, upgrade_run, force=False):
                 for r in records(data, "stop_compute") if "release_before" in r["result"]}
     ovsdb = {mid: ret.get("id") for r in records(data, "backup_ovsdb")
              for mid, ret in r["result"].items() if isinstance(ret, dict)}
-    return {"upgrade_run": str(upgrade_run), "db_backups": db_ids, "ovsdb_backups": ovsdb,
-            "disks": disks, "keys": keys, "computes": computes, "later_runs": later}
+    out = {"upgrade_run": str(upgrade_run), "db_backups": db_ids, "ovsdb_backups": ovsdb,
+           "disks": disks, "keys": keys, "computes": computes, "later_runs": later}
+    if galera:  # a physical backup: the whole cluster is restored, every node of it
+        out.update(galera_backups=galera, galera_nodes=_galera_nodes(opts, config))
+    return out
+
+
+def _galera_nodes(opts, config):
+    """The minions of ``roles:galera`` (every one is stopped, and all but the backup's
+    node rejoin, in a whole-cluster restore)."""
+    target = config["roles"].get("galera")
+    nodes = sorted(leapfrog_minions.expected(opts, target)) if target else []
+    if not nodes:
+        raise leapfrog_errors.LeapfrogError(
+            f"the run's DB backup is a Galera cluster's, but roles:galera "
+            f"({target or 'unset'}) matches no minion: set it to the cluster's nodes")
+    return nodes

@@ -10,6 +10,7 @@ import time
 
 import leapfrog_minions
 import leapfrog_recipes
+import leapfrog_schema
 
 # seconds before a failed ``<service>-status upgrade check`` is asked again
 RECHECK_SECONDS = 15
@@ -31,6 +32,27 @@ def _haproxy(opts, config, problems):
             if not str(rec.get("status", "")).startswith(("UP", "no check")):
                 problems.append(f"haproxy on {mid}: {rec['backend']}/{rec['server']} is "
                                 f"{rec.get('status')}; bring it UP (or fix it) before the upgrade")
+        _backup_node_standby(config, mid, records, problems)
+
+
+def _backup_node_standby(config, mid, records, problems):
+    """A physical backup's node must be a standby (``backup``) server of the DB frontend:
+    the node taking the writes would not drain, and the backup's lock there would stall
+    the cloud's writes."""
+    if leapfrog_schema.db_backup(config) != "physical":
+        return
+    galera = config["database"]["galera"]
+    frontend, server = galera["frontend"], galera["server"] or galera["backup_node"]
+    found = [r for r in records if r.get("backend") == frontend and r.get("server") == server]
+    if not found:
+        problems.append(f"haproxy on {mid}: the DB frontend {frontend} has no server {server} "
+                        f"(the backup's node {galera['backup_node']}); set database:galera:"
+                        "frontend and database:galera:server to its haproxy names")
+    elif not found[0].get("bck"):
+        problems.append(f"haproxy on {mid}: {frontend}/{server}, the backup's node, is the DB "
+                        "frontend's active server (it takes the writes); back up from a "
+                        "standby (a server marked backup): set database:galera:backup_node "
+                        "and database:galera:server to one")
 
 
 def _databases(opts, config, problems, notes):
@@ -55,6 +77,11 @@ def _galera(opts, config, problems):
         problems.extend(f"galera on {mid}: {p}" for p in out.get("problems") or [])
         if (out.get("status") or {}).get("uuid"):
             uuids.setdefault(out["status"]["uuid"], []).append(mid)
+    node = config["database"]["galera"].get("backup_node")
+    if leapfrog_schema.db_backup(config) == "physical" and node not in answers \
+            and node not in failures:
+        problems.append(f"database:galera:backup_node: {node} is not a node of roles:galera "
+                        f"({target}: {', '.join(sorted(answers)) or 'none'}); name one of them")
     if len(uuids) > 1:
         problems.append(
             "galera: the nodes are in different clusters (" + "; ".join(

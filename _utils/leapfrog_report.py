@@ -36,7 +36,7 @@ ERROR_LIMIT = 300
 NODE_FIELDS = ("role", "release_before", "release", "oscodename_before", "oscodename",
                "osrelease", "os", "kernelrelease", "rebuilt", "note")
 BACKUP_FIELDS = ("kind", "name", "node", "id", "path", "sha256", "bytes", "verified",
-                 "created")
+                 "created", "seqno", "tables", "paused_seconds")
 PROBE_FIELDS = ("requests", "ok", "failures", "failure_rate", "longest_outage",
                 "longest_outage_requests", "outages", "first_failure")
 COLOURS = {"done": "#43a047", "failed": "#e53935", "skipped": "#9e9e9e",

@@ -18,12 +18,22 @@ RELEASES = ["2024.1", "2024.2", "2025.1", "2025.2", "2026.1", "2026.2"]
 STRATEGIES = ["rolling", "fast_forward"]
 SERVER_POLICIES = ["skip", "migrate", "force"]
 ROLES = ["controller", "compute", "database", "haproxy", "hypervisor"]
+DB_BACKUPS = ("auto", "logical", "physical")
 
 
 def roles(config):
     """``{role: compound target}`` of the roles the cluster has: the required ones and the
     optional ones it sets (``galera``)."""
     return {role: target for role, target in config["roles"].items() if target}
+
+
+def db_backup(config):
+    """How a run backs up the databases: ``logical`` or ``physical`` (``database:backup``,
+    ``auto`` resolved: physical on a Galera cluster)."""
+    chosen = config["database"]["backup"]
+    if chosen == "auto":
+        return "physical" if config["roles"].get("galera") else "logical"
+    return chosen
 _BATCH = re.compile(r"\A([1-9][0-9]*)%?\Z")
 _SUFFIX = re.compile(r"\A_[a-z0-9][a-z0-9_]{0,31}\Z")
 DEFAULT_SUFFIX = "_upgrade"
@@ -166,6 +176,22 @@ SCHEMA = {
         "user": Field(str),
         "password": Field(str, doc="read on the database minion only; never logged"),
         "databases": Field(list, items=Field(str)),
+        "backup": Field(str, required=False, default="auto", choices=DB_BACKUPS,
+                        doc="how a run backs up the databases: logical (mysql_backup: a dump "
+                            "of each database on the database role), physical (galera_backup: "
+                            "mariadb-backup on database:galera:backup_node, taken out of the "
+                            "DB frontend); auto: physical when roles:galera is set"),
+        "galera": Field(dict, required=False, default={},
+                        doc="where a physical backup is taken on a Galera cluster", keys={
+            "backup_node": Field(str, doc="minion id of the Galera node the backup is taken "
+                                          "on: a standby of the DB frontend, never the node "
+                                          "taking the writes"),
+            "frontend": Field(str, required=False, default="galera",
+                              doc="haproxy backend of the DB frontend"),
+            "server": Field(str, required=False, default="",
+                            doc="the backup node's server name in that backend (default: its "
+                                "minion id)"),
+        }),
     }),
     "vms": Field(dict, keys={
         "image": Field(str, doc="qcow2 base image of the new OS"),
@@ -280,6 +306,7 @@ def _cross_checks(config, where, problems):
                 f"services {', '.join(services)}: a run backs up only what this lists, and "
                 "upgrades every service listed; add them, or leave the service out of "
                 "services")
+    _backup_checks(config, where, problems)
     releases = config.get("releases")
     if not isinstance(releases, dict):
         return
@@ -291,6 +318,25 @@ def _cross_checks(config, where, problems):
         if releases.get("target") not in (None, path[-1]):
             problems.append(f"{where}:releases:path: ends at {path[-1]} but releases:target "
                             f"is {releases.get('target')}")
+
+
+def _backup_checks(config, where, problems):
+    """A physical backup needs a Galera cluster and the node it is taken on."""
+    database, roles_ = config.get("database"), config.get("roles")
+    if not (isinstance(database, dict) and isinstance(roles_, dict)
+            and database.get("backup") in DB_BACKUPS):
+        return
+    if db_backup(config) != "physical":
+        return
+    if not roles_.get("galera"):
+        problems.append(f"{where}:database:backup: physical needs a Galera cluster: set "
+                        "roles:galera to its nodes' target, or choose logical")
+    elif not (database.get("galera") or {}).get("backup_node"):
+        problems.append(
+            f"{where}:database:galera:backup_node: missing: a physical backup of the Galera "
+            "cluster (database:backup: physical, or auto with roles:galera set) is taken on "
+            "one standby node of the DB frontend; name its minion id, or set database:backup:"
+            " logical")
 
 
 def validate(config, cluster):

@@ -25,6 +25,11 @@ def _drain(node, result):
 def _backup_db(node, result):
     parts = []
     for mid, ret in _answers(result):
+        if ret.get("kind") == "galera":
+            parts.append(f"the Galera cluster backed up on {mid} as {ret.get('id')} at seqno "
+                         f"{ret.get('seqno')} ({ret.get('tables')} tables), the node paused "
+                         f"{float(ret.get('paused_seconds') or 0):.1f} s")
+            continue
         lock = ret.get("lock_seconds")
         parts.append(f"{len(ret.get('databases') or {})} databases backed up on {mid} as "
                      f"{ret.get('id')}" + (f", writers paused {float(lock) * 1000:.0f} ms"

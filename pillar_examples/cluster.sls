@@ -20,6 +20,8 @@ leapfrog:
         database: "I@mysql:server"
         haproxy: "I@haproxy:proxy"
         hypervisor: "G@roles:kvm"
+        # galera: "I@galera:server"   # optional: the Galera nodes, when the databases live
+                                      # on a Galera cluster (precheck, physical backup, rollback)
       haproxy:
         socket: /run/haproxy/admin.sock   # admin socket: unix path or host:port
         vip: 10.0.0.10                    # address the API frontends listen on
@@ -43,6 +45,14 @@ leapfrog:
         user: root
         password: CHANGE_ME               # read on the database minion only; never logged
         databases: [nova_api, nova, nova_cell0, keystone, placement, glance]
+        backup: auto                      # optional: logical (a dump per database, on the
+                                          # database role), physical (mariadb-backup on a
+                                          # Galera node), auto: physical when roles:galera is set
+        # galera:                         # the physical backup's node (needed with roles:galera)
+        #   backup_node: dbs03            # minion id: a standby of the DB frontend, never the
+        #                                 # node taking the writes
+        #   frontend: galera              # optional: haproxy backend of the DB frontend
+        #   server: dbs03                 # optional: its server name there (default: minion id)
       vms:
         image: /var/lib/libvirt/images/trixie-base.qcow2   # new OS image (qcow2) for rebuilds
         os: {os: Debian, oscodename: trixie}               # grains the rebuilt VMs must show

@@ -112,17 +112,25 @@ def test_a_status_check_failing_once_is_asked_again(monkeypatch):
     assert problems == ["cinder-status upgrade check (2025.1): Service UUIDs failed"]
 
 
-def _galera_collect(monkeypatch, answers, failures=None):
+def _galera_config(backup_node="dbs01", server="n1"):
+    """A cluster on Galera: its physical backup taken on ``backup_node`` (``server`` in
+    haproxy's DB frontend)."""
+    config = _config()
+    config["roles"]["galera"] = "I@galera:server"
+    config["database"]["galera"] = {"backup_node": backup_node, "frontend": "galera",
+                                    "server": server}
+    return config
+
+
+def _galera_collect(monkeypatch, answers, failures=None, backup_node="dbs01"):
     """The precheck of a cluster with ``roles:galera``: each node's galera.precheck answer."""
     monkeypatch.setattr(leapfrog_precheck.leapfrog_minions, "call_each",
                         lambda opts, tgt, func, kwargs=None, **_: (
                             (answers, failures or {}) if func == "galera.precheck" else ({}, {})))
     monkeypatch.setattr(leapfrog_precheck.leapfrog_minions, "call",
                         lambda *a, **k: {"ctl01": {"at_head": True}})
-    config = _config()
-    config["roles"]["galera"] = "I@galera:server"
     problems = []
-    leapfrog_precheck._galera({}, config, problems)  # pylint: disable=protected-access
+    leapfrog_precheck._galera({}, _galera_config(backup_node), problems)  # pylint: disable=protected-access
     return problems
 
 
@@ -162,3 +170,32 @@ def test_an_optional_role_left_unset_is_no_role_of_the_cluster():
     assert "galera" not in leapfrog_schema.roles(config)
     config["roles"]["galera"] = "I@galera:server"
     assert leapfrog_schema.roles(config)["galera"] == "I@galera:server"
+
+
+def test_the_backup_node_must_be_a_galera_node(monkeypatch):
+    ok = {"ok": True, "problems": [], "status": {"running": True, "uuid": "u1"}}
+    problems = _galera_collect(monkeypatch, {"dbs01": ok, "dbs02": ok}, backup_node="dbs09")
+    assert problems == ["database:galera:backup_node: dbs09 is not a node of roles:galera "
+                        "(I@galera:server: dbs01, dbs02); name one of them"]
+
+
+def test_the_backup_node_must_be_a_standby_of_the_db_frontend(monkeypatch):
+    """haproxy's view: the backup's node is a server marked backup in the DB frontend."""
+    servers = [{"backend": "galera", "server": "n1", "status": "UP", "bck": 0},
+               {"backend": "galera", "server": "n3", "status": "UP", "bck": 1}]
+    monkeypatch.setattr(leapfrog_precheck.leapfrog_minions, "call",
+                        lambda *a, **k: {"prx01": servers})
+
+    def problems_with(node, server):
+        problems = []
+        leapfrog_precheck._haproxy({}, _galera_config(node, server), problems)  # pylint: disable=protected-access
+        return problems
+
+    assert problems_with("dbs03", "n3") == []
+    assert problems_with("dbs01", "n1") == [
+        "haproxy on prx01: galera/n1, the backup's node, is the DB frontend's active server "
+        "(it takes the writes); back up from a standby (a server marked backup): set "
+        "database:galera:backup_node and database:galera:server to one"]
+    assert problems_with("dbs03", "") == [
+        "haproxy on prx01: the DB frontend galera has no server dbs03 (the backup's node "
+        "dbs03); set database:galera:frontend and database:galera:server to its haproxy names"]

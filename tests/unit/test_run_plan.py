@@ -74,6 +74,41 @@ def test_renamed_steps_break_no_rollback(bus, monkeypatch):
     assert sources["computes"] == {"cmp07": "2024.1"}
 
 
+def _galera_run(run):
+    plan = leapfrog_steps.Plan("orch.upgrade_control_plane", "lab", "2025.1", "t")
+    plan.add("backup_dbs", "backup_db", "x.y", node="dbs03")
+    plan.add("verify_db_backup", "verify_backup", "x.y", node="dbs03")
+    runner.begin(cluster="lab", run=run, steps=plan.names(), orch=plan.orch,
+                 target="2025.1", plan=plan.to_dict())
+    return plan
+
+
+def test_a_galera_backup_rolls_back_the_whole_cluster(bus, monkeypatch):
+    """A physical backup (its result's kind) is a Galera backup: the rollback restores it
+    on its node and needs every node of roles:galera; without them it names the fix."""
+    import leapfrog_history  # pylint: disable=import-outside-toplevel
+
+    plan = _galera_run("gal1")
+    answers = {"backup_dbs": {"dbs03": {"kind": "galera", "id": "gal-1", "seqno": 42}},
+               "verify_db_backup": {"dbs03": {"valid": True}}}
+    for step in plan.steps:
+        bus["answer"] = answers[step.name]
+        runner.step(cluster="lab", run="gal1", step=step.name, function="x.y",
+                    kind=step.kind, node=step.node)
+    ret = runner.rollback_sources(cluster="lab", upgrade_run="gal1")
+    assert ret["retcode"] == 1
+    assert "the run's DB backup is a Galera cluster's, but roles:galera (unset) matches no " \
+        "minion" in ret["error"]
+    config = runner._load("lab", None)[1]  # pylint: disable=protected-access
+    config["roles"]["galera"] = "I@galera:server"
+    monkeypatch.setattr(leapfrog_history.leapfrog_minions, "expected",
+                        lambda opts, target: ["dbs02", "dbs01", "dbs03"])
+    sources = leapfrog_history.rollback_sources(
+        runner.__opts__, runner._journal_root(), "lab", config, "gal1")  # pylint: disable=protected-access
+    assert sources["db_backups"] == {} and sources["galera_backups"] == {"dbs03": "gal-1"}
+    assert sources["galera_nodes"] == ["dbs01", "dbs02", "dbs03"]
+
+
 def test_the_gate_names_the_first_point_of_no_return_after_it():
     """The data plane's canary switch is irreversible but already behind its gate."""
     import leapfrog_history  # pylint: disable=import-outside-toplevel

@@ -100,3 +100,29 @@ def test_error_text_lists_each_problem(example):
     assert "2 problem(s)" in text
     assert "  - leapfrog:clusters:prod1:vms: missing" in text
     assert "  - leapfrog:clusters:prod1:backups: missing" in text
+
+
+def test_a_physical_backup_needs_a_galera_cluster_and_its_node(example):
+    """database:backup auto is physical on a Galera cluster: its node must be named; a
+    physical backup without roles:galera is refused; logical needs neither."""
+    config = example
+    assert leapfrog_schema.db_backup(leapfrog_schema.validate(config, "prod1")) == "logical"
+    config["roles"]["galera"] = "I@galera:server"
+    assert problems_of(config) == [
+        "leapfrog:clusters:prod1:database:galera:backup_node: missing: a physical backup of "
+        "the Galera cluster (database:backup: physical, or auto with roles:galera set) is "
+        "taken on one standby node of the DB frontend; name its minion id, or set "
+        "database:backup: logical"]
+    config["database"]["galera"] = {"backup_node": "dbs03"}
+    checked = leapfrog_schema.validate(config, "prod1")
+    assert leapfrog_schema.db_backup(checked) == "physical"
+    assert checked["database"]["galera"] == {"backup_node": "dbs03", "frontend": "galera",
+                                             "server": ""}
+    config["roles"]["galera"] = ""
+    config["database"]["backup"] = "physical"
+    with pytest.raises(leapfrog_errors.PillarInvalid, match="database:backup: physical needs "
+                       "a Galera cluster: set roles:galera"):
+        leapfrog_schema.validate(config, "prod1")
+    config["database"]["backup"] = "snapshot"
+    with pytest.raises(leapfrog_errors.PillarInvalid, match="database:backup"):
+        leapfrog_schema.validate(config, "prod1")

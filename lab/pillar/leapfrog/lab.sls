@@ -38,6 +38,10 @@ leapfrog:
         password: lab-db-secret
         databases: {{ (['nova_api', 'nova', 'nova_cell0', 'keystone', 'placement', 'glance']
                        + extra) | json }}
+{%- if shape.get('db') == 'galera' %}
+        # the run's physical backup: on dbs03, a standby of haproxy's DB frontend (as n3)
+        galera: {backup_node: dbs03, server: n3}
+{%- endif %}
       vms:
         image: {{ run }}/images/trixie.qcow2
         os: {os: Debian, oscodename: trixie}
