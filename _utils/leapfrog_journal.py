@@ -655,6 +655,13 @@ class Tracker:
         self._finish(step, started, status, result=result)
         return json_safe(result), True
 
+    def note(self, step, text):
+        """Add ``text`` to the step's notes (what the report tells about its run, e.g. a
+        DB node that was out)."""
+        with self.journal.edit() as data:
+            self.journal.ensure(data, step).setdefault("notes", []).append(text)
+        self.say(f"step {step}: {text}")
+
     def _finish(self, step, started, status, result=None, error=None):
         ended = self.clock()
         elapsed = ended - started

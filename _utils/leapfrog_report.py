@@ -131,6 +131,8 @@ def _steps(data, t0):
                 "started": record.get("started"), "ended": record.get("ended"),
                 "seconds": seconds,
                 "offset": round(started - t0, 3) if started is not None and t0 else None}
+        if record.get("notes"):
+            step["notes"] = [scrub(text, ERROR_LIMIT) for text in record["notes"]]
         if record.get("error"):
             step["error"] = scrub(record["error"], ERROR_LIMIT)
         elif record.get("status") in ("done", "skipped"):
@@ -415,6 +417,11 @@ def markdown(report):
                     f"{s['seconds']:.1f}" if isinstance(s.get("seconds"), (int, float)) else "-",
                     s.get("attempts"), s.get("error") or s.get("result") or "")
                    for i, s in enumerate(report.get("steps") or [], 1)])
+    noted = [(s["name"], text) for s in report.get("steps") or []
+             for text in s.get("notes") or []]
+    if noted:
+        out += ["", "## Notes", ""]
+        out += _table(("Step", "Note"), noted)
     if report.get("approvals"):
         out += ["", "## Approvals", ""]
         out += _table(("Step", "Approved at", "By"),

@@ -20,6 +20,7 @@ import leapfrog_minions
 import leapfrog_parse
 import leapfrog_probe
 import leapfrog_provision
+import leapfrog_quorum
 import leapfrog_schedules
 import leapfrog_schema
 
@@ -204,15 +205,22 @@ def begin(master, cluster=None, run=None, steps=None, orch=None, plan=None, pill
 def step(master, cluster=None, run=None, step=None, function=None, function_args=None,  # pylint: disable=redefined-outer-name
          function_kwargs=None, pillar=None, test=False, kind=None, node=None):
     """Run one step of the run once (``leapfrog.step``)."""
-    name, _, tracker = master.tracker(cluster, run, pillar, test)
+    name, config, tracker = master.tracker(cluster, run, pillar, test)
     if not step or not function:
         raise leapfrog_errors.LeapfrogError("step= and function= are required")
     step = str(step)
     if tracker.lock.relation(tracker.run_id) == "child":
         leapfrog_journal.die_with_parent()  # run side by side: ends with the run
-    result, ran = tracker.run(
-        step, lambda: master.run_function(function, function_args, function_kwargs),
-        describe=function, kind=kind, node=node)
+    notes = []
+
+    def work():
+        if kind in leapfrog_quorum.GUARDED_KINDS:  # no data changed without a DB quorum
+            notes.append(leapfrog_quorum.check(master.opts, config))
+        return master.run_function(function, function_args, function_kwargs)
+
+    result, ran = tracker.run(step, work, describe=function, kind=kind, node=node)
+    for text in filter(None, notes):
+        tracker.note(step, text)
     return {"cluster": name, "run": tracker.run_id, "step": step, "ran": ran,
             "result": result}
 

@@ -16,13 +16,14 @@ def log(line):
 
 
 @contextlib.contextmanager
-def whole_lab(controllers, computes, neutron_cinder=False):
+def whole_lab(controllers, computes, neutron_cinder=False, db="mariadb"):
     """``Lab.up()`` with that many controllers and computes (and real neutron and cinder
-    with ``neutron_cinder``); down and removed after (with
+    with ``neutron_cinder``; the databases on ``db``: one MariaDB or a Galera cluster);
+    down and removed after (with
     ``LEAPFROG_KEEP_LAB_DIR=1`` the stopped lab's run dir, its logs, stays for a post-mortem)."""
     run_dir = tempfile.mkdtemp(prefix="lf-lab-", dir="/tmp")
     lab = stack.Lab(run_dir, controllers=controllers, computes=computes, log=log,
-                    neutron_cinder=neutron_cinder)
+                    neutron_cinder=neutron_cinder, db=db)
     try:
         lab.up()
         yield lab

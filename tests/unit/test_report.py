@@ -296,3 +296,23 @@ def test_an_ovsdb_backup_has_its_line():
         "id": "b-1", "databases": {"OVN_Southbound": {"rows": 30},
                                    "OVN_Northbound": {"rows": 12}}}}) == (
         "OVN_Northbound 12 rows, OVN_Southbound 30 rows backed up on dbs01 as b-1")
+
+
+def test_a_galera_backup_has_its_line_and_a_steps_notes_their_section(upgrade, tmp_path):
+    import leapfrog_step_lines  # pylint: disable=import-outside-toplevel
+
+    assert leapfrog_step_lines.line("backup_db", "dbs03", {"dbs03": {
+        "kind": "galera", "id": "g-1", "seqno": 42, "tables": 180,
+        "paused_seconds": 1.26}}) == (
+        "the Galera cluster backed up on dbs03 as g-1 at seqno 42 (180 tables), the node "
+        "paused 1.3 s")
+    journal, _ = upgrade
+    journal["steps"][0]["notes"] = ["the Galera cluster has 2 of its 3 nodes in its Primary "
+                                    "component (dbs03: not running)"]
+    report = leapfrog_report.build(journal)
+    assert report["steps"][0]["notes"] == journal["steps"][0]["notes"]
+    text = open(leapfrog_report.write(report, str(tmp_path / "r"))["markdown"],
+                encoding="utf-8").read()
+    assert "## Notes" in text
+    assert (f"| {journal['steps'][0]['name']} | the Galera cluster has 2 of its 3 nodes in its "
+            "Primary component (dbs03: not running) |") in text
