@@ -453,7 +453,7 @@ def data_plane(facts):
 def _restore_galera(plan, nodes, mid, backup):
     """The whole Galera cluster back to ``backup``: every node stopped (``mid``, which holds
     the backup, last), the cluster bootstrapped on ``mid`` from it (its checksums compared
-    with the backup's), then each other node joined by a full SST, one at a time."""
+    with the backup's), then the other nodes joined by a full SST side by side."""
     others = [node for node in nodes if node != mid]
     for node in others + [mid]:
         plan.add(f"{node}_db_stop", "stop_db_node", "leapfrog.call",
@@ -464,11 +464,11 @@ def _restore_galera(plan, nodes, mid, backup):
                    **_on(mid)),
              node=mid, where=mid,
              changes=f"the Galera cluster bootstrapped on {mid} from {backup}")
-    for node in others:
-        plan.add(f"{node}_db_join", "join_db_node", "leapfrog.call",
-                 _call("galera.join", {"fresh": True}, **_on(node)), node=node, where=node,
-                 changes=f"{node} joins the restored cluster by a full SST (its old data "
-                         "removed)")
+    plan.side_by_side(*[lambda node=node: plan.add(  # SSTs queue for a donor by themselves
+        f"{node}_db_join", "join_db_node", "leapfrog.call",
+        _call("galera.join", {"fresh": True}, **_on(node)), node=node, where=node,
+        changes=f"{node} joins the restored cluster by a full SST (its old data removed)")
+        for node in others])
 
 
 def rollback(facts):

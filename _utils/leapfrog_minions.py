@@ -72,9 +72,11 @@ def call(opts, target, fun, kwargs=None, first=False, timeout=600):
     return results
 
 
-def call_each(opts, target, fun, kwargs=None, first=False, timeout=600):
+def call_each(opts, target, fun, kwargs=None, first=False, timeout=600, gather=None):
     """Like :func:`call`, in parallel on the minions, without raising for one minion's
-    failure: return ({id: return} of those that succeeded, {id: problem text})."""
+    failure: return ({id: return} of those that succeeded, {id: problem text}). ``gather``:
+    seconds a minion that has not returned within ``timeout`` is asked whether it still
+    runs the job (Salt's ``gather_job_timeout``; a stopped minion costs timeout + gather)."""
     ids = expected(opts, target)
     if not ids:
         raise leapfrog_errors.LeapfrogError(f"target {target!r} matches no minion")
@@ -83,7 +85,8 @@ def call_each(opts, target, fun, kwargs=None, first=False, timeout=600):
     client = salt.client.get_local_client(opts["conf_file"])
     try:
         answers = client.cmd(ids, fun, kwarg=dict(kwargs or {}), tgt_type="list",
-                             timeout=timeout, full_return=True)
+                             timeout=timeout, full_return=True,
+                             **({"gather_job_timeout": gather} if gather else {}))
     finally:
         client.destroy()
     problems, results = {}, {}

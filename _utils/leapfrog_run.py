@@ -24,7 +24,9 @@ import leapfrog_quorum
 import leapfrog_schedules
 import leapfrog_schema
 
-SCHEDULE_TIMEOUT = 15  # a stopped controller (a rollback) costs this once per begin and end
+# seconds a minion has to answer about its scheduler, and then to say it still works on it:
+# a stopped controller (a rollback's) costs their sum once per begin and end
+SCHEDULE_TIMEOUT, SCHEDULE_GATHER = 5, 5
 
 
 def journal_root(opts):
@@ -92,7 +94,8 @@ class Master:
         """The cluster's PausedSchedules, calling minions from this master."""
         def call_each(ids, fun):
             return leapfrog_minions.call_each(self.opts, "L@" + ",".join(ids), fun,
-                                              timeout=SCHEDULE_TIMEOUT)
+                                              timeout=SCHEDULE_TIMEOUT,
+                                              gather=SCHEDULE_GATHER)
         return leapfrog_schedules.PausedSchedules(self.root, name, call_each)
 
     def run_function(self, function, args=None, kwargs=None):

@@ -2,6 +2,7 @@
 that takes no writes while a writer writes on another (no failed write, the node Synced
 again after), verified in a scratch server against the checksums the cluster had at the
 backup's position, a corrupt backup found out, and a node serving clients refused."""
+import concurrent.futures
 import json
 import os
 import threading
@@ -158,8 +159,13 @@ def test_the_whole_cluster_comes_back_to_the_backup(galera_cluster, data, tmp_pa
     assert (restored["restored"], restored["matches_backup"], restored["seqno"],
             restored["kept"]) == (True, True, taken["seqno"], None)
     assert not os.path.exists(n1.datadir + f".before-{taken['id']}")
-    for name in ("n2", "n3"):
-        joined = mods[name]["galera.join"](fresh=True, timeout=300)
+    # as the rollback's plan does: the others join side by side (one donor: their SSTs
+    # queue for it)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        joins = {name: pool.submit(mods[name]["galera.join"], fresh=True, timeout=300)
+                 for name in ("n2", "n3")}
+    for name, joining in joins.items():
+        joined = joining.result()
         assert (joined["state"], joined["fresh"]) == ("Synced", True)
         assert not os.path.exists(galera_cluster.nodes[int(name[1]) - 1].datadir +
                                   ".before-sst")

@@ -9,13 +9,17 @@ on a three-node Galera cluster behind haproxy's DB frontend):
    backup's node, its checksums equal to the backup's, the others rejoined and Synced),
    the API answering; the rollback's time is printed (goal: <= 90 s);
 3. a new ``orch.upgrade_control_plane`` run, approved with ``salt-run leapfrog.approve``,
-   takes the control plane to 2025.1: every controller rebuilt on the new OS, nova at
+   takes the control plane to 2025.1 though a standby DB node is SIGKILLed during it (the
+   run goes on with 2 of 3, its DB steps say so; the node rejoins after): every controller rebuilt on the new OS, nova at
    2025.1's heads, servers still ACTIVE, verify through the VIP, and the report's
    availability figure: 0 failed requests through the VIP during the whole run.
 """
+import contextlib
 import glob
 import json
 import os
+import signal
+import threading
 import time
 
 import pytest
@@ -56,6 +60,36 @@ def _checksums(lab):
 def _journal_step(lab, run, step):
     found = operator.status(lab.salt, "lab", run)
     return next(s for s in found["steps"] if s["name"] == step)
+
+
+@contextlib.contextmanager
+def _standby_killed(lab, known_runs, after_step):
+    """SIGKILL the standby Galera node n2 (minion dbs02) once a new run's ``after_step`` is
+    done; yields the list the kill's time is put in."""
+    killed, stop = [], threading.Event()
+
+    def watch():
+        while not stop.wait(1):
+            for path in glob.glob(os.path.join(lab.salt.base, "**", "leapfrog", "lab", "*",
+                                               "journal.json"), recursive=True):
+                if os.path.basename(os.path.dirname(path)) in known_runs:
+                    continue
+                with open(path) as handle:
+                    steps = {s["name"]: s["status"] for s in json.load(handle)["steps"]}
+                node = lab.galera.nodes[1]
+                if steps.get(after_step) == "done" and node.running():  # its pid file's PID
+                    os.kill(node.pid, signal.SIGKILL)
+                    killed.append(time.time())
+                    _log(f"dbs02's server (Galera n2) SIGKILLed after {after_step}")
+                    return
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield killed
+    finally:
+        stop.set()
+        thread.join(10)
 
 
 @pytest.mark.heavy
@@ -101,12 +135,21 @@ def test_failed_rebuild_rollback_then_rolling_hop(lab):
     assert verify["healthy"] is True, verify
 
     # 3. a new run takes the control plane to 2025.1 with the API up all along, running
-    #    the very plan leapfrog.plan printed before it
+    #    the very plan leapfrog.plan printed before it, though a standby DB node (dbs02)
+    #    is SIGKILLed once the first controller is drained
     shown = json.loads(lab.salt.run("leapfrog.plan", "cluster=lab", "to=2025.1",
                                     timeout=300).stdout)
-    result = operator.orchestrate(lab.salt, "orch.upgrade_control_plane",
-                                  {"cluster": "lab", "to": "2025.1"}, log=_log)
+    with _standby_killed(lab, {failed.run, back.run}, "ctl01_drain") as killed:
+        result = operator.orchestrate(lab.salt, "orch.upgrade_control_plane",
+                                      {"cluster": "lab", "to": "2025.1"}, log=_log)
+    assert killed, "dbs02 was not killed during the run"
     assert result.returncode == 0, (result.failed(), result.stdout[-3000:])
+    notes = {name: s.get("notes") for name, s in journal_steps(lab, result.run).items()
+             if s.get("kind") == "db_sync"}
+    assert notes and all(n == ["the Galera cluster has 2 of its 3 nodes in its Primary "
+                               "component (dbs02: not running)"] for n in notes.values()), notes
+    joined = lab.salt.salt("dbs02", "galera.join", timeout=600)["dbs02"]
+    assert (joined["state"], joined["size"]) == ("Synced", 3), joined
     journaled = [s["name"] for s in operator.status(lab.salt, "lab", result.run)["steps"]]
     assert journaled == shown["steps"] + ["report"]
     assert result.approved == [(result.run, "approval")]
