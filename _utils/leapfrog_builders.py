@@ -121,18 +121,15 @@ def _galera_backup(plan, run, galera):
     frontend meanwhile (no client may be moved to a node paused by the backup's lock)."""
     node = galera["backup_node"]
     frontend = {"server": galera["server"] or node, "backends": [galera["frontend"]]}
-    plan.add(f"{node}_out_of_db_frontend", "db_node_out", "leapfrog.call",
-             _call("haproxy_admin.drain", {**frontend, "timeout": DB_NODE_DRAIN_TIMEOUT},
-                   **HAPROXY),
-             node=node, where="haproxy", changes=f"{node} takes no DB session (a standby: "
-             "the node taking the writes keeps them)")
+    _haproxy(plan, f"{node}_out_of_db_frontend", "db_node_out", "drain", node,
+             f"{node} takes no DB session (a standby: the node taking the writes keeps "
+             "them)", **frontend, timeout=DB_NODE_DRAIN_TIMEOUT)
     plan.add("backup_dbs", "backup_db", "leapfrog.call",
              _call("galera_backup.backup", {"label": run}, **_on(node)), node=node,
              where=node, changes="a physical backup of the Galera cluster (the node "
              "desynced meanwhile; the others take the writes)")
-    plan.add(f"{node}_back_in_db_frontend", "db_node_in", "leapfrog.call",
-             _call("haproxy_admin.ready", frontend, **HAPROXY), node=node, where="haproxy",
-             changes=f"{node} a standby of the DB frontend again")
+    _haproxy(plan, f"{node}_back_in_db_frontend", "db_node_in", "ready", node,
+             f"{node} a standby of the DB frontend again", **frontend)
     plan.add("verify_db_backup", "verify_backup", "leapfrog.call",
              _call("galera_backup.verify", {"label": run}, {"valid": True}, **_on(node)),
              node=node, where=node,
@@ -450,6 +447,16 @@ def data_plane(facts):
 
 
 # ---------------------------------------------------------------------------- rollback
+def _verify_backups(plan, sources, kind, module, what):
+    """One branch per backup of ``sources["<kind>_backups"]``: ``<module>.verify`` on the
+    minion that holds it."""
+    return [lambda mid=mid, backup=backup: plan.add(
+        f"verify_{kind}_backup_{mid}", "verify_backup", "leapfrog.call",
+        _call(f"{module}.verify", {"backup_id": backup}, {"valid": True}, **_on(mid)),
+        node=mid, where=mid, changes=f"nothing: the {what} backup verified")
+        for mid, backup in sorted(sources.get(f"{kind}_backups", {}).items())]
+
+
 def _restore_galera(plan, nodes, mid, backup):
     """The whole Galera cluster back to ``backup``: every node stopped (``mid``, which holds
     the backup, last), the cluster bootstrapped on ``mid`` from it (its checksums compared
@@ -484,27 +491,15 @@ def rollback(facts):
             ("Galera backups", sources.get("galera_backups")),
             ("disks", sources["disks"])) if found),
         probe=False, report=False)
-    plan.side_by_side(*[lambda mid=mid, backup=backup: plan.add(
-        f"verify_db_backup_{mid}", "verify_backup", "leapfrog.call",
-        _call("mysql_backup.verify", {"backup_id": backup}, {"valid": True}, **_on(mid)),
-        node=mid, where=mid, changes="nothing: the DB backup verified")
-        for mid, backup in sorted(sources["db_backups"].items())], *[
+    plan.side_by_side(*_verify_backups(plan, sources, "db", "mysql_backup", "DB"), *[
         lambda node=node, backup=backup: plan.add(
             f"{node}_verify_disk_backup", "verify_backup", "leapfrog.call",
             _call("vm_backup.verify", {"backup": backup}, **_on(nodes[node]["hypervisor"])),
             node=node, where=nodes[node]["hypervisor"],
             changes="nothing: the disk backup verified")
-        for node, backup in sorted(sources["disks"].items())], *[
-        lambda mid=mid, backup=backup: plan.add(
-            f"verify_ovsdb_backup_{mid}", "verify_backup", "leapfrog.call",
-            _call("ovsdb_backup.verify", {"backup_id": backup}, {"valid": True}, **_on(mid)),
-            node=mid, where=mid, changes="nothing: the OVSDB backup verified")
-        for mid, backup in sorted(sources.get("ovsdb_backups", {}).items())], *[
-        lambda mid=mid, backup=backup: plan.add(
-            f"verify_galera_backup_{mid}", "verify_backup", "leapfrog.call",
-            _call("galera_backup.verify", {"backup_id": backup}, {"valid": True}, **_on(mid)),
-            node=mid, where=mid, changes="nothing: the Galera backup verified")
-        for mid, backup in sorted(sources.get("galera_backups", {}).items())])
+        for node, backup in sorted(sources["disks"].items())],
+        *_verify_backups(plan, sources, "ovsdb", "ovsdb_backup", "OVSDB"),
+        *_verify_backups(plan, sources, "galera", "galera_backup", "Galera"))
     for node in controllers:
         vm = nodes[node]
         _drain(plan, node, "API down from the last one", on_timeout="maint", allow_last=True)
