@@ -344,12 +344,22 @@ def bootstrap(force=False, timeout=START_TIMEOUT):
     return {**out, "bootstrapped_seqno": position["seqno"]}
 
 
+def _finish_fresh_join(config, aside, timeout):
+    """A fresh join that outlived its caller (a timeout, a killed run) left its node running
+    on the SST'd data and the old copy aside: wait until it is Synced, then drop the copy."""
+    live = leapfrog_galera.wait_synced(config, config["params"], timeout, "join")
+    shutil.rmtree(aside, ignore_errors=True)
+    return {"node": config["node_name"], "changed": False, "fresh": True,
+            "comment": "an earlier fresh join had started this node: finished it", **live}
+
+
 def join(timeout=START_TIMEOUT, fresh=False):
     """Start this stopped node into its running cluster: IST from its recovered position
     when it has one (after a crash too), SST into an empty datadir. ``fresh``: the node's
     data must not come back (after a whole-cluster restore): its datadir is moved aside,
-    the node takes a full SST, and the old copy is removed once it is Synced. Refused when
-    no peer runs (bootstrap first).
+    the node takes a full SST, and the old copy is removed once it is Synced; a re-run
+    while that node still comes up (a timeout, a killed run: its old copy still aside)
+    waits for it instead. Refused when no peer runs (bootstrap first).
 
     CLI Example:
 
@@ -361,7 +371,10 @@ def join(timeout=START_TIMEOUT, fresh=False):
     timeout = leapfrog_parse.seconds(timeout, "timeout", minimum=1, error=GaleraError)
     fresh = leapfrog_parse.boolean(fresh, "fresh", error=GaleraError)
     config = _config()
+    aside = config["datadir"].rstrip("/") + ".before-sst"
     if leapfrog_galera.server_pid(config) is not None:
+        if fresh and os.path.isdir(aside):
+            return _finish_fresh_join(config, aside, timeout)
         if fresh:
             raise GaleraError(f"{config['node_name']} is running: a fresh join replaces its "
                               "data; stop it first (galera.stop)")
@@ -373,7 +386,6 @@ def join(timeout=START_TIMEOUT, fresh=False):
             "bootstrap the node with the highest seqno first (galera.recover on each, then "
             "galera.bootstrap)")
     extra = []
-    aside = config["datadir"].rstrip("/") + ".before-sst"
     if fresh:
         leapfrog_galera.move_aside(config["datadir"], aside)
         position = {"seqno": -1}

@@ -49,6 +49,7 @@ SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
 TIMEOUT = 3600
 SPACE_MARGIN = 64 * 1024 * 1024
 RESYNC_TIMEOUT = 600
+DEFAULT_KEEP = 3
 
 
 def __virtual__():
@@ -246,6 +247,23 @@ def list_(backup_dir=None, label=None):
     root = _root(backup_dir)
     found = [_summary(_manifest(root, i)) for i in leapfrog_files.backup_ids(root, MANIFEST)]
     return [b for b in found if label is None or b["label"] == str(label)]
+
+
+def prune(keep=None, backup_dir=None):
+    """Remove the oldest complete Galera backups, keeping the newest ``keep`` (default
+    pillar ``leapfrog:backups:keep``, else 3; a whole number from 1 to 10000). Folders
+    without a Galera manifest are never touched.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt dbs03 galera_backup.prune keep=2
+    """
+    keep = leapfrog_parse.number(_pillar("leapfrog:backups:keep", DEFAULT_KEEP)
+                                 if keep is None else keep, "keep", minimum=1, maximum=10000,
+                                 integer=True, error=GaleraError)
+    return leapfrog_files.prune(_root(backup_dir), keep, MANIFEST, log)
 
 
 class _ScratchServer:

@@ -550,12 +550,7 @@ def _read_manifest(root, backup_id):
 
 
 def _backup_ids(root):
-    if not os.path.isdir(root):
-        return []
-    return sorted(
-        name for name in os.listdir(root)
-        if not name.endswith(".partial") and os.path.isfile(_manifest_path(root, name))
-    )
+    return leapfrog_files.backup_ids(root, MANIFEST)
 
 
 def _resolve(root, backup_id, label=None):
@@ -802,13 +797,7 @@ def prune(keep=None, backup_dir=None):
     if keep is None:
         keep = _pillar("leapfrog:backups:keep", DEFAULT_KEEP)
     keep = leapfrog_parse.number(keep, "keep", minimum=1, maximum=10000, integer=True)
-    root = _backup_root(backup_dir)
-    ids = _backup_ids(root)
-    removed = ids[:-keep] if len(ids) > keep else []
-    for backup_id in removed:
-        log.info("mysql_backup: pruning %s", backup_id)
-        shutil.rmtree(os.path.join(root, backup_id))
-    return {"kept": ids[len(removed):], "removed": removed}
+    return leapfrog_files.prune(_backup_root(backup_dir), keep, MANIFEST, log)
 
 
 # --- public: restore / clone -----------------------------------------------------------------

@@ -88,6 +88,19 @@ def backup_ids(root, manifest="manifest.json"):
                   and os.path.isfile(os.path.join(root, n, manifest)))
 
 
+def prune(root, keep, manifest="manifest.json", log=None):
+    """Remove the oldest complete backups under ``root``, keeping the newest ``keep`` (a
+    parsed whole number >= 1); folders without ``manifest`` are never touched. Returns
+    ``{"kept": [...], "removed": [...]}`` (ids, oldest first)."""
+    ids = backup_ids(root, manifest)
+    removed = ids[:-keep] if len(ids) > keep else []
+    for name in removed:
+        if log is not None:
+            log.info("pruning backup %s of %s", name, root)
+        shutil.rmtree(os.path.join(root, name))
+    return {"kept": ids[len(removed):], "removed": removed}
+
+
 def resolve(root, backup_id, label, label_of, error, what, take, see):
     """The id of an existing backup under ``root``: ``backup_id``, or the newest one (with
     ``label`` when given, read through ``label_of(id)``) for None/''/'latest'. An id that is

@@ -134,7 +134,10 @@ def upgrade_path(lab, strategy, reports):
 
 def run_demo(lab, strategy="rolling"):
     started = time.monotonic()
-    say("[demo] 1/5 lab up: OpenStack 2024.1 (3 controllers, 2 computes) + Salt cluster")
+    say(f"[demo] 1/5 lab up: OpenStack 2024.1 ({lab.controllers} controllers, "
+        f"{lab.computes} computes, databases on "
+        f"{'a three-node Galera cluster' if lab.db == 'galera' else 'one MariaDB'}) + Salt "
+        "cluster")
     lab.up()
     say(f"[demo]     up in {time.monotonic() - started:.0f} s {lab.timings}; "
         f"memory: OpenStack {lab.rss_mb()} MB + Salt {lab.salt.rss_mb()} MB")
@@ -174,10 +177,15 @@ def main(argv=None):
                         help="the path to 2026.1 (default rolling: the API stays up)")
     parser.add_argument("--neutron-cinder", action="store_true",
                         help="real neutron (ML2/OVN) and cinder in the cloud, upgraded with it")
+    parser.add_argument("--db", choices=stack.DBS, default="galera",
+                        help="the cloud's databases: a three-node Galera cluster behind "
+                             "haproxy (default; physical backups, the cluster's quorum "
+                             "guarded) or one MariaDB server")
     args = parser.parse_args(argv)
     run_dir = tempfile.mkdtemp(prefix="lf-lab-", dir="/var/tmp")
     lab = stack.Lab(run_dir, controllers=args.controllers, computes=args.computes,
-                    neutron_cinder=args.neutron_cinder, log=lambda line: print(line, file=sys.stderr, flush=True))
+                    neutron_cinder=args.neutron_cinder, db=args.db,
+                    log=lambda line: print(line, file=sys.stderr, flush=True))
     try:
         run_demo(lab, args.strategy)
     finally:

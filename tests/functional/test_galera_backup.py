@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from lab import procs
 from leapfrog_galera import GaleraError
 from tests.loader import minion_modules
 
@@ -108,6 +109,18 @@ def test_backup_from_a_quiet_node_while_another_takes_writes_then_verify(
     assert damaged == {"id": taken["id"], "valid": False,
                        "problems": ["ibdata1 sha256 differs"]}
 
+    # prune keeps the newest; an older backup goes, a folder that is no backup stays
+    older = folder.parent / "20260101T000000Z-run-0"
+    older.mkdir()
+    (older / "manifest.json").write_text((folder / "manifest.json").read_text())
+    (folder.parent / "notes").mkdir()
+    with pytest.raises(GaleraError, match=r"keep must be from 1 to 10000, got 0"):
+        mods["galera_backup.prune"](keep=0)
+    assert older.is_dir()
+    assert mods["galera_backup.prune"](keep=1) == {"kept": [taken["id"]],
+                                                    "removed": [older.name]}
+    assert not older.exists() and folder.is_dir() and (folder.parent / "notes").is_dir()
+
 
 def test_a_node_serving_clients_or_a_bad_label_is_refused(galera_cluster, data, tmp_path):
     n1 = galera_cluster.nodes[0]
@@ -176,3 +189,15 @@ def test_the_whole_cluster_comes_back_to_the_backup(galera_cluster, data, tmp_pa
             assert cur.fetchall() == ()
     assert mods["n2"]["galera.status"]()["size"] == 3
     assert backup_files.is_dir()  # copy-back keeps the backup usable
+
+    # a re-run of the rollback's join step: refused on a node that was not being joined,
+    # finished (nothing restarted) on one whose fresh join outlived its caller (old copy aside)
+    with pytest.raises(GaleraError, match=r"n3 is running: a fresh join replaces its data; "
+                                          r"stop it first \(galera.stop\)"):
+        mods["n3"]["galera.join"](fresh=True)
+    pid = procs.read_pid(n3.pid_file)
+    os.makedirs(n3.datadir + ".before-sst/lfgb")
+    again = mods["n3"]["galera.join"](fresh=True, timeout=60)
+    assert (again["changed"], again["state"], again["fresh"]) == (False, "Synced", True)
+    assert "an earlier fresh join had started this node" in again["comment"]
+    assert not os.path.exists(n3.datadir + ".before-sst") and procs.read_pid(n3.pid_file) == pid

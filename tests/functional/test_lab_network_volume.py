@@ -2,9 +2,12 @@
 keystone and haproxy (lab/network_volume.py): nova's servers get neutron ports bound to
 their compute's chassis, the router's gateway lives on a controller's gateway chassis,
 volumes become available; ovn_nb's checks and moves and the provisioning probe against
-them; last (the tests share the cloud), one controller's neutron and cinder move to 2025.1
-(neutron's expand first, with the new code) while the other still runs 2024.1, and both
-serve.
+them; haproxy_admin's drain in front of the real APIs of both controllers (under continuous
+load through the VIP, draining ctl02, stopping its API services, starting them and putting
+it back loses no request; the same restart without the drain loses some); last (the tests
+share the cloud: one cloud of two controllers for all), one controller's neutron and cinder
+move to 2025.1 (neutron's expand first, with the new code) while the other still runs
+2024.1, and both serve.
 """
 import os
 import time
@@ -12,8 +15,15 @@ import time
 import pytest
 import requests
 
+import leapfrog_probe
 from tests.clouds import running_cloud
-from tests.loader import minion_modules
+from tests.loader import load, minion_modules
+
+haproxy_admin = load("modules", "haproxy_admin")
+
+# what the probe's requests reach (through nova-api: glance for images): restarted under load
+API_SERVICES = ("keystone", "placement", "glance", "nova-api")
+LOAD = {"concurrency": 6, "duration": 240, "interval": 0.05, "timeout": 10}
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +32,13 @@ def cloud(mariadb, openstack_venvs, service_venvs):
                        servers=1, mariadb=mariadb, db_prefix="lfnv", neutron=True,
                        cinder=True) as cloud:
         yield cloud
+
+
+@pytest.fixture
+def configure_loader_modules(cloud):
+    pillar = {"leapfrog": {"haproxy": {"socket": cloud.haproxy.admin_socket, "timeout": 5,
+                                       "drain_timeout": 60, "ready_timeout": 60}}}
+    return {haproxy_admin: {"__pillar__": pillar}}
 
 
 def _names(cloud, collection):
@@ -200,6 +217,50 @@ def test_a_switch_without_the_network_type_gets_it_back(cloud, tmp_path):
     port = cloud.api("POST", "neutron", "/v2.0/ports", json={"port": {
         "name": "typed-again", "network_id": network}})["port"]
     cloud.api("DELETE", "neutron", f"/v2.0/ports/{port['id']}")
+
+
+def _wait_up(server, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        statuses = {be: r["status"] for be, r in haproxy_admin.server_status(server).items()}
+        if all(s == "UP" for s in statuses.values()):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{server} not back UP in haproxy: {statuses}")
+
+
+def _restart(cloud, server, drain):
+    """Restart the API services of ``server`` under load; return the probe's summary."""
+    urls = [cloud.frontend_url(name) for name in ("keystone", "placement", "nova")]
+    with leapfrog_probe.Probe(urls, **LOAD) as probe:
+        time.sleep(2.0)
+        if drain:
+            drained = haproxy_admin.drain(server)
+            assert sorted(drained["backends"]) == ["cinder", "glance", "keystone", "neutron",
+                                                   "nova", "placement"]
+        apis = [cloud.controllers[server][kind] for kind in API_SERVICES]
+        cloud.stop_node(server, services=apis)
+        cloud.start_node(server, services=apis)
+        if drain:
+            haproxy_admin.ready(server)
+        else:
+            _wait_up(server)
+        time.sleep(2.0)
+        probe.stop()
+    summary = probe.summary()
+    print(f"\nreal APIs, {'with' if drain else 'WITHOUT'} drain: {summary['requests']} "
+          f"requests, {summary['failures']} failed, longest outage "
+          f"{summary['longest_outage']} s, statuses {summary['statuses']}")
+    return summary
+
+
+def test_drained_restart_of_real_api_servers_loses_nothing(cloud):
+    with_drain = _restart(cloud, "ctl02", drain=True)
+    without = _restart(cloud, "ctl02", drain=False)
+    assert with_drain["requests"] > 100 and without["requests"] > 100
+    assert with_drain["failures"] == 0, with_drain
+    assert without["failures"] > 0, without
+    assert all(v["failures"] == 0 for v in with_drain["per_url"].values())
 
 
 def test_one_controller_at_2025_1_beside_one_at_2024_1(cloud, tmp_path, service_venvs):
