@@ -1,7 +1,9 @@
 """The README's main job: bring the lab up and run leapfrog on it, as an operator would.
 
-1. ``python -m lab up``: a real OpenStack 2024.1 cloud (3 controllers, 2 fake computes,
-   servers ACTIVE) behind haproxy, and its Salt cluster (cfg01 + a minion per node).
+1. ``python -m lab up --db galera``: a real OpenStack 2024.1 cloud (3 controllers, 2 fake
+   computes, servers ACTIVE; its databases on a three-node Galera cluster behind haproxy's
+   DB frontend, ``--db mariadb``: one server) behind haproxy, and its Salt cluster (cfg01 +
+   a minion per node).
 2. ``salt-run state.orch orch.inventory``: the pillar checked, the nodes by role.
 3. ``salt ctl01 openstack_verify.check``: the operator's API checks through the VIP.
 4. ``salt-run state.orch orch.test_upgrade``: the rehearsal of 2024.1 -> 2025.1 -> 2026.1
