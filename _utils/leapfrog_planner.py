@@ -1,9 +1,11 @@
 """Which plan a call gets: the one a run stored at its begin (a resume, ``leapfrog.plan
 run=``), or one built by ``leapfrog_builders`` from facts gathered once
-(``leapfrog_facts``). Reads only; the run's begin stores what ``for_run`` returns.
+(``leapfrog_facts``), with the newest rehearsal's times as its estimates
+(``leapfrog_estimates``). Reads only; the run's begin stores what ``for_run`` returns.
 """
 import leapfrog_builders
 import leapfrog_errors
+import leapfrog_estimates
 import leapfrog_facts
 import leapfrog_journal
 import leapfrog_minions
@@ -43,6 +45,7 @@ def control_plane(master, name, config, strategy=None, to=None, control=None, co
         "cluster": name, "run": leapfrog_journal.new_run_id(), "config": config,
         "decision": decision, "computes": found,
         "controllers": leapfrog_minions.rolled_controllers(master.opts, config)})
+    leapfrog_estimates.apply(built, master.root)
     return dict(out, steps=built.names(), text=built.render(), plan=built.to_dict())
 
 
@@ -62,6 +65,7 @@ def for_run(master, orch, name, config, args):
                                        {"orch": orch, "target": wanted})
     built = _kept(data)
     if built is None:
-        built = leapfrog_builders.BUILDERS[orch](leapfrog_facts.plan_facts(
-            master.opts, master.root, orch, name, config, args, run))
+        built = leapfrog_estimates.apply(leapfrog_builders.BUILDERS[orch](
+            leapfrog_facts.plan_facts(master.opts, master.root, orch, name, config, args, run)),
+            master.root)
     return run, built, {s["name"]: s["status"] for s in data.get("steps") or []}

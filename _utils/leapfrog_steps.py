@@ -112,6 +112,9 @@ class Plan:
         self.cleanup = list(cleanup)  # steps run when one of their ``needs`` fails
         self.schedules = bool(schedules)  # the minions' schedulers off while it runs
         self.tips = [self.steps[-1].name] if self.steps else []
+        # what a rehearsal measured (leapfrog_estimates): {"rehearsal": run, "steps":
+        # {step: {"seconds": s, "scope": "hop"|"path"}}}; None when no rehearsal ran
+        self.estimates = None
 
     def on_failure(self, name, kind, function, kwargs, of, **fields):
         """A cleanup step: runs (not journaled) when any step of ``of`` fails."""
@@ -190,22 +193,34 @@ class Plan:
         return [name for name in self.names() if name not in needed]
 
     def to_dict(self):
-        return {"orch": self.orch, "cluster": self.cluster, "target": self.target,
-                "title": self.title, "why": self.why, "probe": self.probe,
-                "report": self.report, "expiry": self.expiry, "schedules": self.schedules,
-                "steps": [s.to_dict() for s in self.steps],
-                "parallel": self.parallel_steps(), "ends": self.ends(),
-                "cleanup": [s.to_dict() for s in self.cleanup]}
+        out = {"orch": self.orch, "cluster": self.cluster, "target": self.target,
+               "title": self.title, "why": self.why, "probe": self.probe,
+               "report": self.report, "expiry": self.expiry, "schedules": self.schedules,
+               "steps": [s.to_dict() for s in self.steps],
+               "parallel": self.parallel_steps(), "ends": self.ends(),
+               "cleanup": [s.to_dict() for s in self.cleanup]}
+        if self.estimates:
+            out["estimates"] = self.estimates
+        return out
 
     @classmethod
     def from_dict(cls, data):
         if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
             raise PlanError("not a plan: expected a mapping with a list of steps")
-        return cls(data["orch"], data["cluster"], data["target"], data["title"],
+        plan = cls(data["orch"], data["cluster"], data["target"], data["title"],
                    why=data.get("why", ""), probe=data.get("probe", True),
                    report=data.get("report", True), expiry=data.get("expiry"),
                    schedules=data.get("schedules", True), steps=[Step.from_dict(s) for s in data["steps"]],
                    cleanup=[Step.from_dict(s) for s in data.get("cleanup") or []]).check()
+        plan.estimates = data.get("estimates") or None
+        return plan
+
+    def _estimate(self, step):
+        found = ((self.estimates or {}).get("steps") or {}).get(step.name)
+        if not found:
+            return ""
+        scope = " (the whole path at once)" if found.get("scope") == "path" else ""
+        return f" ~{found['seconds']:.1f} s on a copy{scope}"
 
     def render(self, status=None):
         """The plan as text: the title, why, then one line per step (with its journal
@@ -213,6 +228,12 @@ class Plan:
         lines = [self.title]
         if self.why:
             lines.append(f"why: {self.why}")
+        if self.estimates:
+            steps = self.estimates["steps"]
+            lines.append(f"estimates: {len(steps)} DB step(s) took "
+                         f"{sum(e['seconds'] for e in steps.values()):.1f} s in all on a copy "
+                         f"of this cluster's data (rehearsal {self.estimates['rehearsal']}, "
+                         "orch.test_upgrade)")
         lines.append(f"steps ({len(self.steps)}):")
         previous = []
         for number, step in enumerate(self.steps, 1):
@@ -220,7 +241,7 @@ class Plan:
             mark = f" <{state}>" if state else ""
             after = "" if step.needs == previous else \
                 f" [after {', '.join(step.needs)}]" if step.needs else " [at the start]"
-            lines.append(f"  {number:2d}. {step.line()}{after}{mark}")
+            lines.append(f"  {number:2d}. {step.line()}{self._estimate(step)}{after}{mark}")
             previous = [step.name]
         for step in self.cleanup:
             lines.append(f"  on a failure of {', '.join(step.needs)}: {step.line()}")

@@ -2,11 +2,15 @@
 nova DB set created by 2024.1's nova-manage, and the real nova-manage of every hop.
 
 The rehearsal must take clones to 2026.1's heads and leave production byte-for-byte as it
-was (revisions and table checksums), and clean its clones up, also when a step fails."""
+was (revisions and table checksums), and clean its clones up, also when a step fails; its
+times, read back from the master's journal, become the next upgrade plan's estimates."""
 import json
+import os
 
 import pytest
 
+import leapfrog_estimates
+import leapfrog_steps
 from lab import runtime_pillar
 
 MAIN_2024_1 = "13863f4e1612"
@@ -109,6 +113,23 @@ def test_rehearsal_reaches_target_on_clones_and_leaves_production(salt_master, p
         assert steps and all(states[sid]["result"] for sid in steps), service
     assert checksums(mariadb, OTHERS.values()) == others_before
     assert not [d for d in databases(mariadb) if d.endswith("_upgrade")]
+
+    # its times, from the master's journal, offered to the next upgrade's plan
+    root = os.path.join(salt_master.config["cachedir"], "leapfrog")
+    hop = leapfrog_steps.Plan("orch.upgrade_control_plane", "lab", "2025.1", "a rolling hop")
+    hop.add("dbsync_nova", "db_sync", "leapfrog.call", {
+        "func": "nova_manage.staged_sync", "kwargs": {"path": ["2024.1", "2025.1"]}})
+    hop.add("dbsync_keystone_expand", "db_sync", "leapfrog.call")
+    estimates = leapfrog_estimates.apply(hop, root).estimates
+    assert estimates["rehearsal"] == leapfrog_estimates.latest_rehearsal(root, "lab")[0]
+    assert estimates["steps"]["dbsync_nova"] == {
+        "seconds": {h["release"]: h["seconds"] for h in sync["hops"]}["2025.1"], "scope": "hop"}
+    assert estimates["steps"]["dbsync_keystone_expand"]["scope"] == "path"
+    assert estimates["steps"]["dbsync_keystone_expand"]["seconds"] > 0
+    text = hop.render()
+    print("\n" + text)
+    assert f"dbsync_nova [db_sync]: nothing ~{estimates['steps']['dbsync_nova']['seconds']:.1f}" \
+        f" s on a copy" in text and "on a copy of this cluster's data" in text
 
 
 def test_failed_step_stops_and_drops_the_clones(salt_master, production, mariadb):

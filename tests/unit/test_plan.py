@@ -19,8 +19,8 @@ runner = load("runners", "leapfrog")
 
 
 @pytest.fixture
-def configure_loader_modules():
-    return {runner: {"__opts__": {"id": "cfg01"}, "__context__": {}}}
+def configure_loader_modules(tmp_path):
+    return {runner: {"__opts__": {"id": "cfg01", "cachedir": str(tmp_path)}, "__context__": {}}}
 
 
 def example_pillar():
