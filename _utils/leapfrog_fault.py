@@ -87,6 +87,10 @@ class Faults:
         out += [f"stall {self.stall_seconds:g} s at {n}:{w}" for n, w in sorted(self.stall_at)]
         return out
 
+    def stalls(self, step, boundary="start"):
+        """True when ``step`` is set to stall at ``boundary``."""
+        return (step, boundary) in self.stall_at
+
     def check(self, step, boundary="start"):
         """Stall and/or fail if ``step`` has a fault point at ``boundary``."""
         if (step, boundary) in self.stall_at:

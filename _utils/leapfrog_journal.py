@@ -643,9 +643,9 @@ class Tracker:
         self.fire({"status": "running", "step": step, "attempt": record["attempts"]},
                   step, "running")
         try:
-            self.faults.check(step, "start")
+            self._fault(step, "start")
             result = work()
-            self.faults.check(step, "end")
+            self._fault(step, "end")
         except Exception as exc:  # pylint: disable=broad-except
             error = leapfrog_scrub.scrub_text(str(exc) or type(exc).__name__)
             self._finish(step, started, "failed", error=error)
@@ -654,6 +654,13 @@ class Tracker:
         status = "skipped" if isinstance(result, dict) and result.get("skipped") else "done"
         self._finish(step, started, status, result=result)
         return json_safe(result), True
+
+    def _fault(self, step, boundary):
+        """The test-only fault switch at ``step``'s ``boundary``; a stall is noted first (a
+        fault matrix waits for that note before it strikes)."""
+        if self.faults.stalls(step, boundary):
+            self.note(step, f"stalled at its {boundary} by the test-only fault switch")
+        self.faults.check(step, boundary)
 
     def note(self, step, text):
         """Add ``text`` to the step's notes (what the report tells about its run, e.g. a

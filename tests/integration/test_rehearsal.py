@@ -2,16 +2,21 @@
 nova DB set created by 2024.1's nova-manage, and the real nova-manage of every hop.
 
 The rehearsal must take clones to 2026.1's heads and leave production byte-for-byte as it
-was (revisions and table checksums), and clean its clones up, also when a step fails; its
-times, read back from the master's journal, become the next upgrade plan's estimates."""
+was (revisions and table checksums), and clean its clones up, also when a step fails or
+its salt-run is killed at two boundaries of its plan (fault matrix cells) and it is resumed;
+its times, read back from the master's journal, become the next upgrade plan's estimates."""
 import json
 import os
+import signal
+import threading
+import time
 
 import pytest
 
 import leapfrog_estimates
+import leapfrog_journal
 import leapfrog_steps
-from lab import runtime_pillar
+from lab import fault_matrix, runtime_pillar
 
 MAIN_2024_1 = "13863f4e1612"
 MAIN_2026_1 = "2903cd72dc14"
@@ -89,12 +94,64 @@ def test_plan_only_changes_nothing(salt_master, production, mariadb):
     assert not [d for d in databases(mariadb) if d.endswith("_upgrade")]
 
 
-def test_rehearsal_reaches_target_on_clones_and_leaves_production(salt_master, production,
-                                                                   mariadb):
+def _journal(salt_master, run):
+    root = os.path.join(salt_master.config["cachedir"], "leapfrog")
+    return leapfrog_journal.Journal(root, "lab", run).read() or {}
+
+
+def _strike(salt_master, run, boundary):
+    """Run (or resume) the rehearsal ``run`` stalled at ``boundary`` and SIGKILL its
+    salt-run process there (a fault matrix cell: salt-run killed)."""
+    out = []
+    thread = threading.Thread(target=lambda: out.append(orch(
+        salt_master, cluster="lab", run=run,
+        testing={"stall_at": boundary, "stall_seconds": 300})), daemon=True)
+    thread.start()
+    step, _, where = boundary.partition(":")
+    deadline = time.monotonic() + 600
+    while True:
+        record = {s["name"]: s for s in _journal(salt_master, run).get("steps") or []}.get(step)
+        if f"stalled at its {where} by the test-only fault switch" in \
+                ((record or {}).get("notes") or [])[-1:]:
+            break
+        assert time.monotonic() < deadline, f"the rehearsal never stalled at {boundary}"
+        time.sleep(0.3)
+    holder = leapfrog_journal.read_json(os.path.join(
+        salt_master.config["cachedir"], "leapfrog", "lab", "lock.json"))
+    os.kill(holder["pid"], signal.SIGKILL)
+    thread.join(120)
+    assert out and out[0][0].returncode != 0
+
+
+def test_rehearsal_killed_twice_resumes_reaches_target_and_leaves_production(
+        salt_master, production, mariadb):
+    """Two cells of the fault matrix (lab/fault_matrix.py) generated from the rehearsal's own
+    plan, chosen by a printed seed (LEAPFROG_FAULT_SEED replays one): at each, the salt-run
+    process is SIGKILLed; the documented recovery (re-run with run=RUN) finishes the run
+    with every outcome of an unbroken one."""
     before = checksums(mariadb, production.databases)
     others_before = checksums(mariadb, OTHERS.values())
-    ret, states = orch(salt_master, cluster="lab")
+    ret = salt_master.salt_run_cli(timeout=120).run(
+        "leapfrog.run_plan", "orch.test_upgrade", 'args={"cluster": "lab"}')
+    assert ret.returncode == 0, ret
+    plan = leapfrog_steps.Plan.from_dict(ret.data["plan"])
+    seed = int(os.environ.get("LEAPFROG_FAULT_SEED") or 20261207)
+    cells = fault_matrix.sample(fault_matrix.cells(plan, ("salt-run",), skip_parallel=True),
+                                2, seed)
+    print(f"\nfault cells (seed {seed}): {cells}")
+    run = f"it-faults-{seed}"
+    for boundary, _ in cells:
+        _strike(salt_master, run, boundary)
+    ret, states = orch(salt_master, cluster="lab", run=run)
     assert ret.returncode == 0, ret.stdout
+    data = _journal(salt_master, run)
+    assert [a["status"] for a in data["attempts"]] == ["interrupted", "interrupted", "done"]
+    records = {r["name"]: r for r in data["steps"]}
+    for boundary, _ in cells:  # the struck step ran again once, nothing ran a third time
+        assert records[boundary.split(":")[0]]["attempts"] == 2, records[boundary.split(":")[0]]
+    assert all(r["attempts"] <= 2 and r["status"] == "done" for r in records.values())
+    assert leapfrog_journal.read_json(os.path.join(
+        salt_master.config["cachedir"], "leapfrog", "lab", "lock.json")) is None
     failed = [sid for sid, state in states.items() if state["result"] is False]
     assert failed == []
     sync = states["staged_sync"]["changes"]["return"]["result"]["ctl01"]

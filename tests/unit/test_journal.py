@@ -379,6 +379,10 @@ def test_fault_switch_stalls_a_step(tmp_path, seen, clock):
     t.run("one", dict)
     t.run("two", dict)
     assert slept == [42.0]
+    # noted before the stall: what a fault matrix waits for before it strikes
+    assert t.journal.step("one")["notes"] == [
+        "stalled at its start by the test-only fault switch"]
+    assert "notes" not in t.journal.step("two")
 
 
 def test_fault_switch_refuses_a_bad_boundary():
