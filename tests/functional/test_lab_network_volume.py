@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-import leapfrog_probe
+from tests import drain_cycle
 from tests.clouds import running_cloud
 from tests.loader import load, minion_modules
 
@@ -219,38 +219,19 @@ def test_a_switch_without_the_network_type_gets_it_back(cloud, tmp_path):
     cloud.api("DELETE", "neutron", f"/v2.0/ports/{port['id']}")
 
 
-def _wait_up(server, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        statuses = {be: r["status"] for be, r in haproxy_admin.server_status(server).items()}
-        if all(s == "UP" for s in statuses.values()):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{server} not back UP in haproxy: {statuses}")
-
-
 def _restart(cloud, server, drain):
     """Restart the API services of ``server`` under load; return the probe's summary."""
     urls = [cloud.frontend_url(name) for name in ("keystone", "placement", "nova")]
-    with leapfrog_probe.Probe(urls, **LOAD) as probe:
-        time.sleep(2.0)
-        if drain:
-            drained = haproxy_admin.drain(server)
-            assert sorted(drained["backends"]) == ["cinder", "glance", "keystone", "neutron",
-                                                   "nova", "placement"]
-        apis = [cloud.controllers[server][kind] for kind in API_SERVICES]
+    apis = [cloud.controllers[server][kind] for kind in API_SERVICES]
+
+    def restart():
         cloud.stop_node(server, services=apis)
         cloud.start_node(server, services=apis)
-        if drain:
-            haproxy_admin.ready(server)
-        else:
-            _wait_up(server)
-        time.sleep(2.0)
-        probe.stop()
-    summary = probe.summary()
-    print(f"\nreal APIs, {'with' if drain else 'WITHOUT'} drain: {summary['requests']} "
-          f"requests, {summary['failures']} failed, longest outage "
-          f"{summary['longest_outage']} s, statuses {summary['statuses']}")
+    drained, summary = drain_cycle.restart_under_load(
+        haproxy_admin, urls, LOAD, server, restart, drain, settle=2.0, up_timeout=60,
+        poll=0.2, label="real APIs, ")
+    if drain:
+        assert drained == ["cinder", "glance", "keystone", "neutron", "nova", "placement"]
     return summary
 
 

@@ -5,6 +5,7 @@ import time
 import pytest
 
 import leapfrog_probe
+from tests import drain_cycle
 from tests.loader import load
 
 haproxy_admin = load("modules", "haproxy_admin")
@@ -22,35 +23,17 @@ def configure_loader_modules(haproxy_lab):
     return {haproxy_admin: {"__pillar__": pillar}}
 
 
-def _wait_up(server, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        statuses = {be: r["status"] for be, r in haproxy_admin.server_status(server).items()}
-        if all(s == "UP" for s in statuses.values()):
-            return statuses
-        time.sleep(0.1)
-    raise AssertionError(f"{server} not UP: {statuses}")
-
-
 def _restart(lab, server, drain):
     """One maintenance cycle of ``server`` under load; returns the probe summary."""
-    with leapfrog_probe.Probe(lab.urls(), **LOAD) as probe:
-        time.sleep(1.0)
-        if drain:
-            drained = haproxy_admin.drain(server)
-            assert sorted(drained["backends"]) == ["keystone", "nova", "placement"]
+    def restart():
         lab.backends[server].stop()
         time.sleep(RESTART_GAP)
         lab.backends[server].start()
-        if drain:
-            haproxy_admin.ready(server)
-        else:
-            _wait_up(server)
-        time.sleep(1.0)
-    summary = probe.summary()
-    print(f"\n{'with' if drain else 'WITHOUT'} drain: {summary['requests']} requests, "
-          f"{summary['failures']} failed, longest outage {summary['longest_outage']}s, "
-          f"statuses {summary['statuses']}, errors {summary['errors']}")
+    drained, summary = drain_cycle.restart_under_load(
+        haproxy_admin, lab.urls(), LOAD, server, restart, drain, settle=1.0, up_timeout=15,
+        poll=0.1)
+    if drain:
+        assert drained == ["keystone", "nova", "placement"]
     return summary
 
 
