@@ -260,10 +260,9 @@ def prune(keep=None, backup_dir=None):
 
         salt dbs03 galera_backup.prune keep=2
     """
-    keep = leapfrog_parse.number(_pillar("leapfrog:backups:keep", DEFAULT_KEEP)
-                                 if keep is None else keep, "keep", minimum=1, maximum=10000,
-                                 integer=True, error=GaleraError)
-    return leapfrog_files.prune(_root(backup_dir), keep, MANIFEST, log)
+    if keep is None:
+        keep = _pillar("leapfrog:backups:keep", DEFAULT_KEEP)
+    return leapfrog_files.prune(_root(backup_dir), keep, MANIFEST, log, error=GaleraError)
 
 
 class _ScratchServer:

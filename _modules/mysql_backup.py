@@ -796,7 +796,6 @@ def prune(keep=None, backup_dir=None):
     """
     if keep is None:
         keep = _pillar("leapfrog:backups:keep", DEFAULT_KEEP)
-    keep = leapfrog_parse.number(keep, "keep", minimum=1, maximum=10000, integer=True)
     return leapfrog_files.prune(_backup_root(backup_dir), keep, MANIFEST, log)
 
 

@@ -9,6 +9,9 @@ import os
 import shutil
 import re
 
+import leapfrog_errors
+import leapfrog_parse
+
 CHUNK = 1 << 22
 LABEL = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
 # a backup folder's name directly under its root: no /, no leading .
@@ -88,10 +91,16 @@ def backup_ids(root, manifest="manifest.json"):
                   and os.path.isfile(os.path.join(root, n, manifest)))
 
 
-def prune(root, keep, manifest="manifest.json", log=None):
+MAX_KEEP = 10000
+
+
+def prune(root, keep, manifest="manifest.json", log=None, error=leapfrog_errors.LeapfrogError):
     """Remove the oldest complete backups under ``root``, keeping the newest ``keep`` (a
-    parsed whole number >= 1); folders without ``manifest`` are never touched. Returns
-    ``{"kept": [...], "removed": [...]}`` (ids, oldest first)."""
+    whole number from 1 to MAX_KEEP, else ``error`` naming it); folders without
+    ``manifest`` are never touched. Returns ``{"kept": [...], "removed": [...]}`` (ids,
+    oldest first)."""
+    keep = leapfrog_parse.number(keep, "keep", minimum=1, maximum=MAX_KEEP, integer=True,
+                                 error=error)
     ids = backup_ids(root, manifest)
     removed = ids[:-keep] if len(ids) > keep else []
     for name in removed:
