@@ -104,7 +104,7 @@ class Plan:
     ``needs`` says otherwise."""
 
     def __init__(self, orch, cluster, target, title, why="", steps=(), probe=True,
-                 report=True, expiry=None, cleanup=(), schedules=True):
+                 report=True, expiry=None, cleanup=(), schedules=True, estimates=None):
         self.orch, self.cluster, self.target = orch, cluster, str(target)
         self.title, self.why = title, why
         self.steps = list(steps)
@@ -114,7 +114,7 @@ class Plan:
         self.tips = [self.steps[-1].name] if self.steps else []
         # what a rehearsal measured (leapfrog_estimates): {"rehearsal": run, "steps":
         # {step: {"seconds": s, "scope": "hop"|"path"}}}; None when no rehearsal ran
-        self.estimates = None
+        self.estimates = estimates or None
 
     def on_failure(self, name, kind, function, kwargs, of, **fields):
         """A cleanup step: runs (not journaled) when any step of ``of`` fails."""
@@ -207,13 +207,12 @@ class Plan:
     def from_dict(cls, data):
         if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
             raise PlanError("not a plan: expected a mapping with a list of steps")
-        plan = cls(data["orch"], data["cluster"], data["target"], data["title"],
+        return cls(data["orch"], data["cluster"], data["target"], data["title"],
                    why=data.get("why", ""), probe=data.get("probe", True),
                    report=data.get("report", True), expiry=data.get("expiry"),
                    schedules=data.get("schedules", True), steps=[Step.from_dict(s) for s in data["steps"]],
-                   cleanup=[Step.from_dict(s) for s in data.get("cleanup") or []]).check()
-        plan.estimates = data.get("estimates") or None
-        return plan
+                   cleanup=[Step.from_dict(s) for s in data.get("cleanup") or []],
+                   estimates=data.get("estimates")).check()
 
     def _estimate(self, step):
         found = ((self.estimates or {}).get("steps") or {}).get(step.name)
