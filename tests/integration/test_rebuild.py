@@ -134,7 +134,7 @@ def lab():
         vm = guest.define_node(conn, NODE, os.path.join(run_dir, "vms"), guest.OLD)
         conn.close()
         cluster.wait_minions([HYP, NODE], timeout=180)
-        cluster.salt(HYP, "saltutil.sync_all")  # its pillar was compiled when it started
+        cluster.sync(HYP)  # and its pillar: compiled when it started
         cluster.run("saltutil.sync_all")
         timings["lab_up"] = round(time.monotonic() - started, 1)
         yield {"run_dir": run_dir, "cluster": cluster, "virt": virt, "vm": vm,
