@@ -233,17 +233,35 @@ class SaltCluster:
                                f"{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
         return proc
 
+    def answering(self, ids, timeout=5):
+        """The minions of ``ids`` that answer test.ping within ``timeout`` s. A silent one
+        costs the timeout and 2 s more: Salt then asks the minions for the job for its
+        ``gather_job_timeout`` (10 s by default; 2 s in this CLI's own copy of the master's
+        config, so the daemons keep the default)."""
+        proc = subprocess.run(
+            [os.path.join(SALT_BIN, "salt"), "-c", self._ping_conf_dir(), "--out=json", "-L",
+             f"--timeout={timeout}", "--static", ",".join(ids), "test.ping"],
+            capture_output=True, text=True, env=self.env, timeout=timeout + 60)
+        try:
+            return {k for k, v in json.loads(proc.stdout or "{}").items() if v is True}
+        except ValueError:
+            return set()
+
+    def _ping_conf_dir(self):
+        conf = os.path.join(self.base, topology.MASTER_ID, "conf-ping")
+        if not os.path.exists(os.path.join(conf, "master")):
+            with open(os.path.join(self.master_conf_dir, "master")) as handle:
+                config = yaml.safe_load(handle)
+            os.makedirs(conf, exist_ok=True)
+            with open(os.path.join(conf, "master"), "w") as handle:
+                yaml.safe_dump(dict(config, gather_job_timeout=2), handle)
+        return conf
+
     def wait_minions(self, ids, timeout=120):
         """Ping until every minion in ``ids`` answers."""
         deadline = time.monotonic() + timeout
         while True:
-            proc = self._cli("salt", ["-L", "--timeout=10", "--static", ",".join(ids),
-                                      "test.ping"], 60)
-            try:
-                answered = {k for k, v in json.loads(proc.stdout or "{}").items() if v is True}
-            except ValueError:
-                answered = set()
-            missing = sorted(set(ids) - answered)
+            missing = sorted(set(ids) - self.answering(ids))
             if not missing:
                 return
             if time.monotonic() > deadline:
