@@ -30,6 +30,8 @@ import leapfrog_errors
 
 BOUNDARIES = ("start", "end")
 DEFAULT_STALL = 3600
+# the note a stalled step gets in its journal record (a fault matrix strikes once it is there)
+STALL_NOTE = "stalled at its {boundary} by the test-only fault switch"
 
 
 class InjectedFault(leapfrog_errors.LeapfrogError):

@@ -659,7 +659,7 @@ class Tracker:
         """The test-only fault switch at ``step``'s ``boundary``; a stall is noted first (a
         fault matrix waits for that note before it strikes)."""
         if self.faults.stalls(step, boundary):
-            self.note(step, f"stalled at its {boundary} by the test-only fault switch")
+            self.note(step, leapfrog_fault.STALL_NOTE.format(boundary=boundary))
         self.faults.check(step, boundary)
 
     def note(self, step, text):

@@ -7,7 +7,13 @@ README tells an operator (re-run with ``run=RUN``, or ``orch.rollback_control_pl
 subset (the seed is printed by whoever runs it, so a failed cell can be replayed). The
 runners of the cells live where their lab does (tests/, bench/bench_faults.py).
 """
+import os
 import random
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "_utils"))
+import leapfrog_fault  # noqa: E402  pylint: disable=wrong-import-position
 
 BOUNDARIES = ("start", "end")
 
@@ -50,3 +56,12 @@ def sample(found, count, seed):
     after the other)."""
     chosen = random.Random(seed).sample(range(len(found)), min(count, len(found)))
     return [found[i] for i in sorted(chosen)]
+
+
+def stalled(journal, boundary):
+    """True once ``journal`` (a run's journal as read) notes that the fault switch stalls
+    the step of ``boundary`` (``STEP:start`` / ``STEP:end``) there: the moment to strike."""
+    step, _, where = boundary.partition(":")
+    record = next((s for s in journal.get("steps") or [] if s.get("name") == step), {})
+    notes = record.get("notes") or []
+    return notes[-1:] == [leapfrog_fault.STALL_NOTE.format(boundary=where or "start")]

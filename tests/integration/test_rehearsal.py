@@ -107,13 +107,8 @@ def _strike(salt_master, run, boundary):
         salt_master, cluster="lab", run=run,
         testing={"stall_at": boundary, "stall_seconds": 300})), daemon=True)
     thread.start()
-    step, _, where = boundary.partition(":")
     deadline = time.monotonic() + 600
-    while True:
-        record = {s["name"]: s for s in _journal(salt_master, run).get("steps") or []}.get(step)
-        if f"stalled at its {where} by the test-only fault switch" in \
-                ((record or {}).get("notes") or [])[-1:]:
-            break
+    while not fault_matrix.stalled(_journal(salt_master, run), boundary):
         assert time.monotonic() < deadline, f"the rehearsal never stalled at {boundary}"
         time.sleep(0.3)
     holder = leapfrog_journal.read_json(os.path.join(

@@ -55,3 +55,14 @@ def test_an_unknown_fault_is_refused_naming_the_known_ones():
     with pytest.raises(ValueError, match=r"unknown fault\(s\) power; known: salt-run, "
                                          r"salt-master, minion, db-node, vm"):
         fault_matrix.cells(golden("rehearsal"), ("power",))
+
+
+def test_a_cell_is_struck_once_the_journal_notes_the_stall_of_its_step():
+    journal = {"steps": [{"name": "snapshot", "notes": []}, {"name": "clone", "notes": [
+        "a DB node was out", "stalled at its end by the test-only fault switch"]}]}
+    assert fault_matrix.stalled(journal, "clone:end")
+    assert not fault_matrix.stalled(journal, "clone:start")  # the note of the other boundary
+    assert not fault_matrix.stalled(journal, "snapshot:start")  # no note yet
+    assert not fault_matrix.stalled({}, "clone:end")  # the journal is not written yet
+    journal["steps"][0]["notes"].append("stalled at its start by the test-only fault switch")
+    assert fault_matrix.stalled(journal, "snapshot")  # a bare name is its start
