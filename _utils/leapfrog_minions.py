@@ -4,13 +4,89 @@ function failed (retcode != 0, e.g. a CommandExecutionError) is an error naming 
 
 Runners use it for every cross-minion step; secrets never travel in the call: minion-side
 functions read them from the minion's own pillar.
+
+Within a step (``for_step``, set by ``leapfrog_run.step``) every job carries the step as
+Salt job metadata (``leapfrog_step: cluster/run/step``). A job outlives the salt-run that
+sent it (killed, or gave up waiting): so before a step runs again, its minions are asked
+(``saltutil.running``) for a job of an earlier attempt of that step, and the new one waits
+until it has ended: a resume never runs a step's work twice at once.
 """
+import contextlib
+import contextvars
+import time
+
 import salt.client
 import salt.utils.minions
 
 import leapfrog_errors
 
 ERROR_TAIL = 600
+EARLIER_JOB_TIMEOUT = 3600  # seconds a resumed step waits for an earlier attempt's job
+METADATA_KEY = "leapfrog_step"
+_STEP = contextvars.ContextVar("leapfrog_step", default=None)
+
+
+class StepJobs:
+    """The step the calls of this context belong to, whether it ran before (then its
+    minions are asked for an earlier attempt's job first) and the jobs waited for."""
+
+    def __init__(self, tag, again):
+        self.tag, self.again, self.waited = tag, bool(again), {}
+
+    def note(self):
+        """A line for the step's journal record, or None when nothing was waited for."""
+        if not self.waited:
+            return None
+        jobs = "; ".join(f"{mid}: {', '.join(jids)}" for mid, jids in sorted(self.waited.items()))
+        return (f"an earlier attempt's job of this step still ran ({jobs}): waited for it to "
+                "end before running the step again")
+
+
+@contextlib.contextmanager
+def for_step(tag, again=False):
+    """Tag every job sent in this context with step ``tag`` (``cluster/run/step``);
+    ``again``: the step ran before in this run. Yields the StepJobs."""
+    jobs = StepJobs(tag, again)
+    token = _STEP.set(jobs)
+    try:
+        yield jobs
+    finally:
+        _STEP.reset(token)
+
+
+def earlier_jobs(client, ids, tag):
+    """{minion: [jid, ...]} of the jobs of step ``tag`` still running on ``ids`` (a minion
+    that does not answer has none to wait for)."""
+    answers = client.cmd(ids, "saltutil.running", tgt_type="list", timeout=30) or {}
+    found = {}
+    for mid, jobs in answers.items():
+        jids = [str(job.get("jid")) for job in jobs if isinstance(job, dict)
+                and (job.get("metadata") or {}).get(METADATA_KEY) == tag] \
+            if isinstance(jobs, list) else []
+        if jids:
+            found[mid] = jids
+    return found
+
+
+def wait_earlier_jobs(client, ids, jobs, timeout=EARLIER_JOB_TIMEOUT, clock=time.monotonic,
+                      sleep=time.sleep):
+    """Return once no job of an earlier attempt of ``jobs.tag`` runs on ``ids`` (recorded
+    in ``jobs.waited``); raise, naming them and the fix, after ``timeout`` s."""
+    deadline = clock() + timeout
+    while True:
+        found = earlier_jobs(client, ids, jobs.tag)
+        if not found:
+            return
+        for mid, jids in found.items():
+            known = jobs.waited.setdefault(mid, [])
+            known.extend(j for j in jids if j not in known)
+        if clock() > deadline:
+            running = "; ".join(f"{mid}: {', '.join(jids)}" for mid, jids in sorted(found.items()))
+            raise leapfrog_errors.LeapfrogError(
+                f"step {jobs.tag}: job(s) of an earlier attempt still run after {timeout:g} s "
+                f"({running}): let them finish, or end them with `salt MINION "
+                "saltutil.kill_job JID`, then re-run with the same run id")
+        sleep(2)
 
 
 def expected(opts, target):
@@ -82,11 +158,16 @@ def call_each(opts, target, fun, kwargs=None, first=False, timeout=600, gather=N
         raise leapfrog_errors.LeapfrogError(f"target {target!r} matches no minion")
     if first:
         ids = ids[:1]
+    step = _STEP.get()
+    extra = {"gather_job_timeout": gather} if gather else {}
+    if step is not None:
+        extra["metadata"] = {METADATA_KEY: step.tag}
     client = salt.client.get_local_client(opts["conf_file"])
     try:
+        if step is not None and step.again:
+            wait_earlier_jobs(client, ids, step)
         answers = client.cmd(ids, fun, kwarg=dict(kwargs or {}), tgt_type="list",
-                             timeout=timeout, full_return=True,
-                             **({"gather_job_timeout": gather} if gather else {}))
+                             timeout=timeout, full_return=True, **extra)
     finally:
         client.destroy()
     problems, results = {}, {}

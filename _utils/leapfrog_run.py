@@ -219,7 +219,12 @@ def step(master, cluster=None, run=None, step=None, function=None, function_args
     def work():
         if kind in leapfrog_quorum.GUARDED_KINDS:  # no data changed without a DB quorum
             notes.append(leapfrog_quorum.check(master.opts, config))
-        return master.run_function(function, function_args, function_kwargs)
+        again = (tracker.journal.step(step) or {}).get("attempts", 0) > 1
+        with leapfrog_minions.for_step(f"{name}/{tracker.run_id}/{step}", again) as jobs:
+            try:
+                return master.run_function(function, function_args, function_kwargs)
+            finally:
+                notes.append(jobs.note())
 
     result, ran = tracker.run(step, work, describe=function, kind=kind, node=node)
     for text in filter(None, notes):

@@ -11,14 +11,6 @@ import pytest
 from lab import procs, salt_cluster, topology
 
 
-@pytest.fixture
-def short_dir():
-    """A short private run dir (salt's unix socket paths must stay under 108 bytes)."""
-    path = tempfile.mkdtemp(prefix="lf-lab-", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 @contextlib.contextmanager
 def running(run_dir, ids):
     cluster = salt_cluster.SaltCluster(run_dir, [n for n in topology.nodes() if n.id in ids])
@@ -51,9 +43,10 @@ def test_master_never_auto_accepts(lab_salt):
     assert os.listdir(os.path.join(master_pki, "minions_pre")) == []
 
 
-def test_down_stops_every_daemon(short_dir):
-    with running(short_dir, ("dbs01",)) as cluster:
-        pids = [procs.read_pid(cluster.pid_file(name)) for name in ("cfg01", "dbs01")]
-        assert all(procs.pid_alive(pid) for pid in pids)
+def test_down_stops_every_daemon(lab_salt):
+    """The module's cluster, last: its fixture's own down() then finds nothing to stop."""
+    pids = [procs.read_pid(lab_salt.pid_file(name)) for name in ("cfg01", "ctl01", "cmp01")]
+    assert all(procs.pid_alive(pid) for pid in pids)
+    lab_salt.down()
     assert not any(procs.pid_alive(pid) for pid in pids)
-    assert cluster.status() == {"cfg01": False, "dbs01": False}
+    assert lab_salt.status() == {"cfg01": False, "ctl01": False, "cmp01": False}

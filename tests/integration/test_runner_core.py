@@ -17,14 +17,6 @@ pytestmark = pytest.mark.usefixtures("synced_master")
 CLUSTER = "lab"
 
 
-@pytest.fixture(scope="module")
-def synced_master(salt_master):
-    """leapfrog's runners and helpers synced to the master, as an operator would."""
-    ret = salt_master.salt_run_cli(timeout=120).run("saltutil.sync_all")
-    assert ret.returncode == 0, ret
-    return salt_master
-
-
 def orch(salt_master, timeout=120, test=False, **pillar):
     pillar = {"cluster": CLUSTER, **pillar}
     args = ["state.orch", "orch.test_core", f"pillar={json.dumps(pillar)}"]
@@ -241,3 +233,42 @@ def test_a_killed_run_is_taken_over_and_resumed(salt_master):
     assert recorded["one"]["attempts"] == 1
     assert (recorded["two"]["attempts"], recorded["two"]["interrupted"]) == (2, 1)
     assert lock(salt_master) is None
+
+
+def test_a_resumed_step_waits_for_its_earlier_attempts_job_still_running(salt_master,
+                                                                          salt_minions):
+    """A minion's job outlives the salt-run that sent it: the step run again waits for it
+    to end instead of running the same work twice at once."""
+    run, length = "it-earlier-job", 5
+    ret = salt_master.salt_run_cli(timeout=60).run(
+        "leapfrog.begin", f"cluster={CLUSTER}", f"run={run}", 'steps=["sleeper"]')
+    assert ret.returncode == 0, ret
+    step = ["leapfrog.step", f"cluster={CLUSTER}", f"run={run}", "step=sleeper",
+            "function=leapfrog.call", "function_kwargs=" + json.dumps({
+                "func": "test.sleep", "target": "L@ctl01", "cluster": CLUSTER,
+                "kwargs": {"length": length}})]
+    thread, out = in_background(lambda: salt_master.salt_run_cli(timeout=120).run(*step))
+    minion = salt_master.salt_cli(timeout=30)
+
+    def sleeping():
+        ret = minion.run("saltutil.running", minion_tgt="ctl01")
+        jobs = [j for j in (ret.data or []) if j.get("fun") == "test.sleep"]
+        return jobs[0] if jobs else None
+
+    first = wait_until(sleeping, what="the step's job to run on ctl01")
+    seen = time.monotonic()  # the first job ends about `length` s after this
+    assert first["metadata"] == {"leapfrog_step": f"{CLUSTER}/{run}/sleeper"}
+    os.kill(lock(salt_master)["pid"], signal.SIGKILL)  # the job goes on without it
+    thread.join(60)
+    assert out[0].returncode != 0
+    assert sleeping()["jid"] == first["jid"]
+
+    ret = salt_master.salt_run_cli(timeout=120).run(*step)
+    assert ret.returncode == 0, ret
+    # its own job ran after the first had ended (2 s: the first ran before it was seen)
+    assert time.monotonic() - seen >= 2 * length - 2
+    record = steps(salt_master, run)["sleeper"]
+    assert record["status"] == "done" and record["attempts"] == 2
+    assert record["notes"] == [
+        f"an earlier attempt's job of this step still ran (ctl01: {first['jid']}): waited for "
+        "it to end before running the step again"]
