@@ -688,6 +688,26 @@ def stopped(cluster=None, run=None, orch=None, rollback=None):
                  rollback=rollback)
 
 
+def cleanup(cluster=None, run=None, step=None, function=None, function_kwargs=None,
+            reopen=None, pillar=None):
+    """
+    Run a plan's cleanup step after a failure (e.g. the rehearsal's clones dropped): the
+    runner function ``function`` with ``function_kwargs``, then the steps of ``reopen``
+    (the ones whose work it undid) are pending again in the run's journal, so a resume
+    with ``run=RUN`` does them again instead of going on without their work.
+    Orchestrations call it on the failure of those steps (onfail).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.cleanup cluster=prod1 run=20261122-004100-ab12 step=drop_clones_after_failure function=leapfrog.call function_kwargs='{func: mysql_backup.drop_clone, role: database, kwargs: {suffix: _upgrade}}' reopen='[clone, staged_sync]'
+    """
+    return _core(leapfrog_run.cleanup, step, cluster=cluster, run=run, step=step,
+                 function=function, function_kwargs=function_kwargs, reopen=reopen,
+                 pillar=pillar)
+
+
 def resume_schedules(cluster=None, pillar=None):
     """
     Turn back on the Salt schedulers leapfrog turned off (the cluster's list, see

@@ -662,6 +662,20 @@ class Tracker:
             self.note(step, leapfrog_fault.STALL_NOTE.format(boundary=boundary))
         self.faults.check(step, boundary)
 
+    def reopen(self, steps, why):
+        """Make the recorded steps of ``steps`` pending again (a resume runs them), each
+        noting ``why``; returns their names."""
+        reopened = []
+        with self.journal.edit() as data:
+            for record in data["steps"]:
+                if record["name"] in steps and record["status"] != "pending":
+                    record.update(status="pending", ended=None)
+                    record.setdefault("notes", []).append(why)
+                    reopened.append(record["name"])
+        for step in reopened:
+            self.say(f"step {step}: {why}")
+        return reopened
+
     def note(self, step, text):
         """Add ``text`` to the step's notes (what the report tells about its run, e.g. a
         DB node that was out)."""

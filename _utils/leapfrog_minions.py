@@ -21,6 +21,11 @@ import salt.utils.minions
 import leapfrog_errors
 
 ERROR_TAIL = 600
+# Seconds after which Salt first asks the minions whether they still run a job, then again
+# every gather_job_timeout while they do: a job is waited for however long it runs, and a
+# minion that died or stopped fails its step within about half a minute instead of after
+# the step's whole timeout (Salt waits the timeout out before it asks).
+ALIVE_CHECK = 20
 EARLIER_JOB_TIMEOUT = 3600  # seconds a resumed step waits for an earlier attempt's job
 METADATA_KEY = "leapfrog_step"
 _STEP = contextvars.ContextVar("leapfrog_step", default=None)
@@ -150,9 +155,10 @@ def call(opts, target, fun, kwargs=None, first=False, timeout=600):
 
 def call_each(opts, target, fun, kwargs=None, first=False, timeout=600, gather=None):
     """Like :func:`call`, in parallel on the minions, without raising for one minion's
-    failure: return ({id: return} of those that succeeded, {id: problem text}). ``gather``:
-    seconds a minion that has not returned within ``timeout`` is asked whether it still
-    runs the job (Salt's ``gather_job_timeout``; a stopped minion costs timeout + gather)."""
+    failure: return ({id: return} of those that succeeded, {id: problem text}). A minion
+    that has not returned within ``timeout`` s (at most ``ALIVE_CHECK``) is asked whether it
+    still runs the job, for ``gather`` s (Salt's ``gather_job_timeout``): a stopped minion
+    costs that much, a running job is waited for."""
     ids = expected(opts, target)
     if not ids:
         raise leapfrog_errors.LeapfrogError(f"target {target!r} matches no minion")
@@ -167,14 +173,15 @@ def call_each(opts, target, fun, kwargs=None, first=False, timeout=600, gather=N
         if step is not None and step.again:
             wait_earlier_jobs(client, ids, step)
         answers = client.cmd(ids, fun, kwarg=dict(kwargs or {}), tgt_type="list",
-                             timeout=timeout, full_return=True, **extra)
+                             timeout=min(timeout, ALIVE_CHECK), full_return=True, **extra)
     finally:
         client.destroy()
     problems, results = {}, {}
     for mid in ids:
         answer = answers.get(mid)
         if not isinstance(answer, dict) or "ret" not in answer:
-            problems[mid] = f"{mid}: no answer to {fun} within {timeout} s"
+            problems[mid] = (f"{mid}: no answer to {fun}: the minion does not run it (stopped, "
+                             f"restarting or unreachable? `salt {mid} test.ping`)")
             continue
         failed_states = _failed_states(answer["ret"]) if fun.startswith("state.") else []
         if failed_states:

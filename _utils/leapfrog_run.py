@@ -233,6 +233,20 @@ def step(master, cluster=None, run=None, step=None, function=None, function_args
             "result": result}
 
 
+def cleanup(master, cluster=None, run=None, step=None, function=None, function_kwargs=None,
+            reopen=None, pillar=None):
+    """A cleanup step after a failure, then the steps whose work it undid pending again
+    (``leapfrog.cleanup``)."""
+    name, _, tracker = master.tracker(cluster, run, pillar)
+    if not step or not function:
+        raise leapfrog_errors.LeapfrogError("step= and function= are required")
+    result = master.run_function(function, None, dict(function_kwargs or {}, cluster=name))
+    reopened = tracker.reopen(reopen or [], f"its work was undone by {step} after the run "
+                              "failed: a resume does it again")
+    return {"cluster": name, "run": tracker.run_id, "step": step, "result": result,
+            "reopened": reopened}
+
+
 def finish(master, cluster=None, run=None, pillar=None, test=False):
     """Close a run whose steps are all done (``leapfrog.finish``)."""
     name, _, tracker = master.tracker(cluster, run, pillar, test)

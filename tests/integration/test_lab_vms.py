@@ -1,7 +1,8 @@
 """The lab's controllers' services are tied to their VMs, and the lab redeploys a node at a
 release through Salt (``state.apply lab_openstack.node``), on real parts only.
 
-1. The bridge alone (not heavy, ~2 min): a one-controller cloud without computes, kvm01's
+1. The bridge alone (heavy since 2026-12-07, ~2 min: the suite's budget; CI meets the bridge in
+   test_rebuild, a VM's minion started and stopped with its domain): a one-controller cloud without computes, kvm01's
    private libvirtd, ctl01's TCG domain and the bridge in this process. The bridge adopts
    the old disk with what the cloud runs on ctl01; a stopped domain stops ctl01's services,
    a started one starts them again at the release its disk records; a freshly rebuilt disk
@@ -113,6 +114,7 @@ def _domain(small):
     return conn, conn.lookupByName(NODE)
 
 
+@pytest.mark.heavy  # the lab's bridge itself: CI meets it in test_rebuild
 def test_bridge_adopts_the_old_disk_with_what_the_cloud_runs(small):
     run_dir = small["run_dir"]
     started = _wait_event(run_dir, "services-started", after=0)
@@ -122,6 +124,7 @@ def test_bridge_adopts_the_old_disk_with_what_the_cloud_runs(small):
     assert all(_running(run_dir).values())
 
 
+@pytest.mark.heavy  # the lab's bridge itself: CI meets it in test_rebuild
 def test_domain_stop_stops_the_nodes_services(small):
     run_dir = small["run_dir"]
     pids = {k: s.pid for k, s in _node_services(run_dir).items()}
@@ -141,6 +144,7 @@ def test_domain_stop_stops_the_nodes_services(small):
     assert lab_bridge.node_disk(run_dir, NODE) is None  # no domain of it runs
 
 
+@pytest.mark.heavy  # the lab's bridge itself: CI meets it in test_rebuild
 def test_domain_start_restarts_the_release_its_disk_records(small):
     run_dir = small["run_dir"]
     t0 = time.time()
@@ -154,6 +158,7 @@ def test_domain_start_restarts_the_release_its_disk_records(small):
     assert all(s.healthy() and s.release == "2024.1" for s in services.values())
 
 
+@pytest.mark.heavy  # the lab's bridge itself: CI meets it in test_rebuild
 def test_fresh_seed_disk_starts_no_services(small, tmp_path):
     import salt.config
     from saltfactories.utils.functional import Loaders

@@ -184,7 +184,7 @@ def test_rehearsal_killed_twice_resumes_reaches_target_and_leaves_production(
         f" s on a copy" in text and "on a copy of this cluster's data" in text
 
 
-def test_failed_step_stops_and_drops_the_clones(salt_master, production, mariadb):
+def test_a_failed_step_drops_the_clones_and_a_resume_clones_again(salt_master, production, mariadb):
     before = checksums(mariadb, production.databases)
     ret, states = orch(salt_master, cluster="lab", testing={"fail_at": "staged_sync"})
     assert ret.returncode == 1
@@ -192,5 +192,23 @@ def test_failed_step_stops_and_drops_the_clones(salt_master, production, mariadb
         states["staged_sync"]["changes"])
     assert states["verify"]["__state_ran__"] is False
     assert states["drop_clones_after_failure"]["result"] is True
+    assert not [d for d in databases(mariadb) if d.endswith("_upgrade")]
+    assert checksums(mariadb, production.databases) == before
+    # the steps that made and used the clones are pending again: the documented recovery
+    # (a resume, run=RUN) clones again and goes through (a fault matrix cell found a resume
+    # that failed on the dropped clones)
+    run = salt_master.salt_run_cli(timeout=60).run("leapfrog.status", "cluster=lab").data["run"]
+    records = {r["name"]: r for r in _journal(salt_master, run)["steps"]}
+    assert records["snapshot"]["status"] == "done"
+    assert records["clone"]["status"] == records["staged_sync"]["status"] == "pending"
+    assert records["clone"]["notes"][-1] == ("its work was undone by drop_clones_after_failure "
+                                            "after the run failed: a resume does it again")
+    ret, states = orch(salt_master, cluster="lab", run=run)
+    assert ret.returncode == 0, ret.stdout
+    sync = states["staged_sync"]["changes"]["return"]["result"]["ctl01"]
+    assert sync["revisions"] == {"api": API_HEAD, "main": MAIN_2026_1, "cell0": MAIN_2026_1}
+    assert states["production_unchanged"]["changes"]["return"]["result"]["unchanged"] is True
+    records = {r["name"]: r for r in _journal(salt_master, run)["steps"]}
+    assert (records["snapshot"]["attempts"], records["clone"]["attempts"]) == (1, 2)
     assert not [d for d in databases(mariadb) if d.endswith("_upgrade")]
     assert checksums(mariadb, production.databases) == before

@@ -1,4 +1,5 @@
 """The run journal, the cluster lock, step tracking, approval waits and the fault switch."""
+import functools
 import json
 import os
 import re
@@ -44,6 +45,16 @@ def tracker(tmp_path, seen, clock, run="r1", **kwargs):
 def suffixes(seen, run="r1"):
     prefix = f"leapfrog/lab/{run}/"
     return [tag[len(prefix):] for tag, _ in seen["events"]]
+
+
+def _work(calls, name, fail=False):
+    """A step's work: records its name in ``calls``, fails when told."""
+    def run():
+        calls.append(name)
+        if fail:
+            raise RuntimeError(f"{name} broke")
+        return {"summary": f"{name} ok"}
+    return run
 
 
 def dead_pid():
@@ -99,16 +110,35 @@ def test_a_run_records_each_step_with_times_results_and_events(tmp_path, seen, c
     assert not os.path.exists(tmp_path / "lab" / "lock.json")
 
 
+def test_steps_whose_work_a_cleanup_undid_run_again_on_the_resume(tmp_path, seen, clock):
+    """The rehearsal's clones are dropped after its failure: the steps that made and used
+    them are pending again, so a resume makes them again instead of failing on no clone."""
+    calls = []
+    work = functools.partial(_work, calls)
+
+    first = tracker(tmp_path, seen, clock)
+    first.begin(["snapshot", "clone", "sync", "verify"])
+    first.run("snapshot", work("snapshot"))
+    first.run("clone", work("clone"))
+    with pytest.raises(lj.StepFailed):
+        first.run("sync", work("sync", fail=True))
+    assert first.reopen(["clone", "sync", "verify"], "its work was undone by drop") == \
+        ["clone", "sync"]  # verify never ran: nothing to reopen
+    records = {s["name"]: s for s in first.journal.read()["steps"]}
+    assert [r["status"] for r in records.values()] == ["done", "pending", "pending", "pending"]
+    assert records["clone"]["notes"] == ["its work was undone by drop"]
+    assert records["clone"]["attempts"] == 1  # what ran is still counted
+
+    again = tracker(tmp_path, seen, clock)
+    again.begin(["snapshot", "clone", "sync", "verify"])
+    for name in ("snapshot", "clone", "sync", "verify"):
+        again.run(name, work(name))
+    assert calls == ["snapshot", "clone", "sync", "clone", "sync", "verify"]
+
+
 def test_a_rerun_with_the_same_id_resumes_at_the_failed_step(tmp_path, seen, clock):
     calls = []
-
-    def work(name, fail=False):
-        def run():
-            calls.append(name)
-            if fail:
-                raise RuntimeError(f"{name} broke")
-            return {"summary": f"{name} ok"}
-        return run
+    work = functools.partial(_work, calls)
 
     first = tracker(tmp_path, seen, clock)
     first.begin(["one", "two", "three"])

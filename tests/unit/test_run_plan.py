@@ -184,3 +184,23 @@ def test_the_closing_states_wait_for_the_plans_ends_only():
     assert states["stopped_after_a_failure"]["onfail_any"] == [
         {"salt": "d"}, {"salt": "e"}, {"salt": "report"}]
     assert [k for k, v in states.items() if v.get("parallel")] == ["b1", "b2", "c", "d", "e"]
+
+
+def test_a_cleanup_step_runs_through_leapfrog_cleanup_and_reopens_what_it_undid():
+    from tests.unit.test_safety_core import _render  # pylint: disable=import-outside-toplevel
+
+    plan = leapfrog_steps.Plan("orch.x", "lab", "2025.1", "t")
+    plan.add("clone", "clone", "leapfrog.call", {"func": "mysql_backup.clone"})
+    plan.add("sync", "db_sync", "leapfrog.call", {"func": "nova_manage.staged_sync"})
+    plan.on_failure("drop", "drop_clones", "leapfrog.call",
+                    {"func": "mysql_backup.drop_clone", "role": "database"},
+                    of=["clone", "sync"])
+    states = {k: {key: value for item in v["salt.runner"] for key, value in item.items()}
+              for k, v in _render(plan.to_dict(), "lab", "r1").items()}
+    drop = states["drop"]
+    assert drop["name"] == "leapfrog.cleanup" and drop["parallel"] is True
+    assert (drop["cluster"], drop["run"], drop["step"]) == ("lab", "r1", "drop")
+    assert drop["function"] == "leapfrog.call"
+    assert drop["function_kwargs"] == {"func": "mysql_backup.drop_clone", "role": "database"}
+    assert drop["reopen"] == ["clone", "sync"]
+    assert drop["onfail_any"] == [{"salt": "clone"}, {"salt": "sync"}]
