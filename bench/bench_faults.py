@@ -42,10 +42,10 @@ def log(line):
 
 
 def table(rows):
-    lines = [f"{'run':<13}{'boundary':<34}{'fault':<12}{'recovered':<11}{'s':>7}  wrong"]
+    lines = [f"{'run':<13}{'boundary':<42}{'fault':<12}{'recovered':<11}{'s':>7}  wrong"]
     for row in rows:
         how = row["how"] if row["ok"] else "NOT"
-        lines.append(f"{row['run']:<13}{row['boundary']:<34}{row['fault']:<12}{how:<11}"
+        lines.append(f"{row['run']:<13}{row['boundary']:<42}{row['fault']:<12}{how:<11}"
                      f"{row['recover_seconds']:>7.1f}  {'; '.join(row['wrong'])}")
     done = sum(1 for row in rows if row["ok"])
     lines.append(f"{done} of {len(rows)} cells recovered "

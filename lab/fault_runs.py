@@ -159,15 +159,20 @@ def run_cell(lab, kind, plan, cell, number, log=print):
     before = {"marker": _marker(lab, f"fault-{number}-{int(time.time())}"),
               "servers": {i: s["status"] for i, s in lab.cloud.servers().items()}}
     log(f"[faults] cell {number}: {kind.name} {cell[0]} x {cell[1]}")
-    struck = fault_strike.strike(lab, kind.orch, kind.pillar, plan, cell, log=log)
-    recovery = fault_strike.recover(lab, kind.orch, kind.pillar, struck, kind.rollback,
-                                    log=log)
-    wrong = check(lab, kind, struck, recovery, before)
-    row = {"run": kind.name, "boundary": cell[0], "fault": cell[1], "struck": struck.detail,
-           "how": recovery["how"], "recover_seconds": recovery["seconds"],
-           "struck_seconds": struck.seconds, "ok": not wrong, "wrong": wrong}
+    row = {"run": kind.name, "boundary": cell[0], "fault": cell[1], "struck": None,
+           "how": "failed", "recover_seconds": 0.0, "struck_seconds": 0.0}
+    try:
+        struck = fault_strike.strike(lab, kind.orch, kind.pillar, plan, cell, log=log)
+        row.update(struck=struck.detail, struck_seconds=struck.seconds)
+        recovery = fault_strike.recover(lab, kind.orch, kind.pillar, struck, kind.rollback,
+                                        log=log)
+        row.update(how=recovery["how"], recover_seconds=recovery["seconds"])
+        wrong = check(lab, kind, struck, recovery, before)
+    except Exception as exc:  # pylint: disable=broad-except
+        wrong = [f"the cell could not be struck or recovered: {exc}"]
+    row.update(ok=not wrong, wrong=wrong)
     log(f"[faults] cell {number}: {'recovered' if not wrong else 'NOT recovered'} "
-        f"({recovery['how']}, {recovery['seconds']} s){': ' + '; '.join(wrong) if wrong else ''}")
+        f"({row['how']}, {row['recover_seconds']} s){': ' + '; '.join(wrong) if wrong else ''}")
     if not wrong:
-        kind.reset(lab, struck.run, recovery["how"])
+        kind.reset(lab, struck.run, row["how"])
     return row
