@@ -239,7 +239,7 @@ def test_a_resumed_step_waits_for_its_earlier_attempts_job_still_running(salt_ma
                                                                           salt_minions):
     """A minion's job outlives the salt-run that sent it: the step run again waits for it
     to end instead of running the same work twice at once."""
-    run, length = "it-earlier-job", 5
+    run, length = "it-earlier-job", 12
     ret = salt_master.salt_run_cli(timeout=60).run(
         "leapfrog.begin", f"cluster={CLUSTER}", f"run={run}", 'steps=["sleeper"]')
     assert ret.returncode == 0, ret
