@@ -30,6 +30,8 @@ import time
 
 from lab import fault_matrix, operator, procs
 
+import leapfrog_journal  # noqa: E402  (on sys.path: lab.fault_matrix puts _utils there)
+
 LONG_STALL = 1800  # the run waits at the boundary until its process is killed
 SHORT_STALL = 20  # the run goes on against the dead part once this is over
 ENDS_THE_RUN = ("salt-run", "salt-master")
@@ -48,15 +50,14 @@ class Struck:
                 "seconds": self.seconds, "detail": self.detail}
 
 
+def _root(lab):
+    """leapfrog's folder in the lab master's cachedir (journals, locks)."""
+    return os.path.join(lab.salt.base, "cfg01", "cache", "leapfrog")
+
+
 def journal(lab, cluster, run):
     """The run's journal as the master keeps it ({} before it exists)."""
-    path = os.path.join(lab.salt.base, "cfg01", "cache", "leapfrog", cluster, run,
-                        "journal.json")
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return {}
+    return leapfrog_journal.Journal(_root(lab), cluster, run).read() or {}
 
 
 def _newest_run(lab, cluster, since):
@@ -185,9 +186,7 @@ def strike(lab, orch, pillar, plan, cell, run=None, log=print):
 
 
 def _lock_pid(lab, cluster):
-    path = os.path.join(lab.salt.base, "cfg01", "cache", "leapfrog", cluster, "lock.json")
-    with open(path) as handle:
-        return json.load(handle)["pid"]
+    return leapfrog_journal.read_json(os.path.join(_root(lab), cluster, "lock.json"))["pid"]
 
 
 def recover(lab, orch, pillar, struck, rollback=None, log=print):
