@@ -458,24 +458,31 @@ def _verify_backups(plan, sources, kind, module, what):
 
 
 def _restore_galera(plan, nodes, mid, backup):
-    """The whole Galera cluster back to ``backup``: every node stopped (``mid``, which holds
-    the backup, last), the cluster bootstrapped on ``mid`` from it (its checksums compared
-    with the backup's), then the other nodes joined by a full SST side by side."""
+    """The whole Galera cluster back to ``backup``: every node stopped (the others side by
+    side, then ``mid``, which holds the backup), the cluster bootstrapped on ``mid`` from it (its checksums compared
+    with the backup's). Returns the other nodes' joins (a full SST each), branches for the
+    rollback to run side by side with the controllers' start: the bootstrapped node serves
+    the cloud alone meanwhile (a joiner opens its port once its SST is in; a mariabackup
+    SST does not block the donor's writes)."""
     others = [node for node in nodes if node != mid]
-    for node in others + [mid]:
+
+    def stop(node):
         plan.add(f"{node}_db_stop", "stop_db_node", "leapfrog.call",
                  _call("galera.stop", {"force": True}, **_on(node)), node=node, where=node,
                  changes=f"{node}'s Galera server stopped")
+
+    plan.side_by_side(*[lambda node=node: stop(node) for node in others])
+    stop(mid)
     plan.add(f"restore_dbs_{mid}", "restore_db", "leapfrog.call",
              _call("galera_backup.restore", {"backup_id": backup}, {"matches_backup": True},
                    **_on(mid)),
              node=mid, where=mid,
              changes=f"the Galera cluster bootstrapped on {mid} from {backup}")
-    plan.side_by_side(*[lambda node=node: plan.add(  # SSTs queue for a donor by themselves
+    return [lambda node=node: plan.add(  # SSTs queue for a donor by themselves
         f"{node}_db_join", "join_db_node", "leapfrog.call",
         _call("galera.join", {"fresh": True}, **_on(node)), node=node, where=node,
         changes=f"{node} joins the restored cluster by a full SST (its old data removed)")
-        for node in others])
+        for node in others]
 
 
 def rollback(facts):
@@ -490,7 +497,7 @@ def rollback(facts):
             ("DB backups", sources["db_backups"]),
             ("Galera backups", sources.get("galera_backups")),
             ("disks", sources["disks"])) if found),
-        probe=False, report=False)
+        probe=False)  # its report: what was restored, each step's time
     plan.side_by_side(*_verify_backups(plan, sources, "db", "mysql_backup", "DB"), *[
         lambda node=node, backup=backup: plan.add(
             f"{node}_verify_disk_backup", "verify_backup", "leapfrog.call",
@@ -500,12 +507,14 @@ def rollback(facts):
         for node, backup in sorted(sources["disks"].items())],
         *_verify_backups(plan, sources, "ovsdb", "ovsdb_backup", "OVSDB"),
         *_verify_backups(plan, sources, "galera", "galera_backup", "Galera"))
-    for node in controllers:
+    def stop(node):  # every controller at once: the API goes down in a rollback anyway
         vm = nodes[node]
         _drain(plan, node, "API down from the last one", on_timeout="maint", allow_last=True)
         plan.add(f"{node}_stop", "stop_vm", "leapfrog.call",
                  _call("vm_backup.stop", {"domain": vm["domain"]}, **_on(vm["hypervisor"])),
                  node=node, where=vm["hypervisor"], changes=f"{node}'s VM stopped")
+
+    plan.side_by_side(*[lambda node=node: stop(node) for node in controllers])
     for host, release in sorted(sources["computes"].items()):
         plan.add(f"{host}_stop", "stop_compute", "leapfrog.call",
                  _apply(compute_sls, {"leapfrog": {"release": release,
@@ -518,14 +527,15 @@ def rollback(facts):
                                                 "kill_clients": True},
                        {"matches_manifest": True}, **_on(mid)),
                  node=mid, where=mid, changes=f"every database restored from {backup}")
-    for mid, backup in sorted(sources.get("galera_backups", {}).items()):
-        _restore_galera(plan, sources["galera_nodes"], mid, backup)
+    joins = [join for mid, backup in sorted(sources.get("galera_backups", {}).items())
+             for join in _restore_galera(plan, sources["galera_nodes"], mid, backup)]
     for mid, backup in sorted(sources.get("ovsdb_backups", {}).items()):
         plan.add(f"restore_ovsdb_{mid}", "restore_db", "leapfrog.call",
                  _call("ovsdb_backup.restore", {"backup_id": backup},
                        {"matches_manifest": True}, **_on(mid)),
                  node=mid, where=mid, changes=f"OVN's NB and SB restored from {backup}")
-    def back(node):  # once every database is restored: the services start against it
+    def back(node):  # once every database is restored: the services start against it,
+        # each controller back in haproxy while the other comes up and the DB nodes join
         vm = nodes[node]
         if node in sources["disks"]:
             if node in sources["keys"]:
@@ -544,10 +554,9 @@ def rollback(facts):
                      _call("vm_backup.start", {"domain": vm["domain"]},
                            **_on(vm["hypervisor"])),
                      node=node, where=vm["hypervisor"], changes=f"{node}'s VM started")
-
-    plan.side_by_side(*[lambda node=node: back(node) for node in controllers])
-    for node in controllers:
         _ready(plan, f"{node}_ready", node, timeout=300)
+
+    plan.side_by_side(*joins, *[lambda node=node: back(node) for node in controllers])
     for host, release in sorted(sources["computes"].items()):
         plan.add(f"{host}_restart", "start_compute", "leapfrog.call",
                  _apply(compute_sls, {"leapfrog": {"release": release,

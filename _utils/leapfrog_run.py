@@ -25,8 +25,9 @@ import leapfrog_schedules
 import leapfrog_schema
 
 # seconds a minion has to answer about its scheduler, and then to say it still works on it:
-# a stopped controller (a rollback's) costs their sum once per begin and end
-SCHEDULE_TIMEOUT, SCHEDULE_GATHER = 5, 5
+# a slower minion that says so (Salt's find_job) is waited for, a stopped controller (a
+# rollback's) costs their sum once per begin and end
+SCHEDULE_TIMEOUT, SCHEDULE_GATHER = 2, 2
 
 
 def journal_root(opts):

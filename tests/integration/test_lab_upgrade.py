@@ -128,6 +128,10 @@ def test_failed_rebuild_rollback_then_rolling_hop(lab):
     cluster = (max(_at(s["ended"]) for s in restore) - min(_at(s["started"]) for s in restore))
     _log(f"rollback of 2 controllers: {time.monotonic() - started:.0f} s, the Galera "
          f"cluster's restore {cluster:.0f} s of it (goal: <= 90 s in all)")
+    report = _report(lab, back.run)  # the rollback's own report: its time, each step's
+    assert report["headline"]["status"] == "done", report["headline"]
+    assert 0 < report["headline"]["seconds"] <= time.monotonic() - started
+    _log(f"the rollback's report: {report['headline']['seconds']:.0f} s")
     assert {v["oscodename"] for v in _grains(lab).values()} == {"bookworm"}
     versions = _nova_versions(lab, "2024.1")
     assert versions["at_head"] is True and versions["revisions"]["main"] == MAIN_2024_1
