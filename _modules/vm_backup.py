@@ -619,6 +619,7 @@ def info(domain, uri=None):
             "skipped": skipped,
             "os_release": meta.get("os"),
             "image": meta.get("image"),
+            "throwaway": meta.get("throwaway"),
         }
 
 
@@ -1357,6 +1358,17 @@ def rebuild(node, image, minion_pub=None, minion_pem=None, master=None, seed_iso
         salt kvm01 vm_backup.rebuild ctl01 /var/lib/libvirt/images/trixie.qcow2 \\
             master=10.0.0.5 os_release=trixie minion_pub=... minion_pem='{sealed: ...}'
     """
+    return _rebuild(node, image, minion_pub=minion_pub, minion_pem=minion_pem, master=master,
+                    seed_iso=seed_iso, domain=domain, template=template, method=method,
+                    images_dir=images_dir, os_release=os_release, grains=grains, stop=stop,
+                    start=start, backup=backup, uri=uri, backup_dir=backup_dir)
+
+
+def _rebuild(node, image, minion_pub=None, minion_pem=None, master=None, seed_iso=None,
+             domain=None, template=None, method="overlay", images_dir=None, os_release=None,
+             grains=None, stop=False, start=True, backup=None, uri=None, backup_dir=None,
+             marks=None):
+    """``rebuild``; ``marks`` are more leapfrog metadata for the new domain."""
     _name("node", node)
     domain = _name("domain", domain or node)
     method = leapfrog_parse.choice(method, "method", ("overlay", "copy"))
@@ -1430,7 +1442,7 @@ def rebuild(node, image, minion_pub=None, minion_pem=None, master=None, seed_iso
         driver.set("type", "qcow2")
         first.insert(1, ET.Element("source", file=disk_path))
         _attach_seed(root, seed_iso)
-        _set_metadata(root, os=os_release or "", image=image)
+        _set_metadata(root, os=os_release or "", image=image, **(marks or {}))
         new_xml = ET.tostring(root, encoding="unicode")
         replaced = None
         if old is not None:
@@ -1547,3 +1559,146 @@ def _attach_seed(root, seed_iso):
     ET.SubElement(cdrom, "readonly")
     index = list(devices).index(devices.findall("disk")[-1]) + 1
     devices.insert(index, cdrom)
+
+
+# -- throwaway domains (a rehearsal's controller) --------------------------------------------
+def _throwaway_template(xml, node, images_dir):
+    """Domain XML of ``node`` from another domain's (``like``): no uuid, MAC addresses or
+    disks but the first (its source is replaced), a console file of its own."""
+    root = ET.fromstring(xml)
+    root.find("name").text = node
+    devices = root.find("devices")
+    for interface in devices.findall("interface"):
+        for mac in interface.findall("mac"):
+            interface.remove(mac)
+    disks = [d for d in devices.findall("disk") if d.get("device", "disk") == "disk"]
+    for extra in disks[1:]:
+        devices.remove(extra)
+    for kind in ("serial", "console"):
+        for device in devices.findall(kind):
+            source = device.find("source")
+            if device.get("type") == "file" and source is not None:
+                source.set("path", os.path.join(images_dir, f"{node}-console.log"))
+    return ET.tostring(root, encoding="unicode")
+
+
+def _throwaway_of(xml):
+    return _metadata(xml).get("throwaway")
+
+
+def throwaway(node, image, like, run, minion_pub=None, minion_pem=None, master=None,
+              os_release=None, grains=None, images_dir=None, start=True, uri=None):
+    """
+    Define a new, throwaway domain ``node`` (a rehearsal's controller) booting the OS image
+    ``image``, with the settings (CPU, memory, networks) of the existing domain ``like``:
+    a new uuid and new MAC addresses, its own disk (an overlay on the image, named
+    ``<node>-<image name>.qcow2`` in ``images_dir``, default the folder of ``like``'s disk;
+    ``like``'s other disks are left out) and console file, and a NoCloud seed built as a
+    rebuild's (``minion_pem`` sealed). Its leapfrog metadata names it the throwaway of run
+    ``run``: ``discard`` removes such a domain and nothing else. A domain ``node`` that
+    exists is refused unless it is ``run``'s own throwaway (a re-run), which is discarded
+    first. Started unless ``start=False``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt kvm01 vm_backup.throwaway upg01 /var/lib/libvirt/images/trixie.qcow2 ctl01 \
+            20261207-120000-ab12 master=10.0.0.5 os_release=trixie minion_pub=... \
+            minion_pem='{sealed: ...}'
+    """
+    _name("node", node)
+    _name("like", like)
+    _name("run", run)
+    if node == like:
+        raise leapfrog_errors.LeapfrogError(
+            f"node and like are both {node!r}: a throwaway never replaces the domain it copies")
+    with _Conn(_uri(uri)) as conn:
+        existing = _lookup(conn, node, missing_ok=True)
+        if existing is not None:
+            owner = _throwaway_of(existing.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+            if owner != run:
+                what = f"the throwaway of run {owner}" if owner else "not a throwaway"
+                raise leapfrog_errors.LeapfrogError(
+                    f"domain {node!r} exists and is {what}: leapfrog never replaces it with a "
+                    f"throwaway; name another node (pillar rehearsal:node)"
+                    + (f" or discard it: salt <hypervisor> vm_backup.discard {node} {owner}"
+                       if owner else ""))
+        source = _lookup(conn, like).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    if existing is not None:
+        discard(node, run, uri=uri)
+    first = _disks(source)[0]
+    images_dir = images_dir or (os.path.dirname(first[0]["source"]) if first else None)
+    if not images_dir:
+        raise leapfrog_errors.LeapfrogError(f"pass images_dir: {like!r} has no disk file")
+    out = _rebuild(node, image, minion_pub=minion_pub, minion_pem=minion_pem, master=master,
+                   template=_throwaway_template(source, node, images_dir),
+                   images_dir=images_dir, os_release=os_release, grains=grains, start=start,
+                   uri=uri, marks={"throwaway": run})
+    out["throwaway"] = run
+    return out
+
+
+def _file_sources(root):
+    """Paths of a domain's file disks, CD-ROMs and file consoles."""
+    paths = [s.get("file") for s in root.findall("./devices/disk/source")]
+    paths += [s.get("path") for kind in ("serial", "console")
+              for d in root.findall(f"./devices/{kind}") if d.get("type") == "file"
+              for s in d.findall("source")]
+    return [p for p in paths if p]
+
+
+def discard(domain, run, uri=None):
+    """
+    Remove the throwaway domain ``domain`` of run ``run`` (made by ``throwaway``): stopped
+    at once (destroyed: nothing on it is kept), undefined, and the files it was given
+    deleted (its disk, seed and console file: those named ``<domain>-...`` in its disk's
+    folder that no other domain uses; the OS image under its disk is never touched).
+    Refused, changing nothing, for any domain not marked as ``run``'s throwaway: every
+    controller, a rebuilt node, another run's throwaway. A domain that does not exist is
+    nothing to do (a re-run).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt kvm01 vm_backup.discard upg01 20261207-120000-ab12
+    """
+    _name("domain", domain)
+    _name("run", run)
+    with _Conn(_uri(uri)) as conn:
+        dom = _lookup(conn, domain, missing_ok=True)
+        if dom is None:
+            return {"domain": domain, "discarded": False, "removed": []}
+        xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        owner = _throwaway_of(xml)
+        if owner != run:
+            what = f"the throwaway of run {owner}" if owner else "not a throwaway"
+            raise leapfrog_errors.LeapfrogError(
+                f"domain {domain!r} is {what}: discard removes only run {run}'s throwaway "
+                "domain; nothing was changed")
+        root = ET.fromstring(xml)
+        disks = [d for d in root.findall("./devices/disk") if d.get("device", "disk") == "disk"]
+        first = disks[0].find("source").get("file") if disks and \
+            disks[0].find("source") is not None else None
+        folder = os.path.dirname(os.path.abspath(first)) if first else None
+        others = set()
+        for other in conn.listAllDomains():
+            if other.name() != domain:
+                others.update(os.path.abspath(p) for p in _file_sources(
+                    ET.fromstring(other.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))))
+        mine = [os.path.abspath(p) for p in _file_sources(root)]
+        doomed = [p for p in mine if folder and os.path.dirname(p) == folder
+                  and os.path.basename(p).startswith(f"{domain}-") and p not in others]
+        if dom.isActive():
+            dom.destroy()
+        dom.undefine()
+    removed = []
+    for path in doomed:
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+    return {"domain": domain, "discarded": True, "removed": removed,
+            "kept": sorted(set(mine) - set(doomed))}

@@ -31,6 +31,7 @@ import leapfrog_schema
 import leapfrog_salt_noise
 import leapfrog_run
 import leapfrog_scrub
+import leapfrog_throwaway
 
 log = logging.getLogger(__name__)
 
@@ -457,6 +458,67 @@ def restore_node_key(node, backup=None, key=None, cluster=None, pillar=None):
         return _fail({"node": node, "error": "; ".join(problems)})
     leapfrog_rebuild.accept_pub(__opts__, node, pub)
     return {"node": node, "accepted": path, "finger": leapfrog_rebuild.finger(pub)}
+
+
+def _throwaway(what, func, cluster, pillar, run, **kwargs):
+    """Run ``leapfrog_throwaway.<func>`` for ``run`` with this master's clients; its summary
+    or a failure (retcode 1) naming the step and the reason."""
+    try:
+        name, config = _load(cluster, pillar)
+        if not run or not isinstance(run, str):
+            raise leapfrog_errors.LeapfrogError("run= is required: the rehearsal run's id")
+        return {"cluster": name, **leapfrog_rebuild.on_master(
+            __opts__, func, __opts__, config, run, **kwargs)}
+    except leapfrog_rebuild.RebuildFailed as exc:
+        log.error("leapfrog: %s", exc)
+        return _fail({"cluster": cluster, "run": run, "error": str(exc), "step": exc.step,
+                      "phases": exc.phases})
+    except leapfrog_errors.LeapfrogError as exc:
+        problems = getattr(exc, "problems", None) or [str(exc)]
+        return _fail({"cluster": cluster, "run": run, "error": "; ".join(problems)})
+    except Exception as exc:  # pylint: disable=broad-except
+        log.exception("leapfrog: %s failed", what)
+        return _fail({"cluster": cluster, "run": run,
+                      "error": f"{what} failed: {type(exc).__name__}: {exc}"})
+
+
+def throwaway_node(run=None, cluster=None, pillar=None, timeout=300):
+    """
+    Make a rehearsal's throwaway controller (pillar ``rehearsal:node``, e.g. ``upg01``): a
+    new VM on ``rehearsal:hypervisor`` with the settings of ``rehearsal:like`` (default: the
+    first node of ``vms:nodes``), booting ``vms:image``, whose minion comes in with a key the
+    master generated and accepted first (sealed to the hypervisor on its way, as
+    ``rebuild_node``'s), then wait until it answers with ``vms:os``. Refused, changing
+    nothing, for a production node's id or an id with a key leapfrog did not make for this
+    ``run``. ``discard_node`` removes it. Returns the node, its OS, the key's fingerprint
+    and the seconds of each phase; on failure, retcode 1 and the step.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.throwaway_node run=20261207-120000-ab12 cluster=prod1
+    """
+    return _throwaway("the throwaway controller", leapfrog_throwaway.make, cluster, pillar,
+                      run, timeout=timeout)
+
+
+def discard_node(run=None, cluster=None, pillar=None):
+    """
+    Remove rehearsal run ``run``'s throwaway controller: its domain stopped at once and
+    undefined, its disk, seed and console file deleted (``vm_backup.discard``, which
+    refuses any domain not marked as that run's throwaway), its key deleted. Refused,
+    changing nothing, for another run's throwaway or a key leapfrog did not make; nothing
+    to do when there is none (a re-run).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run leapfrog.discard_node run=20261207-120000-ab12 cluster=prod1
+    """
+    return _throwaway("discarding the throwaway controller", leapfrog_throwaway.discard,
+                      cluster, pillar, run)
 
 
 # ------------------------------------------------------------------ cross-minion calls and

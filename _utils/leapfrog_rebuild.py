@@ -135,7 +135,7 @@ def target(config, node, image=None):
 
 
 # -- keys on the master ------------------------------------------------------------------------
-def _wheel_fun(wheel, name):
+def wheel_fun(wheel, name):
     """A wheel function called directly through the WheelClient's loader: unlike
     ``WheelClient.cmd`` this neither prints the return nor fires it as a
     ``salt/wheel/<jid>/ret`` event on the master bus (where reactors and event returners
@@ -143,9 +143,9 @@ def _wheel_fun(wheel, name):
     return wheel.functions[name]
 
 
-def _key_str(wheel, minion_id):
+def key_of(wheel, minion_id):
     """The master's accepted public key of ``minion_id`` (None when none is accepted)."""
-    found = _wheel_fun(wheel, "key.print")(minion_id) or {}
+    found = wheel_fun(wheel, "key.print")(minion_id) or {}
     accepted = found.get("minions") or {}
     return accepted.get(minion_id) if isinstance(accepted, dict) else None
 
@@ -240,7 +240,7 @@ def finger(pub):
 
 
 # -- the run ----------------------------------------------------------------------------------
-def _call(local, tgt, fun, timeout, arg=None, kwarg=None):
+def call_minion(local, tgt, fun, timeout, arg=None, kwarg=None):
     """One job on one minion: its return, or RebuildFailed with the minion's error text."""
     ret = local.cmd(tgt, fun, arg=list(arg or []), kwarg=kwarg or {}, timeout=timeout,
                     full_return=True)
@@ -262,6 +262,71 @@ def _cached_grains(opts, node):
         return util.get_minion_grains().get(node) or {}
     except Exception:  # no cache, another driver's error: fall back to the VM's metadata
         return {}
+
+
+class MinionFailed(leapfrog_errors.LeapfrogError):
+    """A new VM's minion did not come in as it should, at ``step``."""
+
+    def __init__(self, message, step):
+        super().__init__(message)
+        self.step = step
+
+
+def await_minion(local, event, hyp, node, domain, seed_path, wanted_os, deadline, timeout,
+                  phases):
+    """Steps 4-6 of a new VM (rebuilt or throwaway): its minion's start event, its grains,
+    the seed detached, its OS compared with ``wanted_os``; each timed into ``phases``.
+    Returns (the new grains, the seed's fate) or raises MinionFailed."""
+    now, step = time.monotonic(), "boot"
+
+    def left():
+        return max(5, int(deadline - time.monotonic()))
+
+    def mark(name, since):
+        phases[name] = round(time.monotonic() - since, 2)
+        return time.monotonic()
+
+    try:
+        tag = f"salt/minion/{node}/start"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise leapfrog_errors.LeapfrogError(
+                    f"no {tag} event within {timeout} s: the new VM's minion did not "
+                    "connect with the pre-accepted key")
+            if event.get_event(wait=min(remaining, 5), tag=tag, full=True):
+                break
+        now = mark("boot", now)
+
+        step = "grains"
+        while True:
+            try:
+                new = call_minion(local, node, "grains.item", min(15, left()),
+                            arg=["os", "oscodename"])
+                break
+            except leapfrog_errors.LeapfrogError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        now = mark("grains", now)
+
+        step = "seed"  # the new minion is in: the seed's private key has no use left
+        seed = {"path": seed_path, "detached": False, "removed": False}
+        if seed_path:
+            seed.update(call_minion(local, hyp, "vm_backup.detach_seed", min(60, left()),
+                              arg=[domain, seed_path]))
+            seed.pop("domain", None)
+        now = mark("seed", now)
+        step = "grains"
+        differ = {k: (new.get(k), v) for k, v in wanted_os.items() if str(new.get(k)) != v}
+        if differ:
+            text = ", ".join(f"{k}={got!r} (expected {want!r})"
+                             for k, (got, want) in sorted(differ.items()))
+            raise leapfrog_errors.LeapfrogError(f"{node} came back with the wrong OS: {text}")
+    except leapfrog_errors.LeapfrogError as exc:
+        mark(step, now)
+        raise MinionFailed(str(exc), step) from None
+    return new, seed
 
 
 def run(opts, config, node, local, wheel, event, image=None, timeout=300, backup=None,
@@ -289,15 +354,15 @@ def run(opts, config, node, local, wheel, event, image=None, timeout=300, backup
     try:
         now = time.monotonic()
         master = master_address(opts, config["vms"])
-        info = _call(local, hyp, "vm_backup.info", min(60, left()), arg=[domain])
+        info = call_minion(local, hyp, "vm_backup.info", min(60, left()), arg=[domain])
         if info.get("active") and not stop:
             raise leapfrog_errors.LeapfrogError(
                 f"domain {domain} on {hyp} is running: back it up and stop it first "
                 "(vm_backup.backup restart=False), or pass stop=True")
         if backup:  # verified before anything changes; 'latest' becomes the backup's id
-            backup = _call(local, hyp, "vm_backup.verify", min(600, left()), arg=[backup],
+            backup = call_minion(local, hyp, "vm_backup.verify", min(600, left()), arg=[backup],
                            kwarg={"domain": domain})["backup"]
-        hyp_pub = _key_str(wheel, hyp)
+        hyp_pub = key_of(wheel, hyp)
         if not hyp_pub:
             raise leapfrog_errors.LeapfrogError(f"no accepted key for hypervisor {hyp}")
         old_grains = _cached_grains(opts, node)
@@ -306,9 +371,9 @@ def run(opts, config, node, local, wheel, event, image=None, timeout=300, backup
         now = mark("check", now)
 
         step = "key"
-        old_pub = _key_str(wheel, node)
+        old_pub = key_of(wheel, node)
         kept = keep_previous_key(opts, node, old_pub, backup) if old_pub else None
-        pair = _wheel_fun(wheel, "key.gen_accept")(id_=node, force=True)
+        pair = wheel_fun(wheel, "key.gen_accept")(id_=node, force=True)
         if not pair or "pub" not in pair or "priv" not in pair:
             raise leapfrog_errors.LeapfrogError(f"key.gen_accept gave no key pair for {node}")
         new_pub = pair["pub"]
@@ -323,7 +388,7 @@ def run(opts, config, node, local, wheel, event, image=None, timeout=300, backup
                  "grains": plan["os"], "stop": bool(stop), "start": True}
         if backup:
             kwarg["backup"] = backup
-        rebuilt = _call(local, hyp, "vm_backup.rebuild", left(), kwarg=kwarg)
+        rebuilt = call_minion(local, hyp, "vm_backup.rebuild", left(), kwarg=kwarg)
         del sealed, kwarg
         now = mark("rebuild", now)
     except leapfrog_errors.LeapfrogError as exc:
@@ -335,49 +400,12 @@ def run(opts, config, node, local, wheel, event, image=None, timeout=300, backup
         raise RebuildFailed(f"rebuild of {node} failed at {step}: {exc}", phases, step) from None
 
     try:
-        step = "boot"
-        tag = f"salt/minion/{node}/start"
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise leapfrog_errors.LeapfrogError(
-                    f"no {tag} event within {timeout} s: the rebuilt VM's minion did not "
-                    "connect with the pre-accepted key")
-            got = event.get_event(wait=min(remaining, 5), tag=tag, full=True)
-            if got:
-                break
-        now = mark("boot", now)
-
-        step = "grains"
-        new = None
-        while True:
-            try:
-                new = _call(local, node, "grains.item", min(15, left()),
-                            arg=["os", "oscodename"])
-                break
-            except leapfrog_errors.LeapfrogError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1)
-        now = mark("grains", now)
-
-        step = "seed"  # the new minion is in: the seed's private key has no use left
-        seed_path = (rebuilt.get("seed") or {}).get("path")
-        seed = {"path": seed_path, "detached": False, "removed": False}
-        if seed_path:
-            seed.update(_call(local, hyp, "vm_backup.detach_seed", min(60, left()),
-                              arg=[domain, seed_path]))
-            seed.pop("domain", None)
-        now = mark("seed", now)
-        step = "grains"
-        differ = {k: (new.get(k), v) for k, v in plan["os"].items() if str(new.get(k)) != v}
-        if differ:
-            text = ", ".join(f"{k}={got!r} (expected {want!r})"
-                             for k, (got, want) in sorted(differ.items()))
-            raise leapfrog_errors.LeapfrogError(f"{node} came back with the wrong OS: {text}")
-    except leapfrog_errors.LeapfrogError as exc:
-        mark(step, now)
-        raise RebuildFailed(f"rebuild of {node} failed at {step}: {exc}", phases, step) from None
+        new, seed = await_minion(local, event, hyp, node, domain,
+                                  (rebuilt.get("seed") or {}).get("path"), plan["os"],
+                                  deadline, timeout, phases)
+    except MinionFailed as exc:
+        raise RebuildFailed(f"rebuild of {node} failed at {exc.step}: {exc}", phases,
+                            exc.step) from None
 
     return {
         "node": node,
@@ -395,9 +423,10 @@ def run(opts, config, node, local, wheel, event, image=None, timeout=300, backup
     }
 
 
-def run_on_master(opts, config, node, **kwargs):
-    """``run`` with this master's clients (a LocalClient, a WheelClient and the event bus
-    listening before anything is published), destroyed at the end."""
+def on_master(opts, func, *args, **kwargs):
+    """``func(*args, local=, wheel=, event=, **kwargs)`` with this master's clients (a
+    LocalClient, a WheelClient and the event bus listening before anything is published),
+    destroyed at the end."""
     import salt.client  # pylint: disable=import-outside-toplevel
     import salt.utils.event  # pylint: disable=import-outside-toplevel
     import salt.wheel  # pylint: disable=import-outside-toplevel
@@ -406,11 +435,16 @@ def run_on_master(opts, config, node, **kwargs):
     wheel = salt.wheel.WheelClient(opts)
     event = salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=True)
     try:
-        return run(opts, config, node, local, wheel, event, **kwargs)
+        return func(*args, local=local, wheel=wheel, event=event, **kwargs)
     finally:
         event.destroy()
         wheel.destroy()
         local.destroy()
+
+
+def run_on_master(opts, config, node, **kwargs):
+    """``run`` with this master's clients (``on_master``)."""
+    return on_master(opts, run, opts, config, node, **kwargs)
 
 
 def summary_line(result):

@@ -205,6 +205,19 @@ SCHEMA = {
                         doc="host[:port] rebuilt minions connect to (default: the master's "
                             "interface)"),
     }),
+    "rehearsal": Field(dict, required=False, default={},
+                       doc="the rehearsal's throwaway controller (leapfrog.throwaway_node)",
+                       keys={
+        "node": Field(str, required=False, default="",
+                      doc="minion id of the throwaway controller (e.g. upg01): a VM of its "
+                          "own, never a production node"),
+        "hypervisor": Field(str, required=False, default="",
+                            doc="the hypervisor minion that runs it (default: the first node "
+                                "of vms:nodes's)"),
+        "like": Field(str, required=False, default="",
+                      doc="the domain whose settings (CPU, memory, networks) it copies "
+                          "(default: the first node of vms:nodes's domain)"),
+    }),
     "backups": Field(dict, keys={
         "dir": Field(str),
         "keep": Field(int, required=False, default=3),
@@ -307,6 +320,7 @@ def _cross_checks(config, where, problems):
                 "upgrades every service listed; add them, or leave the service out of "
                 "services")
     _backup_checks(config, where, problems)
+    _rehearsal_checks(config, where, problems)
     releases = config.get("releases")
     if not isinstance(releases, dict):
         return
@@ -318,6 +332,17 @@ def _cross_checks(config, where, problems):
         if releases.get("target") not in (None, path[-1]):
             problems.append(f"{where}:releases:path: ends at {path[-1]} but releases:target "
                             f"is {releases.get('target')}")
+
+
+def _rehearsal_checks(config, where, problems):
+    """The throwaway controller is a node of its own: a production node's key and domain
+    would be replaced, then discarded."""
+    rehearsal, vms = config.get("rehearsal"), config.get("vms")
+    node = rehearsal.get("node") if isinstance(rehearsal, dict) else None
+    nodes = vms.get("nodes") if isinstance(vms, dict) else None
+    if node and isinstance(nodes, dict) and node in nodes:
+        problems.append(f"{where}:rehearsal:node: {node} is a production node (vms:nodes): "
+                        "the throwaway controller needs a minion id of its own, e.g. upg01")
 
 
 def _backup_checks(config, where, problems):

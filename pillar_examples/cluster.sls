@@ -62,6 +62,10 @@ leapfrog:
           ctl01: {hypervisor: kvm01, domain: ctl01}
           ctl02: {hypervisor: kvm01, domain: ctl02}
           ctl03: {hypervisor: kvm02, domain: ctl03}
+      rehearsal:                          # optional: the rehearsal's throwaway controller
+        node: upg01                       # its minion id (never a node of vms:nodes)
+        # hypervisor: kvm01               # default: the first node of vms:nodes's
+        # like: ctl01                     # domain it copies; default: that first node's
       backups:
         dir: /var/backups/leapfrog
         keep: 3                           # optional: backups kept per node/database

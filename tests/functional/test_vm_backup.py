@@ -9,6 +9,7 @@ first boot.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -369,3 +370,49 @@ def test_runs_image_and_restored_states_report_no_change_when_true(loaders, node
     ret = states.restored(DOMAIN, backup=node["backup"], test=True)  # the rebuilt VM's backup
     assert ret["result"] is None and ret["comment"].startswith("Would restore"), ret
     assert _dom(node).isActive()
+
+
+def test_a_throwaway_copies_a_domain_and_discard_removes_only_it(vm, node, guest_images,
+                                                                 seal):
+    """A rehearsal's controller: made like vmb01 from the trixie image, started with its
+    own seed, disk, MAC and console (not waited for: a rebuild's boot is tested above); discard refuses vmb01 and another run's name, then removes
+    the throwaway and the files it was given, and nothing of vmb01 or the image."""
+    throwaway, run = f"{DOMAIN}-upg", "20261207-120000-ab12"
+    trixie = guest_images["images"]["trixie"]
+    before = _dom(node).XMLDesc(2)
+    pub, pem = rsa_pair()
+    with pytest.raises(Exception) as info:  # never over an existing non-throwaway domain
+        vm.throwaway(DOMAIN, trixie, throwaway, run, minion_pub=pub, minion_pem=seal(pem),
+                     master="127.0.1.10")
+    assert "never replaces" in str(info.value) and "vmb01" in str(info.value)
+    made = vm.throwaway(throwaway, trixie, DOMAIN, run, minion_pub=pub, minion_pem=seal(pem),
+                        master="127.0.1.10", os_release="trixie")
+    try:
+        assert made["throwaway"] == run and made["started"] is True
+        assert made["disk"] == os.path.join(node["images"], f"{throwaway}-trixie.qcow2")
+        xml = node["conn"].lookupByName(throwaway).XMLDesc(0)
+        console = os.path.join(node["images"], f"{throwaway}-console.log")
+        assert console in xml and node["console"] not in xml
+        seed = guest.read_seed(made["seed"]["path"])  # what the VM's cloud-init reads
+        assert seed["user_data"]["salt_minion"]["conf"] == {"id": throwaway,
+                                                            "master": "127.0.1.10"}
+        assert node["conn"].lookupByName(throwaway).isActive()
+        macs = lambda x: re.findall(r"<mac address='([^']+)'", x)  # noqa: E731
+        assert not set(macs(xml)) & set(macs(_dom(node).XMLDesc(0)))
+        assert vm.info(throwaway)["throwaway"] == run and vm.info(DOMAIN)["throwaway"] is None
+
+        for domain, wrong in ((DOMAIN, run), (throwaway, "20261207-130000-cd34")):
+            with pytest.raises(Exception) as info:
+                vm.discard(domain, wrong)
+            assert "nothing was changed" in str(info.value), info.value
+        assert "not a throwaway" in str(pytest.raises(Exception, vm.discard, DOMAIN, run).value)
+        assert _dom(node).XMLDesc(2) == before
+    finally:
+        gone = vm.discard(throwaway, run)
+    assert gone["discarded"] is True
+    assert sorted(gone["removed"]) == sorted([made["disk"], made["seed"]["path"], console])
+    assert throwaway not in [d.name() for d in node["conn"].listAllDomains()]
+    assert os.path.exists(trixie) and os.path.exists(node["disk"])
+    assert _dom(node).XMLDesc(2) == before
+    assert vm.discard(throwaway, run) == {"domain": throwaway, "discarded": False,
+                                          "removed": []}

@@ -13,7 +13,8 @@ runs exactly while its domain runs. The tests run in file order:
 3. a rebuild from the wrong image fails the OS check (retcode 1, the reason);
 4. a minion presenting id ctl01 with another key is not accepted and never answers;
 5. rollback: the kept old key accepted again, the backup restored: the old guest boots with
-   its marker and the minion reports bookworm again.
+   its marker and the minion reports bookworm again;
+6. a rehearsal's throwaway controller upg01 made like ctl01 and discarded, leaving nothing.
 """
 import concurrent.futures
 import glob
@@ -347,6 +348,60 @@ def test_rollback_restores_the_old_guest_and_minion(lab):
     assert cluster.salt(NODE, "grains.item", "oscodename")[NODE] == {"oscodename": "bookworm"}
     line = guest.console_lines(lab["vm"]["console"])[-1]
     assert line["os"] == "bookworm" and line["marker"] == lab["marker"]
+
+
+def _runner(cluster, function, *args, timeout=300):
+    proc = cluster.run(function, *args, timeout=timeout + 60, check=False)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_a_throwaway_controller_comes_and_goes_leaving_nothing(lab):
+    """A rehearsal's throwaway controller (pillar rehearsal:node upg01): a VM like ctl01
+    from the new OS image whose minion comes in with a pre-accepted key, then discarded by
+    its run only: domain, files and key gone, ctl01 untouched."""
+    cluster, run_dir = lab["cluster"], lab["run_dir"]
+    run, other = "20261207-120000-ab12", "20261207-130000-cd34"
+    conn = lab["virt"].connect()
+    try:
+        ctl01_xml = conn.lookupByName(NODE).XMLDesc(2)
+    finally:
+        conn.close()
+    ctl01_key = _accepted_key(cluster, NODE)
+    rc, data = _runner(cluster, "leapfrog.throwaway_node", "run=" + run,
+                       'pillar={"leapfrog": {"clusters": {"lab": {"rehearsal": '
+                       '{"node": "ctl01"}}}}}')
+    assert rc != 0 and "rehearsal:node: ctl01 is a production node" in data["error"], data
+    after = time.time()
+    rc, data = _runner(cluster, "leapfrog.throwaway_node", "run=" + run)
+    print(f"\n[rebuild] throwaway: {json.dumps(data)}")
+    assert rc == 0, data
+    assert (data["node"], data["like"], data["new"]) == (
+        "upg01", NODE, {"os": "Debian", "oscodename": "trixie"})
+    assert data["seed"]["removed"] is True and "PRIVATE KEY" not in json.dumps(data)
+    lab["timings"]["throwaway"] = data["seconds"]
+    _wait_event(run_dir, "minion-started", after=after, node="upg01")
+    assert "upg01" in _key_lists(cluster)["minions"]
+
+    rc, refused = _runner(cluster, "leapfrog.discard_node", "run=" + other)
+    assert rc != 0 and f"made for rehearsal run {run}, not {other}" in refused["error"]
+    assert _ping(cluster, "upg01") is True  # nothing changed
+    after = time.time()
+    rc, gone = _runner(cluster, "leapfrog.discard_node", "run=" + run)
+    assert rc == 0 and gone["discarded"] is True and gone["key_deleted"] is True, gone
+    assert sorted(os.path.basename(p) for p in gone["removed"]) == [  # the seed went
+        "upg01-console.log", "upg01-trixie.qcow2"]                      # when it came in
+    assert not glob.glob(os.path.join(os.path.dirname(data["disk"]), "upg01*"))
+    _wait_event(run_dir, "minion-stopped", after=after, node="upg01")
+    assert "upg01" not in json.dumps(_key_lists(cluster))
+    conn = lab["virt"].connect()
+    try:
+        assert "upg01" not in [d.name() for d in conn.listAllDomains()]
+        assert conn.lookupByName(NODE).XMLDesc(2) == ctl01_xml
+    finally:
+        conn.close()
+    assert _accepted_key(cluster, NODE) == ctl01_key and _ping(cluster, NODE) is True
+    rc, again = _runner(cluster, "leapfrog.discard_node", "run=" + run)
+    assert rc == 0 and again["discarded"] is False, again
 
 
 def test_bridge_stops_the_minions_it_started_when_it_stops(lab):

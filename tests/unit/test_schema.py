@@ -7,6 +7,7 @@ import yaml
 
 import leapfrog_errors
 import leapfrog_schema
+import leapfrog_throwaway
 from tests.conftest import REPO
 
 
@@ -126,3 +127,24 @@ def test_a_physical_backup_needs_a_galera_cluster_and_its_node(example):
     config["database"]["backup"] = "snapshot"
     with pytest.raises(leapfrog_errors.PillarInvalid, match="database:backup"):
         leapfrog_schema.validate(config, "prod1")
+
+
+def test_the_throwaway_controller_is_never_a_production_node(example):
+    """rehearsal:node names the rehearsal's own VM: a node of vms:nodes would have its key
+    and domain replaced, then discarded."""
+    assert example["rehearsal"] == {"node": "upg01"}  # the example pillar's
+    checked = leapfrog_schema.validate(example, "prod1")
+    assert checked["rehearsal"] == {"node": "upg01", "hypervisor": "", "like": ""}
+    target = leapfrog_throwaway.target(checked)
+    first = next(iter(checked["vms"]["nodes"]))
+    assert (target["node"], target["like"]) == ("upg01", first)
+    assert target["hypervisor"] == checked["vms"]["nodes"][first]["hypervisor"]
+    example["rehearsal"] = {"node": first}
+    assert problems_of(example) == [
+        f"leapfrog:clusters:prod1:rehearsal:node: {first} is a production node (vms:nodes): "
+        "the throwaway controller needs a minion id of its own, e.g. upg01"]
+    del example["rehearsal"]
+    assert leapfrog_schema.validate(example, "prod1")["rehearsal"] == {
+        "node": "", "hypervisor": "", "like": ""}
+    with pytest.raises(leapfrog_errors.LeapfrogError, match="rehearsal:node is not set"):
+        leapfrog_throwaway.target(leapfrog_schema.validate(example, "prod1"))

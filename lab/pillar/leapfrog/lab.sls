@@ -50,6 +50,8 @@ leapfrog:
           ctl01: {hypervisor: kvm01, domain: ctl01}
           ctl02: {hypervisor: kvm01, domain: ctl02}
           ctl03: {hypervisor: kvm01, domain: ctl03}
+      rehearsal:
+        node: upg01  # the throwaway controller (leapfrog.throwaway_node): a VM like ctl01
       backups:
         dir: {{ run }}/backups
       data_plane:
