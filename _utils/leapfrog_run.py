@@ -445,7 +445,7 @@ def write_report(master, name, run, pillar=None):
 
     probe = probe_stop(master, cluster=name, run=run, pillar=pillar)
     provision = leapfrog_provision.merged(master.run_dir(name, run))
-    data = master.journal(name, run).read()
+    data = leapfrog_report.closing(master.journal(name, run).read())
     built = leapfrog_report.build(data, probe=probe, provision=provision,
                                    facts=leapfrog_history.report_facts(data))
     paths = leapfrog_report.write(built, os.path.join(master.run_dir(name, run), "report"))

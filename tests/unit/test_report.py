@@ -316,3 +316,19 @@ def test_a_galera_backup_has_its_line_and_a_steps_notes_their_section(upgrade, t
     assert "## Notes" in text
     assert (f"| {journal['steps'][0]['name']} | the Galera cluster has 2 of its 3 nodes in its "
             "Primary component (dbs03: not running) |") in text
+
+
+def test_the_report_step_reports_a_run_whose_other_steps_are_done_as_done():
+    """The report is written by the run's last step, before leapfrog.finish marks the
+    journal: it must not tell the operator the run is still running."""
+    steps = [{"name": "a", "status": "done"}, {"name": "b", "status": "skipped"},
+             {"name": "report", "status": "running"}]
+    data = {"run": "r1", "cluster": "lab", "status": "running", "steps": steps}
+    closed = leapfrog_report.closing(data)
+    assert closed["status"] == "done" and closed["steps"][-1]["status"] == "done"
+    assert leapfrog_report.build(closed)["headline"]["status"] == "done"
+    assert data["status"] == "running"  # the journal's copy is left alone
+    for other in ("failed", "pending", "running"):
+        open_run = dict(data, steps=[dict(steps[0], status=other)] + steps[1:])
+        assert leapfrog_report.closing(open_run)["status"] == "running"
+    assert leapfrog_report.closing(dict(data, steps=steps[:2]))["status"] == "running"
