@@ -396,8 +396,6 @@ def test_a_throwaway_controller_comes_and_goes_leaving_nothing(lab):
     finally:
         conn.close()
     assert _accepted_key(cluster, NODE) == ctl01_key and _ping(cluster, NODE) is True
-    rc, again = _runner(cluster, "leapfrog.discard_node", "run=" + run)
-    assert rc == 0 and again["discarded"] is False, again
 
 
 def test_bridge_stops_the_minions_it_started_when_it_stops(lab):
