@@ -41,9 +41,11 @@ class RunKind:
         return {}
 
     def reset(self, lab, run, how):
-        """Bring the cloud back to 2024.1 after a recovered cell that upgraded it."""
+        """Bring the cloud back to 2024.1 after a recovered cell that upgraded it (forced:
+        a finished hop is past its point of no return, and what it wrote since its backup
+        is the cell's marker, already checked)."""
         if self.upgrades and how in ("none", "resume"):
-            _orchestrate(lab, ROLLBACK, {"upgrade_run": run})
+            _orchestrate(lab, ROLLBACK, {"upgrade_run": run, "force": True})
 
     def finish(self, lab, prepared):
         """Undo ``prepare`` once the run's cells are done."""
