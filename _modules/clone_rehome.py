@@ -21,24 +21,15 @@ import salt.utils.data
 
 import leapfrog_errors
 import leapfrog_mysql
-
-try:
-    import pymysql  # noqa: F401  pylint: disable=unused-import
-
-    HAS_PYMYSQL = True
-except ImportError:  # pragma: no cover - depends on the minion
-    HAS_PYMYSQL = False
+import leapfrog_schema
 
 __virtualname__ = "clone_rehome"
 
-CLONE_MARK = "leapfrog clone of "
-# a rehearsal's clone suffix: what leapfrog_schema.clone_suffix allows
-SUFFIX = re.compile(r"\A_[a-z0-9_]{1,32}\Z")
 HOST = re.compile(r"\A[A-Za-z0-9]([A-Za-z0-9.-]{0,252})\Z")
 
 
 def __virtual__():
-    if not HAS_PYMYSQL:
+    if leapfrog_mysql.pymysql is None:
         return False, "clone_rehome needs PyMySQL"
     return __virtualname__
 
@@ -65,10 +56,9 @@ def _host(value, what):
 def _clone(conn, source, suffix):
     """``<source><suffix>`` when it exists and carries the clone mark of ``source``; else an
     error naming what is wrong and nothing is changed."""
-    if not isinstance(suffix, str) or not SUFFIX.match(suffix):
-        raise leapfrog_errors.LeapfrogError(
-            f"suffix {suffix!r}: use '_' then 1-32 lower-case letters, digits or '_' (the "
-            "rehearsal's clone suffix, e.g. _upgrade)")
+    problem = leapfrog_schema.clone_suffix(suffix, ())
+    if problem:
+        raise leapfrog_errors.LeapfrogError(problem)
     name = f"{source}{suffix}"
     with conn.cursor() as cur:
         cur.execute("SELECT SCHEMA_COMMENT FROM information_schema.SCHEMATA "
@@ -78,7 +68,7 @@ def _clone(conn, source, suffix):
         raise leapfrog_errors.LeapfrogError(
             f"no database {name}: clone {source} first (mysql_backup.clone {source} "
             f"suffix={suffix})")
-    if (row[0] or "") != f"{CLONE_MARK}{source}":
+    if (row[0] or "") != f"{leapfrog_mysql.CLONE_MARK}{source}":
         raise leapfrog_errors.LeapfrogError(
             f"refusing to rewrite {name}: it is not leapfrog's clone of {source} (its "
             f"SCHEMA_COMMENT is {row[0]!r}); nothing was changed")

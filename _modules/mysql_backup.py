@@ -1163,7 +1163,7 @@ def clone(databases=None, suffix=DEFAULT_SUFFIX, force=False, **connection):
             source_stats, _ = _dump_all(conn, params, names, workdir)
             for name in names:
                 _create(conn, targets[name], schemas[name]["charset"],
-                        schemas[name]["collation"], force, mark=f"{MARK}clone of {name}")
+                        schemas[name]["collation"], force, mark=f"{leapfrog_mysql.CLONE_MARK}{name}")
                 log.info("mysql_backup: cloning %s into %s", name, targets[name])
                 _load(params, targets[name], os.path.join(workdir, f"{name}.sql"))
                 found = _table_stats(conn, targets[name])

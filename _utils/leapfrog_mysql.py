@@ -16,6 +16,9 @@ except ImportError:  # pragma: no cover - the modules' __virtual__ report it
     pymysql = None
 
 CONNECTION_KEYS = ("host", "port", "socket", "user", "password")
+# the SCHEMA_COMMENT of a rehearsal's clone, before its source's name (mysql_backup.clone
+# writes it, clone_rehome opens only a database that carries it)
+CLONE_MARK = "leapfrog clone of "
 
 
 class DatabaseUnreachable(leapfrog_errors.LeapfrogError):
