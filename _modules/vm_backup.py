@@ -1586,6 +1586,10 @@ def _throwaway_of(xml):
     return _metadata(xml).get("throwaway")
 
 
+def _owner_text(owner):
+    return f"the throwaway of run {owner}" if owner else "not a throwaway"
+
+
 def throwaway(node, image, like, run, minion_pub=None, minion_pem=None, master=None,
               os_release=None, grains=None, images_dir=None, start=True, uri=None):
     """
@@ -1618,10 +1622,9 @@ def throwaway(node, image, like, run, minion_pub=None, minion_pem=None, master=N
         if existing is not None:
             owner = _throwaway_of(existing.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
             if owner != run:
-                what = f"the throwaway of run {owner}" if owner else "not a throwaway"
                 raise leapfrog_errors.LeapfrogError(
-                    f"domain {node!r} exists and is {what}: leapfrog never replaces it with a "
-                    f"throwaway; name another node (pillar rehearsal:node)"
+                    f"domain {node!r} exists and is {_owner_text(owner)}: leapfrog never "
+                    "replaces it with a throwaway; name another node (pillar rehearsal:node)"
                     + (f" or discard it: salt <hypervisor> vm_backup.discard {node} {owner}"
                        if owner else ""))
         source = _lookup(conn, like).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
@@ -1673,15 +1676,12 @@ def discard(domain, run, uri=None):
         xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
         owner = _throwaway_of(xml)
         if owner != run:
-            what = f"the throwaway of run {owner}" if owner else "not a throwaway"
             raise leapfrog_errors.LeapfrogError(
-                f"domain {domain!r} is {what}: discard removes only run {run}'s throwaway "
-                "domain; nothing was changed")
+                f"domain {domain!r} is {_owner_text(owner)}: discard removes only run {run}'s "
+                "throwaway domain; nothing was changed")
         root = ET.fromstring(xml)
-        disks = [d for d in root.findall("./devices/disk") if d.get("device", "disk") == "disk"]
-        first = disks[0].find("source").get("file") if disks and \
-            disks[0].find("source") is not None else None
-        folder = os.path.dirname(os.path.abspath(first)) if first else None
+        disks = _disks(xml)[0]
+        folder = os.path.dirname(os.path.abspath(disks[0]["source"])) if disks else None
         others = set()
         for other in conn.listAllDomains():
             if other.name() != domain:

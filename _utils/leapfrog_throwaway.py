@@ -43,13 +43,18 @@ def _record_path(opts, node):
     return os.path.join(opts["cachedir"], "leapfrog", "throwaway", f"{node}.json")
 
 
-def made_for(opts, node):
-    """The run leapfrog made ``node``'s throwaway key and VM for (None: it made none)."""
+def _record(opts, node):
+    """What leapfrog made for ``node`` ({run, hypervisor, domain}; {}: nothing)."""
     try:
         with open(_record_path(opts, node)) as handle:
-            return json.load(handle).get("run")
+            return json.load(handle)
     except (OSError, ValueError):
-        return None
+        return {}
+
+
+def made_for(opts, node):
+    """The run leapfrog made ``node``'s throwaway key and VM for (None: it made none)."""
+    return _record(opts, node).get("run")
 
 
 def _refuse_foreign_key(opts, wheel, node, run):
@@ -86,14 +91,14 @@ def make(opts, config, run, local, wheel, event, timeout=300):
             raise leapfrog_errors.LeapfrogError(f"key.gen_accept gave no key pair for {node}")
         new_pub, sealed = pair["pub"], leapfrog_rebuild.seal(pair.pop("priv"), hyp_pub)
         del pair
-        step = "throwaway"
+        step, now = "throwaway", time.monotonic()
         made = leapfrog_rebuild.call_minion(
             local, hyp, "vm_backup.throwaway", max(5, int(deadline - time.monotonic())),
             kwarg={"node": node, "image": plan["image"], "like": plan["like"], "run": run,
                    "minion_pub": new_pub, "minion_pem": sealed, "master": master,
                    "os_release": plan["os"].get("oscodename"), "grains": plan["os"]})
         del sealed
-        phases[step] = round(time.monotonic() - started, 2)
+        phases[step] = round(time.monotonic() - now, 2)
         new, seed = leapfrog_rebuild.await_minion(
             local, event, hyp, node, plan["domain"], (made.get("seed") or {}).get("path"),
             plan["os"], deadline, timeout, phases)
@@ -116,7 +121,8 @@ def discard(opts, config, run, local, wheel, event=None):  # pylint: disable=unu
     changing nothing, when leapfrog's record names another run or there is none while a
     key is accepted for the id; nothing to do when neither exists (a re-run)."""
     node = target(config)["node"]
-    owner = made_for(opts, node)
+    record = _record(opts, node)
+    owner = record.get("run")
     if owner is None:
         _refuse_foreign_key(opts, wheel, node, run)
         return {"node": node, "run": run, "discarded": False, "key_deleted": False}
@@ -124,9 +130,8 @@ def discard(opts, config, run, local, wheel, event=None):  # pylint: disable=unu
         raise leapfrog_errors.LeapfrogError(
             f"the throwaway {node} was made for rehearsal run {owner}, not {run}: discard it "
             f"with run={owner}; nothing was changed")
-    with open(_record_path(opts, node)) as handle:
-        hyp = json.load(handle)["hypervisor"]
-    gone = leapfrog_rebuild.call_minion(local, hyp, "vm_backup.discard", 120, arg=[node, run])
+    gone = leapfrog_rebuild.call_minion(local, record["hypervisor"], "vm_backup.discard", 120,
+                                        arg=[node, run])
     key = bool(leapfrog_rebuild.key_of(wheel, node))
     if key:
         leapfrog_rebuild.wheel_fun(wheel, "key.delete")(node)
