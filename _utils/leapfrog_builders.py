@@ -459,8 +459,8 @@ def _verify_backups(plan, sources, kind, module, what):
 
 def _restore_galera(plan, nodes, mid, backup):
     """The whole Galera cluster back to ``backup``: every node stopped (the others side by
-    side, then ``mid``, which holds the backup), the cluster bootstrapped on ``mid`` from it (its checksums compared
-    with the backup's). Returns the other nodes' joins (a full SST each), branches for the
+    side, then ``mid``, which holds the backup), the cluster bootstrapped on ``mid`` from it
+    (its checksums compared with the backup's). Returns the other nodes' joins (a full SST each), branches for the
     rollback to run side by side with the controllers' start: the bootstrapped node serves
     the cloud alone meanwhile (a joiner opens its port once its SST is in; a mariabackup
     SST does not block the donor's writes)."""
@@ -507,6 +507,7 @@ def rollback(facts):
         for node, backup in sorted(sources["disks"].items())],
         *_verify_backups(plan, sources, "ovsdb", "ovsdb_backup", "OVSDB"),
         *_verify_backups(plan, sources, "galera", "galera_backup", "Galera"))
+
     def stop(node):  # every controller at once: the API goes down in a rollback anyway
         vm = nodes[node]
         _drain(plan, node, "API down from the last one", on_timeout="maint", allow_last=True)
@@ -534,8 +535,9 @@ def rollback(facts):
                  _call("ovsdb_backup.restore", {"backup_id": backup},
                        {"matches_manifest": True}, **_on(mid)),
                  node=mid, where=mid, changes=f"OVN's NB and SB restored from {backup}")
-    def back(node):  # once every database is restored: the services start against it,
-        # each controller back in haproxy while the other comes up and the DB nodes join
+    def back(node):
+        """Once every database is restored the services start against it: each controller
+        back in haproxy while the other comes up and the DB nodes join."""
         vm = nodes[node]
         if node in sources["disks"]:
             if node in sources["keys"]:
