@@ -273,7 +273,7 @@ class MinionFailed(leapfrog_errors.LeapfrogError):
 
 
 def await_minion(local, event, hyp, node, domain, seed_path, wanted_os, deadline, timeout,
-                  phases):
+                 phases):
     """Steps 4-6 of a new VM (rebuilt or throwaway): its minion's start event, its grains,
     the seed detached, its OS compared with ``wanted_os``; each timed into ``phases``.
     Returns (the new grains, the seed's fate) or raises MinionFailed."""
@@ -302,7 +302,7 @@ def await_minion(local, event, hyp, node, domain, seed_path, wanted_os, deadline
         while True:
             try:
                 new = call_minion(local, node, "grains.item", min(15, left()),
-                            arg=["os", "oscodename"])
+                                  arg=["os", "oscodename"])
                 break
             except leapfrog_errors.LeapfrogError:
                 if time.monotonic() > deadline:
@@ -314,7 +314,7 @@ def await_minion(local, event, hyp, node, domain, seed_path, wanted_os, deadline
         seed = {"path": seed_path, "detached": False, "removed": False}
         if seed_path:
             seed.update(call_minion(local, hyp, "vm_backup.detach_seed", min(60, left()),
-                              arg=[domain, seed_path]))
+                                    arg=[domain, seed_path]))
             seed.pop("domain", None)
         now = mark("seed", now)
         step = "grains"
@@ -360,8 +360,8 @@ def run(opts, config, node, local, wheel, event, image=None, timeout=300, backup
                 f"domain {domain} on {hyp} is running: back it up and stop it first "
                 "(vm_backup.backup restart=False), or pass stop=True")
         if backup:  # verified before anything changes; 'latest' becomes the backup's id
-            backup = call_minion(local, hyp, "vm_backup.verify", min(600, left()), arg=[backup],
-                           kwarg={"domain": domain})["backup"]
+            backup = call_minion(local, hyp, "vm_backup.verify", min(600, left()),
+                                 arg=[backup], kwarg={"domain": domain})["backup"]
         hyp_pub = key_of(wheel, hyp)
         if not hyp_pub:
             raise leapfrog_errors.LeapfrogError(f"no accepted key for hypervisor {hyp}")
