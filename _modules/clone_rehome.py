@@ -15,11 +15,11 @@ else ``keystone``.
 """
 import ipaddress
 import re
-import urllib.parse
 
 import salt.utils.data
 
 import leapfrog_errors
+import leapfrog_keystone
 import leapfrog_mysql
 import leapfrog_schema
 
@@ -78,15 +78,9 @@ def _clone(conn, source, suffix):
 def _rehomed(url, old, new):
     """``url`` with its host ``old`` replaced by ``new`` (scheme, port, path kept); None
     when its host is not ``old``."""
-    parts = urllib.parse.urlsplit(url or "")
-    if (parts.hostname or "").lower() != old:
+    if leapfrog_keystone.host_of(url) != old:
         return None
-    netloc = f"[{new}]" if ":" in new else new
-    if parts.port:
-        netloc += f":{parts.port}"
-    if "@" in parts.netloc:
-        netloc = parts.netloc.rsplit("@", 1)[0] + "@" + netloc
-    return parts._replace(netloc=netloc).geturl()
+    return leapfrog_keystone.with_host(url, new)
 
 
 def catalog(address, vip, suffix="_upgrade", database=None, **connection):

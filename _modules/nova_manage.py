@@ -39,6 +39,7 @@ import leapfrog_cmd
 import leapfrog_status
 import leapfrog_errors
 import leapfrog_parse
+import leapfrog_schema
 
 try:
     import pymysql
@@ -797,39 +798,68 @@ def list_cells(release=None, **kwargs):
     return _cells(nova, conn, opts.get("via", "auto"))
 
 
-def isolate_cells(suffix="_upgrade", **kwargs):
+def isolate_cells(suffix="_upgrade", transport_vhost=None, **kwargs):
     """
-    Point a cloned API database's cell mappings at the cloned cell databases.
+    Point a cloned API database's cell mappings at the cloned cell databases and, with
+    ``transport_vhost``, at a message queue vhost of their own.
 
     A clone of ``nova_api`` still maps cell0 and cell1 to the production ``nova_cell0`` and
     ``nova``: a rehearsal that ran ``db sync`` through those mappings would migrate
     production. This rewrites each mapping of ``<api_database><suffix>`` to
     ``<name><suffix>`` (already suffixed ones are left alone); it only ever opens the suffixed
-    API database, so production's mappings cannot be touched. Returns the rewritten cells
-    (database names only; no URL or password).
+    API database, so production's mappings cannot be touched. With ``transport_vhost`` (a
+    rehearsal's throwaway controller) each cell's transport URL keeps its broker and user
+    but gets that vhost: a nova-api serving the clones never casts to production's
+    conductors and computes (cell0's ``none:///`` is left). Returns the rewritten cells
+    (database and vhost names only; no URL or password).
 
     CLI Example:
 
     .. code-block:: bash
 
         salt ctl01 nova_manage.isolate_cells suffix=_upgrade
+        salt ctl01 nova_manage.isolate_cells suffix=_upgrade transport_vhost=leapfrog_rehearsal
     """
     if not suffix:
         raise NovaManageError("isolate_cells needs a suffix (e.g. _upgrade)")
+    vhost = _vhost(transport_vhost)
     conn = _Conn({**_split(kwargs), "suffix": suffix})
-    rows = conn.query("api", "SELECT id, name, database_connection FROM cell_mappings ORDER BY id")
+    rows = conn.query("api", "SELECT id, name, database_connection, transport_url "
+                             "FROM cell_mappings ORDER BY id")
     changed = []
-    for row_id, name, url in rows:
+    for row_id, name, url, transport in rows:
         parts = urllib.parse.urlsplit(url or "")
         database = parts.path.lstrip("/")
-        if not database or database.endswith(suffix):
-            continue
-        new_url = parts._replace(path=f"/{database}{suffix}").geturl()
-        conn.query("api", "UPDATE cell_mappings SET database_connection = %s WHERE id = %s",
-                   (new_url, row_id))
-        changed.append({"cell": name, "old": database, "new": f"{database}{suffix}"})
+        if database and not database.endswith(suffix):
+            conn.query("api", "UPDATE cell_mappings SET database_connection = %s WHERE id = %s",
+                       (parts._replace(path=f"/{database}{suffix}").geturl(), row_id))
+            changed.append({"cell": name, "old": database, "new": f"{database}{suffix}"})
+        moved = _in_vhost(transport, vhost)
+        if moved:
+            conn.query("api", "UPDATE cell_mappings SET transport_url = %s WHERE id = %s",
+                       (moved, row_id))
+            changed.append({"cell": name, "transport_vhost": vhost})
     conn.close()
     return {"api_database": conn.api_database, "changed": changed}
+
+
+def _vhost(value):
+    """A message queue vhost name (None: leave the transport URLs)."""
+    if value in (None, ""):
+        return None
+    problem = leapfrog_schema.vhost_problem(str(value))
+    if problem:
+        raise NovaManageError(f"transport_vhost: {problem}")
+    return str(value)
+
+
+def _in_vhost(url, vhost):
+    """``url`` (a cell's transport URL) with its path set to ``/vhost``; None when there is
+    nothing to change (no vhost asked, no broker, already there)."""
+    parts = urllib.parse.urlsplit(url or "")
+    if vhost is None or not parts.netloc or parts.path == f"/{vhost}":
+        return None
+    return parts._replace(path=f"/{vhost}").geturl()
 
 
 def _cell_uuid(cells, name):

@@ -69,6 +69,12 @@ class VerifyError(leapfrog_errors.LeapfrogError):
 
 # One check failed; the message is its short reason (the session raises it too).
 _CheckFailed = leapfrog_keystone.RequestFailed
+# the checks that also ask whether services are alive (not only that the API answers)
+LIVENESS = ("compute_services", "hypervisors", "network_agents", "volume_services")
+
+
+class _Down(_CheckFailed):
+    """A liveness check found services down (a failure unless liveness is off)."""
 
 
 def __virtual__():
@@ -84,6 +90,10 @@ def _settings(overrides):
     conf = leapfrog_keystone.settings(pillar, overrides, VerifyError, __virtualname__)
     conf.setdefault("all_tenants", True)
     conf["checks"] = _check_list(conf.get("checks"))
+    conf["liveness"] = conf.get("liveness") is not False
+    if conf.get("address"):
+        conf["address"] = str(conf["address"]).strip("[]").lower()
+        conf["auth_url"] = leapfrog_keystone.with_host(conf["auth_url"], conf["address"])
     return conf
 
 
@@ -168,7 +178,7 @@ def _check_compute_services(session, base):
     detail = {"count": len(rows), "services": rows, "api": _compute_version(session, base)}
     if down:
         names = ", ".join(f"{r['binary']} on {r['host']}" for r in down)
-        raise _CheckFailed(f"{len(down)} of {len(rows)} compute services down: {names}", detail)
+        raise _Down(f"{len(down)} of {len(rows)} compute services down: {names}", detail)
     versions = detail["api"] or {}
     api = f", compute API {versions.get('version')}" if versions.get("version") else ""
     return f"{len(rows)} compute services up{api}", detail
@@ -180,7 +190,7 @@ def _check_hypervisors(session, base):
             if h.get("status", "enabled") == "enabled" and h.get("state", "up") != "up"]
     detail = {"count": len(hypervisors), "down": down}
     if down:
-        raise _CheckFailed(f"hypervisor(s) down: {', '.join(map(str, down))}", detail)
+        raise _Down(f"hypervisor(s) down: {', '.join(map(str, down))}", detail)
     return f"{len(hypervisors)} hypervisors", detail
 
 
@@ -209,7 +219,7 @@ def _down(rows, what):
     down = [r for r in rows if not r["up"]]
     detail = {"count": len(rows), "down": [f"{r['binary']} on {r['host']}" for r in down]}
     if down:
-        raise _CheckFailed(f"{len(down)} of {len(rows)} {what} down: "
+        raise _Down(f"{len(down)} of {len(rows)} {what} down: "
                            f"{', '.join(detail['down'])}", detail)
     return f"{len(rows)} {what} up", detail
 
@@ -258,6 +268,11 @@ def _run_check(session, name):
             return result
         reason, detail = _RUNNERS[name](session, found[1] if found else None)
         result.update(result="pass", reason=reason, detail=detail)
+    except _Down as exc:
+        result["reason"] = str(exc.args[0])
+        result["detail"] = exc.args[1]
+        if not session.conf["liveness"]:  # a copy of a cloud: its services run elsewhere
+            result.update(result="pass", reason=f"{exc.args[0]} (not required: liveness off)")
     except _CheckFailed as exc:
         result["reason"] = str(exc.args[0])
         if len(exc.args) > 1:
@@ -270,6 +285,22 @@ def _run_check(session, name):
     return result
 
 
+def _only_at(session, address):
+    """With ``address`` (a rehearsal's throwaway controller), every endpoint of the catalog
+    must be on it: a check must never reach production through a catalog left as it was."""
+    if not address:
+        return
+    elsewhere = sorted({f"{service.get('type')} at {host}"
+                        for service in session.catalog
+                        for endpoint in service.get("endpoints") or []
+                        for host in [leapfrog_keystone.host_of(endpoint.get("url"))]
+                        if host != address})
+    if elsewhere:
+        raise _CheckFailed(
+            f"the catalog sends {', '.join(elsewhere)}, not to {address}: rewrite the clone's "
+            "catalog first (clone_rehome.catalog); no check was run")
+
+
 def _verify(conf):
     started = time.monotonic()
     session = _session(conf)
@@ -279,6 +310,7 @@ def _verify(conf):
         auth_started = time.monotonic()
         try:
             session.authenticate()
+            _only_at(session, conf.get("address"))
             report["auth"] = {"result": "pass", "reason": "token issued",
                               "latency": round(time.monotonic() - auth_started, 4),
                               "catalog": sorted({s.get("type") for s in session.catalog})}
@@ -327,7 +359,7 @@ def _set_retcode(healthy):
 
 def check(checks=None, auth_url=None, username=None, password=None, project_name=None,
           user_domain_name=None, project_domain_name=None, region_name=None, interface=None,
-          timeout=None, verify_tls=None, all_tenants=None):
+          timeout=None, verify_tls=None, all_tenants=None, address=None, liveness=None):
     """
     Authenticate against keystone and run the API checks; return a report::
 
@@ -340,6 +372,11 @@ def check(checks=None, auth_url=None, username=None, password=None, project_name
     network_agents, volumes, volume_services, placement. A service missing from the catalog is skipped. The credentials come
     from the pillar ``leapfrog:verify`` (arguments override it); the password and the token
     are never logged or returned. An unhealthy cloud sets the job's retcode to 1.
+    ``address`` (a rehearsal's throwaway controller): keystone asked on that host (the
+    auth URL's port and path kept), and every endpoint of its catalog must be on it, else
+    no check runs. ``liveness=False`` (clones of a cloud, whose services run elsewhere):
+    compute services, hypervisors, network agents and volume services must be listed, not
+    up.
 
     CLI Example:
 
@@ -347,13 +384,14 @@ def check(checks=None, auth_url=None, username=None, password=None, project_name
 
         salt ctl01 openstack_verify.check
         salt ctl01 openstack_verify.check checks=compute_services,hypervisors
+        salt ctl01 openstack_verify.check address=10.0.0.41 liveness=False
     """
     conf = _settings({
         "checks": checks, "auth_url": auth_url, "username": username, "password": password,
         "project_name": project_name, "user_domain_name": user_domain_name,
         "project_domain_name": project_domain_name, "region_name": region_name,
         "interface": interface, "timeout": timeout, "verify_tls": verify_tls,
-        "all_tenants": all_tenants,
+        "all_tenants": all_tenants, "address": address, "liveness": liveness,
     })
     report = _verify(conf)
     _set_retcode(report["healthy"])
@@ -376,7 +414,8 @@ def wait(timeout=300, interval=5, checks=None, **kwargs):
     kwargs = {k: v for k, v in kwargs.items() if not k.startswith("__")}
     unknown = set(kwargs) - {"auth_url", "username", "password", "project_name",
                              "user_domain_name", "project_domain_name", "region_name",
-                             "interface", "timeout_request", "verify_tls", "all_tenants"}
+                             "interface", "timeout_request", "verify_tls", "all_tenants",
+                             "address", "liveness"}
     if unknown:
         raise VerifyError(f"openstack_verify.wait: unknown argument(s) {', '.join(sorted(unknown))}")
     if "timeout_request" in kwargs:

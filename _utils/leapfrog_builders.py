@@ -9,7 +9,8 @@ Facts (plain data, so golden tests build plans from YAML):
   ``controllers`` (the controllers to roll, in order), ``computes`` ({host: release});
 * data plane: ``to``, ``hosts`` ({canary, batches, pause}), ``switch`` (servers, timeout);
 * rollback: ``sources`` (``leapfrog.rollback_sources``), ``controllers``;
-* rehearsal: ``suffix`` (checked by ``leapfrog_schema.clone_suffix``).
+* rehearsal: ``suffix`` (checked by ``leapfrog_schema.clone_suffix``), ``throwaway`` (the
+  throwaway controller, ``leapfrog_throwaway.target``, or None).
 """
 import leapfrog_recipes
 import leapfrog_schema
@@ -591,49 +592,125 @@ def _rehearse_services(plan, facts, suffix):
     plan.side_by_side(*[lambda recipe=recipe: stages(recipe) for recipe in recipes])
 
 
+def _throwaway_pillar(config, to, suffix):
+    """The redeploy SLS's pillar on the throwaway controller: the target's services,
+    running, on the clones (``db_suffix``), on their own vhost, listening on its address;
+    nova with the FFU workaround (the clones list computes of older releases)."""
+    rehearsal = config["rehearsal"]
+    return {"leapfrog": {"release": to, "services": "running", "ffu": True,
+                         "db_suffix": suffix, "transport_vhost": rehearsal["vhost"],
+                         "address": rehearsal["address"]}}
+
+
+def _throwaway_create(plan, facts):
+    """The throwaway controller's VM (``leapfrog.throwaway_node``): made while the
+    databases are cloned and migrated."""
+    vm = facts["throwaway"]
+    plan.add(f"{vm['node']}_create", "throwaway", "leapfrog.throwaway_node",
+             {"run": facts["run"]}, node=vm["node"], where=vm["hypervisor"],
+             changes=f"{vm['node']}: a new VM like {vm['like']} from {vm['image']}, its key "
+                     "pre-accepted")
+
+
+def _throwaway_serve(plan, facts, suffix):
+    """The clones served by the throwaway controller and checked as an operator would,
+    then the controller removed."""
+    config, path = facts["config"], facts["config"]["releases"]["path"]
+    rehearsal, sls = config["rehearsal"], config["vms"]["redeploy_sls"]
+    node, address = rehearsal["node"], rehearsal["address"]
+    plan.add("rehome_catalog", "rehome", "leapfrog.call",
+             _call("clone_rehome.catalog", {"address": address, "vip": config["haproxy"]["vip"],
+                                            "suffix": suffix}, role="database"),
+             where="database", changes=f"the keystone clone's endpoints moved from the VIP to "
+             f"{address}")
+    plan.add(f"{node}_deploy", "redeploy", "leapfrog.call",
+             _apply(sls, _throwaway_pillar(config, path[-1], suffix), node),
+             node=node, where=node, changes=f"{sls} applied at {path[-1]}: its services on "
+             f"the {suffix} clones and vhost {rehearsal['vhost']}, running")
+    plan.add(f"{node}_verify", "verify", "leapfrog.call",
+             _call("openstack_verify.wait", {"timeout": 300, "address": address,
+                                             "liveness": False}, **FIRST_CONTROLLER),
+             node=node, where=address, changes="nothing: the operator's checks on the clones' "
+             "data, served by the throwaway controller")
+    plan.add(f"{node}_discard", "discard", "leapfrog.discard_node", {"run": facts["run"]},
+             node=node, where=facts["throwaway"]["hypervisor"],
+             changes=f"{node}'s domain, disk and key removed")
+
+
+def _cleanups(plan, facts, suffix, throwaway):
+    """On a failure of any step: the throwaway controller discarded (it may be made while
+    the snapshot is taken), the clones dropped; a re-run redoes what they undid."""
+    if throwaway:
+        vm = facts["throwaway"]
+        plan.on_failure(f"{vm['node']}_discard_after_failure", "discard",
+                        "leapfrog.discard_node", {"run": facts["run"]},
+                        of=[s.name for s in plan.steps
+                            if s.name not in (f"{vm['node']}_discard", "drop_clones")],
+                        node=vm["node"], where=vm["hypervisor"],
+                        changes=f"{vm['node']} removed")
+    plan.on_failure("drop_clones_after_failure", "drop_clones", "leapfrog.call",
+                    _call("mysql_backup.drop_clone", {"suffix": suffix}, role="database"),
+                    of=[s.name for s in plan.steps if s.name not in ("snapshot", "drop_clones")],
+                    where="database", changes="the clones dropped")
+
+
 def rehearsal(facts):
     """orch.test_upgrade: the path's staged sync of nova and the other services' DB stages
-    on clones of production, production proved unchanged, the clones dropped (also after a
-    failure)."""
-    path, suffix = facts["config"]["releases"]["path"], facts["suffix"]
-    databases = facts["config"]["database"]["databases"]
+    on clones of production; with a throwaway controller (pillar ``rehearsal:node``, unless
+    the run says ``throwaway: false``) the clones served at the target by a VM of their own
+    and checked through its APIs; production proved unchanged, the clones dropped and the
+    VM removed (also after a failure)."""
+    config, suffix = facts["config"], facts["suffix"]
+    path, databases = config["releases"]["path"], config["database"]["databases"]
+    throwaway = bool(facts.get("throwaway"))
     plan = leapfrog_steps.Plan(
         "orch.test_upgrade", facts["cluster"], path[-1],
-        f"Rehearse {' -> '.join(path)} of {facts['cluster']} on {suffix} clones",
+        f"Rehearse {' -> '.join(path)} of {facts['cluster']} on {suffix} clones"
+        + (f", served by {config['rehearsal']['node']}" if throwaway else ""),
         why="production's databases are copied; only the copies are migrated",
         probe=False, report=False, schedules=False)
-    plan.add("snapshot", "snapshot", "leapfrog.call",
-             _call("mysql_backup.schema", role="database"), where="database",
-             changes="nothing: production's structure and migration versions recorded")
-    plan.add("clone", "clone", "leapfrog.call",
-             _call("mysql_backup.clone", {"suffix": suffix, "force": True}, role="database"),
-             where="database", changes=f"{len(databases)} clones <db>{suffix}, replaced if "
-             "they exist")
-    plan.add("isolate", "isolate", "leapfrog.call",
-             _call("nova_manage.isolate_cells", {"suffix": suffix}, **FIRST_CONTROLLER),
-             where="first controller", changes="the cloned nova_api's cell mappings point at "
-             "the clones")
-    plan.add("staged_sync", "db_sync", "leapfrog.call",
-             _call("nova_manage.staged_sync", {"suffix": suffix, "path": path},
-                   **FIRST_CONTROLLER),
-             node="nova", where="first controller", changes="the clones migrated through "
-             "every release of the path")
-    _rehearse_services(plan, facts, suffix)
-    plan.add("verify", "check", "leapfrog.call",
-             _call("nova_manage.versions", {"suffix": suffix, "release": path[-1]},
-                   {"at_head": True}, **FIRST_CONTROLLER),
-             where="first controller", changes=f"nothing: the clones at {path[-1]}'s heads")
+
+    def migrate():
+        plan.add("snapshot", "snapshot", "leapfrog.call",
+                 _call("mysql_backup.schema", role="database"), where="database",
+                 changes="nothing: production's structure and migration versions recorded")
+        plan.add("clone", "clone", "leapfrog.call",
+                 _call("mysql_backup.clone", {"suffix": suffix, "force": True},
+                       role="database"),
+                 where="database", changes=f"{len(databases)} clones <db>{suffix}, replaced "
+                 "if they exist")
+        isolate = {"suffix": suffix}
+        if throwaway:
+            isolate["transport_vhost"] = config["rehearsal"]["vhost"]
+        plan.add("isolate", "isolate", "leapfrog.call",
+                 _call("nova_manage.isolate_cells", isolate, **FIRST_CONTROLLER),
+                 where="first controller", changes="the cloned nova_api's cell mappings point "
+                 "at the clones" + (f" and vhost {isolate['transport_vhost']}"
+                                    if throwaway else ""))
+        plan.add("staged_sync", "db_sync", "leapfrog.call",
+                 _call("nova_manage.staged_sync", {"suffix": suffix, "path": path},
+                       **FIRST_CONTROLLER),
+                 node="nova", where="first controller", changes="the clones migrated through "
+                 "every release of the path")
+        _rehearse_services(plan, facts, suffix)
+        plan.add("verify", "check", "leapfrog.call",
+                 _call("nova_manage.versions", {"suffix": suffix, "release": path[-1]},
+                       {"at_head": True}, **FIRST_CONTROLLER),
+                 where="first controller", changes=f"nothing: the clones at {path[-1]}'s "
+                 "heads")
+
+    if throwaway:
+        plan.side_by_side(migrate, lambda: _throwaway_create(plan, facts))
+        _throwaway_serve(plan, facts, suffix)
+    else:
+        migrate()
     plan.add("production_unchanged", "compare", "leapfrog.unchanged_since",
              {"step": "snapshot", "run": facts["run"]}, where="database",
              changes="nothing: production compared with the snapshot")
     plan.add("drop_clones", "drop_clones", "leapfrog.call",
              _call("mysql_backup.drop_clone", {"suffix": suffix}, role="database"),
              where="database", changes="the clones dropped")
-    plan.on_failure("drop_clones_after_failure", "drop_clones", "leapfrog.call",
-                    _call("mysql_backup.drop_clone", {"suffix": suffix}, role="database"),
-                    of=["clone", "isolate", "staged_sync", "verify", "production_unchanged",
-                        *(s.name for s in plan.steps if s.name.startswith("rehearse_"))],
-                    where="database", changes="the clones dropped")
+    _cleanups(plan, facts, suffix, throwaway)
     return plan.check()
 
 

@@ -12,6 +12,7 @@ import leapfrog_journal
 import leapfrog_minions
 import leapfrog_plan
 import leapfrog_schema
+import leapfrog_throwaway
 
 log = logging.getLogger(__name__)
 
@@ -121,13 +122,27 @@ def plan_facts(opts, root, orch, name, config, args, run):
         problem = leapfrog_schema.clone_suffix(suffix, config["database"]["databases"])
         if problem:
             raise leapfrog_errors.LeapfrogError(problem)
-        facts["suffix"] = suffix
+        facts.update(suffix=suffix, throwaway=throwaway(config, args.get("throwaway")))
     elif orch == "orch.rollback_control_plane":
         sources = leapfrog_history.rollback_sources(
             opts, root, name, config, args.get("upgrade_run"),
             args.get("force", False))
         facts.update(sources=sources, controllers=leapfrog_minions.rolled_controllers(opts, config))
     return facts
+
+
+def throwaway(config, wanted=None):
+    """The rehearsal's throwaway controller (``leapfrog_throwaway.target``) when pillar
+    ``rehearsal:node`` names one and the run does not say ``throwaway: false``; else None.
+    ``throwaway: true`` without ``rehearsal:node`` is refused."""
+    if wanted not in (None, True, False):
+        raise leapfrog_errors.LeapfrogError(
+            f"throwaway: expected true or false, got {wanted!r}")
+    if wanted is False:
+        return None
+    if not config["rehearsal"]["node"] and wanted is None:
+        return None
+    return leapfrog_throwaway.target(config)
 
 
 def inventory(opts, config, timeout):

@@ -70,6 +70,22 @@ def settings(pillar, overrides, error, who):
     return conf
 
 
+def host_of(url):
+    """The host of ``url``, lower-case (IPv6 without brackets); "" when it has none."""
+    return (urllib.parse.urlsplit(url or "").hostname or "").lower()
+
+
+def with_host(url, host):
+    """``url`` with its host replaced by ``host``: scheme, user, port, path and query kept."""
+    parts = urllib.parse.urlsplit(url or "")
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    if "@" in parts.netloc:
+        netloc = parts.netloc.rsplit("@", 1)[0] + "@" + netloc
+    return parts._replace(netloc=netloc).geturl()
+
+
 def v3(auth_url):
     url = auth_url.rstrip("/")
     return url if url.endswith("/v3") else url + "/v3"

@@ -6,6 +6,7 @@ not stop at the first) and returns the cluster config with defaults filled in, o
 ``PillarInvalid`` whose ``problems`` name each key, what is wrong and where the example is.
 """
 import copy
+import ipaddress
 import re
 
 import leapfrog_errors
@@ -37,6 +38,8 @@ def db_backup(config):
 _BATCH = re.compile(r"\A([1-9][0-9]*)%?\Z")
 _SUFFIX = re.compile(r"\A_[a-z0-9][a-z0-9_]{0,31}\Z")
 DEFAULT_SUFFIX = "_upgrade"
+_VHOST = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
+DEFAULT_VHOST = "leapfrog_rehearsal"
 
 
 class Field:
@@ -86,6 +89,23 @@ def _positive(value):
     """An integer field's value (its type already checked) of 1 or more."""
     if value < 1:
         return f"expected a whole number of 1 or more, got {value!r}"
+    return None
+
+
+def _address(value):
+    """An IP address (a host name could resolve to a production node)."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return f"expected an IP address (e.g. 10.0.0.41), got {value!r}"
+    return None
+
+
+def vhost_problem(value):
+    """The problem with a RabbitMQ vhost name for a rehearsal (None when it is fine)."""
+    if not _VHOST.match(value):
+        return (f"expected 1-64 letters, digits, '_', '-' or '.' (a RabbitMQ vhost of its own, "
+                f"e.g. {DEFAULT_VHOST}), got {value!r}")
     return None
 
 
@@ -217,6 +237,13 @@ SCHEMA = {
         "like": Field(str, required=False, default="",
                       doc="the domain whose settings (CPU, memory, networks) it copies "
                           "(default: the first node of vms:nodes's domain)"),
+        "address": Field(str, required=False, default="", check=_address,
+                         doc="the IP address its services listen on (the clones' catalog "
+                             "is rewritten to it; never the VIP); required with node"),
+        "vhost": Field(str, required=False, default=DEFAULT_VHOST, check=vhost_problem,
+                       doc="its RabbitMQ virtual host (the production user's, never the "
+                           "cloud's own vhost): its services and the cloned cells' transport "
+                           "URL use it"),
     }),
     "backups": Field(dict, keys={
         "dir": Field(str),
@@ -336,13 +363,23 @@ def _cross_checks(config, where, problems):
 
 def _rehearsal_checks(config, where, problems):
     """The throwaway controller is a node of its own: a production node's key and domain
-    would be replaced, then discarded."""
+    would be replaced, then discarded; its services listen on an address of their own (on
+    the VIP they would answer production's clients with the clones' data)."""
     rehearsal, vms = config.get("rehearsal"), config.get("vms")
-    node = rehearsal.get("node") if isinstance(rehearsal, dict) else None
+    if not isinstance(rehearsal, dict) or not rehearsal.get("node"):
+        return
+    node, address = rehearsal["node"], rehearsal.get("address")
     nodes = vms.get("nodes") if isinstance(vms, dict) else None
-    if node and isinstance(nodes, dict) and node in nodes:
+    if isinstance(nodes, dict) and node in nodes:
         problems.append(f"{where}:rehearsal:node: {node} is a production node (vms:nodes): "
                         "the throwaway controller needs a minion id of its own, e.g. upg01")
+    if not address:
+        problems.append(f"{where}:rehearsal:address: required with rehearsal:node: the IP "
+                        f"address {node}'s services listen on (see {EXAMPLE})")
+    haproxy = config.get("haproxy")
+    if address and isinstance(haproxy, dict) and address == haproxy.get("vip"):
+        problems.append(f"{where}:rehearsal:address: {address} is the production VIP "
+                        "(haproxy:vip): give the throwaway controller an address of its own")
 
 
 def _backup_checks(config, where, problems):

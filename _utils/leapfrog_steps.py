@@ -56,6 +56,9 @@ KINDS = {
     "isolate": "points the clones at each other, never at production",
     "compare": "proves production unchanged since a snapshot",
     "drop_clones": "drops the rehearsal's clones",
+    "throwaway": "makes the rehearsal's throwaway controller (a VM of its own)",
+    "rehome": "points the clones' catalog at the throwaway controller",
+    "discard": "removes the throwaway controller (domain, disk, key)",
 }
 
 FIELDS = ("name", "kind", "function", "kwargs", "node", "where", "changes", "impact",

@@ -64,6 +64,8 @@ leapfrog:
           ctl03: {hypervisor: kvm02, domain: ctl03}
       rehearsal:                          # optional: the rehearsal's throwaway controller
         node: upg01                       # its minion id (never a node of vms:nodes)
+        address: 10.0.0.41                # the IP its services listen on (never the VIP)
+        # vhost: leapfrog_rehearsal       # its RabbitMQ vhost (default); the production user
         # hypervisor: kvm01               # default: the first node of vms:nodes's
         # like: ctl01                     # domain it copies; default: that first node's
       backups:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import leapfrog_builders
+import leapfrog_facts
 import leapfrog_plan
 import leapfrog_schema
 import leapfrog_steps
@@ -46,6 +47,8 @@ def build(name):
         except leapfrog_plan.Impossible as exc:
             return {"refused": str(exc)}
         facts["computes"] = decide["computes"]
+    if sample["orch"] == "orch.test_upgrade":  # as leapfrog_facts.plan_facts gathers it
+        facts["throwaway"] = leapfrog_facts.throwaway(config, sample.get("throwaway", False))
     plan = leapfrog_builders.BUILDERS[sample["orch"]](facts)
     return {"text": plan.render().splitlines(), **plan.to_dict()}
 

@@ -199,3 +199,34 @@ def test_virtual_and_docs():
     for name, func in inspect.getmembers(verify, inspect.isfunction):
         if not name.startswith("_") and func.__module__ == verify.__name__:
             assert "CLI Example:" in (func.__doc__ or ""), name
+
+
+def test_a_rehearsal_checks_its_throwaway_controller_and_nothing_else(cloud):
+    """address= (the throwaway controller): keystone is asked there, and a catalog that
+    still sends a service elsewhere (production) stops every check before it runs."""
+    PILLAR["leapfrog"]["verify"]["auth_url"] = f"http://localhost:{cloud.port}/identity"
+    report = verify.check(checks="images,compute_services", address="127.0.0.1",
+                          liveness=False)
+    assert report["auth_url"] == f"http://127.0.0.1:{cloud.port}/identity"
+    assert report["healthy"] is True, report["summary"]
+    cloud.base = f"http://localhost:{cloud.port}"  # the clone's catalog not rewritten
+    asked = len(cloud.requests)
+    report = verify.check(checks="images", address="127.0.0.1")
+    assert report["healthy"] is False and CONTEXT["retcode"] == 1
+    assert report["auth"]["reason"].startswith("the catalog sends ")
+    assert "image at localhost" in report["auth"]["reason"]
+    assert report["auth"]["reason"].endswith(
+        "not to 127.0.0.1: rewrite the clone's catalog first (clone_rehome.catalog); no "
+        "check was run")
+    assert [r for r in cloud.requests[asked:] if r[0] == "GET"] == []
+
+
+def test_liveness_off_lists_services_without_requiring_them_up(cloud):
+    """Clones of a cloud: its computes report to production, not to the copy."""
+    cloud.services_down.add("cmp02")
+    report = verify.check(checks="compute_services,hypervisors", liveness=False)
+    assert report["healthy"] is True, report["summary"]
+    assert report["checks"]["compute_services"]["reason"] == (
+        "1 of 4 compute services down: nova-compute on cmp02 (not required: liveness off)")
+    assert report["checks"]["hypervisors"]["detail"]["down"] == ["cmp02"]
+    assert verify.check(checks="compute_services")["failed"] == ["compute_services"]

@@ -132,19 +132,36 @@ def test_a_physical_backup_needs_a_galera_cluster_and_its_node(example):
 def test_the_throwaway_controller_is_never_a_production_node(example):
     """rehearsal:node names the rehearsal's own VM: a node of vms:nodes would have its key
     and domain replaced, then discarded."""
-    assert example["rehearsal"] == {"node": "upg01"}  # the example pillar's
+    assert example["rehearsal"] == {"node": "upg01", "address": "10.0.0.41"}  # the example's
     checked = leapfrog_schema.validate(example, "prod1")
-    assert checked["rehearsal"] == {"node": "upg01", "hypervisor": "", "like": ""}
+    assert checked["rehearsal"] == {"node": "upg01", "hypervisor": "", "like": "",
+                                    "address": "10.0.0.41", "vhost": "leapfrog_rehearsal"}
     target = leapfrog_throwaway.target(checked)
     first = next(iter(checked["vms"]["nodes"]))
     assert (target["node"], target["like"]) == ("upg01", first)
     assert target["hypervisor"] == checked["vms"]["nodes"][first]["hypervisor"]
-    example["rehearsal"] = {"node": first}
+    example["rehearsal"] = {"node": first, "address": "10.0.0.41"}
     assert problems_of(example) == [
         f"leapfrog:clusters:prod1:rehearsal:node: {first} is a production node (vms:nodes): "
         "the throwaway controller needs a minion id of its own, e.g. upg01"]
+    example["rehearsal"] = {"node": "upg01", "address": example["haproxy"]["vip"],
+                            "vhost": "/"}
+    assert problems_of(example) == [
+        "leapfrog:clusters:prod1:rehearsal:vhost: expected 1-64 letters, digits, '_', '-' or "
+        "'.' (a RabbitMQ vhost of its own, e.g. leapfrog_rehearsal), got '/'",
+        f"leapfrog:clusters:prod1:rehearsal:address: {example['haproxy']['vip']} is the "
+        "production VIP (haproxy:vip): give the throwaway controller an address of its own"]
+    example["rehearsal"] = {"node": "upg01", "address": "upg01.example"}
+    assert problems_of(example) == [
+        "leapfrog:clusters:prod1:rehearsal:address: expected an IP address (e.g. 10.0.0.41), "
+        "got 'upg01.example'"]
+    example["rehearsal"] = {"node": "upg01"}
+    assert problems_of(example) == [
+        "leapfrog:clusters:prod1:rehearsal:address: required with rehearsal:node: the IP "
+        "address upg01's services listen on (see pillar_examples/cluster.sls)"]
     del example["rehearsal"]
     assert leapfrog_schema.validate(example, "prod1")["rehearsal"] == {
-        "node": "", "hypervisor": "", "like": ""}
+        "node": "", "hypervisor": "", "like": "", "address": "",
+        "vhost": "leapfrog_rehearsal"}
     with pytest.raises(leapfrog_errors.LeapfrogError, match="rehearsal:node is not set"):
         leapfrog_throwaway.target(leapfrog_schema.validate(example, "prod1"))

@@ -52,6 +52,7 @@ leapfrog:
           ctl03: {hypervisor: kvm01, domain: ctl03}
       rehearsal:
         node: upg01  # the throwaway controller (leapfrog.throwaway_node): a VM like ctl01
+        address: 127.0.1.41  # its services' address (lab/rehearsal_node.py)
       backups:
         dir: {{ run }}/backups
       data_plane:
