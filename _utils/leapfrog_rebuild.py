@@ -19,6 +19,8 @@ Steps, each timed (``phases`` in the summary, seconds):
    its private key is ejected from the domain and deleted (``vm_backup.detach_seed``); the
    summary's ``seed`` says so (``path``, ``detached``, ``removed``). A rebuild whose minion
    never answers keeps its seed (the VM still needs it).
+7. ``sync``: once its OS is the expected one, ``saltutil.sync_all`` on the node: a new VM's
+   minion has none of the master's modules and states, which its redeploy SLS may use.
 
 ``restore_node_key`` (a rollback) accepts again only a key kept here for a node listed in
 ``vms:nodes``: ``kept_key`` resolves it inside ``<cachedir>/leapfrog/keys/<node>/`` (real
@@ -274,8 +276,9 @@ class MinionFailed(leapfrog_errors.LeapfrogError):
 
 def await_minion(local, event, hyp, node, domain, seed_path, wanted_os, deadline, timeout,
                  phases):
-    """Steps 4-6 of a new VM (rebuilt or throwaway): its minion's start event, its grains,
-    the seed detached, its OS compared with ``wanted_os``; each timed into ``phases``.
+    """Steps 4-7 of a new VM (rebuilt or throwaway): its minion's start event, its grains,
+    the seed detached, its OS compared with ``wanted_os``, the master's modules synced to
+    it (``saltutil.sync_all``); each timed into ``phases``.
     Returns (the new grains, the seed's fate) or raises MinionFailed."""
     now, step = time.monotonic(), "boot"
 
@@ -323,6 +326,11 @@ def await_minion(local, event, hyp, node, domain, seed_path, wanted_os, deadline
             text = ", ".join(f"{k}={got!r} (expected {want!r})"
                              for k, (got, want) in sorted(differ.items()))
             raise leapfrog_errors.LeapfrogError(f"{node} came back with the wrong OS: {text}")
+        # a new VM's minion has none of the master's own modules and states: its
+        # redeploy SLS may use them (a formula's _states, leapfrog's _modules)
+        step = "sync"
+        call_minion(local, node, "saltutil.sync_all", min(120, left()))
+        now = mark("sync", now)
     except leapfrog_errors.LeapfrogError as exc:
         mark(step, now)
         raise MinionFailed(str(exc), step) from None

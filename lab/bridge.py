@@ -263,7 +263,7 @@ class Bridge:
     def _start_services(self, name, node, disk):
         deployed_ = (self._load_state(disk) or {}).get("deployed")
         cloud = self._cloud()
-        if cloud is None or node not in cloud.controllers:
+        if cloud is None or not cloud.knows(node):
             return
         if not deployed_ or not deployed_.get("enabled"):
             self._event("services-none", domain=name, node=node, deployed=deployed_)
@@ -278,7 +278,7 @@ class Bridge:
 
     def _stop_services(self, name, node):
         cloud = self._cloud()
-        if cloud is not None and node in cloud.controllers:
+        if cloud is not None and cloud.knows(node):
             cloud.stop_node(node, timeout=0)
             self._event("services-stopped", domain=name, node=node)
 

@@ -35,7 +35,7 @@ import urllib.parse
 
 import requests
 
-from lab import network_volume
+from lab import network_volume, rehearsal_node
 from lab.haproxy import HAProxy
 from lab.neutron_stub import NeutronStub
 from lab.ovn import OVN
@@ -143,6 +143,9 @@ class OpenStackCloud:
         self.controller = {}     # the first controller's (ctl01) services by kind
         self.computes = {}       # host -> OpenStackService
         self.enabled = {}        # host -> False once its services were deployed stopped
+        # a rehearsal's throwaway controllers (lab/rehearsal_node.py): host -> spec, its
+        # services by kind, its neutron stand-in (None with real neutron)
+        self.throwaways, self.throwaway_services, self.throwaway_stubs = {}, {}, {}
         self.timings = {}
         self.ids = {}            # image, flavor, servers
         self._token = None
@@ -160,13 +163,14 @@ class OpenStackCloud:
     def db_name(self, name):
         return f"{self.db_prefix}_{name}"
 
-    def db_url(self, name):
+    def db_url(self, name, suffix=""):
+        """The URL of database ``name`` (``suffix``: its rehearsal clone's)."""
         password = urllib.parse.quote(self.mariadb.root_password, safe="")
+        database = self.db_name(name) + suffix
         if self.galera is not None:  # through haproxy's DB frontend, as every service
             host, port = self.haproxy.frontend_address(GALERA_FRONTEND)
-            return (f"mysql+pymysql://root:{password}@{host}:{port}/{self.db_name(name)}"
-                    "?charset=utf8")
-        return (f"mysql+pymysql://root:{password}@localhost/{self.db_name(name)}"
+            return f"mysql+pymysql://root:{password}@{host}:{port}/{database}?charset=utf8"
+        return (f"mysql+pymysql://root:{password}@localhost/{database}"
                 f"?unix_socket={self.mariadb.socket}&charset=utf8")
 
     def galera_frontend(self):
@@ -302,7 +306,8 @@ class OpenStackCloud:
                     state = json.load(handle)
                 mine = self._state()
                 for host in hosts:
-                    for key in ("compute_releases", "controller_releases", "enabled"):
+                    for key in ("compute_releases", "controller_releases", "enabled",
+                                "throwaways"):
                         if host in mine[key]:
                             state.setdefault(key, {})[host] = mine[key][host]
             else:
@@ -331,6 +336,9 @@ class OpenStackCloud:
             "neutron": self.with_neutron, "cinder": self.with_cinder,
             "ovn_dir": self.ovn.run_dir if self.ovn else None,
             "enabled": dict(self.enabled),
+            "throwaways": {host: dict(spec, releases={
+                kind: svc.release for kind, svc in self.throwaway_services[host].items()})
+                for host, spec in self.throwaways.items()},
         }
 
     @classmethod
@@ -381,6 +389,9 @@ class OpenStackCloud:
         settings = cloud.settings() if cloud.mariadb is not None else None
         for service in cloud.services():
             service.settings = settings
+        for host, spec in (state.get("throwaways") or {}).items():
+            cloud.add_throwaway(host, {k: spec[k] for k in ("address", "suffix", "vhost")},
+                                spec["releases"])
         return cloud
 
     def status(self):
@@ -856,8 +867,27 @@ class OpenStackCloud:
         self.save()
         return service
 
+    def add_throwaway(self, host, spec, releases):
+        """Know ``host`` as a rehearsal's throwaway controller (``rehearsal_node.spec``), its
+        services at ``releases`` (one release, or ``{kind: release}``); changes nothing on
+        disk (``deploy`` prepares and starts it). Returns its services."""
+        if host in self.controllers or host in self.computes:
+            raise CloudError(f"{host} is a node of this cloud, not a throwaway controller")
+        if isinstance(releases, str):
+            releases = dict.fromkeys(self.controller_kinds, releases)
+        self.throwaways[host] = dict(spec)
+        self.throwaway_services[host] = rehearsal_node.services(self, host, spec, releases)
+        self.throwaway_stubs[host] = rehearsal_node.stub(self, host, spec)
+        return list(self.throwaway_services[host].values())
+
+    def knows(self, host):
+        """``host`` runs services of this cloud (a controller or a throwaway controller)."""
+        return host in self.controllers or host in self.throwaway_services
+
     def node_services(self, host):
         """The services of one node (a controller's six, or a compute's nova-compute)."""
+        if host in self.throwaway_services:
+            return list(self.throwaway_services[host].values())
         if host in self.controllers:
             return list(self.controllers[host].values())
         if host in self.computes:
@@ -870,6 +900,8 @@ class OpenStackCloud:
         with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
             list(pool.map(lambda service: service.stop(timeout),
                           services or self.node_services(host)))
+        if services is None and self.throwaway_stubs.get(host):
+            self.throwaway_stubs[host].stop()
         self.save(hosts=[host])
 
     def start_node(self, host, release=None, services=None):
@@ -877,6 +909,11 @@ class OpenStackCloud:
         given); wait until each is healthy. A failure names the service and its log tail."""
         services = services or self.node_services(host)
         keystone = [s for s in services if s.kind == "keystone"]
+        auth_url = self.auth_url
+        if host in self.throwaways:  # its own keystone; its own network stand-in
+            auth_url = rehearsal_node.auth_url(self, self.throwaways[host])
+            if self.throwaway_stubs.get(host):
+                self.throwaway_stubs[host].start()
         # keystone first: the others ask it for tokens through the VIP as they start, so the
         # VIP must serve one (another controller, or this one once haproxy sees it UP; a
         # cloud's only controller drained in haproxy cannot start: a rolling upgrade needs two)
@@ -887,7 +924,7 @@ class OpenStackCloud:
                 for service in wave:
                     service.wait_healthy()
                 if wave and wave is keystone:
-                    self.wait_url(self.auth_url, 60)
+                    self.wait_url(auth_url, 60)
         finally:
             self.save(hosts=[host])
         return services
@@ -949,7 +986,8 @@ class OpenStackCloud:
         (a shared MariaDB) or stop its own MariaDB; remove ``run_dir`` if ``remove``."""
         errors = []
         services = [*self.computes.values(),
-                    *(svc[k] for svc in self.controllers.values()
+                    *(svc[k] for svc in (*self.controllers.values(),
+                                         *self.throwaway_services.values())
                       for k in reversed(self.controller_kinds)
                       if k in svc)]
         # TERM them all at once, then collect: a stop costs at most one timeout overall
@@ -959,7 +997,8 @@ class OpenStackCloud:
                     future.result()
                 except Exception as exc:  # pylint: disable=broad-except
                     errors.append(str(exc))
-        for part in (*self.neutrons.values(), self.ovn, self.haproxy if self._own_hx else None,
+        for part in (*self.neutrons.values(), *filter(None, self.throwaway_stubs.values()),
+                     self.ovn, self.haproxy if self._own_hx else None,
                      self.rabbitmq if self._own_mq else None):
             if part is not None:
                 try:

@@ -25,6 +25,7 @@ from lab.procs import (free_port, listening, pid_alive as _alive, read_pid, stop
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 EPMD = "/usr/bin/epmd"
+CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 
 
 class RabbitMQError(RuntimeError):
@@ -119,6 +120,29 @@ class RabbitMQ:
 
     def running(self):
         return _alive(self.pid) and self._ours(self.pid)
+
+    def ctl(self, *args, timeout=60):
+        """``rabbitmqctl ARGS`` on this node; its output lines (an error names the exit)."""
+        proc = subprocess.run([CTL, "-n", self.nodename, "-q", *args], env=self.env(),
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        if proc.returncode != 0:
+            raise RabbitMQError(f"rabbitmqctl {' '.join(args)} exited {proc.returncode}: "
+                                f"{(proc.stderr or proc.stdout).strip()[-300:]}")
+        return proc.stdout.splitlines()
+
+    def vhosts(self):
+        return [line.strip() for line in self.ctl("list_vhosts", "--no-table-headers")
+                if line.strip()]
+
+    def reset_vhost(self, vhost):
+        """``vhost`` made afresh (deleted with every queue in it, when there), this node's
+        user allowed everything in it. The default vhost ``/`` is refused."""
+        if vhost in ("", "/"):
+            raise RabbitMQError("refusing to reset the default vhost: the cloud's queues")
+        if vhost in self.vhosts():
+            self.ctl("delete_vhost", vhost)
+        self.ctl("add_vhost", vhost)
+        self.ctl("set_permissions", "-p", vhost, self.user, ".*", ".*", ".*")
 
     def _ours(self, pid):
         """``pid`` is this node's VM or epmd (a reused PID is never signalled)."""

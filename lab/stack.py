@@ -153,7 +153,9 @@ class Lab:
         runtime_pillar.update(self.run_dir, "dbs01", {"leapfrog": {
             "backups": {"dir": os.path.join(self.run_dir, "backups")}, "database": {
             **(self._node_connection(self.galera.nodes[0]) if self.galera else connection),
-            "databases": [cloud.db_name(n) for n in cloud.databases]}, **ovn}})
+            "databases": [cloud.db_name(n) for n in cloud.databases]},
+            # the keystone database whose clone a dress rehearsal rehomes (clone_rehome)
+            "keystone": {"database": cloud.db_name("keystone")}, **ovn}})
         runtime_pillar.update(self.run_dir, "prx01", {"leapfrog": {"haproxy": {
             "socket": cloud.haproxy.admin_socket}}})
         # the master's cluster config: what the availability probe requests through the VIP

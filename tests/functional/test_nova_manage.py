@@ -9,6 +9,7 @@ tests read its results or check refusals that stop before nova-manage runs.
 import os
 import socket
 import time
+import urllib.parse
 import uuid
 
 import pytest
@@ -315,3 +316,41 @@ def test_discover_hosts_maps_the_seeded_compute(env, upgrade):
     with env["db"].connect("api") as conn, conn.cursor() as cur:
         cur.execute("SELECT host FROM host_mappings")
         assert [r[0] for r in cur.fetchall()] == ["cmp01"]
+
+
+def test_isolate_cells_moves_a_clones_cells_to_its_databases_and_vhost(env):
+    """A rehearsal's clone of nova_api (here its cell_mappings, copied): each cell to the
+    clone of its database and (transport_vhost) to the throwaway controller's vhost, the
+    broker and user kept; production's mappings untouched; no URL in the answer."""
+    db, clone = env["db"], f"{env['db'].api}_upgrade"
+    with db.connect("api") as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{clone}`")
+        cur.execute(f"CREATE DATABASE `{clone}`")
+        cur.execute(f"CREATE TABLE `{clone}`.cell_mappings LIKE cell_mappings")
+        cur.execute(f"INSERT INTO `{clone}`.cell_mappings SELECT * FROM cell_mappings")
+        cur.execute("SELECT name, database_connection, transport_url FROM cell_mappings")
+        production = sorted(cur.fetchall())
+        conn.commit()
+    try:
+        with pytest.raises(Exception, match="transport_vhost: expected 1-64 letters"):
+            fn(env, "isolate_cells")(suffix="_upgrade", transport_vhost="a/b")
+        got = fn(env, "isolate_cells")(suffix="_upgrade", transport_vhost="leapfrog_rehearsal")
+        assert db.server.root_password not in str(got) and "://" not in str(got)
+        assert {c["cell"] for c in got["changed"] if "transport_vhost" in c} == {"cell1"}
+        assert fn(env, "isolate_cells")(suffix="_upgrade", transport_vhost="leapfrog_rehearsal")[
+            "changed"] == []
+        with db.connect("api") as conn, conn.cursor() as cur:
+            cur.execute("SELECT name, database_connection, transport_url FROM cell_mappings")
+            assert sorted(cur.fetchall()) == production
+            cur.execute(f"SELECT name, database_connection, transport_url "
+                        f"FROM `{clone}`.cell_mappings")
+            isolated = {row[0]: row[1:] for row in cur.fetchall()}
+        for name, url, transport in production:
+            new_url, new_transport = map(urllib.parse.urlsplit, isolated[name])
+            url, transport = urllib.parse.urlsplit(url), urllib.parse.urlsplit(transport)
+            assert new_url == url._replace(path=url.path + "_upgrade")
+            assert new_transport == (transport if not transport.netloc
+                                     else transport._replace(path="/leapfrog_rehearsal"))
+    finally:
+        with db.connect("api") as conn, conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{clone}`")

@@ -191,7 +191,7 @@ def test_rebuild_node_on_the_new_os(lab):
     assert rc == 0, data
     assert data["old"] == {"os": "Debian", "oscodename": "bookworm"}
     assert data["new"] == {"os": "Debian", "oscodename": "trixie"}
-    assert set(data["phases"]) == {"check", "key", "rebuild", "boot", "grains", "seed"}
+    assert set(data["phases"]) == {"check", "key", "rebuild", "boot", "grains", "seed", "sync"}
     assert data["master"] == f"{topology.MASTER_ADDRESS}:{cluster._ports()['ret_port']}"
     assert "PRIVATE KEY" not in json.dumps(data)
 
@@ -248,7 +248,7 @@ def test_wrong_image_fails_the_os_check(lab):
     assert data["step"] == "grains"
     assert "ctl01 came back with the wrong OS: oscodename='bookworm' (expected 'trixie')" \
         in data["error"]
-    assert set(data["phases"]) == {"check", "key", "rebuild", "boot", "grains", "seed"}
+    assert set(data["phases"]) == {"check", "key", "rebuild", "boot", "grains", "seed", "sync"}
     # the VM was replaced, so its new key stays accepted: the node answers (wrong OS)
     assert cluster.salt(NODE, "grains.item", "oscodename")[NODE] == {"oscodename": "bookworm"}
 

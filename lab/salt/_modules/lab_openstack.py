@@ -87,18 +87,39 @@ def status(node=None):
             "disk": bridge.deployed(run, node)}
 
 
+def _throwaway(cloud, node, wanted, release):
+    """With ``wanted`` ({address, suffix, vhost}: the redeploy SLS's leapfrog:address,
+    db_suffix, transport_vhost), ``node`` known to ``cloud`` as a rehearsal's throwaway
+    controller (lab/rehearsal_node.py); returns whether its services must be prepared
+    (none runs). Changes nothing on disk."""
+    if not wanted:
+        return False
+    from lab import rehearsal_node  # pylint: disable=import-outside-toplevel,import-error
+
+    try:
+        spec = rehearsal_node.spec(**wanted)
+        if cloud.throwaways.get(node) != spec:
+            cloud.add_throwaway(node, spec, release)
+    except Exception as exc:  # ThrowawayError, CloudError: the message says why
+        raise CommandExecutionError(str(exc)) from exc
+    return not any(s.running() for s in cloud.throwaway_services[node].values())
+
+
 def _reconfigure(service, ffu, compute_rpc):
     """The nova service's FFU workaround or compute RPC cap differs from the one asked."""
     return service.kind.startswith("nova") and (
         service.ffu != bool(ffu) or service.compute_rpc != (compute_rpc or None))
 
 
-def plan(release, services="running", node=None, ffu=False, compute_rpc=None):
+def plan(release, services="running", node=None, ffu=False, compute_rpc=None,
+         throwaway=None):
     """
     What ``deploy`` would do: ``{"node", "release", "services", "actions": [...]}``, one
     action per service that is not yet at ``release`` and ``services`` (running/stopped)
     or (nova) not yet with ``[workarounds] disable_compute_service_check_for_ffu = ffu``
-    and ``[upgrade_levels] compute = compute_rpc`` (None: not set).
+    and ``[upgrade_levels] compute = compute_rpc`` (None: not set). ``throwaway``
+    ({address, suffix, vhost}): the node is a rehearsal's throwaway controller on those
+    clones and that vhost (lab/rehearsal_node.py).
 
     CLI Example:
 
@@ -115,6 +136,9 @@ def plan(release, services="running", node=None, ffu=False, compute_rpc=None):
     from lab import network_volume  # pylint: disable=import-outside-toplevel,import-error
 
     actions = []
+    if _throwaway(cloud, node, throwaway, release):
+        actions.append(f"prepare the throwaway controller on the {throwaway['suffix']} clones "
+                       f"(vhost {throwaway['vhost']} afresh, keystone keys of its own)")
     for service in _services(cloud, node):
         running, changed = service.running(), _reconfigure(service, ffu, compute_rpc)
         if running and (service.release != release or services == "stopped" or changed):
@@ -130,7 +154,8 @@ def plan(release, services="running", node=None, ffu=False, compute_rpc=None):
     return {"node": node, "release": release, "services": services, "actions": actions}
 
 
-def deploy(release, services="running", node=None, ffu=False, compute_rpc=None):
+def deploy(release, services="running", node=None, ffu=False, compute_rpc=None,
+           throwaway=None):
     """
     Bring this node's services to ``release`` (config written from that release, its venv
     checked) and to ``services``: ``running`` (started, waited healthy) or ``stopped``;
@@ -138,7 +163,8 @@ def deploy(release, services="running", node=None, ffu=False, compute_rpc=None):
     ``[upgrade_levels] compute = compute_rpc``.
     Records the release and whether the services are enabled in the lab cloud's state and
     on the node's disk (the bridge starts them when the VM boots). Already there: nothing
-    changes. A failure names the service and shows its log tail.
+    changes. A failure names the service and shows its log tail. ``throwaway``: see
+    ``plan``.
 
     CLI Example:
 
@@ -148,9 +174,17 @@ def deploy(release, services="running", node=None, ffu=False, compute_rpc=None):
     """
     from lab import bridge, openstack_venv  # pylint: disable=import-outside-toplevel,import-error
 
-    todo = plan(release, services, node, ffu, compute_rpc)
+    todo = plan(release, services, node, ffu, compute_rpc, throwaway)
     release, node = todo["release"], todo["node"]
     run, cloud = _cloud()
+    if _throwaway(cloud, node, throwaway, release):
+        from lab import rehearsal_node  # pylint: disable=import-outside-toplevel,import-error
+
+        try:
+            rehearsal_node.prepare(cloud, node, cloud.throwaways[node],
+                                   cloud.throwaway_services[node])
+        except Exception as exc:  # pylint: disable=broad-except
+            raise CommandExecutionError(f"preparing throwaway {node}: {exc}") from exc
     targets = _services(cloud, node)
     changed = [s for s in targets if _reconfigure(s, ffu, compute_rpc)]
     try:

@@ -19,13 +19,14 @@ State of the lab's deployment (see lab/salt/_modules/lab_openstack.py)::
 """
 
 
-def deployed(name, release, services="running", ffu=False, compute_rpc=None):
+def deployed(name, release, services="running", ffu=False, compute_rpc=None, throwaway=None):
     """This node (``name``: its minion id) at ``release`` with its services ``services``,
-    nova's FFU workaround ``ffu`` and compute RPC cap ``compute_rpc``."""
+    nova's FFU workaround ``ffu`` and compute RPC cap ``compute_rpc``; ``throwaway``
+    ({address, suffix, vhost}): a rehearsal's throwaway controller on those clones."""
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
     try:
         todo = __salt__["lab_openstack.plan"](release, services, node=name, ffu=ffu,
-                                             compute_rpc=compute_rpc)
+                                             compute_rpc=compute_rpc, throwaway=throwaway)
     except Exception as exc:  # pylint: disable=broad-except
         ret["comment"] = str(exc)
         return ret
@@ -44,7 +45,7 @@ def deployed(name, release, services="running", ffu=False, compute_rpc=None):
         return ret
     try:
         __salt__["lab_openstack.deploy"](release, services, node=name, ffu=ffu,
-                                             compute_rpc=compute_rpc)
+                                         compute_rpc=compute_rpc, throwaway=throwaway)
     except Exception as exc:  # pylint: disable=broad-except
         ret["comment"] = f"{where} failed: {exc}"
         return ret
