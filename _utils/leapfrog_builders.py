@@ -628,7 +628,7 @@ def _throwaway_serve(plan, facts, suffix):
              node=node, where=node, changes=f"{sls} applied at {path[-1]}: its services on "
              f"the {suffix} clones and vhost {rehearsal['vhost']}, running")
     plan.add(f"{node}_verify", "verify", "leapfrog.call",
-             _call("openstack_verify.wait", {"timeout": 300, "address": address,
+             _call("openstack_verify.wait", {"timeout": 60, "address": address,
                                              "liveness": False}, **FIRST_CONTROLLER),
              node=node, where=address, changes="nothing: the operator's checks on the clones' "
              "data, served by the throwaway controller")

@@ -59,9 +59,14 @@ def show_verify(result):
             f"{check.get('reason') or ''}")
 
 
+THROWAWAY = "upg01"  # the lab pillar's rehearsal:node
+
+
 def show_rehearsal(states):
     for step in ("snapshot", "clone", "isolate", "staged_sync", "verify",
-                 "production_unchanged", "drop_clones"):
+                 f"{THROWAWAY}_create", "rehome_catalog", f"{THROWAWAY}_deploy",
+                 f"{THROWAWAY}_verify", f"{THROWAWAY}_discard", "production_unchanged",
+                 "drop_clones"):
         state = states.get(step, {})
         ok = "ok  " if state.get("result") else "FAIL"
         error = (state.get("changes", {}).get("return") or {}).get("error", "") \
@@ -72,6 +77,11 @@ def show_rehearsal(states):
         say(f"    clones on {node}: " + ", ".join(
             f"{hop['release']} ({hop['seconds']} s)" for hop in result["hops"])
             + f" -> revisions {result['revisions']}")
+    checked = ((states.get(f"{THROWAWAY}_verify", {}).get("changes", {}).get("return")
+                or {}).get("result") or {})
+    for node, result in checked.items():
+        say(f"    {THROWAWAY} served the clones at {result['auth_url']} (checks run from "
+            f"{node}): {result['summary']}")
 
 
 REPORTS = "/var/tmp/leapfrog-demo-reports"
@@ -158,8 +168,9 @@ def run_demo(lab, strategy="rolling"):
     show_rehearsal(states)
     if proc.returncode != 0:
         raise SystemExit(f"[demo] the rehearsal failed (exit {proc.returncode})")
-    say("[demo]     the rehearsal took the cloud's nova databases to 2026.1 on clones; "
-        "production was not migrated")
+    say("[demo]     the rehearsal took the cloud's databases to 2026.1 on clones, served "
+        f"them from the throwaway controller {THROWAWAY} (then removed); production was not "
+        "migrated")
 
     say(f"[demo] 5/5 upgrade 2024.1 -> 2026.1 ({strategy})")
     reports = []
