@@ -615,9 +615,9 @@ def _throwaway_create(plan, facts):
 def _throwaway_serve(plan, facts, suffix):
     """The clones served by the throwaway controller and checked as an operator would,
     then the controller removed."""
-    config, path = facts["config"], facts["config"]["releases"]["path"]
+    config, path, vm = facts["config"], facts["config"]["releases"]["path"], facts["throwaway"]
     rehearsal, sls = config["rehearsal"], config["vms"]["redeploy_sls"]
-    node, address = rehearsal["node"], rehearsal["address"]
+    node, address = vm["node"], rehearsal["address"]
     plan.add("rehome_catalog", "rehome", "leapfrog.call",
              _call("clone_rehome.catalog", {"address": address, "vip": config["haproxy"]["vip"],
                                             "suffix": suffix}, role="database"),
@@ -633,15 +633,15 @@ def _throwaway_serve(plan, facts, suffix):
              node=node, where=address, changes="nothing: the operator's checks on the clones' "
              "data, served by the throwaway controller")
     plan.add(f"{node}_discard", "discard", "leapfrog.discard_node", {"run": facts["run"]},
-             node=node, where=facts["throwaway"]["hypervisor"],
+             node=node, where=vm["hypervisor"],
              changes=f"{node}'s domain, disk and key removed")
 
 
-def _cleanups(plan, facts, suffix, throwaway):
+def _cleanups(plan, facts, suffix):
     """On a failure of any step: the throwaway controller discarded (it may be made while
     the snapshot is taken), the clones dropped; a re-run redoes what they undid."""
-    if throwaway:
-        vm = facts["throwaway"]
+    vm = facts.get("throwaway")
+    if vm:
         plan.on_failure(f"{vm['node']}_discard_after_failure", "discard",
                         "leapfrog.discard_node", {"run": facts["run"]},
                         of=[s.name for s in plan.steps
@@ -654,63 +654,64 @@ def _cleanups(plan, facts, suffix, throwaway):
                     where="database", changes="the clones dropped")
 
 
+def _rehearse_migrations(plan, facts, suffix, vhost=None):
+    """Production's snapshot, its clones, isolated (their cells on each other and, with
+    ``vhost``, on the throwaway controller's vhost), migrated through the path and checked
+    at the target's heads."""
+    config = facts["config"]
+    path, databases = config["releases"]["path"], config["database"]["databases"]
+    plan.add("snapshot", "snapshot", "leapfrog.call",
+             _call("mysql_backup.schema", role="database"), where="database",
+             changes="nothing: production's structure and migration versions recorded")
+    plan.add("clone", "clone", "leapfrog.call",
+             _call("mysql_backup.clone", {"suffix": suffix, "force": True}, role="database"),
+             where="database", changes=f"{len(databases)} clones <db>{suffix}, replaced if "
+             "they exist")
+    isolate = {"suffix": suffix, **({"transport_vhost": vhost} if vhost else {})}
+    plan.add("isolate", "isolate", "leapfrog.call",
+             _call("nova_manage.isolate_cells", isolate, **FIRST_CONTROLLER),
+             where="first controller", changes="the cloned nova_api's cell mappings point at "
+             "the clones" + (f" and vhost {vhost}" if vhost else ""))
+    plan.add("staged_sync", "db_sync", "leapfrog.call",
+             _call("nova_manage.staged_sync", {"suffix": suffix, "path": path},
+                   **FIRST_CONTROLLER),
+             node="nova", where="first controller", changes="the clones migrated through "
+             "every release of the path")
+    _rehearse_services(plan, facts, suffix)
+    plan.add("verify", "check", "leapfrog.call",
+             _call("nova_manage.versions", {"suffix": suffix, "release": path[-1]},
+                   {"at_head": True}, **FIRST_CONTROLLER),
+             where="first controller", changes=f"nothing: the clones at {path[-1]}'s heads")
+
+
 def rehearsal(facts):
     """orch.test_upgrade: the path's staged sync of nova and the other services' DB stages
     on clones of production; with a throwaway controller (pillar ``rehearsal:node``, unless
     the run says ``throwaway: false``) the clones served at the target by a VM of their own
     and checked through its APIs; production proved unchanged, the clones dropped and the
     VM removed (also after a failure)."""
-    config, suffix = facts["config"], facts["suffix"]
-    path, databases = config["releases"]["path"], config["database"]["databases"]
-    throwaway = bool(facts.get("throwaway"))
+    config, suffix, vm = facts["config"], facts["suffix"], facts.get("throwaway")
+    path = config["releases"]["path"]
     plan = leapfrog_steps.Plan(
         "orch.test_upgrade", facts["cluster"], path[-1],
         f"Rehearse {' -> '.join(path)} of {facts['cluster']} on {suffix} clones"
-        + (f", served by {config['rehearsal']['node']}" if throwaway else ""),
+        + (f", served by {vm['node']}" if vm else ""),
         why="production's databases are copied; only the copies are migrated",
         probe=False, report=False, schedules=False)
-
-    def migrate():
-        plan.add("snapshot", "snapshot", "leapfrog.call",
-                 _call("mysql_backup.schema", role="database"), where="database",
-                 changes="nothing: production's structure and migration versions recorded")
-        plan.add("clone", "clone", "leapfrog.call",
-                 _call("mysql_backup.clone", {"suffix": suffix, "force": True},
-                       role="database"),
-                 where="database", changes=f"{len(databases)} clones <db>{suffix}, replaced "
-                 "if they exist")
-        isolate = {"suffix": suffix}
-        if throwaway:
-            isolate["transport_vhost"] = config["rehearsal"]["vhost"]
-        plan.add("isolate", "isolate", "leapfrog.call",
-                 _call("nova_manage.isolate_cells", isolate, **FIRST_CONTROLLER),
-                 where="first controller", changes="the cloned nova_api's cell mappings point "
-                 "at the clones" + (f" and vhost {isolate['transport_vhost']}"
-                                    if throwaway else ""))
-        plan.add("staged_sync", "db_sync", "leapfrog.call",
-                 _call("nova_manage.staged_sync", {"suffix": suffix, "path": path},
-                       **FIRST_CONTROLLER),
-                 node="nova", where="first controller", changes="the clones migrated through "
-                 "every release of the path")
-        _rehearse_services(plan, facts, suffix)
-        plan.add("verify", "check", "leapfrog.call",
-                 _call("nova_manage.versions", {"suffix": suffix, "release": path[-1]},
-                       {"at_head": True}, **FIRST_CONTROLLER),
-                 where="first controller", changes=f"nothing: the clones at {path[-1]}'s "
-                 "heads")
-
-    if throwaway:
-        plan.side_by_side(migrate, lambda: _throwaway_create(plan, facts))
+    if vm:
+        vhost = config["rehearsal"]["vhost"]
+        plan.side_by_side(lambda: _rehearse_migrations(plan, facts, suffix, vhost),
+                          lambda: _throwaway_create(plan, facts))
         _throwaway_serve(plan, facts, suffix)
     else:
-        migrate()
+        _rehearse_migrations(plan, facts, suffix)
     plan.add("production_unchanged", "compare", "leapfrog.unchanged_since",
              {"step": "snapshot", "run": facts["run"]}, where="database",
              changes="nothing: production compared with the snapshot")
     plan.add("drop_clones", "drop_clones", "leapfrog.call",
              _call("mysql_backup.drop_clone", {"suffix": suffix}, role="database"),
              where="database", changes="the clones dropped")
-    _cleanups(plan, facts, suffix, throwaway)
+    _cleanups(plan, facts, suffix)
     return plan.check()
 
 
