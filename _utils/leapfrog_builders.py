@@ -697,7 +697,7 @@ def rehearsal(facts):
         f"Rehearse {' -> '.join(path)} of {facts['cluster']} on {suffix} clones"
         + (f", served by {vm['node']}" if vm else ""),
         why="production's databases are copied; only the copies are migrated",
-        probe=False, report=False, schedules=False)
+        probe=False, schedules=False)  # its report: each step's and each check's time
     if vm:
         vhost = config["rehearsal"]["vhost"]
         plan.side_by_side(lambda: _rehearse_migrations(plan, facts, suffix, vhost),

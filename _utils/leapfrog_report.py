@@ -42,6 +42,7 @@ PROBE_FIELDS = ("requests", "ok", "failures", "failure_rate", "longest_outage",
 COLOURS = {"done": "#43a047", "failed": "#e53935", "skipped": "#9e9e9e",
            "running": "#fb8c00", "pending": "#e0e0e0"}
 NOT_RECORDED = "not recorded"
+_HOST = re.compile(r"\A[a-z][a-z0-9+.-]*://(?:[^@/]*@)?(\[[^\]]*\]|[^:/]*)")
 
 
 # --------------------------------------------------------------------------- safe text
@@ -142,6 +143,29 @@ def _steps(data, t0):
                 record.get("result"), record.get("summary"))
         steps.append(step)
     return steps
+
+
+def _checks(data):
+    """Each API check of the run's verify steps (``openstack_verify``'s report under the
+    minion that ran it): step, where it asked (the auth URL's host), check, result, seconds,
+    reason. A rehearsal's are its throwaway controller's checks on the clones."""
+    out = []
+    for record in data.get("steps") or []:
+        result = record.get("result")
+        if record.get("kind") != "verify" or not isinstance(result, dict):
+            continue
+        for answer in result.values():
+            if not isinstance(answer, dict) or not isinstance(answer.get("checks"), dict):
+                continue
+            where = _HOST.match(str(answer.get("auth_url") or ""))
+            for name, check in answer["checks"].items():
+                if isinstance(check, dict):
+                    out.append({"step": scrub(record.get("name"), 64),
+                                "where": scrub(where.group(1) if where else "", 64),
+                                "check": scrub(name, 64), "result": scrub(check.get("result"), 8),
+                                "seconds": check.get("latency"),
+                                "reason": scrub(check.get("reason"), RESULT_LIMIT)})
+    return out
 
 
 def _backups(raw):
@@ -300,6 +324,9 @@ def build(journal, probe=None, facts=None, provision=None):
         report["approvals"] = [{"step": scrub(step, 64), "at": scrub(a.get("at"), 40),
                                 "by": scrub(a.get("by"), 64)}
                                for step, a in sorted(approvals.items()) if isinstance(a, dict)]
+    checks = _checks(data)
+    if checks:
+        report["checks"] = checks
     if facts.get("backups"):
         report["backups"] = _backups(facts["backups"])
     if isinstance(facts.get("revisions"), dict):
@@ -500,6 +527,12 @@ def markdown(report):
                         "from the start of the run.)"]
     else:
         out.append(f"Availability: {NOT_RECORDED}.")
+    if report.get("checks"):
+        out += ["", "## API checks", ""]
+        out += _table(("Step", "Asked at", "Check", "Result", "Seconds", "Reason"),
+                      [(c["step"], c["where"], c["check"], c["result"],
+                        f"{c['seconds']:.3f}" if isinstance(c["seconds"], (int, float))
+                        else "-", c["reason"]) for c in report["checks"]])
     provisioning = report.get("provisioning")
     if provisioning:
         out += ["", "## Provisioning during the run", ""]

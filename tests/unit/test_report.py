@@ -332,3 +332,25 @@ def test_the_report_step_reports_a_run_whose_other_steps_are_done_as_done():
         open_run = dict(data, steps=[dict(steps[0], status=other)] + steps[1:])
         assert leapfrog_report.closing(open_run)["status"] == "running"
     assert leapfrog_report.closing(dict(data, steps=steps[:2]))["status"] == "running"
+
+
+def test_each_api_check_of_a_verify_step_is_in_the_report_with_its_time(tmp_path):
+    """A dress rehearsal's throwaway checks: where they asked, each check's result and time;
+    nothing of the report's credentials (openstack_verify never returns them)."""
+    checked = {"ctl01": {"auth_url": "http://admin:pw@127.0.1.41:5000/v3", "checks": {
+        "servers": {"result": "pass", "latency": 0.0412, "reason": "3 servers"},
+        "images": {"result": "fail", "latency": 1.5, "reason": "HTTP 500 from GET /v2/images"},
+    }}}
+    journal = {"cluster": "lab", "run": "r1", "status": "failed", "steps": [
+        {"name": "upg01_verify", "kind": "verify", "status": "failed", "result": checked},
+        {"name": "clone", "kind": "clone", "status": "done", "result": {"dbs01": {}}}]}
+    report = leapfrog_report.build(journal)
+    assert report["checks"] == [
+        {"step": "upg01_verify", "where": "127.0.1.41", "check": "servers", "result": "pass",
+         "seconds": 0.0412, "reason": "3 servers"},
+        {"step": "upg01_verify", "where": "127.0.1.41", "check": "images", "result": "fail",
+         "seconds": 1.5, "reason": "HTTP 500 from GET /v2/images"}]
+    text = open(leapfrog_report.write(report, str(tmp_path))["markdown"], encoding="utf-8").read()
+    assert "| upg01_verify | 127.0.1.41 | servers | pass | 0.041 | 3 servers |" in text
+    assert "pw" not in json.dumps(report)
+    assert "checks" not in leapfrog_report.build({"steps": [{"kind": "verify", "result": "x"}]})
