@@ -11,7 +11,6 @@ the bridge): ``orch.test_upgrade`` of 2024.1 -> 2026.1 with the throwaway contro
    before cloning): the rehearsal fails at upg01's checks naming the check and what the API
    answered; the throwaway and the clones are removed, production is untouched.
 """
-import glob
 import json
 import os
 import subprocess
@@ -19,7 +18,7 @@ import subprocess
 import pytest
 
 from lab import operator
-from tests.integration.whole_lab import journal_steps, log as _log, whole_lab
+from tests.integration.whole_lab import journal_steps, log as _log, run_report, whole_lab
 
 pytestmark = pytest.mark.heavy
 
@@ -57,14 +56,6 @@ def _left_behind(lab):
     return left
 
 
-def _report(lab, run):
-    found = glob.glob(os.path.join(lab.salt.base, "**", "leapfrog", "lab", run, "report",
-                                   "report.json"), recursive=True)
-    assert found, f"no report of run {run}"
-    with open(found[0]) as handle:
-        return json.load(handle)
-
-
 def _rehearse(lab):
     return operator.orchestrate(lab.salt, "orch.test_upgrade", {"cluster": "lab"}, log=_log)
 
@@ -98,7 +89,7 @@ def test_the_throwaway_controller_serves_the_migrated_clones_and_is_gone(lab):
     production = lab.cloud.servers()
     assert checked["checks"]["servers"]["detail"]["count"] == len(production) > 0
     assert steps[f"{NODE}_discard"]["result"]["discarded"] is True
-    report = _report(lab, result.run)  # each check's time on the clones, in the report
+    report = run_report(lab, result.run)  # each check's time on the clones, in the report
     timed = {c["check"]: c for c in report["checks"] if c["step"] == f"{NODE}_verify"}
     assert timed["servers"]["where"] == ADDRESS and timed["servers"]["result"] == "pass"
     assert all(isinstance(c["seconds"], float) for c in timed.values())

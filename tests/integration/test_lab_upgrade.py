@@ -26,7 +26,7 @@ import time
 import pytest
 
 from lab import operator
-from tests.integration.whole_lab import journal_steps, log as _log, whole_lab
+from tests.integration.whole_lab import journal_steps, log as _log, run_report, whole_lab
 
 MAIN_2024_1 = "13863f4e1612"
 
@@ -35,14 +35,6 @@ MAIN_2024_1 = "13863f4e1612"
 def lab():
     with whole_lab(controllers=2, computes=1, db="galera") as the_lab:
         yield the_lab
-
-
-def _report(lab, run):
-    found = glob.glob(os.path.join(lab.salt.base, "**", "leapfrog", "lab", run, "report",
-                                   "report.json"), recursive=True)
-    assert found, f"no report of run {run}"
-    with open(found[0]) as handle:
-        return json.load(handle)
 
 
 def _grains(lab):
@@ -128,7 +120,7 @@ def test_failed_rebuild_rollback_then_rolling_hop(lab):
     cluster = (max(_at(s["ended"]) for s in restore) - min(_at(s["started"]) for s in restore))
     _log(f"rollback of 2 controllers: {time.monotonic() - started:.0f} s, the Galera "
          f"cluster's restore {cluster:.0f} s of it (goal: <= 90 s in all)")
-    report = _report(lab, back.run)  # the rollback's own report: its time, each step's
+    report = run_report(lab, back.run)  # the rollback's own report: its time, each step's
     assert report["headline"]["status"] == "done", report["headline"]
     assert 0 < report["headline"]["seconds"] <= time.monotonic() - started
     _log(f"the rollback's report: {report['headline']['seconds']:.0f} s")
@@ -167,7 +159,7 @@ def test_failed_rebuild_rollback_then_rolling_hop(lab):
     assert {v["oscodename"] for v in _grains(lab).values()} == {"trixie"}
     assert _nova_versions(lab, "2025.1")["at_head"] is True
     assert {i: s["status"] for i, s in lab.cloud.servers().items()} == servers
-    report = _report(lab, result.run)
+    report = run_report(lab, result.run)
     assert report["headline"]["controllers_rebuilt"] == 2
     availability = report["availability"]
     assert availability["requests"] > 100

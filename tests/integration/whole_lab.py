@@ -44,6 +44,15 @@ def journal_steps(lab, run):
         return {s["name"]: s for s in json.load(handle)["steps"]}
 
 
+def run_report(lab, run):
+    """The run's report.json as the master wrote it."""
+    found = glob.glob(os.path.join(lab.salt.base, "**", "leapfrog", "lab", run, "report",
+                                   "report.json"), recursive=True)
+    assert found, f"no report of run {run}"
+    with open(found[0]) as handle:
+        return json.load(handle)
+
+
 def computes(lab):
     """host -> (state, status, service version) of every nova-compute, as nova shows them."""
     rows = lab.salt.salt("ctl01", "nova_service.list", timeout=120)["ctl01"]
