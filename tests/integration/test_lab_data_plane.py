@@ -23,7 +23,7 @@ import os
 import pytest
 
 from lab import operator
-from tests.integration.test_lab_upgrade import _report
+from tests.integration.whole_lab import run_report
 from tests.integration.whole_lab import computes as _computes, journal_steps as _journal_steps
 from tests.integration.whole_lab import log as _log, whole_lab
 
@@ -75,7 +75,7 @@ def test_canary_expiry_then_every_compute_to_2025_1(lab):
     found = _computes(lab)
     assert found["cmp01"] == found["cmp02"] == ("up", "enabled", 68)
     assert found["cmp03"][1:] == ("disabled", 67) and found["cmp04"] == ("up", "enabled", 67)
-    assert "cmp03" in json.dumps(_report(lab, failed.run)["steps"])
+    assert "cmp03" in json.dumps(run_report(lab, failed.run)["steps"])
     # the release's code installed ahead on every compute (the lab's venvs are shared and
     # already built: nothing to do), then per host what its switch would change
     assert steps["prestage"]["status"] == "done"
@@ -103,7 +103,7 @@ def test_canary_expiry_then_every_compute_to_2025_1(lab):
     batch = steps["batch01_switch"]["result"]["hosts"]
     assert batch["cmp02"]["skipped"] and batch["cmp03"]["release"] == "2025.1"
     assert steps["batch01_switch"]["attempts"] == 2
-    report = _report(lab, failed.run)
+    report = run_report(lab, failed.run)
     assert "error" not in report  # the failed attempt's error is not the resumed run's
     assert report["availability"]["failures"] == 0, json.dumps(report["availability"])[:500]
     assert report["availability"]["requests"] > 100

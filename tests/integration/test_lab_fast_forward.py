@@ -20,9 +20,9 @@ import threading
 import pytest
 
 from lab import operator, procs
-from tests.integration.test_lab_upgrade import _grains, _journal_step, _nova_versions, _report
+from tests.integration.test_lab_upgrade import _grains, _journal_step, _nova_versions
 from tests.integration.whole_lab import computes as _computes, journal_steps as _journal_steps
-from tests.integration.whole_lab import log as _log, whole_lab
+from tests.integration.whole_lab import log as _log, run_report, whole_lab
 
 FAST_FORWARD = {"cluster": "lab", "to": "2026.1", "strategy": "fast_forward"}
 
@@ -107,7 +107,7 @@ def test_fast_forward_rolled_back_then_2024_1_to_2026_1(lab):
     assert _computes(lab) == {"cmp01": ("up", "enabled", 72), "cmp02": ("up", "enabled", 72)}
     assert {i: s["status"] for i, s in lab.cloud.servers().items()} == servers
     assert _workaround(lab) is False
-    report = _report(lab, run)
+    report = run_report(lab, run)
     availability = report["availability"]
     assert availability["requests"] > 50
     assert availability["longest_outage"] > 0, availability  # the API was closed meanwhile
