@@ -35,6 +35,7 @@ import time
 import leapfrog_errors
 import leapfrog_keystone
 import leapfrog_parse
+import leapfrog_provision
 
 log = logging.getLogger(__name__)
 
@@ -439,6 +440,68 @@ def wait(timeout=300, interval=5, checks=None, **kwargs):
                 f"{report['summary'].split(': ', 1)[-1]}")
         log.info("openstack_verify.wait: attempt %d %s", attempts, report["summary"])
         time.sleep(pause)
+
+
+def provision(kinds=None, image=None, flavor=None, network=None, host=None, timeout=120,
+              address=None, **kwargs):
+    """
+    Create and delete what users create, once each (``leapfrog_provision``'s cycles): a
+    network with a subnet and a port, a 1 GiB volume (until available), a server from
+    ``image`` and ``flavor`` (on ``network``, else without a NIC; on compute ``host`` when
+    given) until ACTIVE, then deleted and gone. ``kinds``: server, network, volume (default
+    all); a kind whose service is not in the catalog is skipped. ``address``: as ``check``
+    (every catalog endpoint on it, else nothing is created). Returns each kind's result,
+    seconds and reason; a failed kind raises an error naming it and what the API answered.
+    Credentials as ``check``'s (pillar ``leapfrog:verify``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ctl01 openstack_verify.provision kinds=server image=cirros flavor=m1.tiny
+        salt ctl01 openstack_verify.provision address=10.0.0.41 host=upg01 image=cirros flavor=m1.tiny
+    """
+    auth = {k: v for k, v in kwargs.items() if not k.startswith("__")}
+    unknown = set(auth) - {"auth_url", "username", "password", "project_name",
+                           "user_domain_name", "project_domain_name", "region_name",
+                           "interface", "verify_tls"}
+    if unknown:
+        raise VerifyError(f"openstack_verify.provision: unknown argument(s) "
+                          f"{', '.join(sorted(unknown))}")
+    wanted = _kinds(kinds)
+    if "server" in wanted and not (image and flavor):
+        raise VerifyError("provision: a server needs image= and flavor= (names in the cloud)")
+    conf = _settings(dict(auth, address=address))
+    conf.update(image=image, flavor=flavor, network=network, host=host,
+                timeout=leapfrog_parse.seconds(timeout, "timeout", error=VerifyError))
+    with _session(conf) as session:  # the catalog checked before anything is created
+        try:
+            session.authenticate()
+            _only_at(session, conf.get("address"))
+        except _CheckFailed as exc:
+            _set_retcode(False)
+            raise VerifyError(f"provision: {exc.args[0]}") from None
+    results = leapfrog_provision.once(conf, wanted)
+    failed = [k for k, r in results.items() if r["result"] == "fail"]
+    if failed:
+        _set_retcode(False)
+        raise VerifyError("provision failed: " + "; ".join(
+            f"{k}: {results[k]['reason']}" for k in failed))
+    return {"auth_url": conf["auth_url"], "kinds": results,
+            "passed": [k for k, r in results.items() if r["result"] == "pass"],
+            "skipped": [k for k, r in results.items() if r["result"] == "skip"]}
+
+
+def _kinds(kinds):
+    if kinds in (None, "", []):
+        return list(leapfrog_provision.KINDS)
+    if isinstance(kinds, str):
+        kinds = [part.strip() for part in kinds.split(",") if part.strip()]
+    unknown = [k for k in kinds if k not in leapfrog_provision.KINDS]
+    if unknown:
+        raise VerifyError(f"unknown provisioning kind(s) {', '.join(map(str, unknown))}; "
+                          f"known: {', '.join(leapfrog_provision.KINDS)}")
+    return [k for k in leapfrog_provision.KINDS if k in kinds]
 
 
 def catalog(auth_url=None, username=None, password=None, project_name=None,

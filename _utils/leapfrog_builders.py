@@ -632,9 +632,34 @@ def _throwaway_serve(plan, facts, suffix):
                                              "liveness": False}, **FIRST_CONTROLLER),
              node=node, where=address, changes="nothing: the operator's checks on the clones' "
              "data, served by the throwaway controller")
+    _throwaway_provision(plan, facts, suffix)
     plan.add(f"{node}_discard", "discard", "leapfrog.discard_node", {"run": facts["run"]},
              node=node, where=vm["hypervisor"],
              changes=f"{node}'s domain, disk and key removed")
+
+
+def _throwaway_provision(plan, facts, suffix):
+    """``rehearsal:provision``: a server (on the throwaway's own compute, mapped into the
+    cloned cell first), a network and a volume created and deleted on the clones."""
+    config, node = facts["config"], facts["throwaway"]["node"]
+    rehearsal = config["rehearsal"]
+    wanted = rehearsal["provision"]
+    if not wanted["kinds"]:
+        return
+    if "server" in wanted["kinds"]:
+        plan.add(f"{node}_map_compute", "discover", "leapfrog.call",
+                 _call("nova_manage.discover_hosts",
+                       {"release": config["releases"]["path"][-1], "suffix": suffix},
+                       **FIRST_CONTROLLER),
+                 node=node, where="first controller", changes=f"{node}'s nova-compute mapped "
+                 "into the cloned cell")
+    plan.add(f"{node}_provision", "provision", "leapfrog.call",
+             _call("openstack_verify.provision",
+                   {"kinds": wanted["kinds"], "image": wanted["image"],
+                    "flavor": wanted["flavor"], "network": wanted["network"], "host": node,
+                    "address": rehearsal["address"], "timeout": 120}, **FIRST_CONTROLLER),
+             node=node, where=rehearsal["address"], changes=f"{', '.join(wanted['kinds'])} "
+             "created and deleted on the clones")
 
 
 def _cleanups(plan, facts, suffix):

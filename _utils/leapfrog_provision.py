@@ -9,7 +9,10 @@ Each kind is a cycle run over and over by its own thread until stopped (or ``dur
 - ``volume``: create a 1 GiB volume, wait until available, delete it;
 - ``server``: boot a server from ``image``/``flavor`` with a NIC on ``network`` (nova
   creates the port and neutron binds it on the compute, as for users; no NIC when
-  ``network`` is empty), wait until ACTIVE, delete it and wait until it is gone.
+  ``network`` is empty) on compute ``host`` when given, wait until ACTIVE, delete it and
+  wait until it is gone.
+
+``once`` runs each kind's cycle a single time (a rehearsal's throwaway controller).
 
 A cycle succeeds when every call of it does within ``timeout``. What a cycle created is
 deleted even when it failed halfway (and once more when the probe stops), named
@@ -28,6 +31,7 @@ import leapfrog_keystone
 
 KINDS = ("network", "volume", "server")
 NOVA_MICROVERSION = "2.37"  # "networks": "none" without a network
+HOST_MICROVERSION = "2.74"  # a server's "host" (admin): booted on that compute
 
 
 class ProvisionFailed(Exception):
@@ -99,9 +103,12 @@ class Cycles:
     # -- server: booted, ACTIVE, deleted, gone
     def server(self, name):
         base = self.base("compute", ("compute",))
-        server = self.call("server create", "POST", f"{base}/servers", json={"server": {
-            "name": name, "imageRef": self._image(), "flavorRef": self._flavor(),
-            "networks": self._networks()}})["server"]["id"]
+        body = {"name": name, "imageRef": self._image(), "flavorRef": self._flavor(),
+                "networks": self._networks()}
+        if self.conf.get("host"):
+            body["host"] = self.conf["host"]
+        server = self.call("server create", "POST", f"{base}/servers",
+                           json={"server": body})["server"]["id"]
         try:
             def active():
                 found = self.call("server show", "GET", f"{base}/servers/{server}")["server"]
@@ -150,6 +157,35 @@ class Cycles:
         return self.bases["flavor"]
 
 
+def _session(conf, kind, agent="leapfrog-provision"):
+    """A session of its own per kind: the compute microversion header only for nova's."""
+    version = HOST_MICROVERSION if conf.get("host") else NOVA_MICROVERSION
+    return leapfrog_keystone.Session(
+        conf, agent=agent,
+        headers={"OpenStack-API-Version": f"compute {version}"} if kind == "server" else None)
+
+
+def once(conf, kinds=KINDS, tag=None):
+    """Each kind's cycle once, one after the other: ``{kind: {"result": pass|fail|skip,
+    "seconds", "reason"}}``; a kind whose service is not in the catalog is skipped."""
+    tag = tag or time.strftime("%H%M%S")
+    out = {}
+    for kind in kinds:
+        session, began = _session(conf, kind, "leapfrog-provision-once"), time.monotonic()
+        try:
+            session.authenticate()
+            getattr(Cycles(session, conf, tag), kind)(f"lf-prov-{tag}-{kind}")
+            out[kind] = {"result": "pass", "reason": "created and deleted"}
+        except (ProvisionFailed, leapfrog_keystone.RequestFailed) as exc:
+            reason = str(exc.args[0])
+            missing = reason.startswith("no ") and reason.endswith("service in the catalog")
+            out[kind] = {"result": "skip" if missing else "fail", "reason": reason}
+        finally:
+            session.close()
+        out[kind]["seconds"] = round(time.monotonic() - began, 3)
+    return out
+
+
 class Provisioner:
     """Run each kind's cycle in its own thread until ``stop()`` or ``duration``."""
 
@@ -168,11 +204,7 @@ class Provisioner:
         self.started = self.ended = None
 
     def _loop(self, kind):
-        # each kind its own session: the compute microversion header only for nova's
-        session = leapfrog_keystone.Session(
-            self.conf, agent="leapfrog-provision",
-            headers={"OpenStack-API-Version": f"compute {NOVA_MICROVERSION}"}
-            if kind == "server" else None)
+        session = _session(self.conf, kind)
         cycles = Cycles(session, self.conf, self.tag)
         deadline = time.monotonic() + self.duration
         count, authenticated = 0, False

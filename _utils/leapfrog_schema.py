@@ -40,6 +40,7 @@ _SUFFIX = re.compile(r"\A_[a-z0-9][a-z0-9_]{0,31}\Z")
 DEFAULT_SUFFIX = "_upgrade"
 _VHOST = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
 DEFAULT_VHOST = "leapfrog_rehearsal"
+PROVISION_KINDS = ("server", "network", "volume")
 
 
 class Field:
@@ -106,6 +107,14 @@ def vhost_problem(value):
     if not _VHOST.match(value):
         return (f"expected 1-64 letters, digits, '_', '-' or '.' (a RabbitMQ vhost of its own, "
                 f"e.g. {DEFAULT_VHOST}), got {value!r}")
+    return None
+
+
+def _provision_kinds(value):
+    unknown = [k for k in value if k not in PROVISION_KINDS]
+    if unknown:
+        return (f"unknown kind(s) {', '.join(map(repr, unknown))}; known: "
+                f"{', '.join(PROVISION_KINDS)}")
     return None
 
 
@@ -244,6 +253,19 @@ SCHEMA = {
                        doc="its RabbitMQ virtual host (the production user's, never the "
                            "cloud's own vhost): its services and the cloned cells' transport "
                            "URL use it"),
+        "provision": Field(dict, required=False, default={},
+                           doc="what is created and deleted on it once its checks pass",
+                           keys={
+            "kinds": Field(list, required=False, default=[], items=Field(str),
+                           check=_provision_kinds,
+                           doc="server, network, volume (default: none)"),
+            "image": Field(str, required=False, default="",
+                           doc="the server's image (a name in the cloud)"),
+            "flavor": Field(str, required=False, default="",
+                            doc="the server's flavor (a name in the cloud)"),
+            "network": Field(str, required=False, default="",
+                             doc="the server's network (default: no NIC)"),
+        }),
     }),
     "backups": Field(dict, keys={
         "dir": Field(str),
@@ -376,6 +398,11 @@ def _rehearsal_checks(config, where, problems):
     if not address:
         problems.append(f"{where}:rehearsal:address: required with rehearsal:node: the IP "
                         f"address {node}'s services listen on (see {EXAMPLE})")
+    provision = rehearsal.get("provision")
+    if isinstance(provision, dict) and "server" in (provision.get("kinds") or []) and not (
+            provision.get("image") and provision.get("flavor")):
+        problems.append(f"{where}:rehearsal:provision: a server needs image and flavor (names "
+                        "in the cloud)")
     haproxy = config.get("haproxy")
     if address and isinstance(haproxy, dict) and address == haproxy.get("vip"):
         problems.append(f"{where}:rehearsal:address: {address} is the production VIP "

@@ -59,6 +59,8 @@ KINDS = {
     "throwaway": "makes the rehearsal's throwaway controller (a VM of its own)",
     "rehome": "points the clones' catalog at the throwaway controller",
     "discard": "removes the throwaway controller (domain, disk, key)",
+    "discover": "maps a compute host into its cell (nova-manage cell_v2 discover_hosts)",
+    "provision": "creates and deletes what users create (server, network, volume)",
 }
 
 FIELDS = ("name", "kind", "function", "kwargs", "node", "where", "changes", "impact",

@@ -874,7 +874,7 @@ class OpenStackCloud:
         if host in self.controllers or host in self.computes:
             raise CloudError(f"{host} is a node of this cloud, not a throwaway controller")
         if isinstance(releases, str):
-            releases = dict.fromkeys(self.controller_kinds, releases)
+            releases = dict.fromkeys(rehearsal_node.kinds(self), releases)
         self.throwaways[host] = dict(spec)
         self.throwaway_services[host] = rehearsal_node.services(self, host, spec, releases)
         self.throwaway_stubs[host] = rehearsal_node.stub(self, host, spec)
@@ -986,8 +986,8 @@ class OpenStackCloud:
         (a shared MariaDB) or stop its own MariaDB; remove ``run_dir`` if ``remove``."""
         errors = []
         services = [*self.computes.values(),
-                    *(svc[k] for svc in (*self.controllers.values(),
-                                         *self.throwaway_services.values())
+                    *(s for svc in self.throwaway_services.values() for s in svc.values()),
+                    *(svc[k] for svc in self.controllers.values()
                       for k in reversed(self.controller_kinds)
                       if k in svc)]
         # TERM them all at once, then collect: a stop costs at most one timeout overall

@@ -2,7 +2,8 @@
 (leapfrog's redeploy SLS with pillar ``leapfrog:db_suffix``, ``transport_vhost`` and
 ``address``; issue 18).
 
-The cloud's controller services on ``address``, each API on its VIP frontend's port (the
+The cloud's controller services and a nova-compute (the fake driver, host ``node``) on
+``address``, each API on its VIP frontend's port (the
 clones' catalog, rewritten by ``clone_rehome.catalog``, keeps the ports), over the clones
 ``<database><suffix>``, on RabbitMQ vhost ``vhost`` (made afresh at each deploy, the
 cloud's user), with a keystone of its own (fresh fernet keys; the cloud's credential keys,
@@ -72,16 +73,23 @@ def settings(cloud, host, spec_):
     return out
 
 
+def kinds(cloud):
+    """A controller's services and a nova-compute of its own (a rehearsal's server boots
+    there: the clones' computes report to production, not to its vhost)."""
+    return (*cloud.controller_kinds, "nova-compute")
+
+
 def services(cloud, host, spec_, releases):
     """``{kind: OpenStackService}`` of the throwaway, each at ``releases[kind]`` (without
     settings when the cloud was attached without its database: they cannot be written)."""
     ports = _ports(cloud)
     conf = settings(cloud, host, spec_) if cloud.mariadb is not None else None
-    return {kind: OpenStackService(kind, releases[kind],
+    fallback = next(iter(releases.values()))
+    return {kind: OpenStackService(kind, releases.get(kind, fallback),
                                    os.path.join(run_dir(cloud, host), kind.replace("nova-", "n")),
                                    spec_["address"], host=host, settings=conf,
                                    port=ports.get(kind))
-            for kind in cloud.controller_kinds}
+            for kind in kinds(cloud)}
 
 
 def stub(cloud, host, spec_):

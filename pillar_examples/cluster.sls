@@ -66,6 +66,11 @@ leapfrog:
         node: upg01                       # its minion id (never a node of vms:nodes)
         address: 10.0.0.41                # the IP its services listen on (never the VIP)
         # vhost: leapfrog_rehearsal       # its RabbitMQ vhost (default); the production user
+        provision:                        # optional: created and deleted on it once checked
+          kinds: [server, network, volume]  # a server boots on its own nova-compute
+          image: cirros                   # the server's image and flavor (names in the cloud)
+          flavor: m1.tiny
+          # network: private              # the server's NIC (default: none)
         # hypervisor: kvm01               # default: the first node of vms:nodes's
         # like: ctl01                     # domain it copies; default: that first node's
       backups:

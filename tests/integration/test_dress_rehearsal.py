@@ -4,9 +4,9 @@ the bridge): ``orch.test_upgrade`` of 2024.1 -> 2026.1 with the throwaway contro
 
 1. Every service migrated on the clones; upg01 made like ctl01, deployed at 2026.1 on the
    clones and its own RabbitMQ vhost, checked through its own keystone (the operator's
-   checks: the 2026.1 compute API serving production's servers from the clones), then
-   discarded: no domain, disk, key, clone or process left; production's structure and
-   migration versions unchanged.
+   checks: the 2026.1 compute API serving production's servers from the clones), a server
+   booted on its own nova-compute and deleted, then discarded: no domain, disk, key, clone
+   or process left; production's servers, structure and migration versions unchanged.
 2. A row the API cannot read (a server's flavor cut short in production's nova DB, planted
    before cloning): the rehearsal fails at upg01's checks naming the check and what the API
    answered; the throwaway and the clones are removed, production is untouched.
@@ -61,7 +61,7 @@ def _rehearse(lab):
 
 
 def test_the_throwaway_controller_serves_the_migrated_clones_and_is_gone(lab):
-    before = _structure(lab)
+    before, servers = _structure(lab), set(lab.cloud.servers())
     result = _rehearse(lab)
     assert result.returncode == 0, result.failed()
     steps = journal_steps(lab, result.run)
@@ -88,6 +88,13 @@ def test_the_throwaway_controller_serves_the_migrated_clones_and_is_gone(lab):
     assert ours == {("nova-conductor", "up"), ("nova-scheduler", "up")}
     production = lab.cloud.servers()
     assert checked["checks"]["servers"]["detail"]["count"] == len(production) > 0
+    mapped = steps[f"{NODE}_map_compute"]["result"]["ctl01"]
+    assert mapped["hosts"] == [NODE]  # its own nova-compute, in the cloned cell
+    made_there = steps[f"{NODE}_provision"]["result"]["ctl01"]  # pillar rehearsal:provision
+    assert made_there["passed"] == ["server"], made_there
+    _log(f"[dress] a server booted and deleted on {NODE}: "
+         f"{made_there['kinds']['server']['seconds']} s")
+    assert set(lab.cloud.servers()) == servers  # nothing of it in production
     assert steps[f"{NODE}_discard"]["result"]["discarded"] is True
     report = run_report(lab, result.run)  # each check's time on the clones, in the report
     timed = {c["check"]: c for c in report["checks"] if c["step"] == f"{NODE}_verify"}

@@ -230,3 +230,23 @@ def test_liveness_off_lists_services_without_requiring_them_up(cloud):
         "1 of 4 compute services down: nova-compute on cmp02 (not required: liveness off)")
     assert report["checks"]["hypervisors"]["detail"]["down"] == ["cmp02"]
     assert verify.check(checks="compute_services")["failed"] == ["compute_services"]
+
+
+def test_provision_checks_its_arguments_and_the_catalog_before_creating_anything(cloud):
+    with pytest.raises(verify.VerifyError, match=r"unknown provisioning kind\(s\) router"):
+        verify.provision(kinds="server,router")
+    with pytest.raises(verify.VerifyError, match="a server needs image= and flavor="):
+        verify.provision(kinds="server")
+    PILLAR["leapfrog"]["verify"]["auth_url"] = f"http://localhost:{cloud.port}/identity"
+    cloud.base = f"http://localhost:{cloud.port}"  # a clone's catalog not rewritten
+    with pytest.raises(verify.VerifyError, match=r"provision: the catalog sends .* not to "
+                                                 r"127\.0\.0\.1"):
+        verify.provision(kinds="server", image="cirros", flavor="m1", address="127.0.0.1")
+    assert [r for r in cloud.requests if r[0] == "POST" and "auth" not in r[1]] == []
+    assert CONTEXT["retcode"] == 1
+
+
+def test_provision_skips_a_kind_whose_service_the_catalog_lacks(cloud):
+    got = verify.provision(kinds="network,volume")
+    assert got["skipped"] == ["network", "volume"] and got["passed"] == []
+    assert got["kinds"]["network"]["reason"] == "no network service in the catalog"

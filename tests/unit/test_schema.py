@@ -132,10 +132,20 @@ def test_a_physical_backup_needs_a_galera_cluster_and_its_node(example):
 def test_the_throwaway_controller_is_never_a_production_node(example):
     """rehearsal:node names the rehearsal's own VM: a node of vms:nodes would have its key
     and domain replaced, then discarded."""
-    assert example["rehearsal"] == {"node": "upg01", "address": "10.0.0.41"}  # the example's
+    provision = {"kinds": ["server", "network", "volume"], "image": "cirros",
+                 "flavor": "m1.tiny"}
+    assert example["rehearsal"] == {"node": "upg01", "address": "10.0.0.41",
+                                    "provision": provision}  # the example pillar's
     checked = leapfrog_schema.validate(example, "prod1")
     assert checked["rehearsal"] == {"node": "upg01", "hypervisor": "", "like": "",
-                                    "address": "10.0.0.41", "vhost": "leapfrog_rehearsal"}
+                                    "address": "10.0.0.41", "vhost": "leapfrog_rehearsal",
+                                    "provision": {**provision, "network": ""}}
+    example["rehearsal"]["provision"] = {"kinds": ["server", "router"]}
+    assert problems_of(example) == [
+        "leapfrog:clusters:prod1:rehearsal:provision:kinds: unknown kind(s) 'router'; known: "
+        "server, network, volume",
+        "leapfrog:clusters:prod1:rehearsal:provision: a server needs image and flavor (names in "
+        "the cloud)"]
     target = leapfrog_throwaway.target(checked)
     first = next(iter(checked["vms"]["nodes"]))
     assert (target["node"], target["like"]) == ("upg01", first)
@@ -162,6 +172,7 @@ def test_the_throwaway_controller_is_never_a_production_node(example):
     del example["rehearsal"]
     assert leapfrog_schema.validate(example, "prod1")["rehearsal"] == {
         "node": "", "hypervisor": "", "like": "", "address": "",
-        "vhost": "leapfrog_rehearsal"}
+        "vhost": "leapfrog_rehearsal",
+        "provision": {"kinds": [], "image": "", "flavor": "", "network": ""}}
     with pytest.raises(leapfrog_errors.LeapfrogError, match="rehearsal:node is not set"):
         leapfrog_throwaway.target(leapfrog_schema.validate(example, "prod1"))

@@ -53,6 +53,10 @@ leapfrog:
       rehearsal:
         node: upg01  # the throwaway controller (leapfrog.throwaway_node): a VM like ctl01
         address: 127.0.1.41  # its services' address (lab/rehearsal_node.py)
+        provision:  # a server booted on upg01's own nova-compute (fake driver), then deleted
+          kinds: [server]
+          image: cirros-lab
+          flavor: m1.lab
       backups:
         dir: {{ run }}/backups
       data_plane:
