@@ -927,19 +927,34 @@ def _create_cell(nova, conn, name, disabled=False, via="auto"):
             "seconds": result["seconds"]}
 
 
-def discover_hosts(release=None, cell=None, by_service=False, **kwargs):
+def discover_hosts(release=None, cell=None, by_service=False, host=None, timeout=120,
+                   **kwargs):
     """
     Map compute hosts to cells (``cell``: a cell name, looked up by name). Returns the hosts
-    newly mapped.
+    newly mapped. With ``host``, again every few seconds until that compute host is mapped
+    (a nova-compute just started registers within seconds), for up to ``timeout`` seconds;
+    then an error naming it.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt ctl01 nova_manage.discover_hosts release=2026.1 cell=cell1
+        salt ctl01 nova_manage.discover_hosts release=2026.1 suffix=_upgrade host=upg01
     """
     opts, nova, conn = _setup(kwargs, release)
-    return _discover(nova, conn, cell, by_service, opts.get("via", "auto"))
+    limit = leapfrog_parse.seconds(timeout, "timeout", error=NovaManageError)
+    deadline, hosts = time.monotonic() + limit, []
+    while True:
+        found = _discover(nova, conn, cell, by_service, opts.get("via", "auto"))
+        hosts += found["hosts"]
+        if host is None or conn.query("api", "SELECT 1 FROM host_mappings WHERE host = %s",
+                                      (host,)):
+            return dict(found, hosts=hosts, changed=bool(hosts))
+        if time.monotonic() > deadline:
+            raise NovaManageError(f"compute host {host} not found in any cell after {limit:.0f} "
+                                  "s: is its nova-compute running and reporting?")
+        time.sleep(3)
 
 
 _HOST_MAPPED = re.compile(r"Creating host mapping for (?:compute host|service) '([^']+)'")

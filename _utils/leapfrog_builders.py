@@ -649,8 +649,8 @@ def _throwaway_provision(plan, facts, suffix):
     if "server" in wanted["kinds"]:
         plan.add(f"{node}_map_compute", "discover", "leapfrog.call",
                  _call("nova_manage.discover_hosts",
-                       {"release": config["releases"]["path"][-1], "suffix": suffix},
-                       **FIRST_CONTROLLER),
+                       {"release": config["releases"]["path"][-1], "suffix": suffix,
+                        "host": node, "timeout": 120}, **FIRST_CONTROLLER),
                  node=node, where="first controller", changes=f"{node}'s nova-compute mapped "
                  "into the cloned cell")
     plan.add(f"{node}_provision", "provision", "leapfrog.call",

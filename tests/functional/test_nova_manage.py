@@ -316,6 +316,11 @@ def test_discover_hosts_maps_the_seeded_compute(env, upgrade):
     with env["db"].connect("api") as conn, conn.cursor() as cur:
         cur.execute("SELECT host FROM host_mappings")
         assert [r[0] for r in cur.fetchall()] == ["cmp01"]
+    again = fn(env, "discover_hosts")(release="2026.1", host="cmp01", timeout=0)
+    assert again["hosts"] == [] and again["changed"] is False  # mapped already: no wait
+    with pytest.raises(Exception, match="compute host upg99 not found in any cell after 0 s: "
+                                        "is its nova-compute running and reporting"):
+        fn(env, "discover_hosts")(release="2026.1", host="upg99", timeout=0)
 
 
 def test_isolate_cells_moves_a_clones_cells_to_its_databases_and_vhost(env):
