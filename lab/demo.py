@@ -65,9 +65,11 @@ THROWAWAY = "upg01"  # the lab pillar's rehearsal:node
 def show_rehearsal(states):
     for step in ("snapshot", "clone", "isolate", "staged_sync", "verify",
                  f"{THROWAWAY}_create", "rehome_catalog", f"{THROWAWAY}_deploy",
-                 f"{THROWAWAY}_verify", f"{THROWAWAY}_discard", "production_unchanged",
-                 "drop_clones"):
-        state = states.get(step, {})
+                 f"{THROWAWAY}_verify", f"{THROWAWAY}_map_compute", f"{THROWAWAY}_provision",
+                 f"{THROWAWAY}_discard", "production_unchanged", "drop_clones"):
+        if step not in states:  # a step this plan does not have (e.g. no provisioning)
+            continue
+        state = states[step]
         ok = "ok  " if state.get("result") else "FAIL"
         error = (state.get("changes", {}).get("return") or {}).get("error", "") \
             if isinstance(state.get("changes", {}).get("return"), dict) else ""
