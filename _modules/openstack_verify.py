@@ -70,8 +70,9 @@ class VerifyError(leapfrog_errors.LeapfrogError):
 
 # One check failed; the message is its short reason (the session raises it too).
 _CheckFailed = leapfrog_keystone.RequestFailed
-# the checks that also ask whether services are alive (not only that the API answers)
-LIVENESS = ("compute_services", "hypervisors", "network_agents", "volume_services")
+# the connection arguments a caller may give instead of pillar leapfrog:verify's
+AUTH_ARGS = {"auth_url", "username", "password", "project_name", "user_domain_name",
+             "project_domain_name", "region_name", "interface", "verify_tls"}
 
 
 class _Down(_CheckFailed):
@@ -98,17 +99,24 @@ def _settings(overrides):
     return conf
 
 
-def _check_list(checks):
-    if checks in (None, "", []):
-        return list(CHECKS)
-    if isinstance(checks, str):
-        checks = [part.strip() for part in checks.split(",") if part.strip()]
-    elif isinstance(checks, dict):  # {name: true/false}
-        checks = [name for name, enabled in checks.items() if enabled]
-    unknown = [name for name in checks if name not in CHECKS]
+def _chosen(value, known, what):
+    """The names of ``known`` that ``value`` picks (a list, comma-separated text or
+    ``{name: true/false}``; empty: all), in ``known``'s order; an unknown name is refused."""
+    if value in (None, "", []):
+        return list(known)
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    elif isinstance(value, dict):  # {name: true/false}
+        value = [name for name, enabled in value.items() if enabled]
+    unknown = [name for name in value if name not in known]
     if unknown:
-        raise VerifyError(f"unknown check(s) {', '.join(map(str, unknown))}; known: {', '.join(CHECKS)}")
-    return [name for name in CHECKS if name in checks]
+        raise VerifyError(f"unknown {what}(s) {', '.join(map(str, unknown))}; known: "
+                          f"{', '.join(known)}")
+    return [name for name in known if name in value]
+
+
+def _check_list(checks):
+    return _chosen(checks, CHECKS, "check")
 
 
 _join = leapfrog_keystone.join
@@ -221,7 +229,7 @@ def _down(rows, what):
     detail = {"count": len(rows), "down": [f"{r['binary']} on {r['host']}" for r in down]}
     if down:
         raise _Down(f"{len(down)} of {len(rows)} {what} down: "
-                           f"{', '.join(detail['down'])}", detail)
+                    f"{', '.join(detail['down'])}", detail)
     return f"{len(rows)} {what} up", detail
 
 
@@ -413,10 +421,8 @@ def wait(timeout=300, interval=5, checks=None, **kwargs):
         salt ctl01 openstack_verify.wait timeout=600 interval=10
     """
     kwargs = {k: v for k, v in kwargs.items() if not k.startswith("__")}
-    unknown = set(kwargs) - {"auth_url", "username", "password", "project_name",
-                             "user_domain_name", "project_domain_name", "region_name",
-                             "interface", "timeout_request", "verify_tls", "all_tenants",
-                             "address", "liveness"}
+    unknown = set(kwargs) - AUTH_ARGS - {"timeout_request", "all_tenants", "address",
+                                         "liveness"}
     if unknown:
         raise VerifyError(f"openstack_verify.wait: unknown argument(s) {', '.join(sorted(unknown))}")
     if "timeout_request" in kwargs:
@@ -462,13 +468,11 @@ def provision(kinds=None, image=None, flavor=None, network=None, host=None, time
         salt ctl01 openstack_verify.provision address=10.0.0.41 host=upg01 image=cirros flavor=m1.tiny
     """
     auth = {k: v for k, v in kwargs.items() if not k.startswith("__")}
-    unknown = set(auth) - {"auth_url", "username", "password", "project_name",
-                           "user_domain_name", "project_domain_name", "region_name",
-                           "interface", "verify_tls"}
+    unknown = set(auth) - AUTH_ARGS
     if unknown:
         raise VerifyError(f"openstack_verify.provision: unknown argument(s) "
                           f"{', '.join(sorted(unknown))}")
-    wanted = _kinds(kinds)
+    wanted = _chosen(kinds, leapfrog_provision.KINDS, "provisioning kind")
     if "server" in wanted and not (image and flavor):
         raise VerifyError("provision: a server needs image= and flavor= (names in the cloud)")
     conf = _settings(dict(auth, address=address))
@@ -490,18 +494,6 @@ def provision(kinds=None, image=None, flavor=None, network=None, host=None, time
     return {"auth_url": conf["auth_url"], "kinds": results,
             "passed": [k for k, r in results.items() if r["result"] == "pass"],
             "skipped": [k for k, r in results.items() if r["result"] == "skip"]}
-
-
-def _kinds(kinds):
-    if kinds in (None, "", []):
-        return list(leapfrog_provision.KINDS)
-    if isinstance(kinds, str):
-        kinds = [part.strip() for part in kinds.split(",") if part.strip()]
-    unknown = [k for k in kinds if k not in leapfrog_provision.KINDS]
-    if unknown:
-        raise VerifyError(f"unknown provisioning kind(s) {', '.join(map(str, unknown))}; "
-                          f"known: {', '.join(leapfrog_provision.KINDS)}")
-    return [k for k in leapfrog_provision.KINDS if k in kinds]
 
 
 def catalog(auth_url=None, username=None, password=None, project_name=None,
