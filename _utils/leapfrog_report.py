@@ -26,6 +26,7 @@ import re
 from xml.sax.saxutils import escape as xml_escape, quoteattr
 
 import leapfrog_journal
+import leapfrog_keystone
 import leapfrog_scrub
 import leapfrog_step_lines
 
@@ -42,7 +43,6 @@ PROBE_FIELDS = ("requests", "ok", "failures", "failure_rate", "longest_outage",
 COLOURS = {"done": "#43a047", "failed": "#e53935", "skipped": "#9e9e9e",
            "running": "#fb8c00", "pending": "#e0e0e0"}
 NOT_RECORDED = "not recorded"
-_HOST = re.compile(r"\A[a-z][a-z0-9+.-]*://(?:[^@/]*@)?(\[[^\]]*\]|[^:/]*)")
 
 
 # --------------------------------------------------------------------------- safe text
@@ -157,11 +157,11 @@ def _checks(data):
         for answer in result.values():
             if not isinstance(answer, dict) or not isinstance(answer.get("checks"), dict):
                 continue
-            where = _HOST.match(str(answer.get("auth_url") or ""))
+            where = leapfrog_keystone.host_of(str(answer.get("auth_url") or ""))
             for name, check in answer["checks"].items():
                 if isinstance(check, dict):
                     out.append({"step": scrub(record.get("name"), 64),
-                                "where": scrub(where.group(1) if where else "", 64),
+                                "where": scrub(where, 64),
                                 "check": scrub(name, 64), "result": scrub(check.get("result"), 8),
                                 "seconds": check.get("latency"),
                                 "reason": scrub(check.get("reason"), RESULT_LIMIT)})
