@@ -461,10 +461,10 @@ def _verify_backups(plan, sources, kind, module, what):
 def _restore_galera(plan, nodes, mid, backup):
     """The whole Galera cluster back to ``backup``: every node stopped (the others side by
     side, then ``mid``, which holds the backup), the cluster bootstrapped on ``mid`` from it
-    (its checksums compared with the backup's). Returns the other nodes' joins (a full SST each), branches for the
-    rollback to run side by side with the controllers' start: the bootstrapped node serves
-    the cloud alone meanwhile (a joiner opens its port once its SST is in; a mariabackup
-    SST does not block the donor's writes)."""
+    (its checksums compared with the backup's). Returns the other nodes' joins (a full SST
+    each), branches for the rollback to run side by side with the controllers' start: the
+    bootstrapped node serves the cloud alone meanwhile (a joiner opens its port once its
+    SST is in; a mariabackup SST does not block the donor's writes)."""
     others = [node for node in nodes if node != mid]
 
     def stop(node):
