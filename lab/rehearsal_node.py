@@ -19,15 +19,18 @@ starts and stops its services with its VM, as a controller's.
     cloud.add_throwaway("upg01", spec)       # then cloud.start_node("upg01", "2026.1")
 """
 import os
-import re
 import shutil
+import sys
 
 from lab.http_backend import require_loopback
 from lab.neutron_stub import NeutronStub
 from lab.openstack_service import OpenStackService
 
-SUFFIX = re.compile(r"\A_[a-z0-9][a-z0-9_]{0,31}\Z")
-VHOST = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
+# the same rules for a suffix, a vhost and a URL's host as leapfrog's own
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "_utils"))
+import leapfrog_keystone  # noqa: E402  pylint: disable=wrong-import-position
+import leapfrog_schema  # noqa: E402  pylint: disable=wrong-import-position
 
 
 class ThrowawayError(RuntimeError):
@@ -36,10 +39,12 @@ class ThrowawayError(RuntimeError):
 
 def spec(address, suffix, vhost):
     """The throwaway's settings, checked: a loopback address, a clone suffix, a vhost."""
-    if not SUFFIX.match(str(suffix or "")):
-        raise ThrowawayError(f"db_suffix {suffix!r}: '_' then lower-case letters, digits, '_'")
-    if not VHOST.match(str(vhost or "")):
-        raise ThrowawayError(f"transport_vhost {vhost!r}: letters, digits, '_', '-', '.'")
+    problem = leapfrog_schema.clone_suffix(suffix, ())
+    if problem:
+        raise ThrowawayError(f"db_suffix: {problem}")
+    problem = leapfrog_schema.vhost_problem(str(vhost or ""))
+    if problem:
+        raise ThrowawayError(f"transport_vhost: {problem}")
     return {"address": require_loopback(str(address)), "suffix": suffix, "vhost": vhost}
 
 
@@ -55,8 +60,7 @@ def _ports(cloud):
 
 def auth_url(cloud, spec_):
     """Its own keystone: the cloud's auth URL on the throwaway's address."""
-    host, port = cloud.haproxy.frontend_address("keystone")
-    return cloud.auth_url.replace(f"//{host}:{port}", f"//{spec_['address']}:{port}", 1)
+    return leapfrog_keystone.with_host(cloud.auth_url, spec_["address"])
 
 
 def settings(cloud, host, spec_):
